@@ -1,0 +1,476 @@
+//! The inference endpoints: `/api/embed`, `/api/embeddings`, `/api/generate`, `/api/chat`.
+//!
+//! Each follows Ollama's order of checks (body, model name, model lookup, capability), then the
+//! injected fault, then the scheduler: wait for the model to load, take a slot (one per embed
+//! input, in turn), hold it for the service time. Slots and counters are RAII guards, so a client
+//! that disconnects mid-request frees its slot when axum drops the handler's future.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+
+use super::types::{
+    ChatRequest, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
+    GenerateRequest, Metrics,
+};
+use super::{ApiError, NodeState, json as json_response, nanos_since, parse_body, reset_response};
+use crate::embedding::{embed as embed_vector, estimate_tokens, fnv1a};
+use crate::faults::{self, FAULT_HEADER, Fault};
+use crate::models::ModelKind;
+use crate::scheduler::{Busy, ModelRuntime};
+
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        ApiError::busy()
+    }
+}
+
+/// What the fault draw decided, after a stall (if any) has been served.
+enum Proceed {
+    Serve,
+    Abort(Response),
+}
+
+/// Draws this request's fault (or reads the forced one) and applies it.
+async fn apply_fault(
+    state: &NodeState,
+    headers: &HeaderMap,
+    rng: &mut SmallRng,
+) -> Result<Proceed, ApiError> {
+    let forced = match headers.get(FAULT_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid {FAULT_HEADER} header"),
+                    )
+                })?
+                .parse::<Fault>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?,
+        ),
+    };
+    let config = state.scheduler.config();
+    match faults::decide(&config.faults, forced, rng) {
+        Fault::None => Ok(Proceed::Serve),
+        Fault::Error => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mock-ollama: injected server error",
+        )),
+        Fault::Reset => Ok(Proceed::Abort(reset_response())),
+        Fault::Stall => {
+            tokio::time::sleep(config.faults.stall).await;
+            Ok(Proceed::Serve)
+        }
+    }
+}
+
+/// Holds the slot for `took`; a zero service time does not even yield, so the node's own
+/// overhead can be measured.
+async fn serve(state: &NodeState, took: Duration) {
+    if !took.is_zero() {
+        tokio::time::sleep(took).await;
+    }
+    state.metrics.observe_service(took);
+}
+
+fn embedding_model(state: &NodeState, name: &str) -> Result<(Arc<ModelRuntime>, usize), ApiError> {
+    let model = state.scheduler.resolve(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("model {name:?} not found, try pulling it first"),
+        )
+    })?;
+    match model.spec.kind {
+        ModelKind::Embedding { dim } => Ok((Arc::clone(model), dim)),
+        ModelKind::Generation => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this model does not support embeddings",
+        )),
+    }
+}
+
+/// Embeds `inputs` one slot at a time; returns the vectors, token count and load wait.
+async fn embed_items(
+    state: &NodeState,
+    model: &Arc<ModelRuntime>,
+    dim: usize,
+    inputs: &[String],
+    rng: &mut SmallRng,
+) -> Result<(Vec<Vec<f32>>, u64, Duration), ApiError> {
+    let (in_use, load_wait) = state.scheduler.acquire_model(model).await;
+    let mut vectors = Vec::with_capacity(inputs.len());
+    let mut tokens = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        let item_tokens = estimate_tokens(input);
+        tokens += item_tokens;
+        let took = state.scheduler.service_time(item_tokens, rng);
+        let slot = state.scheduler.slot(model, &state.metrics, i == 0).await?;
+        serve(state, took).await;
+        drop(slot);
+        vectors.push(embed_vector(&model.spec.name, input, dim));
+    }
+    drop(in_use);
+    Ok((vectors, tokens, load_wait))
+}
+
+pub(super) async fn embed(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let request: EmbedRequest = parse_body(body)?;
+    let name = request.model.unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "model '' not found"));
+    }
+    let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "invalid input type");
+    let inputs: Vec<String> = match request.input {
+        Value::Null => Vec::new(),
+        Value::String(text) if text.is_empty() => Vec::new(),
+        Value::String(text) => vec![text],
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text),
+                _ => Err(invalid()),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid()),
+    };
+    let (model, dim) = embedding_model(&state, &name)?;
+    let mut rng = state.scheduler.request_rng();
+    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
+        return Ok(response);
+    }
+    let (embeddings, prompt_eval_count, load_wait) =
+        embed_items(&state, &model, dim, &inputs, &mut rng).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &EmbedResponse {
+            model: name,
+            embeddings,
+            total_duration: nanos_since(start),
+            load_duration: (load_wait.as_nanos() as u64).max(1),
+            prompt_eval_count,
+        },
+    ))
+}
+
+pub(super) async fn embeddings(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: EmbeddingsRequest = parse_body(body)?;
+    let name = request.model.unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
+    }
+    let (model, dim) = embedding_model(&state, &name)?;
+    let mut rng = state.scheduler.request_rng();
+    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
+        return Ok(response);
+    }
+    let prompt: Vec<String> = request
+        .prompt
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    let (vectors, _, _) = embed_items(&state, &model, dim, &prompt, &mut rng).await?;
+    let embedding = vectors
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &EmbeddingsResponse { embedding },
+    ))
+}
+
+/// Which generation endpoint is answering; decides the response shape and error texts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Generate,
+    Chat,
+}
+
+/// A validated generation request.
+struct Generation {
+    endpoint: Endpoint,
+    model_name: String,
+    model: Arc<ModelRuntime>,
+    prompt: String,
+    output_tokens: u64,
+    stream: bool,
+    unload: bool,
+}
+
+fn keep_alive_is_zero(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => matches!(s.trim(), "0" | "0s" | "0m" | "0h"),
+        _ => false,
+    }
+}
+
+fn generation_model(
+    state: &NodeState,
+    name: &str,
+    endpoint: Endpoint,
+) -> Result<Arc<ModelRuntime>, ApiError> {
+    let model = state
+        .scheduler
+        .resolve(name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("model '{name}' not found")))?;
+    if model.spec.is_embedding() {
+        let what = if endpoint == Endpoint::Generate {
+            "generate"
+        } else {
+            "chat"
+        };
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} does not support {what}", model.spec.name),
+        ));
+    }
+    Ok(Arc::clone(model))
+}
+
+fn output_tokens(state: &NodeState, num_predict: Option<i64>) -> u64 {
+    match num_predict {
+        Some(n) if n > 0 => n as u64,
+        _ => u64::from(state.scheduler.config().default_output_tokens).max(1),
+    }
+}
+
+pub(super) async fn generate(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let request: GenerateRequest = parse_body(body)?;
+    let model_name = request.model.unwrap_or_default();
+    if model_name.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "model '' not found"));
+    }
+    let model = generation_model(&state, &model_name, Endpoint::Generate)?;
+    let job = Generation {
+        endpoint: Endpoint::Generate,
+        prompt: request.prompt.unwrap_or_default(),
+        output_tokens: output_tokens(&state, request.options.and_then(|o| o.num_predict)),
+        stream: request.stream.unwrap_or(true),
+        unload: keep_alive_is_zero(request.keep_alive.as_ref()),
+        model_name,
+        model,
+    };
+    run_generation(state, headers, job, start).await
+}
+
+pub(super) async fn chat(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let request: ChatRequest = parse_body(body)?;
+    let model_name = request.model.unwrap_or_default();
+    if model_name.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
+    }
+    let model = generation_model(&state, &model_name, Endpoint::Chat)?;
+    let messages = request.messages.unwrap_or_default();
+    let prompt = messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let job = Generation {
+        endpoint: Endpoint::Chat,
+        prompt: if messages.is_empty() {
+            String::new()
+        } else {
+            prompt
+        },
+        output_tokens: output_tokens(&state, request.options.and_then(|o| o.num_predict)),
+        stream: request.stream.unwrap_or(true),
+        unload: keep_alive_is_zero(request.keep_alive.as_ref()),
+        model_name,
+        model,
+    };
+    run_generation(state, headers, job, start).await
+}
+
+const WORDS: [&str; 16] = [
+    "the",
+    "pool",
+    "routes",
+    "each",
+    "request",
+    "to",
+    "a",
+    "node",
+    "that",
+    "answers",
+    "with",
+    "tokens",
+    "while",
+    "others",
+    "wait",
+    "patiently",
+];
+
+/// One NDJSON line (or the whole non-streaming body) of a generation answer.
+fn chunk(job: &Generation, text: &str, done: Option<(&str, Metrics)>) -> Value {
+    let mut line = json!({
+        "model": job.model_name,
+        "created_at": humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
+        "done": done.is_some(),
+    });
+    match job.endpoint {
+        Endpoint::Generate => line["response"] = json!(text),
+        Endpoint::Chat => line["message"] = json!({ "role": "assistant", "content": text }),
+    }
+    if let Some((reason, metrics)) = done {
+        line["done_reason"] = json!(reason);
+        if let (Value::Object(map), Ok(Value::Object(extra))) =
+            (&mut line, serde_json::to_value(metrics))
+        {
+            map.extend(extra);
+        }
+    }
+    line
+}
+
+fn ndjson_line(value: &Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+async fn run_generation(
+    state: Arc<NodeState>,
+    headers: HeaderMap,
+    job: Generation,
+    start: Instant,
+) -> Result<Response, ApiError> {
+    let mut rng = state.scheduler.request_rng();
+    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
+        return Ok(response);
+    }
+    let (in_use, load_wait) = state.scheduler.acquire_model(&job.model).await;
+    if job.prompt.is_empty() {
+        // Ollama's preload (and unload with keep_alive 0): answered at once, never streamed.
+        let reason = if job.unload { "unload" } else { "load" };
+        drop(in_use);
+        if job.unload {
+            state.scheduler.unload(&job.model);
+        }
+        let mut body = chunk(&job, "", None);
+        body["done"] = json!(true);
+        body["done_reason"] = json!(reason);
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let slot = state
+        .scheduler
+        .slot(&job.model, &state.metrics, true)
+        .await?;
+    let prompt_tokens = estimate_tokens(&job.prompt).max(1);
+    let config = state.scheduler.config();
+    let prefill = state.scheduler.scaled(
+        config.latency.base
+            + config
+                .latency
+                .per_token
+                .saturating_mul(prompt_tokens as u32),
+        &mut rng,
+    );
+    let decode = state.scheduler.scaled(
+        config
+            .latency
+            .per_token
+            .saturating_mul(job.output_tokens as u32),
+        &mut rng,
+    );
+    let per_token = decode / job.output_tokens.max(1) as u32;
+    let mut words = SmallRng::seed_from_u64(fnv1a(job.prompt.as_bytes()));
+    let tokens: Vec<String> = (0..job.output_tokens)
+        .map(|i| {
+            format!(
+                "{}{}",
+                if i == 0 { "" } else { " " },
+                WORDS[words.random_range(0..WORDS.len())]
+            )
+        })
+        .collect();
+    let output_tokens = job.output_tokens;
+    let metrics_for = move |start: Instant| Metrics {
+        total_duration: nanos_since(start),
+        load_duration: (load_wait.as_nanos() as u64).max(1),
+        prompt_eval_count: prompt_tokens,
+        prompt_eval_duration: (prefill.as_nanos() as u64).max(1),
+        eval_count: output_tokens,
+        eval_duration: (decode.as_nanos() as u64).max(1),
+    };
+    if !job.stream {
+        serve(&state, prefill + decode).await;
+        drop((slot, in_use));
+        let body = chunk(&job, &tokens.concat(), Some(("stop", metrics_for(start))));
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    tokio::spawn(async move {
+        // The slot and the model stay held until the last line is written or the client leaves.
+        let _held = (slot, in_use);
+        if !prefill.is_zero() {
+            tokio::time::sleep(prefill).await;
+        }
+        for token in &tokens {
+            if !per_token.is_zero() {
+                tokio::time::sleep(per_token).await;
+            }
+            if tx
+                .send(ndjson_line(&chunk(&job, token, None)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        state.metrics.observe_service(prefill + decode);
+        let _ = tx
+            .send(ndjson_line(&chunk(
+                &job,
+                "",
+                Some(("stop", metrics_for(start))),
+            )))
+            .await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<Bytes, Infallible>(line), rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,205 @@
+//! The HTTP surface: Ollama's routes, error texts and content types, plus `GET /metrics`.
+//!
+//! Handlers never panic on input: every malformed body maps to the status and text Ollama sends
+//! (see `ollama-wire.md` in the shared notes), unknown paths get gin's `404 page not found` and
+//! wrong methods gin's `405 method not allowed`.
+
+mod inference;
+mod info;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::metrics::{Metrics, STATUS_CANCELLED, STATUS_RESET};
+use crate::scheduler::Scheduler;
+
+/// Ollama's text when its queue overflows (two spaces after the period, as in `sched.go`).
+pub const BUSY_MESSAGE: &str = "server busy, please try again.  maximum pending requests exceeded";
+
+/// What every handler shares: configuration, scheduler, counters.
+#[derive(Debug)]
+pub struct NodeState {
+    /// Models, slots and queue.
+    pub scheduler: Scheduler,
+    /// Server-side counters.
+    pub metrics: Metrics,
+}
+
+/// An error answered as `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Ollama's message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn busy() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, BUSY_MESSAGE)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json(self.status, &serde_json::json!({ "error": self.message }))
+    }
+}
+
+/// A JSON answer with Ollama's (gin's) content type.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Marks a response whose connection must be aborted (an injected reset).
+#[derive(Debug, Clone, Copy)]
+struct ResetMarker;
+
+/// A response that sends headers and then aborts the body, so the client sees a broken
+/// connection rather than an answer.
+fn reset_response() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected reset",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.extensions_mut().insert(ResetMarker);
+    response
+}
+
+/// Parses a JSON body, answering Ollama's errors for empty, oversized or malformed bodies.
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing request body",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// The endpoint label for counters: the route's path, or `other` for unknown paths.
+fn endpoint_label(path: &str) -> &'static str {
+    const KNOWN: [&str; 10] = [
+        "/",
+        "/api/version",
+        "/api/tags",
+        "/api/ps",
+        "/api/show",
+        "/api/embed",
+        "/api/embeddings",
+        "/api/generate",
+        "/api/chat",
+        "/metrics",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Counts each request once: by its final status, as `reset` when the mock aborted it, or as
+/// `cancelled` when the client went away first (the guard's drop runs when the future is dropped).
+async fn count_requests(
+    State(state): State<Arc<NodeState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    struct Finish<'a> {
+        metrics: &'a Metrics,
+        endpoint: &'static str,
+        status: Option<String>,
+    }
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            let status = self.status.as_deref().unwrap_or(STATUS_CANCELLED);
+            self.metrics.record(self.endpoint, status);
+        }
+    }
+    let endpoint = endpoint_label(request.uri().path());
+    let _in_flight = state.metrics.in_flight();
+    let mut finish = Finish {
+        metrics: &state.metrics,
+        endpoint,
+        status: None,
+    };
+    let response = next.run(request).await;
+    finish.status = Some(if response.extensions().get::<ResetMarker>().is_some() {
+        STATUS_RESET.to_owned()
+    } else {
+        response.status().as_u16().to_string()
+    });
+    response
+}
+
+/// Builds the router of one node.
+pub fn router(state: Arc<NodeState>) -> Router {
+    let limit = state.scheduler.config().max_body_bytes;
+    Router::new()
+        .route("/", get(info::root))
+        .route("/api/version", get(info::version))
+        .route("/api/tags", get(info::tags))
+        .route("/api/ps", get(info::ps))
+        .route("/api/show", post(info::show))
+        .route("/metrics", get(info::metrics))
+        .route("/api/embed", post(inference::embed))
+        .route("/api/embeddings", post(inference::embeddings))
+        .route("/api/generate", post(inference::generate))
+        .route("/api/chat", post(inference::chat))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Nanoseconds since `start`, at least 1 so Ollama's omit-if-zero rule never drops the field.
+fn nanos_since(start: Instant) -> u64 {
+    (start.elapsed().as_nanos() as u64).max(1)
+}

@@ -1,0 +1,169 @@
+//! Request and response bodies with Ollama's field names.
+//!
+//! Durations are integer nanoseconds and zero-valued metrics are omitted, as in Ollama's
+//! `api.Metrics`; the final chunk of a generation always carries all six metrics (non-zero),
+//! because `ollama-rs` reads them only when all six are present.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /api/embed`.
+#[derive(Debug, Deserialize)]
+pub struct EmbedRequest {
+    /// Model name as sent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// A string, an array of strings, or absent.
+    #[serde(default)]
+    pub input: Value,
+    /// Accepted and ignored: the mock never truncates.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub options: Option<Value>,
+}
+
+/// `POST /api/embed` answer.
+#[derive(Debug, Serialize)]
+pub struct EmbedResponse {
+    /// Model name as sent.
+    pub model: String,
+    /// One unit vector per input, in input order.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Handler start to end, ns.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub total_duration: u64,
+    /// Wait for the model (queue + load), ns.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub load_duration: u64,
+    /// Tokens over all inputs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub prompt_eval_count: u64,
+}
+
+/// `POST /api/embeddings` (legacy).
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    /// Model name as sent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The text to embed.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub options: Option<Value>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+}
+
+/// `POST /api/embeddings` answer.
+#[derive(Debug, Serialize)]
+pub struct EmbeddingsResponse {
+    /// One vector (double precision on the wire, as in Ollama).
+    pub embedding: Vec<f64>,
+}
+
+/// Generation options the mock reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct GenerationOptions {
+    /// Number of tokens to generate.
+    #[serde(default)]
+    pub num_predict: Option<i64>,
+}
+
+/// `POST /api/generate`.
+#[derive(Debug, Deserialize)]
+pub struct GenerateRequest {
+    /// Model name as sent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The prompt; empty means "load the model".
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Streaming NDJSON unless `false`.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// `0` with an empty prompt unloads the model.
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+    /// Sampling options; `num_predict` sets the output length.
+    #[serde(default)]
+    pub options: Option<GenerationOptions>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub system: Option<String>,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Text content.
+    #[serde(default)]
+    pub content: String,
+}
+
+/// `POST /api/chat`.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    /// Model name as sent.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The conversation; empty means "load the model".
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    /// Streaming NDJSON unless `false`.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// `0` with no messages unloads the model.
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+    /// Sampling options; `num_predict` sets the output length.
+    #[serde(default)]
+    pub options: Option<GenerationOptions>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub tools: Option<Value>,
+}
+
+/// The six timing metrics of a finished generation, all in ns except the counts.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Metrics {
+    /// Handler start to end.
+    pub total_duration: u64,
+    /// Wait for the model (queue + load).
+    pub load_duration: u64,
+    /// Prompt tokens.
+    pub prompt_eval_count: u64,
+    /// Prompt processing time.
+    pub prompt_eval_duration: u64,
+    /// Generated tokens.
+    pub eval_count: u64,
+    /// Generation time.
+    pub eval_duration: u64,
+}
+
+/// `POST /api/show`.
+#[derive(Debug, Deserialize)]
+pub struct ShowRequest {
+    /// Model name (current clients).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Model name (older clients such as `ollama-rs`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub verbose: Option<bool>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}

@@ -1,0 +1,299 @@
+//! What a simulated node does: its service-time model, slots, queue, cold starts and faults.
+//!
+//! One [`NodeConfig`] describes one node. The binary builds it from flags, the library's users build
+//! it in code; both go through [`NodeConfig::validate`], so a nonsensical setting (a negative rate,
+//! a zero speed) is an error before the node starts rather than a surprise during a benchmark.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::models::{ModelSpec, default_models};
+
+/// How a request's service time spreads around its nominal value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Jitter {
+    /// Exactly the nominal time: the right choice when a benchmark compares ratios.
+    Fixed,
+    /// Uniform in `nominal * [1 - spread, 1 + spread]`, `spread` in `[0, 1]`.
+    Uniform {
+        /// Half-width of the interval as a fraction of the nominal time.
+        spread: f64,
+    },
+    /// Log-normal with median at the nominal time and shape `sigma` (a long right tail, as real
+    /// inference latencies have).
+    LogNormal {
+        /// Standard deviation of the underlying normal distribution.
+        sigma: f64,
+    },
+}
+
+impl std::str::FromStr for Jitter {
+    type Err = String;
+
+    /// Parses `fixed`, `uniform:0.2` or `lognormal:0.5`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (kind, arg) = text.split_once(':').unwrap_or((text, ""));
+        let number = |default: f64| -> Result<f64, String> {
+            if arg.is_empty() {
+                Ok(default)
+            } else {
+                arg.parse::<f64>()
+                    .map_err(|_| format!("invalid jitter parameter {arg:?}"))
+            }
+        };
+        match kind {
+            "fixed" => Ok(Jitter::Fixed),
+            "uniform" => Ok(Jitter::Uniform {
+                spread: number(0.2)?,
+            }),
+            "lognormal" | "log-normal" => Ok(Jitter::LogNormal {
+                sigma: number(0.5)?,
+            }),
+            _ => Err(format!(
+                "unknown jitter {text:?}: expected fixed, uniform[:SPREAD] or lognormal[:SIGMA]"
+            )),
+        }
+    }
+}
+
+/// The nominal service time of one inference item: `base + per_token * tokens`, spread by
+/// `jitter`, divided by the node's speed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyModel {
+    /// Fixed cost of every request (per input for embed batches).
+    pub base: Duration,
+    /// Cost of every token, prompt and generated.
+    pub per_token: Duration,
+    /// Spread around the nominal time.
+    pub jitter: Jitter,
+}
+
+impl Default for LatencyModel {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(20),
+            per_token: Duration::ZERO,
+            jitter: Jitter::Fixed,
+        }
+    }
+}
+
+/// Parallel slots per loaded model, with Ollama's rule that embedding models get one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotPolicy {
+    /// `OLLAMA_NUM_PARALLEL`: slots for generation models (Ollama's default is 1).
+    pub parallel: usize,
+    /// Ollama always loads embedding models with one slot; `true` gives them `parallel` slots too,
+    /// which is how a benchmark simulates a node that really runs embeds in parallel.
+    pub force_embed_parallel: bool,
+}
+
+impl Default for SlotPolicy {
+    fn default() -> Self {
+        Self {
+            parallel: 1,
+            force_embed_parallel: false,
+        }
+    }
+}
+
+impl SlotPolicy {
+    /// Slots a model of this kind gets on the node.
+    pub fn slots_for(&self, embedding: bool) -> usize {
+        if embedding && !self.force_embed_parallel {
+            1
+        } else {
+            self.parallel
+        }
+    }
+}
+
+/// Injected failures, each as a probability per inference request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FaultConfig {
+    /// Probability of answering 500 instead of serving the request.
+    pub error_rate: f64,
+    /// Probability of holding the request for `stall` before serving it.
+    pub stall_rate: f64,
+    /// How long a stalled request is held.
+    pub stall: Duration,
+    /// Probability of aborting the connection instead of answering.
+    pub reset_rate: f64,
+}
+
+/// Everything one simulated node needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Address to bind; loopback by default.
+    pub host: IpAddr,
+    /// Port to bind; 0 lets the OS choose (read it back from [`crate::MockNode::addr`]).
+    pub port: u16,
+    /// Service-time model.
+    pub latency: LatencyModel,
+    /// Speed factor: service times are divided by it (2.0 is twice as fast as 1.0).
+    pub speed: f64,
+    /// Seed for jitter and fault draws, so runs are reproducible.
+    pub seed: u64,
+    /// Parallel slots per model.
+    pub slots: SlotPolicy,
+    /// `OLLAMA_MAX_QUEUE`: requests allowed to wait for a slot before new ones get 503.
+    pub max_queue: usize,
+    /// Time the first request for a model waits while it "loads".
+    pub load_time: Duration,
+    /// Idle time after which a loaded model is unloaded (and the next request pays `load_time`).
+    pub keep_alive: Duration,
+    /// Latency of `/api/tags` and `/api/ps` (Ollama answers these instantly; a slow value models a
+    /// struggling node's control plane).
+    pub control_latency: Duration,
+    /// Injected faults.
+    pub faults: FaultConfig,
+    /// Output tokens of a generate or chat request when it does not set `options.num_predict`.
+    pub default_output_tokens: u32,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Models the node serves.
+    pub models: Vec<ModelSpec>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            latency: LatencyModel::default(),
+            speed: 1.0,
+            seed: 0x5eed,
+            slots: SlotPolicy::default(),
+            max_queue: 512,
+            load_time: Duration::ZERO,
+            keep_alive: Duration::from_secs(300),
+            control_latency: Duration::ZERO,
+            faults: FaultConfig::default(),
+            default_output_tokens: 16,
+            max_body_bytes: 2 * 1024 * 1024,
+            models: default_models(),
+        }
+    }
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Speed must be a positive, finite number.
+    #[error("speed must be positive and finite, got {0}")]
+    Speed(f64),
+    /// A probability outside `[0, 1]`.
+    #[error("{name} must be a probability in [0, 1], got {value}")]
+    Rate {
+        /// Which rate.
+        name: &'static str,
+        /// The offending value.
+        value: f64,
+    },
+    /// A jitter parameter out of range.
+    #[error("jitter parameter out of range: {0:?}")]
+    Jitter(Jitter),
+    /// Zero parallel slots would never serve anything.
+    #[error("parallel slots must be at least 1")]
+    Parallel,
+    /// No models configured.
+    #[error("a node needs at least one model")]
+    NoModels,
+}
+
+impl NodeConfig {
+    /// A node with a fixed service time and everything else at its default.
+    pub fn with_latency(base: Duration) -> Self {
+        Self {
+            latency: LatencyModel {
+                base,
+                ..LatencyModel::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field for a value the simulation cannot honour.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err(ConfigError::Speed(self.speed));
+        }
+        for (name, value) in [
+            ("error rate", self.faults.error_rate),
+            ("stall rate", self.faults.stall_rate),
+            ("reset rate", self.faults.reset_rate),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::Rate { name, value });
+            }
+        }
+        match self.latency.jitter {
+            Jitter::Uniform { spread } if !(0.0..=1.0).contains(&spread) => {
+                return Err(ConfigError::Jitter(self.latency.jitter));
+            }
+            Jitter::LogNormal { sigma } if !(sigma.is_finite() && sigma >= 0.0) => {
+                return Err(ConfigError::Jitter(self.latency.jitter));
+            }
+            _ => {}
+        }
+        if self.slots.parallel == 0 {
+            return Err(ConfigError::Parallel);
+        }
+        if self.models.is_empty() {
+            return Err(ConfigError::NoModels);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_parses_all_forms() {
+        assert_eq!("fixed".parse::<Jitter>().unwrap(), Jitter::Fixed);
+        assert_eq!(
+            "uniform:0.3".parse::<Jitter>().unwrap(),
+            Jitter::Uniform { spread: 0.3 }
+        );
+        assert_eq!(
+            "lognormal".parse::<Jitter>().unwrap(),
+            Jitter::LogNormal { sigma: 0.5 }
+        );
+        assert!("gaussian".parse::<Jitter>().is_err());
+        assert!("uniform:x".parse::<Jitter>().is_err());
+    }
+
+    #[test]
+    fn validate_rejects_impossible_settings() {
+        let mut config = NodeConfig {
+            speed: 0.0,
+            ..NodeConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::Speed(0.0)));
+        config.speed = 1.0;
+        config.faults.error_rate = 1.5;
+        assert!(matches!(config.validate(), Err(ConfigError::Rate { .. })));
+        config.faults.error_rate = 0.0;
+        config.slots.parallel = 0;
+        assert_eq!(config.validate(), Err(ConfigError::Parallel));
+        config.slots.parallel = 1;
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn embedding_models_get_one_slot_unless_forced() {
+        let policy = SlotPolicy {
+            parallel: 4,
+            force_embed_parallel: false,
+        };
+        assert_eq!(policy.slots_for(true), 1);
+        assert_eq!(policy.slots_for(false), 4);
+        let forced = SlotPolicy {
+            force_embed_parallel: true,
+            ..policy
+        };
+        assert_eq!(forced.slots_for(true), 4);
+    }
+}

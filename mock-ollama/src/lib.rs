@@ -1,0 +1,44 @@
+//! A simulated Ollama node for load-balancer benchmarks.
+//!
+//! Every figure this project reports comes from real HTTP requests sent to these nodes, so the
+//! simulation has to be faithful where it matters to a load balancer:
+//!
+//! - **Wire format.** Ollama's endpoints, JSON field names, nanosecond durations, content types,
+//!   NDJSON streaming (one object per flushed chunk) and its exact error texts ([`api`]).
+//! - **Concurrency.** Per-model parallel slots with a FIFO wait, embedding models pinned to one slot
+//!   as in Ollama, every item of an embed batch taking a slot in turn, and a bounded wait queue that
+//!   answers 503 with Ollama's message when full ([`scheduler`]).
+//! - **Time.** A service time per request from a base, a per-token cost, a seeded jitter
+//!   distribution and a node speed factor; cold starts with keep-alive expiry; a slow control plane
+//!   for `/api/tags` and `/api/ps` ([`config`]).
+//! - **Faults.** Injected 500s, stalls and aborted connections, by rate or forced per request with
+//!   the [`FAULT_HEADER`] header ([`faults`]).
+//! - **Ground truth.** Server-side counters, readable from the library ([`MockNode::counters`]) and
+//!   as Prometheus text at `GET /metrics`, which real Ollama does not have ([`metrics`]).
+//!
+//! # Running nodes
+//! In async code, [`MockNode::spawn`] starts one node on the current runtime. Blocking callers (the
+//! pool under test, the harness, sync tests) use [`MockCluster::start`], which owns its own runtime.
+//!
+//! ```no_run
+//! use mock_ollama::{MockCluster, NodeConfig};
+//! let cluster = MockCluster::start(vec![NodeConfig::default(); 2]).unwrap();
+//! println!("{:?}", cluster.urls());
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod duration;
+pub mod embedding;
+pub mod faults;
+pub mod metrics;
+pub mod models;
+pub mod scheduler;
+pub mod server;
+
+pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, SlotPolicy};
+pub use faults::{FAULT_HEADER, Fault};
+pub use metrics::CountersSnapshot;
+pub use models::{ModelKind, ModelSpec};
+pub use server::{MockCluster, MockError, MockNode};

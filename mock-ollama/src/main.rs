@@ -1,0 +1,171 @@
+//! `mock-ollama`: start one or more simulated Ollama nodes on consecutive ports.
+//!
+//! Every simulation setting of [`mock_ollama::NodeConfig`] is a flag; `--speed` takes one value or
+//! one per node, so a heterogeneous cluster is one command.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use mock_ollama::duration::parse_duration;
+use mock_ollama::{FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, SlotPolicy};
+
+/// Simulated Ollama nodes for load-balancer benchmarks.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Example: mock-ollama --port 11434 --nodes 2 --latency 20ms --speed 1,0.25"
+)]
+struct Args {
+    /// First port; node i listens on PORT + i.
+    #[arg(long, default_value_t = 11434)]
+    port: u16,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Base service time per request (per input for embed batches).
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    latency: Duration,
+    /// Extra service time per token.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    per_token: Duration,
+    /// Spread: fixed, uniform[:SPREAD] or lognormal[:SIGMA].
+    #[arg(long, default_value = "fixed")]
+    jitter: Jitter,
+    /// Seed for jitter and fault draws (node i uses SEED + i).
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// Speed factor: one value for all nodes, or a comma-separated list with one per node.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    speed: Vec<f64>,
+    /// Parallel slots per model (OLLAMA_NUM_PARALLEL); embedding models get 1 unless forced.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    /// Give embedding models PARALLEL slots too (Ollama itself pins them to 1).
+    #[arg(long)]
+    force_embed_parallel: bool,
+    /// Items allowed to wait for a slot before new requests get 503 (OLLAMA_MAX_QUEUE).
+    #[arg(long, default_value_t = 512)]
+    max_queue: usize,
+    /// Cold-start time of a model's first request.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    load_time: Duration,
+    /// Idle time before a model unloads.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    keep_alive: Duration,
+    /// Latency of /api/tags and /api/ps.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    control_latency: Duration,
+    /// Probability of answering 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Probability of stalling a request for --stall.
+    #[arg(long, default_value_t = 0.0)]
+    stall_rate: f64,
+    /// How long a stalled request is held.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    stall: Duration,
+    /// Probability of aborting the connection.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Extra model: NAME (chat), NAME=chat or NAME=embed:DIM. Repeatable.
+    #[arg(long = "model", value_parser = ModelSpec::parse_flag)]
+    models: Vec<ModelSpec>,
+}
+
+impl Args {
+    fn node_configs(&self) -> anyhow::Result<Vec<NodeConfig>> {
+        if self.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        if self.speed.len() != 1 && self.speed.len() != self.nodes {
+            bail!(
+                "--speed takes one value or one per node ({} nodes, {} speeds)",
+                self.nodes,
+                self.speed.len()
+            );
+        }
+        let mut models = mock_ollama::models::default_models();
+        models.extend(self.models.iter().cloned());
+        (0..self.nodes)
+            .map(|i| {
+                let port = u16::try_from(usize::from(self.port) + i)
+                    .context("port range exceeds 65535")?;
+                let config = NodeConfig {
+                    host: self.host,
+                    port,
+                    latency: LatencyModel {
+                        base: self.latency,
+                        per_token: self.per_token,
+                        jitter: self.jitter,
+                    },
+                    speed: *self.speed.get(i).unwrap_or(&self.speed[0]),
+                    seed: self.seed.wrapping_add(i as u64),
+                    slots: SlotPolicy {
+                        parallel: self.parallel,
+                        force_embed_parallel: self.force_embed_parallel,
+                    },
+                    max_queue: self.max_queue,
+                    load_time: self.load_time,
+                    keep_alive: self.keep_alive,
+                    control_latency: self.control_latency,
+                    faults: FaultConfig {
+                        error_rate: self.error_rate,
+                        stall_rate: self.stall_rate,
+                        stall: self.stall,
+                        reset_rate: self.reset_rate,
+                    },
+                    models: models.clone(),
+                    ..NodeConfig::default()
+                };
+                config.validate().with_context(|| format!("node {i}"))?;
+                Ok(config)
+            })
+            .collect()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let configs = args.node_configs()?;
+    let mut nodes = Vec::with_capacity(configs.len());
+    for config in configs {
+        let node = MockNode::spawn(config).await?;
+        let c = node.config();
+        tracing::info!(
+            "node {} speed={} latency={:?} per_token={:?} jitter={:?} parallel={} max_queue={} control_latency={:?} faults(error={}, stall={}@{:?}, reset={})",
+            node.url(),
+            c.speed,
+            c.latency.base,
+            c.latency.per_token,
+            c.latency.jitter,
+            c.slots.parallel,
+            c.max_queue,
+            c.control_latency,
+            c.faults.error_rate,
+            c.faults.stall_rate,
+            c.faults.stall,
+            c.faults.reset_rate
+        );
+        nodes.push(node);
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down {} node(s)", nodes.len());
+    for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}

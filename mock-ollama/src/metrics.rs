@@ -1,0 +1,241 @@
+//! Server-side ground truth: what each node served, by endpoint and status.
+//!
+//! A benchmark of a client-side pool must check the pool's own statistics against something the
+//! pool cannot influence. Ollama has no metrics endpoint, so the mock keeps its own counters,
+//! readable in-process ([`Metrics::snapshot`]) and over HTTP as Prometheus text ([`Metrics::render`]).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the service-time histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Label recorded for a request whose connection the mock aborted on purpose.
+pub const STATUS_RESET: &str = "reset";
+/// Label recorded for a request whose client went away before the answer.
+pub const STATUS_CANCELLED: &str = "cancelled";
+
+/// Live counters of one node. Gauges and the histogram are atomics; the per-status table is a
+/// small map under a mutex taken once per request (tens of nanoseconds against a request of
+/// milliseconds, and it keeps the label set open).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, String), u64>>,
+    in_flight: AtomicU64,
+    queued: AtomicU64,
+    rejected_busy: AtomicU64,
+    service_buckets: [AtomicU64; BUCKETS.len()],
+    service_count: AtomicU64,
+    service_sum_ns: AtomicU64,
+}
+
+/// A copy of a node's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Finished requests by endpoint path and status label (`"200"`, `"503"`, `"reset"`, ...).
+    pub requests: BTreeMap<(String, String), u64>,
+    /// Requests being handled now.
+    pub in_flight: u64,
+    /// Inference items waiting for a slot now.
+    pub queued: u64,
+    /// Requests refused with 503 because the queue was full.
+    pub rejected_busy: u64,
+    /// Inference items served (each embed input counts once).
+    pub items_served: u64,
+}
+
+impl CountersSnapshot {
+    /// Requests to `endpoint` that finished with a status label satisfying `pred`.
+    pub fn count(&self, endpoint: &str, pred: impl Fn(&str) -> bool) -> u64 {
+        self.requests
+            .iter()
+            .filter(|((e, s), _)| e == endpoint && pred(s))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Requests to `endpoint` answered 2xx.
+    pub fn succeeded(&self, endpoint: &str) -> u64 {
+        self.count(endpoint, |s| s.starts_with('2'))
+    }
+
+    /// Requests to `endpoint` that did not get a 2xx (errors, resets, cancellations).
+    pub fn failed(&self, endpoint: &str) -> u64 {
+        self.count(endpoint, |s| !s.starts_with('2'))
+    }
+
+    /// All finished requests to `endpoint`.
+    pub fn total(&self, endpoint: &str) -> u64 {
+        self.count(endpoint, |_| true)
+    }
+}
+
+/// RAII gauge: +1 now, -1 when dropped, so every exit path (including a dropped future when the
+/// client disconnects) restores the gauge.
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn record(&self, endpoint: &'static str, status: &str) {
+        let mut table = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *table.entry((endpoint, status.to_owned())).or_insert(0) += 1;
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub fn in_flight(&self) -> GaugeGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.in_flight)
+    }
+
+    /// Marks an item queued for a slot until the guard drops; returns `None` (and counts a busy
+    /// rejection) when `max_queue` items already wait.
+    pub fn try_enqueue(&self, max_queue: usize) -> Option<GaugeGuard<'_>> {
+        let before = self.queued.fetch_add(1, Ordering::Relaxed);
+        if before >= max_queue as u64 {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.rejected_busy.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(GaugeGuard(&self.queued))
+    }
+
+    /// Records one item's service time (time holding a slot).
+    pub fn observe_service(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.service_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.service_count.fetch_add(1, Ordering::Relaxed);
+        self.service_sum_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let table = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        CountersSnapshot {
+            requests: table
+                .iter()
+                .map(|((e, s), n)| ((e.to_string(), s.clone()), *n))
+                .collect(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            rejected_busy: self.rejected_busy.load(Ordering::Relaxed),
+            items_served: self.service_count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let snap = self.snapshot();
+        let mut out = String::new();
+        out.push_str(
+            "# HELP mock_ollama_requests_total Finished HTTP requests by endpoint and status.\n",
+        );
+        out.push_str("# TYPE mock_ollama_requests_total counter\n");
+        for ((endpoint, status), n) in &snap.requests {
+            let _ = writeln!(
+                out,
+                "mock_ollama_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            );
+        }
+        for (name, help, value) in [
+            (
+                "mock_ollama_in_flight",
+                "Requests being handled.",
+                snap.in_flight,
+            ),
+            (
+                "mock_ollama_queued",
+                "Inference items waiting for a slot.",
+                snap.queued,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mock_ollama_rejected_busy_total Requests refused with 503 (queue full).\n\
+             # TYPE mock_ollama_rejected_busy_total counter\nmock_ollama_rejected_busy_total {}",
+            snap.rejected_busy
+        );
+        out.push_str("# HELP mock_ollama_service_seconds Time an inference item held a slot.\n");
+        out.push_str("# TYPE mock_ollama_service_seconds histogram\n");
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.service_buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "mock_ollama_service_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.service_count.load(Ordering::Relaxed);
+        let sum = self.service_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "mock_ollama_service_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "mock_ollama_service_seconds_sum {sum}");
+        let _ = writeln!(out, "mock_ollama_service_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_bound_rejects_and_guard_releases() {
+        let m = Metrics::default();
+        let a = m.try_enqueue(1).expect("first fits");
+        assert!(m.try_enqueue(1).is_none(), "second must be refused");
+        assert_eq!(m.snapshot().rejected_busy, 1);
+        drop(a);
+        assert!(m.try_enqueue(1).is_some(), "slot freed by drop");
+        assert_eq!(m.snapshot().queued, 0);
+    }
+
+    #[test]
+    fn render_has_counters_and_cumulative_histogram() {
+        let m = Metrics::default();
+        m.record("/api/embed", "200");
+        m.record("/api/embed", "200");
+        m.record("/api/embed", "503");
+        m.observe_service(Duration::from_millis(3));
+        m.observe_service(Duration::from_millis(30));
+        let text = m.render();
+        assert!(
+            text.contains("mock_ollama_requests_total{endpoint=\"/api/embed\",status=\"200\"} 2")
+        );
+        assert!(text.contains("mock_ollama_service_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("mock_ollama_service_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(text.contains("mock_ollama_service_seconds_count 2"));
+        let snap = m.snapshot();
+        assert_eq!(
+            (snap.succeeded("/api/embed"), snap.failed("/api/embed")),
+            (2, 1)
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The models a node serves, and Ollama's name resolution (`name` and `name:latest` are the same
+//! model).
+//!
+//! The default set has the three embedding models FlockParser-style workloads use, with their real
+//! dimensions, and one small chat model, so both embedding and generation paths can be exercised
+//! without configuration.
+
+/// What a model can do; decides which endpoints accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// An embedding model producing vectors of this dimension.
+    Embedding {
+        /// Vector length.
+        dim: usize,
+    },
+    /// A text-generation model (`/api/generate`, `/api/chat`).
+    Generation,
+}
+
+/// One model as `/api/tags` and `/api/show` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// Full name with tag, e.g. `mxbai-embed-large:latest`.
+    pub name: String,
+    /// Embedding or generation.
+    pub kind: ModelKind,
+    /// Architecture family (`bert`, `llama`, ...).
+    pub family: String,
+    /// Parameter count as Ollama prints it (`334M`, `3.2B`).
+    pub parameter_size: String,
+    /// Quantisation label (`F16`, `Q4_K_M`).
+    pub quantization: String,
+    /// Size on disk in bytes.
+    pub size: u64,
+}
+
+impl ModelSpec {
+    /// An embedding model; `name` gets `:latest` when it has no tag.
+    pub fn embedding(name: &str, dim: usize, family: &str, params: &str, size: u64) -> Self {
+        Self {
+            name: with_tag(name),
+            kind: ModelKind::Embedding { dim },
+            family: family.to_owned(),
+            parameter_size: params.to_owned(),
+            quantization: "F16".to_owned(),
+            size,
+        }
+    }
+
+    /// A generation model; `name` gets `:latest` when it has no tag.
+    pub fn generation(name: &str, family: &str, params: &str, size: u64) -> Self {
+        Self {
+            name: with_tag(name),
+            kind: ModelKind::Generation,
+            family: family.to_owned(),
+            parameter_size: params.to_owned(),
+            quantization: "Q4_K_M".to_owned(),
+            size,
+        }
+    }
+
+    /// Parses a `--model` flag: `NAME` (a chat model), `NAME=chat` or `NAME=embed:DIM`.
+    pub fn parse_flag(text: &str) -> Result<Self, String> {
+        let (name, kind) = text.split_once('=').unwrap_or((text, "chat"));
+        if name.is_empty() {
+            return Err(format!("model flag {text:?} has no name"));
+        }
+        match kind.split_once(':') {
+            None if kind == "chat" => Ok(Self::generation(name, "llama", "1B", 1 << 30)),
+            Some(("embed", dim)) => {
+                let dim: usize = dim
+                    .parse()
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| format!("invalid embedding dimension in {text:?}"))?;
+                Ok(Self::embedding(name, dim, "bert", "100M", 200 << 20))
+            }
+            _ => Err(format!(
+                "invalid model flag {text:?}: expected NAME, NAME=chat or NAME=embed:DIM"
+            )),
+        }
+    }
+
+    /// Whether this is an embedding model.
+    pub fn is_embedding(&self) -> bool {
+        matches!(self.kind, ModelKind::Embedding { .. })
+    }
+
+    /// A stable fake digest (64 hex characters) derived from the name.
+    pub fn digest(&self) -> String {
+        let h = crate::embedding::fnv1a(self.name.as_bytes());
+        format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            h,
+            h.rotate_left(16),
+            h.rotate_left(32),
+            h.rotate_left(48)
+        )
+    }
+}
+
+/// Appends `:latest` to a name without a tag.
+pub fn with_tag(name: &str) -> String {
+    if name.contains(':') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// The models every node serves unless configured otherwise.
+pub fn default_models() -> Vec<ModelSpec> {
+    vec![
+        ModelSpec::embedding("mxbai-embed-large", 1024, "bert", "334M", 669_615_493),
+        ModelSpec::embedding("nomic-embed-text", 768, "nomic-bert", "137M", 274_302_450),
+        ModelSpec::embedding("all-minilm", 384, "bert", "23M", 45_960_996),
+        ModelSpec::generation("llama3.2", "llama", "3.2B", 2_019_393_189),
+    ]
+}
+
+/// Finds `requested` among `models`, with or without its `:latest` tag, as Ollama does.
+pub fn resolve<'a>(models: &'a [ModelSpec], requested: &str) -> Option<(usize, &'a ModelSpec)> {
+    let full = with_tag(requested);
+    models.iter().enumerate().find(|(_, m)| m.name == full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_with_or_without_latest() {
+        let models = default_models();
+        assert_eq!(
+            resolve(&models, "mxbai-embed-large").unwrap().1.name,
+            "mxbai-embed-large:latest"
+        );
+        assert_eq!(resolve(&models, "llama3.2:latest").unwrap().0, 3);
+        assert!(resolve(&models, "llama3.2:70b").is_none());
+        assert!(resolve(&models, "").is_none());
+    }
+
+    #[test]
+    fn default_dimensions_are_the_real_ones() {
+        let dims: Vec<_> = default_models()
+            .iter()
+            .filter_map(|m| match m.kind {
+                ModelKind::Embedding { dim } => Some(dim),
+                ModelKind::Generation => None,
+            })
+            .collect();
+        assert_eq!(dims, [1024, 768, 384]);
+    }
+
+    #[test]
+    fn model_flags_parse() {
+        assert_eq!(
+            ModelSpec::parse_flag("qwen3").unwrap().kind,
+            ModelKind::Generation
+        );
+        assert_eq!(
+            ModelSpec::parse_flag("bge-m3=embed:1024").unwrap().kind,
+            ModelKind::Embedding { dim: 1024 }
+        );
+        assert!(ModelSpec::parse_flag("x=embed:0").is_err());
+        assert!(ModelSpec::parse_flag("=chat").is_err());
+        assert!(ModelSpec::parse_flag("x=video").is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! Ollama's scheduling semantics on one node: model loads, parallel slots, and the wait queue.
+//!
+//! Real Ollama gives each loaded model a semaphore of `OLLAMA_NUM_PARALLEL` slots (one for
+//! embedding models) with an unbounded FIFO wait, loads one model at a time, and unloads a model
+//! after `keep_alive` idle. This module reproduces that with a FIFO `tokio` semaphore per model and
+//! one bounded, node-wide count of waiting items (`max_queue`): the idealised mode of the research
+//! notes, so a benchmark can provoke the 503 that Ollama sends when its queue overflows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Jitter, NodeConfig};
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::models::{self, ModelSpec};
+
+/// The node's queue is full: answer 503 with Ollama's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Runtime state of one model on one node.
+#[derive(Debug)]
+pub struct ModelRuntime {
+    /// The model's description.
+    pub spec: ModelSpec,
+    slots: Arc<Semaphore>,
+    /// Serialises loads of this model, so concurrent first requests wait for one load.
+    loading: tokio::sync::Mutex<()>,
+    /// Requests currently using the model (keeps it loaded regardless of keep-alive).
+    users: AtomicU64,
+    /// When the model last became idle or was loaded; `None` while unloaded.
+    last_used: Mutex<Option<Instant>>,
+}
+
+/// Keeps a model marked in use; on drop the keep-alive clock restarts.
+#[derive(Debug)]
+pub struct InUse(Arc<ModelRuntime>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.0.users.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// A slot held for one inference item.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// How long the item waited for the slot.
+    pub waited: Duration,
+}
+
+/// The node's models, queue and random source.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: Arc<NodeConfig>,
+    models: Vec<Arc<ModelRuntime>>,
+    /// Request sequence number, mixed into the seed so every request draws its own reproducible
+    /// random stream without a lock around a shared generator.
+    sequence: AtomicU64,
+}
+
+impl Scheduler {
+    /// Builds the runtime state for every configured model.
+    pub fn new(config: Arc<NodeConfig>) -> Self {
+        let models = config
+            .models
+            .iter()
+            .map(|spec| {
+                let slots = config.slots.slots_for(spec.is_embedding());
+                Arc::new(ModelRuntime {
+                    spec: spec.clone(),
+                    slots: Arc::new(Semaphore::new(slots)),
+                    loading: tokio::sync::Mutex::new(()),
+                    users: AtomicU64::new(0),
+                    last_used: Mutex::new(None),
+                })
+            })
+            .collect();
+        Self {
+            config,
+            models,
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Every model with its runtime state.
+    pub fn models(&self) -> &[Arc<ModelRuntime>] {
+        &self.models
+    }
+
+    /// Finds a model by name, with or without `:latest`.
+    pub fn resolve(&self, name: &str) -> Option<&Arc<ModelRuntime>> {
+        models::resolve(&self.config.models, name).map(|(i, _)| &self.models[i])
+    }
+
+    /// A fresh random stream for one request, reproducible from the seed and arrival order.
+    pub fn request_rng(&self) -> SmallRng {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        SmallRng::seed_from_u64(splitmix64(self.config.seed ^ splitmix64(n)))
+    }
+
+    /// Service time of one item of `tokens` tokens: the latency model, jittered, over the speed.
+    pub fn service_time(&self, tokens: u64, rng: &mut SmallRng) -> Duration {
+        let model = &self.config.latency;
+        let nominal = model.base
+            + model
+                .per_token
+                .saturating_mul(tokens.min(u64::from(u32::MAX)) as u32);
+        self.scaled(nominal, rng)
+    }
+
+    /// `nominal` with one jitter draw applied, divided by the node's speed.
+    pub fn scaled(&self, nominal: Duration, rng: &mut SmallRng) -> Duration {
+        let factor = match self.config.latency.jitter {
+            Jitter::Fixed => 1.0,
+            Jitter::Uniform { spread } => 1.0 + spread * rng.random_range(-1.0..=1.0),
+            Jitter::LogNormal { sigma } => {
+                LogNormal::new(0.0, sigma).map_or(1.0, |d| d.sample(rng))
+            }
+        };
+        nominal.mul_f64(factor.max(0.0) / self.config.speed)
+    }
+
+    /// Marks `model` in use, loading it first if it is cold. Returns how long the request waited
+    /// for the model (Ollama's `load_duration`).
+    pub async fn acquire_model(&self, model: &Arc<ModelRuntime>) -> (InUse, Duration) {
+        let start = Instant::now();
+        let cold = !self.is_loaded(model);
+        if cold {
+            // An expired model is unloaded before this request counts as a user of it.
+            self.unload(model);
+        }
+        model.users.fetch_add(1, Ordering::Acquire);
+        let guard = InUse(Arc::clone(model));
+        if cold {
+            let _loading = model.loading.lock().await;
+            // Another request may have finished the load while this one waited for the lock.
+            let loaded_meanwhile = model
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
+            if !loaded_meanwhile && !self.config.load_time.is_zero() {
+                tokio::time::sleep(self.config.load_time).await;
+            }
+            *model
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
+        (guard, start.elapsed())
+    }
+
+    /// Whether the model is resident: loaded and either in use or idle for less than keep-alive.
+    pub fn is_loaded(&self, model: &ModelRuntime) -> bool {
+        self.expires_at(model).is_some_and(|t| t > Instant::now())
+    }
+
+    /// When an idle model will unload; far in the future while it is in use.
+    pub fn expires_at(&self, model: &ModelRuntime) -> Option<Instant> {
+        let last = (*model
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        if model.users.load(Ordering::Acquire) > 0 {
+            return Some(Instant::now() + self.config.keep_alive.max(Duration::from_secs(1)));
+        }
+        Some(last + self.config.keep_alive)
+    }
+
+    /// Forgets that `model` is loaded (`keep_alive: 0` with an empty prompt).
+    pub fn unload(&self, model: &ModelRuntime) {
+        *model
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Takes one slot of `model`, waiting in FIFO order. When `admit` is set this is the request's
+    /// first item and it is refused with [`Busy`] if the node's queue is full; later items of an
+    /// admitted batch always wait, as in Ollama.
+    pub async fn slot(
+        &self,
+        model: &ModelRuntime,
+        metrics: &Metrics,
+        admit: bool,
+    ) -> Result<Slot, Busy> {
+        let start = Instant::now();
+        if let Ok(permit) = Arc::clone(&model.slots).try_acquire_owned() {
+            return Ok(Slot {
+                _permit: permit,
+                waited: Duration::ZERO,
+            });
+        }
+        let _queued: GaugeGuard<'_> = if admit {
+            metrics.try_enqueue(self.config.max_queue).ok_or(Busy)?
+        } else {
+            metrics.try_enqueue(usize::MAX).ok_or(Busy)?
+        };
+        let permit = Arc::clone(&model.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| Busy)?;
+        Ok(Slot {
+            _permit: permit,
+            waited: start.elapsed(),
+        })
+    }
+}
+
+/// SplitMix64 finaliser: spreads consecutive integers into unrelated seeds.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LatencyModel;
+
+    fn scheduler(config: NodeConfig) -> Scheduler {
+        Scheduler::new(Arc::new(config))
+    }
+
+    #[test]
+    fn service_time_applies_tokens_and_speed() {
+        let s = scheduler(NodeConfig {
+            latency: LatencyModel {
+                base: Duration::from_millis(10),
+                per_token: Duration::from_millis(1),
+                jitter: Jitter::Fixed,
+            },
+            speed: 2.0,
+            ..NodeConfig::default()
+        });
+        let mut rng = s.request_rng();
+        assert_eq!(s.service_time(10, &mut rng), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn jitter_is_seeded_and_bounded() {
+        let config = NodeConfig {
+            latency: LatencyModel {
+                base: Duration::from_millis(100),
+                per_token: Duration::ZERO,
+                jitter: Jitter::Uniform { spread: 0.5 },
+            },
+            ..NodeConfig::default()
+        };
+        let draws = |s: &Scheduler| {
+            (0..50)
+                .map(|_| s.service_time(0, &mut s.request_rng()))
+                .collect::<Vec<_>>()
+        };
+        let a = draws(&scheduler(config.clone()));
+        assert_eq!(
+            a,
+            draws(&scheduler(config.clone())),
+            "same seed, same draws"
+        );
+        assert!(
+            a.iter()
+                .all(|d| *d >= Duration::from_millis(50) && *d <= Duration::from_millis(150))
+        );
+        assert!(a.iter().any(|d| *d != a[0]), "uniform jitter must vary");
+        let other = scheduler(NodeConfig { seed: 99, ..config });
+        assert_ne!(a, draws(&other), "another seed, other draws");
+    }
+
+    #[tokio::test]
+    async fn one_slot_for_embeddings_and_queue_bound() {
+        let s = scheduler(NodeConfig {
+            max_queue: 1,
+            ..NodeConfig::default()
+        });
+        let metrics = Metrics::default();
+        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let first = s.slot(&model, &metrics, true).await.unwrap();
+        // The second admitted item must wait: run it concurrently and check it is queued.
+        let waiting = {
+            let model = Arc::clone(&model);
+            let s = &s;
+            let metrics = &metrics;
+            async move { s.slot(&model, metrics, true).await }
+        };
+        tokio::pin!(waiting);
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        assert_eq!(metrics.snapshot().queued, 1);
+        assert_eq!(
+            s.slot(&model, &metrics, true).await.err(),
+            Some(Busy),
+            "queue of 1 is full"
+        );
+        drop(first);
+        let second = waiting.await.unwrap();
+        assert_eq!(metrics.snapshot().queued, 0);
+        drop(second);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cold_start_pays_load_time_once_then_expires() {
+        let s = scheduler(NodeConfig {
+            load_time: Duration::from_secs(2),
+            keep_alive: Duration::from_secs(10),
+            ..NodeConfig::default()
+        });
+        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let (use1, waited) = s.acquire_model(&model).await;
+        assert!(
+            waited >= Duration::from_secs(2),
+            "cold load waited {waited:?}"
+        );
+        drop(use1);
+        let (use2, waited) = s.acquire_model(&model).await;
+        assert!(
+            waited < Duration::from_millis(1),
+            "warm model waited {waited:?}"
+        );
+        drop(use2);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!s.is_loaded(&model), "keep-alive expired");
+        let (_use3, waited) = s.acquire_model(&model).await;
+        assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
+    }
+}

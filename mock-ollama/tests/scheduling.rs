@@ -1,0 +1,311 @@
+//! Slot and queue semantics, faults and determinism, over real HTTP.
+//!
+//! Where a test needs "request A is being served", it waits for the node's own gauges to say so
+//! (bounded polling of a condition), never for a fixed time.
+
+use std::time::Duration;
+
+use mock_ollama::{FAULT_HEADER, FaultConfig, MockNode, NodeConfig};
+use serde_json::{Value, json};
+
+async fn embed(
+    client: &reqwest::Client,
+    node: &MockNode,
+    input: Value,
+    fault: Option<&str>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut request = client
+        .post(format!("{}/api/embed", node.url()))
+        .json(&json!({ "model": "all-minilm", "input": input }));
+    if let Some(fault) = fault {
+        request = request.header(FAULT_HEADER, fault);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
+
+/// Waits (bounded) until `condition` holds on the node's counters.
+async fn until(
+    node: &MockNode,
+    what: &str,
+    condition: impl Fn(&mock_ollama::CountersSnapshot) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition(&node.counters()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            node.counters()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_slot_makes_the_second_request_wait() {
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let first = tokio::spawn({
+        let (client, url) = (client.clone(), node.url());
+        async move {
+            client
+                .post(format!("{url}/api/embed"))
+                .json(&json!({"model":"all-minilm","input":"a"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let second = tokio::spawn({
+        let (client, url) = (client.clone(), node.url());
+        async move {
+            client
+                .post(format!("{url}/api/embed"))
+                .json(&json!({"model":"all-minilm","input":"b"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    until(&node, "one served, one queued", |c| {
+        c.in_flight == 2 && c.queued == 1
+    })
+    .await;
+    assert_eq!(first.await.unwrap().unwrap(), 200);
+    assert_eq!(second.await.unwrap().unwrap(), 200);
+    assert_eq!(node.counters().queued, 0);
+}
+
+#[tokio::test]
+async fn full_queue_answers_503_with_ollamas_text() {
+    let node = MockNode::spawn(NodeConfig {
+        max_queue: 1,
+        ..NodeConfig::with_latency(Duration::from_millis(400))
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let spawn = |input: &'static str| {
+        let (client, url) = (client.clone(), node.url());
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/api/embed"))
+                .json(&json!({"model":"all-minilm","input":input}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let a = spawn("a");
+    let b = spawn("b");
+    until(&node, "slot taken and queue full", |c| {
+        c.in_flight == 2 && c.queued == 1
+    })
+    .await;
+    let (status, body) = embed(&client, &node, json!("c"), None).await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({ "error": "server busy, please try again.  maximum pending requests exceeded" })
+    );
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (200, 200));
+    let counters = node.counters();
+    assert_eq!(
+        (counters.rejected_busy, counters.succeeded("/api/embed")),
+        (1, 2)
+    );
+}
+
+#[tokio::test]
+async fn batch_items_each_take_a_slot() {
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    let (status, body) = embed(&reqwest::Client::new(), &node, json!(["a", "b", "c"]), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["embeddings"].as_array().unwrap().len(), 3);
+    assert_eq!(node.counters().items_served, 3);
+}
+
+#[tokio::test]
+async fn parallel_slots_serve_concurrently_when_forced() {
+    let mut config = NodeConfig::with_latency(Duration::from_millis(300));
+    config.slots = mock_ollama::SlotPolicy {
+        parallel: 3,
+        force_embed_parallel: true,
+    };
+    let node = MockNode::spawn(config).await.unwrap();
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, url) = (client.clone(), node.url());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{url}/api/embed"))
+                    .json(&json!({"model":"all-minilm","input":"x"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    until(&node, "three in flight", |c| c.in_flight == 3).await;
+    assert_eq!(node.counters().queued, 0, "three slots: nobody waits");
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_frees_its_slot() {
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(
+        embed(&impatient, &node, json!("a"), None).await.is_err(),
+        "client times out"
+    );
+    until(&node, "cancelled request counted", |c| {
+        c.count("/api/embed", |s| s == "cancelled") == 1 && c.in_flight == 0
+    })
+    .await;
+    let next = tokio::spawn({
+        let url = node.url();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/embed"))
+                .json(&json!({"model":"all-minilm","input":"b"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    until(&node, "next request in flight", |c| c.in_flight == 1).await;
+    assert_eq!(node.counters().queued, 0, "the abandoned slot was freed");
+    assert_eq!(next.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn forced_faults() {
+    let node = MockNode::spawn(NodeConfig {
+        faults: FaultConfig {
+            stall: Duration::from_millis(20),
+            ..FaultConfig::default()
+        },
+        ..NodeConfig::with_latency(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let (status, body) = embed(&client, &node, json!("x"), Some("error"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (500, "mock-ollama: injected server error")
+    );
+    assert!(
+        embed(&client, &node, json!("x"), Some("reset"))
+            .await
+            .is_err(),
+        "reset breaks the connection"
+    );
+    assert_eq!(
+        embed(&client, &node, json!("x"), Some("stall"))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        embed(&client, &node, json!("x"), Some("bogus"))
+            .await
+            .unwrap()
+            .0,
+        400
+    );
+    let counters = node.counters();
+    assert_eq!(counters.count("/api/embed", |s| s == "500"), 1);
+    assert_eq!(counters.count("/api/embed", |s| s == "reset"), 1);
+    assert_eq!(counters.count("/api/embed", |s| s == "200"), 1);
+}
+
+async fn outcomes(seed: u64) -> Vec<u16> {
+    let node = MockNode::spawn(NodeConfig {
+        seed,
+        faults: FaultConfig {
+            error_rate: 0.3,
+            ..FaultConfig::default()
+        },
+        ..NodeConfig::with_latency(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..200 {
+        statuses.push(embed(&client, &node, json!("x"), None).await.unwrap().0);
+    }
+    let counters = node.counters();
+    let errors = statuses.iter().filter(|s| **s == 500).count() as u64;
+    assert_eq!(
+        counters.count("/api/embed", |s| s == "500"),
+        errors,
+        "server and client agree"
+    );
+    statuses
+}
+
+#[tokio::test]
+async fn fault_rate_is_seeded_and_close_to_its_setting() {
+    let a = outcomes(1).await;
+    let errors = a.iter().filter(|s| **s == 500).count();
+    assert!(
+        (35..=85).contains(&errors),
+        "30% of 200 is 60, got {errors}"
+    );
+    assert_eq!(a, outcomes(1).await, "same seed, same sequence");
+    assert_ne!(a, outcomes(2).await, "another seed, another sequence");
+}
+
+#[tokio::test]
+async fn control_plane_latency_delays_only_tags_and_ps() {
+    let node = MockNode::spawn(NodeConfig {
+        control_latency: Duration::from_millis(300),
+        ..NodeConfig::with_latency(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let url = node.url();
+    let tags = tokio::spawn(async move {
+        reqwest::get(format!("{url}/api/tags"))
+            .await
+            .unwrap()
+            .status()
+    });
+    until(&node, "tags in flight", |c| c.in_flight == 1).await;
+    // While /api/tags is held, inference still completes.
+    let (status, _) = embed(&reqwest::Client::new(), &node, json!("x"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        node.counters().total("/api/tags"),
+        0,
+        "tags still waiting after the embed finished"
+    );
+    assert_eq!(tags.await.unwrap(), 200);
+}
