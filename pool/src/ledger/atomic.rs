@@ -1,0 +1,299 @@
+//! `AtomicLedger`: the plan's atomics, with the details the plan leaves out.
+//!
+//! - Global counters and the round-robin cursor each sit on their own cache line, and each node's
+//!   counters share one padded slot, so unrelated updates never false-share.
+//! - The node list is RCU (`arc-swap` in production): a request reads it without blocking, and
+//!   adding or removing a node publishes a new list without blocking any request.
+//! - Mean latency is kept as an atomic sum and count, never as a read-modify-write of an average
+//!   (which would lose updates exactly as the Python `+=` does).
+//!
+//! # Orderings
+//! Independent counters only need `Relaxed` (a read-modify-write always acts on the latest value,
+//! so no increment is lost). Two cross-counter properties need more, and the loom models check
+//! both:
+//! - *A snapshot never shows effects before causes* (`failed <= total`, `successful + failed <=
+//!   total`, per-node totals within the global total). Writers bump the cause first and publish
+//!   the effect with `Release`; [`AtomicLedger::snapshot`] reads effects first with `Acquire` and
+//!   causes last, so every effect it saw has its cause visible.
+//! - *No request reaches a node after `remove_node` returns*. A request increments the node's
+//!   `active` and then reads `removed`; the remover sets `removed` and then waits for `active` to
+//!   reach zero. Both sides use `SeqCst`, so at least one of them sees the other (Dekker): either
+//!   the request backs off, or the remover waits for it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::PoolError;
+use crate::ledger::{Ledger, Outcome, Picked, RequestBody, Steps};
+use crate::node::NodeAddr;
+use crate::stats::{PoolStats, Totals};
+use crate::strategy::{NodeReading, Strategy, choose};
+use crate::sync::{Counter, Lock, Rcu, StdSync, SyncFamily};
+
+/// One node's counters, kept together on their own cache line(s).
+#[derive(Debug)]
+struct Slot<S: SyncFamily> {
+    active: S::Counter,
+    total: S::Counter,
+    failed: S::Counter,
+    latency_sum_us: S::Counter,
+    latency_count: S::Counter,
+    available: S::Counter,
+    removed: S::Counter,
+}
+
+/// A node and its counters.
+#[derive(Debug)]
+pub struct AtomicNode<S: SyncFamily> {
+    addr: NodeAddr,
+    slot: CachePadded<Slot<S>>,
+}
+
+impl<S: SyncFamily> AtomicNode<S> {
+    fn new(addr: NodeAddr) -> Self {
+        let zero = || S::Counter::new(0);
+        Self {
+            addr,
+            slot: CachePadded::new(Slot {
+                active: zero(),
+                total: zero(),
+                failed: zero(),
+                latency_sum_us: zero(),
+                latency_count: zero(),
+                available: S::Counter::new(1),
+                removed: zero(),
+            }),
+        }
+    }
+
+    /// Reads effects before causes (see the module's "Orderings").
+    fn reading(&self) -> NodeReading {
+        let s = &self.slot;
+        let failed = s.failed.load(Acquire);
+        let latency_count = s.latency_count.load(Relaxed);
+        let latency_sum_us = s.latency_sum_us.load(Relaxed);
+        let total = s.total.load(Acquire);
+        NodeReading {
+            active: s.active.load(Relaxed),
+            total,
+            failed,
+            latency_sum_us,
+            latency_count,
+            available: s.available.load(Relaxed) != 0,
+        }
+    }
+}
+
+/// A node chosen for one attempt: a handle to its counters, valid even after removal.
+#[derive(Debug)]
+pub struct AtomicPick<S: SyncFamily>(Arc<AtomicNode<S>>);
+
+impl<S: SyncFamily> Picked for AtomicPick<S> {
+    fn node(&self) -> &NodeAddr {
+        &self.0.addr
+    }
+}
+
+type NodeList<S> = Vec<Arc<AtomicNode<S>>>;
+
+/// Atomic counters, padded per-node slots, a lock-free cursor and an RCU node list.
+pub struct AtomicLedger<S: SyncFamily = StdSync> {
+    total: CachePadded<S::Counter>,
+    successful: CachePadded<S::Counter>,
+    failed: CachePadded<S::Counter>,
+    cursor: CachePadded<S::Counter>,
+    nodes: S::Rcu<NodeList<S>>,
+    /// Serialises membership changes (rare) so ids and duplicate checks are exact; requests
+    /// never take it.
+    membership: S::Lock<u64>,
+}
+
+impl<S: SyncFamily> std::fmt::Debug for AtomicLedger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicLedger")
+            .field("total", &self.total.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AtomicLedger {
+    /// An empty ledger on std primitives.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S: SyncFamily> Default for AtomicLedger<S> {
+    /// An empty ledger on `S`'s primitives.
+    fn default() -> Self {
+        let zero = || CachePadded::new(S::Counter::new(0));
+        Self {
+            total: zero(),
+            successful: zero(),
+            failed: zero(),
+            cursor: zero(),
+            nodes: S::Rcu::new(Vec::new()),
+            membership: S::Lock::new(0),
+        }
+    }
+}
+
+impl<S: SyncFamily> AtomicLedger<S> {
+    /// Starts the round-robin cursor at `value` (tests use it to check wrap-around).
+    pub fn with_cursor(self, value: u64) -> Self {
+        self.cursor.store(value, Relaxed);
+        self
+    }
+}
+
+impl<S: SyncFamily> Steps for &AtomicLedger<S> {
+    type Pick = AtomicPick<S>;
+
+    fn begin(&mut self) {
+        self.total.fetch_add(1, Relaxed);
+    }
+
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<AtomicPick<S>> {
+        let ticket = self.cursor.fetch_add(1, Relaxed);
+        self.nodes.read(|list| {
+            let i = choose(strategy, list.len(), ticket, |i| {
+                let node = &list[i];
+                (!tried.contains(&node.addr.id)).then(|| node.reading())
+            })?;
+            Some(AtomicPick(Arc::clone(&list[i])))
+        })
+    }
+
+    fn mark_active(&mut self, pick: &AtomicPick<S>) -> bool {
+        let slot = &pick.0.slot;
+        slot.active.fetch_add(1, SeqCst);
+        if slot.removed.load(SeqCst) != 0 {
+            slot.active.fetch_sub(1, Release);
+            return false;
+        }
+        true
+    }
+
+    fn record(&mut self, pick: &AtomicPick<S>, outcome: Outcome) {
+        let slot = &pick.0.slot;
+        match outcome {
+            Outcome::Success { latency } => {
+                slot.latency_sum_us
+                    .fetch_add(latency.as_micros() as u64, Relaxed);
+                slot.latency_count.fetch_add(1, Relaxed);
+                slot.total.fetch_add(1, Release);
+                self.successful.fetch_add(1, Release);
+            }
+            Outcome::NodeFault => {
+                slot.total.fetch_add(1, Release);
+                slot.failed.fetch_add(1, Release);
+            }
+            Outcome::ClientFault => {
+                slot.total.fetch_add(1, Release);
+            }
+        }
+    }
+
+    fn unmark_active(&mut self, pick: &AtomicPick<S>) {
+        pick.0.slot.active.fetch_sub(1, Release);
+    }
+
+    fn fail(&mut self) {
+        self.failed.fetch_add(1, Release);
+    }
+}
+
+impl<S: SyncFamily> Ledger for AtomicLedger<S> {
+    fn kind(&self) -> &'static str {
+        "atomic"
+    }
+
+    fn steps(&self) -> impl Steps + '_ {
+        self
+    }
+
+    fn run<B: RequestBody>(&self, _hold_lock: bool, body: B) -> B::Output {
+        body.run(&mut &*self)
+    }
+
+    fn add_node(&self, key: &str, url: &str) -> Result<NodeAddr, PoolError> {
+        self.membership.with(|next_id| {
+            if self
+                .nodes
+                .read(|list| list.iter().any(|n| &*n.addr.key == key))
+            {
+                return Err(PoolError::DuplicateNode(key.to_owned()));
+            }
+            let addr = NodeAddr {
+                id: *next_id,
+                key: key.into(),
+                url: url.into(),
+            };
+            *next_id += 1;
+            let node = Arc::new(AtomicNode::new(addr.clone()));
+            self.nodes.update(|list| {
+                let mut next = list.clone();
+                next.push(Arc::clone(&node));
+                next
+            });
+            Ok(addr)
+        })
+    }
+
+    fn remove_node(&self, key: &str) -> Result<NodeAddr, PoolError> {
+        let node = self.membership.with(|_| {
+            let node = self
+                .nodes
+                .read(|list| list.iter().find(|n| &*n.addr.key == key).cloned())?;
+            node.slot.removed.store(1, SeqCst);
+            self.nodes.update(|list| {
+                list.iter()
+                    .filter(|n| n.addr.id != node.addr.id)
+                    .cloned()
+                    .collect()
+            });
+            Some(node)
+        });
+        let node = node.ok_or_else(|| PoolError::UnknownNode(key.to_owned()))?;
+        while node.slot.active.load(SeqCst) != 0 {
+            S::backoff();
+        }
+        Ok(node.addr.clone())
+    }
+
+    fn nodes(&self) -> Vec<NodeAddr> {
+        self.nodes
+            .read(|list| list.iter().map(|n| n.addr.clone()).collect())
+    }
+
+    fn probe(&self, _hold_lock: bool, check: &mut dyn FnMut(&NodeAddr) -> bool) {
+        let list: NodeList<S> = self.nodes.read(Clone::clone);
+        for node in list {
+            let verdict = check(&node.addr);
+            node.slot.available.store(u64::from(verdict), Relaxed);
+        }
+    }
+
+    /// Lock-free. Each counter is exact; across counters the snapshot may miss requests in
+    /// progress, but it never shows an effect without its cause (see "Orderings").
+    fn snapshot(&self, strategy: Strategy) -> PoolStats {
+        let successful = self.successful.load(Acquire);
+        let failed = self.failed.load(Acquire);
+        self.nodes.read(|list| {
+            let readings: Vec<NodeReading> = list.iter().map(|n| n.reading()).collect();
+            let total = self.total.load(Acquire);
+            let nodes = list.iter().zip(readings).map(|(n, r)| (&*n.addr.key, r));
+            PoolStats::assemble(
+                strategy,
+                Totals {
+                    total,
+                    successful,
+                    failed,
+                },
+                nodes,
+            )
+        })
+    }
+}

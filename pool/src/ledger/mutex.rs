@@ -1,0 +1,328 @@
+//! `MutexLedger`: all request state behind one lock, taken where SOLLOL takes `self._lock`.
+//!
+//! The state itself is a plain [`Book`] with no synchronisation of its own. Per-point steps lock,
+//! run one `Book` method and unlock; a request run with `hold_lock` locks once and runs every
+//! `Book` method (and the HTTP exchange) inside, which is the plan's "serialized" diagram.
+
+use std::time::Instant;
+
+use crate::error::PoolError;
+use crate::ledger::{Ledger, Outcome, Picked, RequestBody, Steps};
+use crate::lock_timing::{LockTimingSummary, LockTimings};
+use crate::node::NodeAddr;
+use crate::stats::{PoolStats, Totals};
+use crate::strategy::{NodeReading, Strategy, choose};
+use crate::sync::{Lock, StdLock, StdSync, SyncFamily};
+
+/// One node's entry in the book.
+#[derive(Debug, Clone)]
+struct BookNode {
+    addr: NodeAddr,
+    reading: NodeReading,
+    /// Removed from routing; kept until its in-flight requests finish.
+    removed: bool,
+}
+
+/// Everything the global lock protects.
+#[derive(Debug, Default)]
+pub struct Book {
+    totals: Totals,
+    cursor: u64,
+    next_id: u64,
+    nodes: Vec<BookNode>,
+    timings: Option<LockTimings>,
+}
+
+/// A node chosen from the book.
+#[derive(Debug, Clone)]
+pub struct BookPick(NodeAddr);
+
+impl Picked for BookPick {
+    fn node(&self) -> &NodeAddr {
+        &self.0
+    }
+}
+
+impl Book {
+    fn node_mut(&mut self, id: u64) -> Option<&mut BookNode> {
+        self.nodes.iter_mut().find(|n| n.addr.id == id)
+    }
+
+    fn begin(&mut self) {
+        self.totals.total += 1;
+    }
+
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<BookPick> {
+        let ticket = self.cursor;
+        self.cursor = self.cursor.wrapping_add(1);
+        let nodes = &self.nodes;
+        let i = choose(strategy, nodes.len(), ticket, |i| {
+            let n = &nodes[i];
+            (!n.removed && !tried.contains(&n.addr.id)).then_some(n.reading)
+        })?;
+        Some(BookPick(nodes[i].addr.clone()))
+    }
+
+    fn mark_active(&mut self, pick: &BookPick) -> bool {
+        match self.node_mut(pick.0.id) {
+            Some(node) if !node.removed => {
+                node.reading.active += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn record(&mut self, pick: &BookPick, outcome: Outcome) {
+        let Some(node) = self.node_mut(pick.0.id) else {
+            return;
+        };
+        node.reading.total += 1;
+        match outcome {
+            Outcome::Success { latency } => {
+                node.reading.latency_sum_us += latency.as_micros() as u64;
+                node.reading.latency_count += 1;
+                self.totals.successful += 1;
+            }
+            Outcome::NodeFault => node.reading.failed += 1,
+            Outcome::ClientFault => {}
+        }
+    }
+
+    fn unmark_active(&mut self, pick: &BookPick) {
+        if let Some(node) = self.node_mut(pick.0.id) {
+            node.reading.active = node.reading.active.saturating_sub(1);
+        }
+    }
+
+    fn fail(&mut self) {
+        self.totals.failed += 1;
+    }
+}
+
+/// `Steps` inside a lock that is already held.
+struct HeldSteps<'a>(&'a mut Book);
+
+impl Steps for HeldSteps<'_> {
+    type Pick = BookPick;
+    fn begin(&mut self) {
+        self.0.begin()
+    }
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<BookPick> {
+        self.0.select(strategy, tried)
+    }
+    fn mark_active(&mut self, pick: &BookPick) -> bool {
+        self.0.mark_active(pick)
+    }
+    fn record(&mut self, pick: &BookPick, outcome: Outcome) {
+        self.0.record(pick, outcome)
+    }
+    fn unmark_active(&mut self, pick: &BookPick) {
+        self.0.unmark_active(pick)
+    }
+    fn fail(&mut self) {
+        self.0.fail()
+    }
+}
+
+/// One global lock over all request state.
+pub struct MutexLedger<S: SyncFamily = StdSync> {
+    book: S::Lock<Book>,
+    timed: bool,
+}
+
+impl<S: SyncFamily> std::fmt::Debug for MutexLedger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutexLedger")
+            .field("timed", &self.timed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SyncFamily> Default for MutexLedger<S> {
+    /// An empty ledger on `S`'s primitives, without lock instrumentation.
+    fn default() -> Self {
+        Self {
+            book: S::Lock::new(Book::default()),
+            timed: false,
+        }
+    }
+}
+
+impl MutexLedger {
+    /// An empty ledger on std primitives, without lock instrumentation.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty ledger that records lock wait and hold times ([`MutexLedger::lock_timings`]).
+    pub fn with_lock_timing() -> Self {
+        Self {
+            book: StdLock::new(Book {
+                timings: Some(LockTimings::default()),
+                ..Book::default()
+            }),
+            timed: true,
+        }
+    }
+}
+
+impl<S: SyncFamily> MutexLedger<S> {
+    /// Runs `f` under the global lock, timing the acquisition when instrumented.
+    fn locked<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
+        if !self.timed {
+            return self.book.with(f);
+        }
+        let asked = Instant::now();
+        self.book.with(|book| {
+            let got = Instant::now();
+            let result = f(book);
+            if let Some(t) = book.timings.as_mut() {
+                t.record(got - asked, got.elapsed());
+            }
+            result
+        })
+    }
+
+    /// Lock wait and hold percentiles so far; `None` when not instrumented.
+    pub fn lock_timings(&self) -> Option<LockTimingSummary> {
+        self.book
+            .with(|book| book.timings.as_ref().map(LockTimings::summary))
+    }
+}
+
+impl<S: SyncFamily> Steps for &MutexLedger<S> {
+    type Pick = BookPick;
+    fn begin(&mut self) {
+        self.locked(Book::begin)
+    }
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<BookPick> {
+        self.locked(|b| b.select(strategy, tried))
+    }
+    fn mark_active(&mut self, pick: &BookPick) -> bool {
+        self.locked(|b| b.mark_active(pick))
+    }
+    fn record(&mut self, pick: &BookPick, outcome: Outcome) {
+        self.locked(|b| b.record(pick, outcome))
+    }
+    fn unmark_active(&mut self, pick: &BookPick) {
+        self.locked(|b| b.unmark_active(pick))
+    }
+    fn fail(&mut self) {
+        self.locked(Book::fail)
+    }
+}
+
+impl<S: SyncFamily> Ledger for MutexLedger<S> {
+    fn kind(&self) -> &'static str {
+        "mutex"
+    }
+
+    fn steps(&self) -> impl Steps + '_ {
+        self
+    }
+
+    fn run<B: RequestBody>(&self, hold_lock: bool, body: B) -> B::Output {
+        if hold_lock {
+            self.locked(|book| body.run(&mut HeldSteps(book)))
+        } else {
+            body.run(&mut &*self)
+        }
+    }
+
+    fn add_node(&self, key: &str, url: &str) -> Result<NodeAddr, PoolError> {
+        self.locked(|book| {
+            if book.nodes.iter().any(|n| !n.removed && &*n.addr.key == key) {
+                return Err(PoolError::DuplicateNode(key.to_owned()));
+            }
+            let addr = NodeAddr {
+                id: book.next_id,
+                key: key.into(),
+                url: url.into(),
+            };
+            book.next_id += 1;
+            book.nodes.push(BookNode {
+                addr: addr.clone(),
+                reading: NodeReading {
+                    available: true,
+                    ..NodeReading::default()
+                },
+                removed: false,
+            });
+            Ok(addr)
+        })
+    }
+
+    fn remove_node(&self, key: &str) -> Result<NodeAddr, PoolError> {
+        let addr = self.locked(|book| {
+            let node = book
+                .nodes
+                .iter_mut()
+                .find(|n| !n.removed && &*n.addr.key == key);
+            node.map(|n| {
+                n.removed = true;
+                n.addr.clone()
+            })
+        });
+        let addr = addr.ok_or_else(|| PoolError::UnknownNode(key.to_owned()))?;
+        // Drain: the node leaves the book once its in-flight requests have finished.
+        loop {
+            let drained = self.locked(|book| {
+                let busy = book
+                    .nodes
+                    .iter()
+                    .any(|n| n.addr.id == addr.id && n.reading.active > 0);
+                if !busy {
+                    book.nodes.retain(|n| n.addr.id != addr.id);
+                }
+                !busy
+            });
+            if drained {
+                return Ok(addr);
+            }
+            S::backoff();
+        }
+    }
+
+    fn nodes(&self) -> Vec<NodeAddr> {
+        self.locked(|book| {
+            book.nodes
+                .iter()
+                .filter(|n| !n.removed)
+                .map(|n| n.addr.clone())
+                .collect()
+        })
+    }
+
+    fn probe(&self, hold_lock: bool, check: &mut dyn FnMut(&NodeAddr) -> bool) {
+        if hold_lock {
+            self.locked(|book| {
+                for node in book.nodes.iter_mut().filter(|n| !n.removed) {
+                    node.reading.available = check(&node.addr);
+                }
+            });
+            return;
+        }
+        for addr in self.nodes() {
+            let verdict = check(&addr);
+            self.locked(|book| {
+                if let Some(node) = book.node_mut(addr.id) {
+                    node.reading.available = verdict;
+                }
+            });
+        }
+    }
+
+    /// Taken under the global lock, so it is exact; and, as in SOLLOL, a slow reader delays
+    /// every request.
+    fn snapshot(&self, strategy: Strategy) -> PoolStats {
+        self.locked(|book| {
+            let nodes = book
+                .nodes
+                .iter()
+                .filter(|n| !n.removed)
+                .map(|n| (&*n.addr.key, n.reading));
+            PoolStats::assemble(strategy, book.totals, nodes)
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! The background health probe: SOLLOL's health-check and VRAM loops in one.
+//!
+//! Every interval it asks each node for `GET /api/ps` and `GET /api/tags` and stores whether both
+//! answered in time. Under `LockScope::Probe` the mutex ledger holds its global lock across all of
+//! these calls, as SOLLOL's loops hold `self._lock`; a node whose control plane answers slowly
+//! then stalls every request thread. Every other variant probes outside any lock.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+
+use crate::ledger::Ledger;
+use crate::node::NodeAddr;
+
+/// How often and how patiently to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Time between probe rounds.
+    pub interval: Duration,
+    /// Timeout of each probe request (SOLLOL uses 2 s).
+    pub timeout: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Whether `node` answers `/api/ps` and `/api/tags` within `timeout`.
+pub fn probe_node(client: &Client, node: &NodeAddr, timeout: Duration) -> bool {
+    ["/api/ps", "/api/tags"].iter().all(|path| {
+        client
+            .get(format!("{}{path}", node.url))
+            .timeout(timeout)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.bytes())
+            .is_ok()
+    })
+}
+
+/// The probing thread; stops and is joined when dropped.
+pub(crate) struct Prober {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Prober {
+    pub(crate) fn spawn<L: Ledger>(
+        ledger: Arc<L>,
+        client: Client,
+        config: ProbeConfig,
+        hold_lock: bool,
+    ) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pool-prober".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(config.interval) {
+                    ledger.probe(hold_lock, &mut |node| {
+                        probe_node(&client, node, config.timeout)
+                    });
+                }
+            })
+            .expect("spawning the prober thread");
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

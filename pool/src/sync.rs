@@ -1,0 +1,248 @@
+//! The one place that decides which synchronisation primitives the ledgers use.
+//!
+//! Both ledgers are generic over a [`SyncFamily`]: production code uses [`StdSync`] (std atomics,
+//! `std::sync::Mutex`, `arc-swap`), while the loom models in `src/tests/` instantiate the *same*
+//! ledger code with loom's primitives, so a plain `cargo test` model-checks what ships, with no
+//! `--cfg loom` and no RUSTFLAGS (pattern A of the research notes; tokio's `src/loom/` shim is the
+//! model for keeping the choice in one module).
+//!
+//! The facade defines the API and every backend adapts to it: locks are closure-scoped and never
+//! poison (a panic inside a critical section must not turn every later request into an error), and
+//! the RCU cell is read through a closure so no backend has to hand out a guard type.
+
+use std::sync::atomic::Ordering;
+
+/// An atomic `u64`, as the ledgers use it.
+pub trait Counter: Send + Sync + std::fmt::Debug {
+    /// A counter starting at `value`.
+    fn new(value: u64) -> Self;
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+    /// Atomic add; returns the previous value.
+    fn fetch_add(&self, value: u64, order: Ordering) -> u64;
+    /// Atomic subtract; returns the previous value.
+    fn fetch_sub(&self, value: u64, order: Ordering) -> u64;
+}
+
+/// A mutual-exclusion lock with a closure-scoped critical section.
+pub trait Lock<T>: Send + Sync {
+    /// A lock around `value`.
+    fn new(value: T) -> Self;
+    /// Runs `f` with exclusive access. A poisoned lock is recovered, not propagated.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+/// A read-copy-update cell: readers never block, writers publish a whole new value.
+pub trait Rcu<T>: Send + Sync {
+    /// A cell holding `value`.
+    fn new(value: T) -> Self;
+    /// Runs `f` on the current value.
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R;
+    /// Replaces the value with `f(current)`; `f` may run more than once under contention.
+    fn update(&self, f: impl FnMut(&T) -> T);
+}
+
+/// A family of primitives the ledgers are generic over.
+pub trait SyncFamily: Send + Sync + std::fmt::Debug + 'static {
+    /// Atomic counter type.
+    type Counter: Counter;
+    /// Lock type.
+    type Lock<T: Send>: Lock<T>;
+    /// RCU cell type.
+    type Rcu<T: Send + Sync + 'static>: Rcu<T>;
+    /// Lets another thread run (a spin-wait must yield, or loom reports a livelock).
+    fn yield_now();
+    /// Waits a little before polling again (draining a removed node waits for HTTP requests,
+    /// which take milliseconds: spinning would steal a core from them).
+    fn backoff();
+}
+
+/// Production primitives: std atomics, `std::sync::Mutex`, `arc_swap::ArcSwap`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdSync;
+
+impl Counter for std::sync::atomic::AtomicU64 {
+    fn new(value: u64) -> Self {
+        std::sync::atomic::AtomicU64::new(value)
+    }
+    fn load(&self, order: Ordering) -> u64 {
+        self.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.store(value, order)
+    }
+    fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
+        self.fetch_add(value, order)
+    }
+    fn fetch_sub(&self, value: u64, order: Ordering) -> u64 {
+        self.fetch_sub(value, order)
+    }
+}
+
+/// `std::sync::Mutex` without poisoning.
+#[derive(Debug, Default)]
+pub struct StdLock<T>(std::sync::Mutex<T>);
+
+impl<T: Send> Lock<T> for StdLock<T> {
+    fn new(value: T) -> Self {
+        Self(std::sync::Mutex::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
+/// `arc_swap::ArcSwap`: lock-free reads, so adding or removing a node never blocks a request.
+#[derive(Debug)]
+pub struct StdRcu<T>(arc_swap::ArcSwap<T>);
+
+impl<T: Send + Sync + 'static> Rcu<T> for StdRcu<T> {
+    fn new(value: T) -> Self {
+        Self(arc_swap::ArcSwap::from_pointee(value))
+    }
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.0.load())
+    }
+    fn update(&self, mut f: impl FnMut(&T) -> T) {
+        self.0.rcu(|current| f(current));
+    }
+}
+
+impl SyncFamily for StdSync {
+    type Counter = std::sync::atomic::AtomicU64;
+    type Lock<T: Send> = StdLock<T>;
+    type Rcu<T: Send + Sync + 'static> = StdRcu<T>;
+    fn yield_now() {
+        std::thread::yield_now();
+    }
+    fn backoff() {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_families {
+    //! Families that exist only for tests: loom's primitives, and a deliberately racy counter.
+
+    use super::*;
+    use std::marker::PhantomData;
+    use std::sync::Arc;
+
+    /// loom's primitives, so loom explores every interleaving of the real ledger code.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct LoomSync;
+
+    impl Counter for loom::sync::atomic::AtomicU64 {
+        fn new(value: u64) -> Self {
+            loom::sync::atomic::AtomicU64::new(value)
+        }
+        fn load(&self, order: Ordering) -> u64 {
+            self.load(order)
+        }
+        fn store(&self, value: u64, order: Ordering) {
+            self.store(value, order)
+        }
+        fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
+            self.fetch_add(value, order)
+        }
+        fn fetch_sub(&self, value: u64, order: Ordering) -> u64 {
+            self.fetch_sub(value, order)
+        }
+    }
+
+    /// loom's mutex (which never poisons).
+    #[derive(Debug)]
+    pub struct LoomLock<T>(loom::sync::Mutex<T>);
+
+    impl<T: Send> Lock<T> for LoomLock<T> {
+        fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(value))
+        }
+        fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            f(&mut self.0.lock().unwrap())
+        }
+    }
+
+    /// RCU modelled as a loom mutex around an `Arc`: arc-swap is not loom-aware, so the model
+    /// checks the ledger's use of "publish a new list" rather than arc-swap's internals.
+    #[derive(Debug)]
+    pub struct LoomRcu<T>(loom::sync::Mutex<Arc<T>>);
+
+    impl<T: Send + Sync + 'static> Rcu<T> for LoomRcu<T> {
+        fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(Arc::new(value)))
+        }
+        fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            let current = Arc::clone(&self.0.lock().unwrap());
+            f(&current)
+        }
+        fn update(&self, mut f: impl FnMut(&T) -> T) {
+            let mut current = self.0.lock().unwrap();
+            *current = Arc::new(f(&current));
+        }
+    }
+
+    impl SyncFamily for LoomSync {
+        type Counter = loom::sync::atomic::AtomicU64;
+        type Lock<T: Send> = LoomLock<T>;
+        type Rcu<T: Send + Sync + 'static> = LoomRcu<T>;
+        fn yield_now() {
+            loom::thread::yield_now();
+        }
+        fn backoff() {
+            loom::thread::yield_now();
+        }
+    }
+
+    /// The canary: `F`'s primitives, except that `fetch_add`/`fetch_sub` are a load, a yield and
+    /// a store, the way Python's `self.x += 1` behaves without a lock. Any checker that claims to
+    /// catch lost updates must catch this one.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Racy<F>(PhantomData<F>);
+
+    /// A counter whose read-modify-write is not atomic.
+    #[derive(Debug)]
+    pub struct RacyCounter<F: SyncFamily>(F::Counter);
+
+    impl<F: SyncFamily> Counter for RacyCounter<F> {
+        fn new(value: u64) -> Self {
+            Self(F::Counter::new(value))
+        }
+        fn load(&self, order: Ordering) -> u64 {
+            self.0.load(order)
+        }
+        fn store(&self, value: u64, order: Ordering) {
+            self.0.store(value, order)
+        }
+        fn fetch_add(&self, value: u64, _: Ordering) -> u64 {
+            let seen = self.0.load(Ordering::Relaxed);
+            F::yield_now();
+            self.0.store(seen.wrapping_add(value), Ordering::Relaxed);
+            seen
+        }
+        fn fetch_sub(&self, value: u64, _: Ordering) -> u64 {
+            let seen = self.0.load(Ordering::Relaxed);
+            F::yield_now();
+            self.0.store(seen.wrapping_sub(value), Ordering::Relaxed);
+            seen
+        }
+    }
+
+    impl<F: SyncFamily> SyncFamily for Racy<F> {
+        type Counter = RacyCounter<F>;
+        type Lock<T: Send> = F::Lock<T>;
+        type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
+        fn yield_now() {
+            F::yield_now();
+        }
+        fn backoff() {
+            F::backoff();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Race verification models (filled in by the race-verification work).

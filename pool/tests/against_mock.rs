@@ -1,0 +1,341 @@
+//! Both variants against in-process `mock-ollama` nodes: the pool's counts agree exactly with
+//! what the nodes served, the stats JSON has one shape, and membership changes under load are safe.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
+use pool::{
+    AtomicLedger, BareLedger, ChatMessage, Ledger, LockScope, MutexLedger, Pool, PoolConfig,
+    Strategy,
+};
+
+fn cluster(n: usize, latency: Duration) -> MockCluster {
+    MockCluster::start(vec![NodeConfig::with_latency(latency); n]).unwrap()
+}
+
+fn key(url: &str) -> &str {
+    url.trim_start_matches("http://")
+}
+
+fn hammer<L: Ledger>(pool: &Pool<L>, threads: usize, per_thread: usize) -> (u64, u64) {
+    let ok = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (ok, failed) = (&ok, &failed);
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    match pool.embed("all-minilm", format!("text {t} {i}")) {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+    });
+    (ok.into_inner(), failed.into_inner())
+}
+
+fn agrees_with_servers<L: Ledger>(ledger: L, scope: LockScope) {
+    let nodes = MockCluster::start(vec![
+        NodeConfig {
+            faults: FaultConfig {
+                error_rate: 0.05,
+                ..FaultConfig::default()
+            },
+            ..NodeConfig::with_latency(Duration::from_millis(1))
+        };
+        2
+    ])
+    .unwrap();
+    let pool = Pool::new(
+        ledger,
+        PoolConfig {
+            scope,
+            ..PoolConfig::default()
+        },
+        &nodes.urls(),
+    )
+    .unwrap();
+    let (ok, failed) = hammer(&pool, 8, 40);
+    let stats = pool.stats();
+    let kind = pool.ledger().kind();
+    assert_eq!(ok + failed, 320, "{kind}: every request accounted for");
+    assert_eq!(
+        (
+            stats.total_requests,
+            stats.successful_requests,
+            stats.failed_requests
+        ),
+        (320, ok, failed),
+        "{kind}"
+    );
+    for (url, counters) in nodes.urls().iter().zip(nodes.counters()) {
+        let node = &stats.node_performance[key(url)];
+        assert_eq!(
+            node.total_requests,
+            counters.total("/api/embed"),
+            "{kind} {url}: attempts"
+        );
+        assert_eq!(
+            node.failed_requests,
+            counters.failed("/api/embed"),
+            "{kind} {url}: failures"
+        );
+        assert_eq!(node.active_requests, 0, "{kind} {url}");
+    }
+    let served: u64 = nodes
+        .counters()
+        .iter()
+        .map(|c| c.succeeded("/api/embed"))
+        .sum();
+    assert_eq!(served, ok, "{kind}: successes = 200s served");
+}
+
+#[test]
+fn atomic_counts_agree_with_server_side_counters() {
+    agrees_with_servers(AtomicLedger::new(), LockScope::Counters);
+}
+
+#[test]
+fn mutex_counts_agree_with_server_side_counters() {
+    agrees_with_servers(MutexLedger::new(), LockScope::Counters);
+    agrees_with_servers(MutexLedger::new(), LockScope::Request);
+}
+
+fn key_set(value: &serde_json::Value) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    fn walk(prefix: &str, v: &serde_json::Value, keys: &mut BTreeSet<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, child) in map {
+                // Node keys vary by port; name them by position-independent placeholder.
+                let k = if k.contains(':') {
+                    "<node>"
+                } else {
+                    k.as_str()
+                };
+                let path = format!("{prefix}/{k}");
+                keys.insert(path.clone());
+                walk(&path, child, keys);
+            }
+        }
+    }
+    walk("", value, &mut keys);
+    keys
+}
+
+#[test]
+fn stats_json_has_one_shape_for_all_variants() {
+    let nodes = cluster(2, Duration::ZERO);
+    let shapes: Vec<BTreeSet<String>> = [
+        serde_json::to_value(run_some(AtomicLedger::new(), &nodes)).unwrap(),
+        serde_json::to_value(run_some(MutexLedger::new(), &nodes)).unwrap(),
+        serde_json::to_value(run_some(BareLedger::new(), &nodes)).unwrap(),
+    ]
+    .iter()
+    .map(key_set)
+    .collect();
+    assert!(
+        shapes[0].contains("/node_performance/<node>/latency_ms"),
+        "{:?}",
+        shapes[0]
+    );
+    assert_eq!(shapes[0], shapes[1]);
+    // The bare client keeps no counts, so `nodes_used` is empty, but the keys are the same.
+    assert_eq!(
+        shapes[0]
+            .iter()
+            .filter(|k| !k.starts_with("/nodes_used/"))
+            .collect::<Vec<_>>(),
+        shapes[2].iter().collect::<Vec<_>>()
+    );
+}
+
+fn run_some<L: Ledger>(ledger: L, nodes: &MockCluster) -> pool::PoolStats {
+    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).unwrap();
+    for _ in 0..4 {
+        pool.embed("all-minilm", "x").unwrap();
+    }
+    pool.stats()
+}
+
+#[test]
+fn generate_and_chat_go_through_the_pool() {
+    let nodes = cluster(1, Duration::ZERO);
+    let pool = Pool::new(AtomicLedger::new(), PoolConfig::default(), &nodes.urls()).unwrap();
+    assert!(
+        !pool
+            .generate("llama3.2", "hello")
+            .unwrap()
+            .value
+            .response
+            .is_empty()
+    );
+    let reply = pool
+        .chat(
+            "llama3.2",
+            &[ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(reply.value.message.role, "assistant");
+    assert_eq!(pool.stats().successful_requests, 2);
+}
+
+#[test]
+fn strategies_route_as_documented() {
+    let nodes = cluster(2, Duration::ZERO);
+    for strategy in Strategy::ALL {
+        let pool = Pool::new(
+            AtomicLedger::new(),
+            PoolConfig {
+                strategy,
+                ..PoolConfig::default()
+            },
+            &nodes.urls(),
+        )
+        .unwrap();
+        for _ in 0..10 {
+            pool.embed("all-minilm", "x").unwrap();
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.routing_strategy, strategy.name());
+        assert_eq!(stats.successful_requests, 10, "{strategy}");
+        if strategy == Strategy::RoundRobin || strategy == Strategy::Fairness {
+            assert!(
+                stats
+                    .node_performance
+                    .values()
+                    .all(|n| n.total_requests == 5),
+                "{strategy}: {stats:?}"
+            );
+        }
+    }
+}
+
+fn membership_under_load<L: Ledger>(ledger: L) {
+    let nodes = cluster(4, Duration::from_millis(1));
+    let urls = nodes.urls();
+    let pool = Pool::new(
+        ledger,
+        PoolConfig {
+            strategy: Strategy::LeastLoaded,
+            ..PoolConfig::default()
+        },
+        &urls[..2],
+    )
+    .unwrap();
+    let done = AtomicBool::new(false);
+    let (ok, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let after_removal = std::thread::scope(|s| {
+        for t in 0..15 {
+            let (pool, done, ok, failed) = (&pool, &done, &ok, &failed);
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(Ordering::Relaxed) {
+                    match pool.embed("all-minilm", format!("{t}-{i}")) {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    i += 1;
+                }
+            });
+        }
+        // The 16th thread changes membership while the others send.
+        let mut served_at_removal = Vec::new();
+        for round in 0..6 {
+            let (add, remove) = if round % 2 == 0 {
+                (&urls[2], &urls[0])
+            } else {
+                (&urls[0], &urls[2])
+            };
+            pool.add_node(add).unwrap();
+            pool.remove_node(remove).unwrap();
+            let index = urls.iter().position(|u| u == remove).unwrap();
+            served_at_removal.push((index, nodes.counters()[index].total("/api/embed")));
+            std::thread::sleep(Duration::from_millis(20));
+            // A removed node may be added back in a later round; until then it must see nothing.
+            let now = nodes.counters()[index].total("/api/embed");
+            assert_eq!(
+                now,
+                served_at_removal.last().unwrap().1,
+                "node {index} got a request after its removal completed"
+            );
+        }
+        done.store(true, Ordering::Relaxed);
+        served_at_removal
+    });
+    assert_eq!(after_removal.len(), 6);
+    let stats = pool.stats();
+    let (ok, failed) = (ok.into_inner(), failed.into_inner());
+    assert_eq!(
+        failed,
+        0,
+        "{}: membership changes must not fail requests",
+        pool.ledger().kind()
+    );
+    assert_eq!(stats.total_requests, ok + failed);
+    assert_eq!(stats.successful_requests, ok);
+    let served: u64 = nodes
+        .counters()
+        .iter()
+        .map(|c| c.succeeded("/api/embed"))
+        .sum();
+    assert_eq!(
+        served, ok,
+        "every success was served by some node exactly once"
+    );
+    assert_eq!(stats.active_total(), 0);
+}
+
+#[test]
+fn atomic_membership_changes_under_16_threads() {
+    membership_under_load(AtomicLedger::new());
+}
+
+#[test]
+fn mutex_membership_changes_under_16_threads() {
+    membership_under_load(MutexLedger::new());
+}
+
+#[test]
+fn probe_marks_unreachable_nodes_unavailable() {
+    let nodes = cluster(1, Duration::ZERO);
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    for scope in [LockScope::Counters, LockScope::Probe] {
+        let pool = Pool::new(
+            MutexLedger::new(),
+            PoolConfig {
+                scope,
+                ..PoolConfig::default()
+            },
+            &[nodes.urls()[0].clone(), dead.clone()],
+        )
+        .unwrap();
+        pool.probe_now();
+        let stats = pool.stats();
+        assert!(stats.node_performance[key(&nodes.urls()[0])].available);
+        assert!(!stats.node_performance[key(&dead)].available, "{scope:?}");
+        // The unavailable node is avoided, so no request fails over.
+        for _ in 0..4 {
+            pool.embed("all-minilm", "x").unwrap();
+        }
+        assert_eq!(pool.stats().node_performance[key(&dead)].total_requests, 0);
+    }
+    let atomic = Pool::new(AtomicLedger::new(), PoolConfig::default(), &[dead.clone()]).unwrap();
+    atomic.probe_now();
+    assert!(!atomic.stats().node_performance[key(&dead)].available);
+    let counters = nodes.counters()[0].clone();
+    assert_eq!(
+        (counters.total("/api/ps"), counters.total("/api/tags")),
+        (2, 2),
+        "each probe asks /api/ps and /api/tags"
+    );
+}

@@ -1,0 +1,314 @@
+//! Failover, timeouts and error accounting against scripted HTTP nodes (`wiremock`).
+
+use std::time::Duration;
+
+use pool::{
+    AtomicLedger, FailureReason, Ledger, LockScope, MutexLedger, Pool, PoolConfig, PoolError,
+};
+use serde_json::json;
+use tokio::runtime::Runtime;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Scripted nodes on a runtime of their own (the pool is blocking and must not run inside it).
+struct Nodes {
+    runtime: Runtime,
+    servers: Vec<MockServer>,
+}
+
+impl Nodes {
+    fn start(responses: Vec<ResponseTemplate>) -> Self {
+        let runtime = Runtime::new().unwrap();
+        let servers = runtime.block_on(async {
+            let mut servers = Vec::new();
+            for response in responses {
+                let server = MockServer::start().await;
+                Mock::given(method("POST"))
+                    .and(path("/api/embed"))
+                    .respond_with(response)
+                    .mount(&server)
+                    .await;
+                servers.push(server);
+            }
+            servers
+        });
+        Self { runtime, servers }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.uri()).collect()
+    }
+
+    fn hits(&self) -> Vec<usize> {
+        self.runtime.block_on(async {
+            let mut hits = Vec::new();
+            for s in &self.servers {
+                hits.push(s.received_requests().await.unwrap_or_default().len());
+            }
+            hits
+        })
+    }
+}
+
+fn ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "model": "m", "embeddings": [[0.6, 0.8]] }))
+}
+
+fn config(scope: LockScope) -> PoolConfig {
+    PoolConfig {
+        timeout: Duration::from_millis(300),
+        scope,
+        ..PoolConfig::default()
+    }
+}
+
+/// Runs `check` for every ledger and lock scope that keeps per-request stats.
+fn each_variant(check: impl Fn(&str, &dyn Fn(&[String]) -> Box<dyn Probe>)) {
+    check("atomic", &|urls| {
+        Box::new(Pool::new(AtomicLedger::new(), config(LockScope::Counters), urls).unwrap())
+    });
+    for scope in [LockScope::Counters, LockScope::Request] {
+        let name = format!("mutex-{scope:?}");
+        check(&name, &move |urls| {
+            Box::new(Pool::new(MutexLedger::new(), config(scope), urls).unwrap())
+        });
+    }
+}
+
+/// The parts of a pool these tests drive, object-safe so variants share one test body.
+trait Probe {
+    fn embed(&self) -> Result<String, PoolError>;
+    fn stats(&self) -> pool::PoolStats;
+}
+
+impl<L: Ledger> Probe for Pool<L> {
+    fn embed(&self) -> Result<String, PoolError> {
+        Pool::embed(self, "m", "text").map(|r| r.node.to_string())
+    }
+    fn stats(&self) -> pool::PoolStats {
+        Pool::stats(self)
+    }
+}
+
+#[test]
+fn fails_over_on_500_and_503() {
+    for status in [500, 503] {
+        each_variant(|name, make| {
+            let nodes = Nodes::start(vec![
+                ResponseTemplate::new(status).set_body_json(json!({ "error": "server busy" })),
+                ok(),
+            ]);
+            let pool = make(&nodes.urls());
+            // Round-robin starts at the failing node, so every request fails over once.
+            let answered_by = pool.embed().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                answered_by,
+                nodes.urls()[1].trim_start_matches("http://"),
+                "{name}"
+            );
+            let stats = pool.stats();
+            assert_eq!(
+                (
+                    stats.total_requests,
+                    stats.successful_requests,
+                    stats.failed_requests
+                ),
+                (1, 1, 0),
+                "{name}"
+            );
+            let first = &stats.node_performance[nodes.urls()[0].trim_start_matches("http://")];
+            assert_eq!(
+                (
+                    first.total_requests,
+                    first.failed_requests,
+                    first.active_requests
+                ),
+                (1, 1, 0),
+                "{name}"
+            );
+            assert_eq!(nodes.hits(), [1, 1], "{name}: each node tried once");
+        });
+    }
+}
+
+#[test]
+fn fails_over_on_timeout() {
+    each_variant(|name, make| {
+        let nodes = Nodes::start(vec![ok().set_delay(Duration::from_secs(2)), ok()]);
+        let pool = make(&nodes.urls());
+        assert!(pool.embed().is_ok(), "{name}");
+        let stats = pool.stats();
+        let slow = &stats.node_performance[nodes.urls()[0].trim_start_matches("http://")];
+        assert_eq!(slow.failed_requests, 1, "{name}");
+        assert_eq!(stats.active_total(), 0, "{name}");
+    });
+}
+
+#[test]
+fn all_nodes_failing_names_each_node_once() {
+    each_variant(|name, make| {
+        let nodes = Nodes::start(vec![
+            ResponseTemplate::new(500).set_body_json(json!({ "error": "boom" })),
+            ok().set_delay(Duration::from_secs(2)),
+        ]);
+        let pool = make(&nodes.urls());
+        match pool.embed() {
+            Err(PoolError::AllNodesFailed { failures }) => {
+                assert_eq!(failures.len(), 2, "{name}");
+                assert_eq!(
+                    failures[0].reason,
+                    FailureReason::Status {
+                        status: 500,
+                        message: "boom".into()
+                    },
+                    "{name}"
+                );
+                assert_eq!(failures[1].reason, FailureReason::Timeout, "{name}");
+            }
+            other => panic!("{name}: expected AllNodesFailed, got {other:?}"),
+        }
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.total_requests,
+                stats.successful_requests,
+                stats.failed_requests
+            ),
+            (1, 0, 1),
+            "{name}"
+        );
+        assert_eq!(stats.active_total(), 0, "{name}");
+    });
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    each_variant(|name, make| {
+        let nodes = Nodes::start(vec![
+            ResponseTemplate::new(400).set_body_json(json!({ "error": "invalid input type" })),
+            ok(),
+        ]);
+        let pool = make(&nodes.urls());
+        match pool.embed() {
+            Err(PoolError::Rejected {
+                status: 400,
+                message,
+                ..
+            }) => assert_eq!(message, "invalid input type", "{name}"),
+            other => panic!("{name}: expected Rejected, got {other:?}"),
+        }
+        assert_eq!(
+            nodes.hits(),
+            [1, 0],
+            "{name}: the second node is never asked"
+        );
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.total_requests, stats.failed_requests),
+            (1, 1),
+            "{name}"
+        );
+        let node = &stats.node_performance[nodes.urls()[0].trim_start_matches("http://")];
+        assert_eq!(
+            (node.total_requests, node.failed_requests),
+            (1, 0),
+            "{name}: not the node's fault"
+        );
+    });
+}
+
+#[test]
+fn a_malformed_answer_is_a_node_failure() {
+    each_variant(|name, make| {
+        let nodes = Nodes::start(vec![
+            ResponseTemplate::new(200).set_body_string("not json"),
+            ok(),
+        ]);
+        let pool = make(&nodes.urls());
+        assert!(pool.embed().is_ok(), "{name}");
+        assert_eq!(nodes.hits(), [1, 1], "{name}");
+    });
+}
+
+#[test]
+fn every_request_counted_once() {
+    each_variant(|name, make| {
+        let nodes = Nodes::start(vec![
+            ok(),
+            ResponseTemplate::new(500).set_body_json(json!({ "error": "x" })),
+        ]);
+        let pool = make(&nodes.urls());
+        for _ in 0..20 {
+            pool.embed().unwrap();
+        }
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.total_requests,
+                stats.successful_requests,
+                stats.failed_requests
+            ),
+            (20, 20, 0),
+            "{name}"
+        );
+        let attempts: u64 = stats
+            .node_performance
+            .values()
+            .map(|n| n.total_requests)
+            .sum();
+        let hits: usize = nodes.hits().iter().sum();
+        assert_eq!(
+            attempts, hits as u64,
+            "{name}: pool attempts = requests the nodes saw"
+        );
+    });
+}
+
+#[test]
+fn connection_refused_is_a_node_failure() {
+    let nodes = Nodes::start(vec![ok()]);
+    // A port that was bound and released: nothing listens there now.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let pool = Pool::new(
+        AtomicLedger::new(),
+        config(LockScope::Counters),
+        &[dead.clone(), nodes.urls()[0].clone()],
+    )
+    .unwrap();
+    pool.embed("m", "x").unwrap();
+    let stats = pool.stats();
+    assert_eq!(
+        stats.node_performance[dead.trim_start_matches("http://")].failed_requests,
+        1
+    );
+    assert!(matches!(
+        Pool::new(AtomicLedger::new(), config(LockScope::Counters), &[dead]).unwrap().embed("m", "x"),
+        Err(PoolError::AllNodesFailed { failures }) if matches!(failures[0].reason, FailureReason::Connect(_))
+    ));
+}
+
+#[test]
+fn an_empty_pool_and_bad_urls_are_errors() {
+    let pool = Pool::new(AtomicLedger::new(), PoolConfig::default(), &[] as &[&str]).unwrap();
+    assert!(matches!(pool.embed("m", "x"), Err(PoolError::NoNodes)));
+    assert_eq!(pool.stats().failed_requests, 1);
+    assert!(matches!(
+        Pool::new(MutexLedger::new(), PoolConfig::default(), &["ftp://x:1"]),
+        Err(PoolError::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        Pool::new(
+            MutexLedger::new(),
+            PoolConfig::default(),
+            &["http://a:1", "a:1"]
+        ),
+        Err(PoolError::DuplicateNode(_))
+    ));
+    assert!(matches!(
+        pool.remove_node("http://nowhere:1"),
+        Err(PoolError::UnknownNode(_))
+    ));
+}
