@@ -54,6 +54,10 @@ pub trait SyncFamily: Send + Sync + std::fmt::Debug + 'static {
     type Rcu<T: Send + Sync + 'static>: Rcu<T>;
     /// Lets another thread run (a spin-wait must yield, or loom reports a livelock).
     fn yield_now();
+    /// A sequentially consistent fence. The node-removal handshake is a Dekker pattern; loom
+    /// treats `SeqCst` accesses as `AcqRel` (a documented false alarm for Dekker) but models
+    /// `SeqCst` fences exactly, so the handshake is written with fences.
+    fn fence();
     /// Waits a little before polling again (draining a removed node waits for HTTP requests,
     /// which take milliseconds: spinning would steal a core from them).
     fn backoff();
@@ -120,6 +124,9 @@ impl SyncFamily for StdSync {
     type Rcu<T: Send + Sync + 'static> = StdRcu<T>;
     fn yield_now() {
         std::thread::yield_now();
+    }
+    fn fence() {
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
     fn backoff() {
         std::thread::sleep(std::time::Duration::from_micros(200));
@@ -195,6 +202,9 @@ pub(crate) mod test_families {
         fn yield_now() {
             loom::thread::yield_now();
         }
+        fn fence() {
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
         fn backoff() {
             loom::thread::yield_now();
         }
@@ -240,6 +250,9 @@ pub(crate) mod test_families {
         type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
         fn yield_now() {
             F::yield_now();
+        }
+        fn fence() {
+            F::fence();
         }
         fn backoff() {
             F::backoff();

@@ -329,7 +329,12 @@ fn probe_marks_unreachable_nodes_unavailable() {
         }
         assert_eq!(pool.stats().node_performance[key(&dead)].total_requests, 0);
     }
-    let atomic = Pool::new(AtomicLedger::new(), PoolConfig::default(), &[dead.clone()]).unwrap();
+    let atomic = Pool::new(
+        AtomicLedger::new(),
+        PoolConfig::default(),
+        std::slice::from_ref(&dead),
+    )
+    .unwrap();
     atomic.probe_now();
     assert!(!atomic.stats().node_performance[key(&dead)].available);
     let counters = nodes.counters()[0].clone();

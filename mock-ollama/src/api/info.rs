@@ -104,7 +104,7 @@ pub(super) async fn ps(State(state): State<Arc<NodeState>>) -> Response {
         })
         .collect();
     // Ollama lists the model with the longest remaining keep-alive first.
-    loaded.sort_by(|a, b| b.0.cmp(&a.0));
+    loaded.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let models: Vec<Value> = loaded.into_iter().map(|(_, v)| v).collect();
     json_response(StatusCode::OK, &json!({ "models": models }))
 }

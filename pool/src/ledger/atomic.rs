@@ -17,11 +17,13 @@
 //!   causes last, so every effect it saw has its cause visible.
 //! - *No request reaches a node after `remove_node` returns*. A request increments the node's
 //!   `active` and then reads `removed`; the remover sets `removed` and then waits for `active` to
-//!   reach zero. Both sides use `SeqCst`, so at least one of them sees the other (Dekker): either
-//!   the request backs off, or the remover waits for it.
+//!   reach zero. A `SeqCst` fence between the write and the read on both sides guarantees that at
+//!   least one of them sees the other (Dekker): either the request backs off, or the remover waits
+//!   for it. (Fences rather than `SeqCst` accesses because loom models the former exactly; the
+//!   loom model of this handshake failed with `SeqCst` accesses, a known loom false alarm.)
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use crossbeam_utils::CachePadded;
 
@@ -168,8 +170,9 @@ impl<S: SyncFamily> Steps for &AtomicLedger<S> {
 
     fn mark_active(&mut self, pick: &AtomicPick<S>) -> bool {
         let slot = &pick.0.slot;
-        slot.active.fetch_add(1, SeqCst);
-        if slot.removed.load(SeqCst) != 0 {
+        slot.active.fetch_add(1, Relaxed);
+        S::fence();
+        if slot.removed.load(Relaxed) != 0 {
             slot.active.fetch_sub(1, Release);
             return false;
         }
@@ -247,7 +250,7 @@ impl<S: SyncFamily> Ledger for AtomicLedger<S> {
             let node = self
                 .nodes
                 .read(|list| list.iter().find(|n| &*n.addr.key == key).cloned())?;
-            node.slot.removed.store(1, SeqCst);
+            node.slot.removed.store(1, Relaxed);
             self.nodes.update(|list| {
                 list.iter()
                     .filter(|n| n.addr.id != node.addr.id)
@@ -257,7 +260,9 @@ impl<S: SyncFamily> Ledger for AtomicLedger<S> {
             Some(node)
         });
         let node = node.ok_or_else(|| PoolError::UnknownNode(key.to_owned()))?;
-        while node.slot.active.load(SeqCst) != 0 {
+        S::fence();
+        // Acquire: a request's un-mark (Release) happens-before removal completes.
+        while node.slot.active.load(Acquire) != 0 {
             S::backoff();
         }
         Ok(node.addr.clone())

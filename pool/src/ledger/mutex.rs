@@ -168,6 +168,12 @@ impl MutexLedger {
 }
 
 impl<S: SyncFamily> MutexLedger<S> {
+    /// Starts the round-robin cursor at `value` (tests use it to check wrap-around).
+    pub fn with_cursor(self, value: u64) -> Self {
+        self.book.with(|book| book.cursor = value);
+        self
+    }
+
     /// Runs `f` under the global lock, timing the acquisition when instrumented.
     fn locked<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
         if !self.timed {
