@@ -1,1 +1,29 @@
-//! placeholder
+//! The harness: scenarios that measure, explain and guard the performance of Ollama pools.
+//!
+//! `cargo run --release -p harness` starts in-process mock Ollama nodes, drives every pool variant
+//! with real threads over real HTTP, and writes `results/` (JSON per scenario, `REPORT.md`, SVG
+//! charts). `harness gate` is the CI check.
+//!
+//! Layout, in the order a measurement flows:
+//! - [`cluster`]: the nodes (embedded `mock-ollama`, or the user's with `--node`);
+//! - [`variant`]: the pools under comparison behind one type;
+//! - [`load`]: the closed-loop load generator (per-worker histograms, no shared hot-path state);
+//! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
+//! - [`scenarios`]: the questions, each producing a [`results::ScenarioResult`];
+//! - [`results`], [`report`], [`charts`], [`printer`]: JSON, Markdown, SVG and the terminal summary;
+//! - [`gate`]: bounds, baseline and the CI verdict.
+#![forbid(unsafe_code)]
+
+pub mod charts;
+pub mod cli;
+pub mod cluster;
+pub mod gate;
+pub mod load;
+pub mod machine;
+pub mod measure;
+pub mod printer;
+pub mod report;
+pub mod results;
+pub mod scenarios;
+pub mod summary;
+pub mod variant;

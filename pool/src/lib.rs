@@ -39,7 +39,7 @@ pub mod sync;
 mod tests;
 
 pub use error::{FailureReason, NodeFailure, PoolError};
-pub use ledger::{AtomicLedger, BareLedger, Ledger, MutexLedger, Outcome, Steps};
+pub use ledger::{AtomicLedger, BareLedger, Ledger, MutexLedger, Outcome, Steps, simulate_request};
 pub use lock_timing::LockTimingSummary;
 pub use node::NodeAddr;
 pub use pool::{

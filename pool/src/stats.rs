@@ -138,7 +138,10 @@ mod tests {
             ],
         );
         let json = serde_json::to_value(&stats).unwrap();
-        let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        // Sorted: with serde_json's `preserve_order` (enabled by other crates in a workspace build)
+        // map keys keep insertion order.
+        let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
         assert_eq!(
             keys,
             [
@@ -153,7 +156,8 @@ mod tests {
             ]
         );
         let node = json["node_performance"]["a:1"].as_object().unwrap();
-        let node_keys: Vec<_> = node.keys().cloned().collect();
+        let mut node_keys: Vec<_> = node.keys().cloned().collect();
+        node_keys.sort();
         assert_eq!(
             node_keys,
             [

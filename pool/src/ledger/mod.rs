@@ -107,6 +107,32 @@ pub trait Ledger: Send + Sync + 'static {
     fn snapshot(&self, strategy: Strategy) -> PoolStats;
 }
 
+/// One request's whole bookkeeping with a single attempt and no I/O, exactly as the pool's request
+/// path calls the steps. Benchmarks and models use it to measure or check the ledger alone.
+/// Returns the chosen node's id, or `None` when no node could be chosen.
+pub fn simulate_request<S: Steps>(
+    steps: &mut S,
+    strategy: Strategy,
+    outcome: Outcome,
+) -> Option<u64> {
+    steps.begin();
+    let Some(pick) = steps.select(strategy, &[]) else {
+        steps.fail();
+        return None;
+    };
+    let id = pick.node().id;
+    let Some(mut active) = ActiveGuard::mark(steps, pick) else {
+        steps.fail();
+        return None;
+    };
+    active.record(outcome);
+    drop(active);
+    if !matches!(outcome, Outcome::Success { .. }) {
+        steps.fail();
+    }
+    Some(id)
+}
+
 /// Un-marks a node when dropped, so the active gauge returns to zero on every path, panics and
 /// early returns included.
 pub struct ActiveGuard<'s, S: Steps> {

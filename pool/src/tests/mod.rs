@@ -19,33 +19,10 @@ mod stress;
 
 use std::time::Duration;
 
-use crate::ledger::{Outcome, Picked, Steps};
-use crate::strategy::Strategy;
+use crate::ledger::Outcome;
 
-/// One request's full bookkeeping with a single attempt and no I/O, as the pool does it.
-/// Returns the chosen node's id, or `None` when there was no node to choose.
-pub(crate) fn one_request<S: Steps>(
-    steps: &mut S,
-    strategy: Strategy,
-    outcome: Outcome,
-) -> Option<u64> {
-    steps.begin();
-    let Some(pick) = steps.select(strategy, &[]) else {
-        steps.fail();
-        return None;
-    };
-    let id = pick.node().id;
-    if !steps.mark_active(&pick) {
-        steps.fail();
-        return None;
-    }
-    steps.record(&pick, outcome);
-    steps.unmark_active(&pick);
-    if !matches!(outcome, Outcome::Success { .. }) {
-        steps.fail();
-    }
-    Some(id)
-}
+/// One request's full bookkeeping (the crate's own [`crate::ledger::simulate_request`]).
+pub(crate) use crate::ledger::simulate_request as one_request;
 
 /// A successful attempt of `micros` microseconds.
 pub(crate) fn success(micros: u64) -> Outcome {

@@ -1,0 +1,279 @@
+//! SVG charts (plotters, SVG backend only, so no font files are needed): each scenario's headline
+//! figures against the ideal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::results::ScenarioResult;
+
+/// Chart files a scenario produces.
+pub fn charts_for(scenario: &str) -> Vec<String> {
+    match scenario {
+        "two-node" => vec!["two-node.svg".into(), "two-node-latency.svg".into()],
+        "scaling" => vec!["scaling.svg".into()],
+        "contention" => vec!["contention.svg".into()],
+        "explain" => vec!["explain.svg".into()],
+        "open-loop" => vec!["open-loop.svg".into()],
+        _ => vec![],
+    }
+}
+
+type Series = BTreeMap<String, Vec<(f64, f64)>>;
+
+fn series(result: &ScenarioResult, metric: &str, x_of: impl Fn(&str) -> Option<f64>) -> Series {
+    let mut out = Series::new();
+    for r in result.rows.iter().filter(|r| r.metric == metric) {
+        if let Some(x) = x_of(&r.case) {
+            out.entry(r.variant.clone())
+                .or_default()
+                .push((x, r.value.median));
+        }
+    }
+    out
+}
+
+fn number_after(case: &str, prefix: &str) -> Option<f64> {
+    case.strip_prefix(prefix)?.parse().ok()
+}
+
+struct Lines<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    log_x: bool,
+    log_y: bool,
+    series: Series,
+    ideal: Option<Vec<(f64, f64)>>,
+}
+
+fn bounds(lines: &Lines) -> ((f64, f64), (f64, f64)) {
+    let points = lines
+        .series
+        .values()
+        .flatten()
+        .chain(lines.ideal.iter().flatten());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(*x), x1.max(*x), y0.min(*y), y1.max(*y));
+    }
+    if x0 > x1 {
+        return ((1.0, 2.0), (1.0, 2.0));
+    }
+    let y0 = if lines.log_y {
+        (y0 * 0.7).max(1e-3)
+    } else {
+        0.0
+    };
+    ((x0, x1.max(x0 + 1.0)), (y0, y1 * 1.15))
+}
+
+fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let ((x0, x1), (y0, y1)) = bounds(&lines);
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(lines.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64);
+    macro_rules! plot {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(lines.x_label)
+                .y_desc(lines.y_label)
+                .draw()?;
+            if let Some(ideal) = &lines.ideal {
+                chart
+                    .draw_series(LineSeries::new(
+                        ideal.iter().copied(),
+                        BLACK.stroke_width(1),
+                    ))?
+                    .label("ideal")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+            }
+            for (i, (name, points)) in lines.series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(
+                        points.iter().copied(),
+                        color.stroke_width(2),
+                    ))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }};
+    }
+    match (lines.log_x, lines.log_y) {
+        (true, true) => {
+            plot!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?)
+        }
+        (true, false) => plot!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?),
+        (false, true) => plot!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?),
+        (false, false) => plot!(builder.build_cartesian_2d(x0..x1, y0..y1)?),
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Speedup per variant as a point with a min-max bar, beside the ideal and SOLLOL's measured 1.12x.
+fn draw_speedups(
+    path: &Path,
+    result: &ScenarioResult,
+    metric: &str,
+    title: &str,
+) -> anyhow::Result<()> {
+    let rows: Vec<_> = result.rows.iter().filter(|r| r.metric == metric).collect();
+    let ideal = rows.iter().find_map(|r| r.ideal).unwrap_or(2.0);
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.variant, r.case))
+        .collect();
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = rows.iter().map(|r| r.value.max).fold(ideal, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(60)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..(rows.len() as f64 - 0.5), 0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_labels(rows.len())
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("speedup (x)")
+        .draw()?;
+    let span = -0.5..(rows.len() as f64 - 0.5);
+    chart
+        .draw_series(LineSeries::new(
+            [(span.start, ideal), (span.end, ideal)],
+            BLACK.stroke_width(1),
+        ))?
+        .label(format!("capacity ideal {ideal:.2}x"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+    chart
+        .draw_series(LineSeries::new(
+            [(span.start, 1.12), (span.end, 1.12)],
+            RED.stroke_width(1),
+        ))?
+        .label("SOLLOL measured 1.12x")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+    for (i, r) in rows.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let x = i as f64;
+        chart.draw_series([ErrorBar::new_vertical(
+            x,
+            r.value.min,
+            r.value.median,
+            r.value.max,
+            color.stroke_width(2),
+            12,
+        )])?;
+        chart.draw_series([Circle::new((x, r.value.median), 5, color.filled())])?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws every chart of `result` into `dir`.
+pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+    match result.scenario.as_str() {
+        "two-node" => {
+            draw_speedups(
+                &dir.join("two-node.svg"),
+                result,
+                "speedup",
+                "Two nodes vs one: speedup per variant (median, min-max)",
+            )?;
+            let mut latency = Series::new();
+            for r in result
+                .rows
+                .iter()
+                .filter(|r| r.metric == "throughput" && r.case == "2 nodes")
+            {
+                if let Some(l) = r.latency_ms {
+                    latency.insert(
+                        r.variant.clone(),
+                        vec![
+                            (50.0, l.p50),
+                            (90.0, l.p90),
+                            (99.0, l.p99),
+                            (99.9, l.p999),
+                            (100.0, l.max),
+                        ],
+                    );
+                }
+            }
+            draw_lines(
+                &dir.join("two-node-latency.svg"),
+                Lines {
+                    title: "Two nodes: latency percentiles (p50, p90, p99, p99.9, max)",
+                    x_label: "percentile",
+                    y_label: "latency (ms)",
+                    log_x: false,
+                    log_y: true,
+                    series: latency,
+                    ideal: None,
+                },
+            )
+        }
+        "scaling" => {
+            let curves = series(result, "throughput_rel", |c| number_after(c, "workers="));
+            let max_x = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+            draw_lines(
+                &dir.join("scaling.svg"),
+                Lines {
+                    title: "Throughput relative to 1 worker (ideal: = workers)",
+                    x_label: "workers",
+                    y_label: "throughput / 1-worker throughput",
+                    log_x: true,
+                    log_y: true,
+                    series: curves,
+                    ideal: Some(vec![(1.0, 1.0), (max_x, max_x)]),
+                },
+            )
+        }
+        "contention" => {
+            let curves = series(result, "bookkeeping", |c| number_after(c, "threads="));
+            draw_lines(
+                &dir.join("contention.svg"),
+                Lines {
+                    title: "Bookkeeping cost per request without I/O",
+                    x_label: "threads",
+                    y_label: "ns per request",
+                    log_x: true,
+                    log_y: true,
+                    series: curves,
+                    ideal: None,
+                },
+            )
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,246 @@
+//! Command-line interface: `harness [run SCENARIO...] | report | gate`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use mock_ollama::duration::parse_duration;
+use pool::Strategy;
+
+use crate::gate::{self, GateSettings};
+use crate::printer::print_summary;
+use crate::report;
+use crate::results::{self, ScenarioResult};
+use crate::scenarios::{self, Ctx, NAMES, Options};
+use crate::variant::Variant;
+
+/// Measure, explain and guard the performance of Ollama load-balancing pools.
+///
+/// With no command, runs every scenario on embedded mock nodes (3 repeats, so the whole job stays
+/// under five minutes), writes results/ and prints the verdicts.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the named scenarios (two-node, scaling, plan-test1, stress, contention, or all).
+    Run {
+        /// Scenario names.
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+    },
+    /// Regenerate results/REPORT.md and the charts from the JSON files.
+    Report,
+    /// Quick measurements judged against harness/gate-bounds.json and results/baseline.json.
+    Gate {
+        /// Measure this variant where the atomic pool is normally measured (shows the gate failing).
+        #[arg(long, value_enum)]
+        candidate: Option<Variant>,
+        /// Baseline to compare speedups with.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// After a passing run, make it the new baseline.
+        #[arg(long)]
+        update_baseline: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Worker threads (scaling: measure 1 and this many).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Requests per run (operations for in-memory scenarios).
+    #[arg(long, global = true)]
+    requests: Option<usize>,
+    /// Base service time per embed input, e.g. 20ms.
+    #[arg(long, global = true, value_parser = parse_duration)]
+    service: Option<Duration>,
+    /// Parallel slots per node.
+    #[arg(long, global = true)]
+    slots: Option<usize>,
+    /// Nodes (where the scenario does not fix them).
+    #[arg(long, global = true)]
+    nodes: Option<usize>,
+    /// Measurements per figure (default 5 for `run`, 3 for the full job and the gate).
+    #[arg(long, global = true)]
+    repeats: Option<usize>,
+    /// Routing strategy: round_robin, least_loaded, latency_first, fairness, weighted.
+    #[arg(long, global = true, default_value = "round_robin")]
+    strategy: Strategy,
+    /// Variants to compare (comma-separated).
+    #[arg(long, global = true, value_enum, value_delimiter = ',')]
+    variants: Option<Vec<Variant>>,
+    /// Use this Ollama-compatible node instead of embedded mocks (repeatable).
+    #[arg(long = "node", global = true)]
+    nodes_external: Vec<String>,
+    /// Stop sending new requests in a run after this long, e.g. 4s.
+    #[arg(long, global = true, value_parser = parse_duration)]
+    cap: Option<Duration>,
+    /// Health-probe interval of pools with stats.
+    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
+    probe_interval: Duration,
+    /// Where results go.
+    #[arg(long, global = true, default_value_os_t = default_results_dir())]
+    out: PathBuf,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+/// `results/` at the workspace root when run from the source tree, else `./results`.
+fn default_results_dir() -> PathBuf {
+    let in_tree = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results"));
+    if in_tree.is_dir() {
+        in_tree
+    } else {
+        PathBuf::from("results")
+    }
+}
+
+impl Common {
+    fn options(&self, default_repeats: usize) -> anyhow::Result<Options> {
+        let repeats = self.repeats.unwrap_or(default_repeats);
+        anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
+        for (name, value) in [
+            ("--workers", self.workers),
+            ("--requests", self.requests),
+            ("--slots", self.slots),
+            ("--nodes", self.nodes),
+        ] {
+            anyhow::ensure!(value != Some(0), "{name} must be at least 1");
+        }
+        Ok(Options {
+            workers: self.workers,
+            requests: self.requests,
+            service: self.service,
+            slots: self.slots,
+            nodes: self.nodes,
+            repeats,
+            strategy: self.strategy,
+            variants: self
+                .variants
+                .clone()
+                .unwrap_or_else(|| Variant::ALL.to_vec()),
+            external: self.nodes_external.clone(),
+            cap: self.cap,
+            probe_interval: self.probe_interval,
+            progress: !self.no_progress,
+        })
+    }
+}
+
+fn run_scenarios(
+    names: &[String],
+    common: &Common,
+    default_repeats: usize,
+) -> anyhow::Result<Vec<ScenarioResult>> {
+    let names: Vec<String> = if names.iter().any(|n| n == "all") {
+        NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        names.to_vec()
+    };
+    for name in &names {
+        anyhow::ensure!(
+            NAMES.contains(&name.as_str()),
+            "unknown scenario {name:?}; expected one of {} or all",
+            NAMES.join(", ")
+        );
+    }
+    let ctx = Ctx::new(common.options(default_repeats)?);
+    if !ctx.machine.release_build {
+        eprintln!("warning: debug build; timing figures are not comparable (use --release)");
+    }
+    let mut done = Vec::new();
+    for name in &names {
+        eprintln!("running {name} ...");
+        let started = std::time::Instant::now();
+        let result = scenarios::run(name, &ctx)?;
+        let path = results::write(&common.out, &result)?;
+        eprintln!(
+            "  {name} done in {:.1} s -> {}",
+            started.elapsed().as_secs_f64(),
+            path.display()
+        );
+        done.push(result);
+    }
+    report::regenerate(&common.out)?;
+    Ok(done)
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        None => {
+            let results = run_scenarios(&["all".into()], &cli.common, 3)?;
+            print_summary(&results);
+            println!(
+                "\nWrote {}/REPORT.md, JSON and SVG charts.",
+                cli.common.out.display()
+            );
+            Ok(0)
+        }
+        Some(Command::Run { scenarios }) => {
+            let results = run_scenarios(&scenarios, &cli.common, 5)?;
+            print_summary(&results);
+            Ok(0)
+        }
+        Some(Command::Report) => {
+            let results = report::regenerate(&cli.common.out)?;
+            println!(
+                "Rewrote {}/REPORT.md from {} scenario file(s).",
+                cli.common.out.display(),
+                results.len()
+            );
+            Ok(0)
+        }
+        Some(Command::Gate {
+            candidate,
+            baseline,
+            update_baseline,
+        }) => {
+            let ctx = Ctx::new(cli.common.options(3)?);
+            let settings = GateSettings {
+                repeats: ctx.opts.repeats,
+                ..GateSettings::default()
+            };
+            let baseline = baseline.unwrap_or_else(|| cli.common.out.join("baseline.json"));
+            let report = gate::run(&ctx, candidate, settings, Some(&baseline))?;
+            let file = if candidate.is_some_and(|c| c != Variant::Atomic) {
+                "gate-candidate.json"
+            } else {
+                "gate.json"
+            };
+            std::fs::create_dir_all(&cli.common.out)?;
+            let path = cli.common.out.join(file);
+            std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            if report.pass {
+                println!(
+                    "gate: PASS ({} metrics) -> {}",
+                    report.metrics.len(),
+                    path.display()
+                );
+                if update_baseline {
+                    std::fs::copy(&path, &baseline)
+                        .with_context(|| format!("writing {}", baseline.display()))?;
+                    println!("baseline updated: {}", baseline.display());
+                }
+                Ok(0)
+            } else {
+                for name in report.failures() {
+                    let m = &report.metrics[name];
+                    eprintln!("gate: FAIL {name} = {:.3}, bound {}", m.value, m.bound);
+                }
+                Ok(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Closed-loop load: N worker threads, each sending its share of the requests one after another.
+//!
+//! Workers get a static share of the work (request `i` goes to worker `i mod N`) and record
+//! latencies into their own histogram, merged at the end: the harness's hot path takes no shared
+//! lock and writes no shared atomic, so the instrument does not add the contention it measures.
+//! Workers start together on a barrier; the clock runs from the release to the last worker's end.
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::summary::new_histogram;
+use crate::variant::AnyPool;
+
+/// What the workers send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// Worker threads.
+    pub workers: usize,
+    /// Requests in total.
+    pub requests: usize,
+    /// Stop sending new requests after this long (requests already sent finish).
+    pub cap: Option<Duration>,
+    /// Embedding model.
+    pub model: String,
+    /// Text of every request; `None` numbers them (`chunk 17`), so inputs differ.
+    pub text: Option<String>,
+}
+
+/// What one closed-loop run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Release of the workers to the end of the last one.
+    pub elapsed: Duration,
+    /// Requests answered.
+    pub ok: u64,
+    /// Requests that returned an error.
+    pub failed: u64,
+    /// Latency of answered requests, microseconds.
+    pub latency: Histogram<u64>,
+    /// Whether the cap stopped the run before all requests were sent.
+    pub capped: bool,
+}
+
+impl RunResult {
+    /// Answered requests per second.
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `workload` against `pool` and waits for every request to finish.
+pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
+    let workers = workload.workers.max(1);
+    let start = Barrier::new(workers + 1);
+    let deadline_after = workload.cap;
+    let (elapsed, parts) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let start = &start;
+                s.spawn(move || {
+                    let mut latency = new_histogram();
+                    let (mut ok, mut failed, mut capped) = (0u64, 0u64, false);
+                    let mut text = String::new();
+                    start.wait();
+                    let began = Instant::now();
+                    for i in (w..workload.requests).step_by(workers) {
+                        if deadline_after.is_some_and(|cap| began.elapsed() >= cap) {
+                            capped = true;
+                            break;
+                        }
+                        let input = match &workload.text {
+                            Some(fixed) => fixed.as_str(),
+                            None => {
+                                text.clear();
+                                std::fmt::Write::write_fmt(&mut text, format_args!("chunk {i}"))
+                                    .expect("writing to a String");
+                                text.as_str()
+                            }
+                        };
+                        let sent = Instant::now();
+                        match pool.embed(&workload.model, input) {
+                            Ok(()) => {
+                                ok += 1;
+                                latency
+                                    .saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    (latency, ok, failed, capped)
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        let parts: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect();
+        (began.elapsed(), parts)
+    });
+    let mut result = RunResult {
+        elapsed,
+        ok: 0,
+        failed: 0,
+        latency: new_histogram(),
+        capped: false,
+    };
+    for (latency, ok, failed, capped) in parts {
+        result.latency.add(&latency).expect("same histogram bounds");
+        result.ok += ok;
+        result.failed += failed;
+        result.capped |= capped;
+    }
+    result
+}

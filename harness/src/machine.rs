@@ -1,0 +1,109 @@
+//! What a result was measured on: machine, toolchain, commit and date.
+//!
+//! Figures are only comparable on the same machine and build, so every result file carries this.
+
+use serde::{Deserialize, Serialize};
+
+/// The measuring environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical CPUs available to the process.
+    pub cores: usize,
+    /// CPU model from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Total memory in GiB.
+    pub memory_gib: f64,
+    /// Kernel release.
+    pub os: String,
+    /// `rustc --version` of the compiler that built the harness.
+    pub rustc: String,
+    /// `git describe`-style commit of the working tree (`-dirty` when modified).
+    pub git_commit: String,
+    /// Whether the harness was built with optimisations.
+    pub release_build: bool,
+    /// When the measurement started (RFC 3339, UTC).
+    pub date: String,
+}
+
+impl Machine {
+    /// Reads the current environment.
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .map(str::to_owned)
+            })
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(
+            |_| std::env::consts::OS.into(),
+            |s| format!("Linux {}", s.trim()),
+        );
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            memory_gib,
+            os,
+            rustc: env!("HARNESS_RUSTC_VERSION").to_owned(),
+            git_commit: git_commit(),
+            release_build: !cfg!(debug_assertions),
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    /// One line for headers: `2 cores, Intel(R) ..., 23.4 GiB, rustc 1.95.0, commit abc123`.
+    pub fn one_line(&self) -> String {
+        format!(
+            "{} cores, {}, {} GiB, {}, {}, commit {}, {}",
+            self.cores,
+            self.cpu,
+            self.memory_gib,
+            self.os,
+            self.rustc,
+            self.git_commit,
+            if self.release_build {
+                "release build"
+            } else {
+                "DEBUG build (figures not comparable)"
+            }
+        )
+    }
+}
+
+fn git_commit() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match run(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            }
+        }
+        None => "unknown".into(),
+    }
+}

@@ -1,0 +1,190 @@
+//! `contention`: what the bookkeeping itself costs per request, with no I/O at all.
+//!
+//! Threads released together each run the five bookkeeping steps of a request through a ledger
+//! (no HTTP), so the cost of the lock is seen apart from the network. Beside the two ledgers: the
+//! bare round-robin (the plan's "legacy" client) and a reference of three relaxed `fetch_add`s on
+//! one cache line (what "atomic counters" cost at best when every thread shares them).
+
+use std::collections::BTreeMap;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use pool::{AtomicLedger, BareLedger, Ledger, MutexLedger, Outcome, Strategy, simulate_request};
+use serde_json::json;
+
+use super::Ctx;
+use crate::results::{Accounting, Row, ScenarioResult};
+use crate::summary::Summary;
+
+/// Thread counts of the scenario.
+pub const THREADS: [usize; 4] = [1, 2, 12, 100];
+
+/// What is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Book {
+    /// `MutexLedger`.
+    Mutex,
+    /// `AtomicLedger`.
+    Atomic,
+    /// `BareLedger`.
+    Bare,
+    /// Three relaxed `fetch_add`s on one shared cache line.
+    ThreeFetchAdds,
+}
+
+impl Book {
+    /// Every kind, in report order.
+    pub const ALL: [Book; 4] = [Book::Mutex, Book::Atomic, Book::Bare, Book::ThreeFetchAdds];
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Book::Mutex => "MutexLedger",
+            Book::Atomic => "AtomicLedger",
+            Book::Bare => "bare round-robin",
+            Book::ThreeFetchAdds => "3x fetch_add (one line)",
+        }
+    }
+}
+
+fn timed(threads: usize, ops: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let per_thread = ops / threads;
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (start, work) = (&start, &work);
+                s.spawn(move || {
+                    start.wait();
+                    work(per_thread);
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for h in handles {
+            h.join().expect("worker panicked");
+        }
+        began.elapsed()
+    })
+}
+
+fn with_nodes<L: Ledger>(ledger: L) -> L {
+    for key in ["127.0.0.1:11434", "127.0.0.1:11435"] {
+        ledger
+            .add_node(key, &format!("http://{key}"))
+            .expect("distinct keys");
+    }
+    ledger
+}
+
+fn ledger_time<L: Ledger>(ledger: &L, threads: usize, ops: usize) -> Duration {
+    let outcome = Outcome::Success {
+        latency: Duration::from_millis(20),
+    };
+    timed(threads, ops, |n| {
+        let mut steps = ledger.steps();
+        for _ in 0..n {
+            simulate_request(&mut steps, Strategy::RoundRobin, outcome);
+        }
+    })
+}
+
+/// Nanoseconds per request of `book` with `threads` threads sharing `ops` requests.
+pub fn ns_per_request(book: Book, threads: usize, ops: usize) -> f64 {
+    let ops = ops.max(threads);
+    let elapsed = match book {
+        Book::Mutex => ledger_time(&with_nodes(MutexLedger::new()), threads, ops),
+        Book::Atomic => ledger_time(&with_nodes(AtomicLedger::new()), threads, ops),
+        Book::Bare => ledger_time(&with_nodes(BareLedger::new()), threads, ops),
+        Book::ThreeFetchAdds => {
+            let line = CachePadded::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+            timed(threads, ops, |n| {
+                for _ in 0..n {
+                    for counter in line.iter() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        }
+    };
+    elapsed.as_nanos() as f64 / (ops - ops % threads) as f64
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+    let o = &ctx.opts;
+    let ops = o.requests.unwrap_or(1_000_000);
+    let threads: Vec<usize> = o.workers.map_or(THREADS.to_vec(), |w| vec![1, w]);
+    let mut samples: BTreeMap<(Book, usize), Vec<f64>> = BTreeMap::new();
+    let bar = ctx.progress("contention", o.repeats * threads.len() * Book::ALL.len());
+    for _ in 0..o.repeats {
+        for &t in &threads {
+            for book in Book::ALL {
+                samples
+                    .entry((book, t))
+                    .or_default()
+                    .push(ns_per_request(book, t, ops));
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut rows = Vec::new();
+    for ((book, t), ns) in &samples {
+        rows.push(Row::new(
+            book.name(),
+            format!("threads={t}"),
+            "bookkeeping",
+            "ns/request",
+            Summary::of(ns.clone()),
+        ));
+    }
+    let mut verdicts = Vec::new();
+    let top = *threads.iter().max().unwrap_or(&1);
+    let at = |book| samples.get(&(book, top)).cloned().unwrap_or_default();
+    let ratio = Summary::of(
+        at(Book::Atomic)
+            .iter()
+            .zip(at(Book::Mutex))
+            .map(|(a, m)| a / m)
+            .collect(),
+    );
+    rows.push(Row::new(
+        "AtomicLedger / MutexLedger",
+        format!("threads={top}"),
+        "bookkeeping_ratio",
+        "x",
+        ratio.clone(),
+    ));
+    let (mutex, atomic) = (
+        Summary::of(at(Book::Mutex)).median,
+        Summary::of(at(Book::Atomic)).median,
+    );
+    let request_ns = 20e6;
+    verdicts.push(format!(
+        "At {top} threads one request's bookkeeping costs {mutex:.0} ns with the global mutex and {atomic:.0} ns with atomics \
+         (ratio {:.2}): {:.4}% and {:.4}% of a 20 ms embed.",
+        ratio.median,
+        100.0 * mutex / request_ns,
+        100.0 * atomic / request_ns
+    ));
+    let reference = Summary::of(at(Book::ThreeFetchAdds)).median;
+    verdicts.push(format!(
+        "AtomicLedger is {:.1}x three relaxed fetch_adds on one shared line ({reference:.0} ns) at {top} threads.",
+        atomic / reference
+    ));
+    let params = json!({ "threads": threads, "requests_per_measurement": ops, "nodes_in_ledger": 2, "strategy": "round_robin" });
+    Ok(ctx.result(
+        "contention",
+        "Bookkeeping cost without I/O",
+        "What does the lock itself cost per request, apart from the network, and how does that compare with a request?",
+        o.repeats,
+        params,
+        rows,
+        verdicts,
+        Accounting::default(),
+    ))
+}

@@ -1,0 +1,162 @@
+//! `scaling`, the plan's Target 2: does throughput grow linearly with workers up to 12?
+//!
+//! Workers 1 to 100 against two nodes with enough slots for every worker, so the nodes never limit
+//! throughput and whatever flattens the curve is the pool. Throughput relative to 1 worker is
+//! computed pair by pair within each repeat; the ideal is the worker count.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Ctx;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::load::Workload;
+use crate::measure::measure;
+use crate::results::{Accounting, Row, ScenarioResult};
+use crate::summary::{Latency, Summary, new_histogram};
+use crate::variant::Variant;
+
+/// Default worker counts.
+pub const WORKERS: [usize; 9] = [1, 2, 4, 8, 12, 16, 32, 64, 100];
+/// Requests each worker sends per run.
+const PER_WORKER: usize = 10;
+
+/// Throughput of each variant at each worker count, over repeats.
+pub type Curves = BTreeMap<Variant, BTreeMap<usize, Vec<f64>>>;
+
+/// Merged latency histograms per variant and worker count.
+pub type LatencyByPoint = BTreeMap<(Variant, usize), hdrhistogram::Histogram<u64>>;
+
+/// Measures throughput for every variant in `variants` at every count in `workers`.
+pub fn measure_curves(
+    ctx: &Ctx,
+    variants: &[Variant],
+    workers: &[usize],
+    spec: &ClusterSpec,
+    repeats: usize,
+    accounting: &mut Accounting,
+) -> anyhow::Result<(Curves, LatencyByPoint)> {
+    let cluster = Cluster::start(spec, &ctx.opts.external)?;
+    let cap = ctx.opts.cap.or(Some(Duration::from_secs(1)));
+    let mut curves = Curves::new();
+    let mut latency = BTreeMap::new();
+    let bar = ctx.progress("scaling", repeats * workers.len() * variants.len());
+    for _ in 0..repeats {
+        for &w in workers {
+            for &variant in variants {
+                bar.set_message(format!("{variant} x{w}"));
+                let requests = ctx.opts.requests.map_or(w * PER_WORKER, |r| r.max(w));
+                let workload = Workload {
+                    workers: w,
+                    requests,
+                    cap,
+                    model: "nomic-embed-text".into(),
+                    text: None,
+                };
+                let m = measure(variant, &cluster, ctx.pool_options(), &workload, accounting)?;
+                curves
+                    .entry(variant)
+                    .or_default()
+                    .entry(w)
+                    .or_default()
+                    .push(m.run.throughput());
+                latency
+                    .entry((variant, w))
+                    .or_insert_with(new_histogram)
+                    .add(&m.run.latency)
+                    .expect("same bounds");
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((curves, latency))
+}
+
+/// Throughput at `w` workers over throughput at 1 worker, pair by pair.
+pub fn relative(curve: &BTreeMap<usize, Vec<f64>>, w: usize) -> Vec<f64> {
+    match (curve.get(&1), curve.get(&w)) {
+        (Some(base), Some(at)) => base.iter().zip(at).map(|(b, a)| a / b).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+    let o = &ctx.opts;
+    let workers: Vec<usize> = match o.workers {
+        Some(w) => vec![1, w],
+        None => WORKERS.to_vec(),
+    };
+    let max_workers = *workers.iter().max().unwrap_or(&1);
+    let nodes = o.nodes.unwrap_or(2);
+    let slots = o.slots.unwrap_or(max_workers.div_ceil(nodes).max(1));
+    let spec = ClusterSpec::uniform(nodes, slots, o.service.unwrap_or(Duration::from_millis(20)));
+    let mut accounting = Accounting::default();
+    let (curves, latency) = measure_curves(
+        ctx,
+        &o.variants,
+        &workers,
+        &spec,
+        o.repeats,
+        &mut accounting,
+    )?;
+    let mut rows = Vec::new();
+    let mut verdicts = Vec::new();
+    for (variant, curve) in &curves {
+        for &w in &workers {
+            let rel = Summary::of(relative(curve, w));
+            let thr = Summary::of(curve.get(&w).cloned().unwrap_or_default());
+            rows.push(
+                Row::new(
+                    variant.name(),
+                    format!("workers={w}"),
+                    "throughput_rel",
+                    "x",
+                    rel,
+                )
+                .ideal(w as f64),
+            );
+            let mut row = Row::new(
+                variant.name(),
+                format!("workers={w}"),
+                "throughput",
+                "req/s",
+                thr,
+            )
+            .ideal(spec.capacity().min(w as f64 / spec.service.as_secs_f64()));
+            if let Some(h) = latency.get(&(*variant, w)) {
+                row = row.latency(Latency::of(h));
+            }
+            rows.push(row);
+        }
+        let at = if workers.contains(&12) {
+            12
+        } else {
+            max_workers
+        };
+        let rel = Summary::of(relative(curve, at));
+        verdicts.push(format!(
+            "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear){}.",
+            rel.median,
+            100.0 * rel.median / at as f64,
+            if rel.median >= 0.8 * at as f64 { "" } else { ": does not scale" }
+        ));
+    }
+    let params = json!({
+        "workers": workers, "requests_per_worker": PER_WORKER, "requests_override": o.requests, "nodes": nodes,
+        "slots_per_node": slots, "service_ms": spec.service.as_secs_f64() * 1e3, "cap_s": o.cap.unwrap_or(Duration::from_secs(1)).as_secs_f64(),
+        "strategy": o.strategy, "variants": o.variants, "external_nodes": o.external,
+    });
+    Ok(ctx.result(
+        "scaling",
+        "Target 2: throughput vs workers",
+        "Does throughput grow linearly with worker threads (10-12x at 12 workers, as the plan expects) when the nodes have capacity to spare?",
+        o.repeats,
+        params,
+        rows,
+        verdicts,
+        accounting,
+    ))
+}

@@ -1,0 +1,201 @@
+//! `stress`, the plan's Test 2 and its 10,000-request check: are any updates lost?
+//!
+//! Over HTTP: 100 threads send 10,000 requests through each pool to nodes that fail 1% of
+//! attempts; the client's tally, the pool's stats and the nodes' counters must agree exactly and
+//! every active gauge must be back at zero. In memory: 100 threads x 1,000 requests' bookkeeping
+//! through each ledger must count exactly 100,000.
+
+use std::time::Duration;
+
+use pool::{AtomicLedger, Ledger, MutexLedger, Outcome, Strategy, simulate_request};
+use serde_json::json;
+
+use super::Ctx;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::load::Workload;
+use crate::measure::measure;
+use crate::results::{Accounting, Row, ScenarioResult};
+use crate::summary::{Latency, Summary};
+use crate::variant::Variant;
+
+/// Outcome of one HTTP stress run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StressOutcome {
+    /// Requests issued minus requests accounted for, plus every disagreement between client,
+    /// pool and nodes.
+    pub lost: u64,
+    /// Sum of the pool's active gauges after the run.
+    pub active_after: u64,
+}
+
+/// 10,000 requests (or `requests`) from `threads` threads through `variant`.
+pub fn http_stress(
+    ctx: &Ctx,
+    variant: Variant,
+    requests: usize,
+    threads: usize,
+) -> anyhow::Result<(StressOutcome, Accounting, Latency)> {
+    let spec = ClusterSpec {
+        error_rate: 0.01,
+        ..ClusterSpec::uniform(2, 64, Duration::ZERO)
+    };
+    let cluster = Cluster::start(&spec, &[])?;
+    let workload = Workload {
+        workers: threads,
+        requests,
+        cap: None,
+        model: "all-minilm".into(),
+        text: None,
+    };
+    let mut accounting = Accounting::default();
+    let before = cluster.tally().unwrap_or_default();
+    let m = measure(
+        variant,
+        &cluster,
+        ctx.pool_options(),
+        &workload,
+        &mut accounting,
+    )?;
+    let served = cluster.tally().unwrap_or_default() - before;
+    let s = &m.stats;
+    let accounted = m.run.ok + m.run.failed;
+    let node_failures: u64 = s.node_performance.values().map(|n| n.failed_requests).sum();
+    let lost = (requests as u64).abs_diff(accounted)
+        + s.total_requests.abs_diff(accounted)
+        + s.successful_requests.abs_diff(m.run.ok)
+        + s.failed_requests.abs_diff(m.run.failed)
+        + served.ok.abs_diff(m.run.ok)
+        + served.failed.abs_diff(node_failures);
+    Ok((
+        StressOutcome {
+            lost,
+            active_after: s.active_total(),
+        },
+        accounting,
+        Latency::of(&m.run.latency),
+    ))
+}
+
+fn in_memory<L: Ledger>(ledger: L, threads: usize, per_thread: usize) -> u64 {
+    ledger.add_node("a:1", "http://a:1").expect("fresh ledger");
+    ledger.add_node("b:2", "http://b:2").expect("fresh ledger");
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let ledger = &ledger;
+            s.spawn(move || {
+                let mut steps = ledger.steps();
+                for _ in 0..per_thread {
+                    simulate_request(
+                        &mut steps,
+                        Strategy::RoundRobin,
+                        Outcome::Success {
+                            latency: Duration::from_millis(1),
+                        },
+                    );
+                }
+            });
+        }
+    });
+    let stats = ledger.snapshot(Strategy::RoundRobin);
+    let want = (threads * per_thread) as u64;
+    let per_node: u64 = stats
+        .node_performance
+        .values()
+        .map(|n| n.total_requests)
+        .sum();
+    want.abs_diff(stats.total_requests)
+        + want.abs_diff(stats.successful_requests)
+        + want.abs_diff(per_node)
+}
+
+/// Lost updates of 100 threads x 1,000 requests in memory: `(mutex, atomic)`.
+pub fn counters_lost() -> (u64, u64) {
+    (
+        in_memory(MutexLedger::new(), 100, 1000),
+        in_memory(AtomicLedger::new(), 100, 1000),
+    )
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+    let o = &ctx.opts;
+    let (requests, threads) = (o.requests.unwrap_or(10_000), o.workers.unwrap_or(100));
+    let mut rows = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut accounting = Accounting::default();
+    let variants: Vec<Variant> = o
+        .variants
+        .iter()
+        .copied()
+        .filter(|v| v.keeps_stats())
+        .collect();
+    let bar = ctx.progress("stress", variants.len() + 1);
+    for &variant in &variants {
+        bar.set_message(variant.name());
+        let (outcome, acc, latency) = http_stress(ctx, variant, requests, threads)?;
+        accounting.merge(acc);
+        let case = format!("{requests} requests, {threads} threads, 1% failures");
+        rows.push(
+            Row::new(
+                variant.name(),
+                case.clone(),
+                "lost",
+                "updates",
+                Summary::of(vec![outcome.lost as f64]),
+            )
+            .ideal(0.0)
+            .latency(latency),
+        );
+        rows.push(
+            Row::new(
+                variant.name(),
+                case,
+                "active_after",
+                "requests",
+                Summary::of(vec![outcome.active_after as f64]),
+            )
+            .ideal(0.0),
+        );
+        verdicts.push(format!(
+            "{variant}: {} lost updates, {} requests still marked active after {requests} requests{}.",
+            outcome.lost,
+            outcome.active_after,
+            if outcome.lost == 0 && outcome.active_after == 0 { ": client, pool and nodes agree exactly" } else { ": MISMATCH" }
+        ));
+        bar.inc(1);
+    }
+    let (mutex_lost, atomic_lost) = counters_lost();
+    bar.finish_and_clear();
+    for (name, lost) in [("MutexLedger", mutex_lost), ("AtomicLedger", atomic_lost)] {
+        rows.push(
+            Row::new(
+                name,
+                "100 threads x 1,000, in memory",
+                "lost",
+                "updates",
+                Summary::of(vec![lost as f64]),
+            )
+            .ideal(0.0),
+        );
+        verdicts.push(format!(
+            "{name}: {lost} lost updates over 100 threads x 1,000 requests in memory."
+        ));
+    }
+    if o.variants.contains(&Variant::Bare) {
+        verdicts.push("bare: keeps no statistics, so there is nothing to lose; not run.".into());
+    }
+    let params = json!({
+        "requests": requests, "threads": threads, "nodes": 2, "slots_per_node": 64, "service_ms": 0, "error_rate": 0.01,
+        "in_memory": "100 threads x 1000", "variants": variants,
+    });
+    Ok(ctx.result(
+        "stress",
+        "Target 3: zero lost updates",
+        "Are all requests counted exactly (client, pool and nodes agree) under 100 threads, over HTTP and in memory?",
+        1,
+        params,
+        rows,
+        verdicts,
+        accounting,
+    ))
+}

@@ -1,0 +1,78 @@
+//! The command line rejects bad input with a clear error instead of panicking.
+
+use std::process::Command;
+
+fn harness(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .expect("harness runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_scenario_is_an_error() {
+    let (code, stderr) = harness(&["run", "warp-speed", "--no-progress"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unknown scenario \"warp-speed\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn zero_workers_and_bad_durations_are_errors() {
+    let (code, stderr) = harness(&["run", "two-node", "--workers", "0"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--workers must be at least 1"), "{stderr}");
+    let (code, stderr) = harness(&["run", "two-node", "--service", "fast"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+}
+
+#[test]
+fn report_without_results_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("harness-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, stderr) = harness(&["report", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no scenario results"), "{stderr}");
+}
+
+#[test]
+fn a_node_that_is_not_a_url_is_an_error() {
+    let (code, stderr) = harness(&[
+        "run",
+        "plan-test1",
+        "--node",
+        "ftp://x:1",
+        "--node",
+        "ftp://y:2",
+        "--repeats",
+        "1",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid node URL"), "{stderr}");
+}
+
+#[test]
+fn too_few_external_nodes_is_an_error() {
+    let (code, stderr) = harness(&[
+        "run",
+        "plan-test1",
+        "--node",
+        "http://127.0.0.1:1",
+        "--repeats",
+        "1",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("needs 2 node(s), --node gave 1"),
+        "{stderr}"
+    );
+}
