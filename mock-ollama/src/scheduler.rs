@@ -18,8 +18,9 @@ use rand_distr::{Distribution, LogNormal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Jitter, NodeConfig};
+use crate::embedding::{EmbeddingTable, splitmix64};
 use crate::metrics::{GaugeGuard, Metrics};
-use crate::models::{self, ModelSpec};
+use crate::models::{self, ModelKind, ModelSpec};
 
 /// The node's queue is full: answer 503 with Ollama's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Busy;
 pub struct ModelRuntime {
     /// The model's description.
     pub spec: ModelSpec,
+    /// Pre-formatted vectors, for embedding models.
+    pub embeddings: Option<EmbeddingTable>,
     slots: Arc<Semaphore>,
     /// Serialises loads of this model, so concurrent first requests wait for one load.
     loading: tokio::sync::Mutex<()>,
@@ -80,8 +83,13 @@ impl Scheduler {
             .iter()
             .map(|spec| {
                 let slots = config.slots.slots_for(spec.is_embedding());
+                let embeddings = match spec.kind {
+                    ModelKind::Embedding { dim } => Some(EmbeddingTable::new(&spec.name, dim)),
+                    ModelKind::Generation => None,
+                };
                 Arc::new(ModelRuntime {
                     spec: spec.clone(),
+                    embeddings,
                     slots: Arc::new(Semaphore::new(slots)),
                     loading: tokio::sync::Mutex::new(()),
                     users: AtomicU64::new(0),
@@ -224,14 +232,6 @@ impl Scheduler {
             waited: start.elapsed(),
         })
     }
-}
-
-/// SplitMix64 finaliser: spreads consecutive integers into unrelated seeds.
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

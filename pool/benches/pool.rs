@@ -1,2 +1,313 @@
-//! Criterion benchmarks of the ledgers (filled in by the benchmark work).
-fn main() {}
+//! `cargo bench -p pool`: what each variant costs per request, from the bookkeeping alone
+//! (nanoseconds, where the lock is visible) to full HTTP requests (where it usually is not).
+//!
+//! Groups: `ledger` (one request's bookkeeping at 1-100 threads), `select` (each strategy over
+//! 2-16 nodes), `snapshot` (`stats()` while 12 writers run), `end_to_end` (one request through
+//! each pool to an in-process mock node, beside a plain `reqwest` call; and a 12-worker batch).
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_utils::CachePadded;
+use mock_ollama::{MockCluster, NodeConfig, SlotPolicy};
+use pool::{
+    AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Outcome, Pool, PoolConfig, Steps,
+    Strategy, simulate_request,
+};
+
+const THREADS: [usize; 5] = [1, 2, 4, 12, 100];
+
+fn with_nodes<L: Ledger>(ledger: L, n: usize) -> L {
+    for i in 0..n {
+        let key = format!("10.0.0.{i}:11434");
+        ledger
+            .add_node(&key, &format!("http://{key}"))
+            .expect("distinct keys");
+    }
+    ledger
+}
+
+/// Runs `iters` operations split over `threads` threads released together; returns the wall time.
+fn on_threads(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
+    let per_thread = iters.div_ceil(threads as u64);
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (start, op) = (&start, &op);
+                s.spawn(move || {
+                    start.wait();
+                    for _ in 0..per_thread {
+                        op();
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for h in handles {
+            h.join().expect("bench thread panicked");
+        }
+        // Report time per requested iteration even when rounding added a few.
+        began
+            .elapsed()
+            .mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
+    })
+}
+
+fn ledger_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ledger");
+    group.throughput(Throughput::Elements(1));
+    let outcome = Outcome::Success {
+        latency: Duration::from_millis(20),
+    };
+    for threads in THREADS {
+        let mutex = with_nodes(MutexLedger::new(), 2);
+        group.bench_function(BenchmarkId::new("MutexLedger", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(simulate_request(
+                        &mut mutex.steps(),
+                        Strategy::RoundRobin,
+                        outcome,
+                    ));
+                })
+            })
+        });
+        let atomic = with_nodes(AtomicLedger::new(), 2);
+        group.bench_function(BenchmarkId::new("AtomicLedger", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(simulate_request(
+                        &mut atomic.steps(),
+                        Strategy::RoundRobin,
+                        outcome,
+                    ));
+                })
+            })
+        });
+        let bare = with_nodes(BareLedger::new(), 2);
+        group.bench_function(BenchmarkId::new("bare round-robin", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(simulate_request(
+                        &mut bare.steps(),
+                        Strategy::RoundRobin,
+                        outcome,
+                    ));
+                })
+            })
+        });
+        // The floor the issue compares with: three relaxed fetch_adds on one shared cache line.
+        let line = CachePadded::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+        group.bench_function(BenchmarkId::new("3x fetch_add one line", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    for counter in line.iter() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn select_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select");
+    for nodes in [2, 4, 16] {
+        let atomic = with_nodes(AtomicLedger::new(), nodes);
+        let mutex = with_nodes(MutexLedger::new(), nodes);
+        for strategy in Strategy::ALL {
+            group.bench_function(
+                BenchmarkId::new(format!("AtomicLedger/{strategy}"), nodes),
+                |b| b.iter(|| black_box(atomic.steps().select(strategy, &[]))),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("MutexLedger/{strategy}"), nodes),
+                |b| b.iter(|| black_box(mutex.steps().select(strategy, &[]))),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn snapshot_under<L: Ledger>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    ledger: L,
+) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..12 {
+            let (ledger, stop) = (&ledger, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    simulate_request(
+                        &mut ledger.steps(),
+                        Strategy::RoundRobin,
+                        Outcome::Success {
+                            latency: Duration::from_millis(1),
+                        },
+                    );
+                }
+            });
+        }
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(ledger.snapshot(Strategy::RoundRobin)))
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+fn snapshot_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot");
+    snapshot_under(
+        &mut group,
+        "MutexLedger, 12 writers",
+        with_nodes(MutexLedger::new(), 2),
+    );
+    snapshot_under(
+        &mut group,
+        "AtomicLedger, 12 writers",
+        with_nodes(AtomicLedger::new(), 2),
+    );
+    group.finish();
+}
+
+fn end_to_end_group(c: &mut Criterion) {
+    let config = NodeConfig {
+        slots: SlotPolicy {
+            parallel: 128,
+            force_embed_parallel: true,
+        },
+        ..NodeConfig::with_latency(Duration::ZERO)
+    };
+    let cluster = MockCluster::start(vec![config; 2]).expect("mock nodes start");
+    let urls = cluster.urls();
+    let single = &urls[..1];
+    let mut group = c.benchmark_group("end_to_end");
+    group.throughput(Throughput::Elements(1));
+    let client = reqwest::blocking::Client::new();
+    let body =
+        serde_json::to_vec(&serde_json::json!({ "model": "mxbai-embed-large", "input": "chunk" }))
+            .unwrap();
+    group.bench_function("plain reqwest, 1 request", |b| {
+        b.iter(|| {
+            let response = client
+                .post(format!("{}/api/embed", single[0]))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .unwrap();
+            let parsed: pool::EmbedResponse =
+                serde_json::from_slice(&response.bytes().unwrap()).unwrap();
+            black_box(parsed)
+        })
+    });
+    let config = |scope| PoolConfig {
+        scope,
+        ..PoolConfig::default()
+    };
+    let atomic = Pool::new(AtomicLedger::new(), config(LockScope::Counters), single).unwrap();
+    let mutex = Pool::new(MutexLedger::new(), config(LockScope::Counters), single).unwrap();
+    let mutex_request = Pool::new(MutexLedger::new(), config(LockScope::Request), single).unwrap();
+    let bare = Pool::new(BareLedger::new(), config(LockScope::Counters), single).unwrap();
+    group.bench_function("atomic pool, 1 request", |b| {
+        b.iter(|| black_box(atomic.embed("mxbai-embed-large", "chunk").unwrap()))
+    });
+    group.bench_function("mutex-counters pool, 1 request", |b| {
+        b.iter(|| black_box(mutex.embed("mxbai-embed-large", "chunk").unwrap()))
+    });
+    group.bench_function("mutex-request pool, 1 request", |b| {
+        b.iter(|| black_box(mutex_request.embed("mxbai-embed-large", "chunk").unwrap()))
+    });
+    group.bench_function("bare pool, 1 request", |b| {
+        b.iter(|| black_box(bare.embed("mxbai-embed-large", "chunk").unwrap()))
+    });
+    // Peak throughput over both nodes at zero service time, then a 12-worker batch with 1 ms service.
+    for workers in [12, 100] {
+        let atomic = Pool::new(AtomicLedger::new(), config(LockScope::Counters), &urls).unwrap();
+        let mutex = Pool::new(MutexLedger::new(), config(LockScope::Counters), &urls).unwrap();
+        group.bench_function(
+            BenchmarkId::new("atomic pool, 2 nodes, workers", workers),
+            |b| {
+                b.iter_custom(|iters| {
+                    on_threads(workers, iters, || {
+                        drop(atomic.embed("mxbai-embed-large", "chunk").unwrap())
+                    })
+                })
+            },
+        );
+        group.bench_function(
+            BenchmarkId::new("mutex-counters pool, 2 nodes, workers", workers),
+            |b| {
+                b.iter_custom(|iters| {
+                    on_threads(workers, iters, || {
+                        drop(mutex.embed("mxbai-embed-large", "chunk").unwrap())
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+    let slow = NodeConfig {
+        slots: SlotPolicy {
+            parallel: 12,
+            force_embed_parallel: true,
+        },
+        ..NodeConfig::with_latency(Duration::from_millis(1))
+    };
+    let slow_cluster = MockCluster::start(vec![slow; 2]).expect("mock nodes start");
+    let mut batch = c.benchmark_group("end_to_end_batch");
+    batch.throughput(Throughput::Elements(1));
+    batch.sample_size(10);
+    let kinds: [(&str, Box<dyn Fn() + Sync>); 3] = [
+        ("atomic", {
+            let p = Pool::new(
+                AtomicLedger::new(),
+                config(LockScope::Counters),
+                &slow_cluster.urls(),
+            )
+            .unwrap();
+            Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
+        }),
+        ("mutex-counters", {
+            let p = Pool::new(
+                MutexLedger::new(),
+                config(LockScope::Counters),
+                &slow_cluster.urls(),
+            )
+            .unwrap();
+            Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
+        }),
+        ("mutex-request", {
+            let p = Pool::new(
+                MutexLedger::new(),
+                config(LockScope::Request),
+                &slow_cluster.urls(),
+            )
+            .unwrap();
+            Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
+        }),
+    ];
+    for (name, op) in &kinds {
+        batch.bench_function(
+            BenchmarkId::new(format!("{name} pool, 12 workers, 1 ms service"), 12),
+            |b| b.iter_custom(|iters| on_threads(12, iters, op)),
+        );
+    }
+    batch.finish();
+}
+
+criterion_group!(
+    benches,
+    ledger_group,
+    select_group,
+    snapshot_group,
+    end_to_end_group
+);
+criterion_main!(benches);

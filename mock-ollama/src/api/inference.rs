@@ -19,13 +19,13 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 use super::types::{
-    ChatRequest, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
-    GenerateRequest, Metrics,
+    ChatRequest, EmbedRequest, EmbeddingsRequest, EmbeddingsResponse, GenerateRequest, Metrics,
 };
-use super::{ApiError, NodeState, json as json_response, nanos_since, parse_body, reset_response};
-use crate::embedding::{embed as embed_vector, estimate_tokens, fnv1a};
+use super::{
+    ApiError, NodeState, json as json_response, json_bytes, nanos_since, parse_body, reset_response,
+};
+use crate::embedding::{EmbeddingTable, estimate_tokens, fnv1a};
 use crate::faults::{self, FAULT_HEADER, Fault};
-use crate::models::ModelKind;
 use crate::scheduler::{Busy, ModelRuntime};
 
 impl From<Busy> for ApiError {
@@ -85,32 +85,38 @@ async fn serve(state: &NodeState, took: Duration) {
     state.metrics.observe_service(took);
 }
 
-fn embedding_model(state: &NodeState, name: &str) -> Result<(Arc<ModelRuntime>, usize), ApiError> {
+fn embedding_model(state: &NodeState, name: &str) -> Result<Arc<ModelRuntime>, ApiError> {
     let model = state.scheduler.resolve(name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("model {name:?} not found, try pulling it first"),
         )
     })?;
-    match model.spec.kind {
-        ModelKind::Embedding { dim } => Ok((Arc::clone(model), dim)),
-        ModelKind::Generation => Err(ApiError::new(
+    if model.embeddings.is_none() {
+        return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "this model does not support embeddings",
-        )),
+        ));
     }
+    Ok(Arc::clone(model))
 }
 
-/// Embeds `inputs` one slot at a time; returns the vectors, token count and load wait.
+/// Serves `inputs` one slot at a time, handing each served input to `emit`; returns the token
+/// count and how long the request waited for the model.
 async fn embed_items(
     state: &NodeState,
     model: &Arc<ModelRuntime>,
-    dim: usize,
     inputs: &[String],
     rng: &mut SmallRng,
-) -> Result<(Vec<Vec<f32>>, u64, Duration), ApiError> {
+    mut emit: impl FnMut(&EmbeddingTable, &str),
+) -> Result<(u64, Duration), ApiError> {
+    let table = model.embeddings.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this model does not support embeddings",
+        )
+    })?;
     let (in_use, load_wait) = state.scheduler.acquire_model(model).await;
-    let mut vectors = Vec::with_capacity(inputs.len());
     let mut tokens = 0;
     for (i, input) in inputs.iter().enumerate() {
         let item_tokens = estimate_tokens(input);
@@ -119,10 +125,10 @@ async fn embed_items(
         let slot = state.scheduler.slot(model, &state.metrics, i == 0).await?;
         serve(state, took).await;
         drop(slot);
-        vectors.push(embed_vector(&model.spec.name, input, dim));
+        emit(table, input);
     }
     drop(in_use);
-    Ok((vectors, tokens, load_wait))
+    Ok((tokens, load_wait))
 }
 
 pub(super) async fn embed(
@@ -150,23 +156,39 @@ pub(super) async fn embed(
             .collect::<Result<_, _>>()?,
         _ => return Err(invalid()),
     };
-    let (model, dim) = embedding_model(&state, &name)?;
+    let model = embedding_model(&state, &name)?;
     let mut rng = state.scheduler.request_rng();
     if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
         return Ok(response);
     }
-    let (embeddings, prompt_eval_count, load_wait) =
-        embed_items(&state, &model, dim, &inputs, &mut rng).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &EmbedResponse {
-            model: name,
-            embeddings,
-            total_duration: nanos_since(start),
-            load_duration: (load_wait.as_nanos() as u64).max(1),
-            prompt_eval_count,
-        },
-    ))
+    // The body is written by hand: formatting the vectors through serde would cost more than
+    // everything else the node does (see `embedding`).
+    let dim = model.embeddings.as_ref().map_or(0, EmbeddingTable::dim);
+    let mut out = Vec::with_capacity(128 + inputs.len() * dim * 12);
+    out.extend_from_slice(b"{\"model\":");
+    serde_json::to_writer(&mut out, &name)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    out.extend_from_slice(b",\"embeddings\":[");
+    let mut first = true;
+    let (tokens, load_wait) = embed_items(&state, &model, &inputs, &mut rng, |table, input| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        table.write_json(input, &mut out);
+    })
+    .await?;
+    out.push(b']');
+    let metrics = [
+        ("total_duration", nanos_since(start)),
+        ("load_duration", (load_wait.as_nanos() as u64).max(1)),
+        ("prompt_eval_count", tokens),
+    ];
+    for (field, value) in metrics.iter().filter(|(_, v)| *v > 0) {
+        out.extend_from_slice(format!(",\"{field}\":{value}").as_bytes());
+    }
+    out.push(b'}');
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 pub(super) async fn embeddings(
@@ -179,7 +201,7 @@ pub(super) async fn embeddings(
     if name.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
     }
-    let (model, dim) = embedding_model(&state, &name)?;
+    let model = embedding_model(&state, &name)?;
     let mut rng = state.scheduler.request_rng();
     if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
         return Ok(response);
@@ -189,14 +211,11 @@ pub(super) async fn embeddings(
         .into_iter()
         .filter(|p| !p.is_empty())
         .collect();
-    let (vectors, _, _) = embed_items(&state, &model, dim, &prompt, &mut rng).await?;
-    let embedding = vectors
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let mut embedding = Vec::new();
+    embed_items(&state, &model, &prompt, &mut rng, |table, input| {
+        embedding = table.vector(input).into_iter().map(f64::from).collect();
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         &EmbeddingsResponse { embedding },

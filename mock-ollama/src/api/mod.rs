@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::metrics::{Metrics, STATUS_CANCELLED, STATUS_RESET};
+use crate::metrics::{Label, Metrics};
 use crate::scheduler::Scheduler;
 
 /// Ollama's text when its queue overflows (two spaces after the period, as in `sched.go`).
@@ -79,6 +79,16 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// A JSON answer whose body is already serialised.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
 }
 
 /// Marks a response whose connection must be aborted (an injected reset).
@@ -149,12 +159,12 @@ async fn count_requests(
     struct Finish<'a> {
         metrics: &'a Metrics,
         endpoint: &'static str,
-        status: Option<String>,
+        label: Option<Label>,
     }
     impl Drop for Finish<'_> {
         fn drop(&mut self) {
-            let status = self.status.as_deref().unwrap_or(STATUS_CANCELLED);
-            self.metrics.record(self.endpoint, status);
+            self.metrics
+                .record(self.endpoint, self.label.unwrap_or(Label::Cancelled));
         }
     }
     let endpoint = endpoint_label(request.uri().path());
@@ -162,13 +172,13 @@ async fn count_requests(
     let mut finish = Finish {
         metrics: &state.metrics,
         endpoint,
-        status: None,
+        label: None,
     };
     let response = next.run(request).await;
-    finish.status = Some(if response.extensions().get::<ResetMarker>().is_some() {
-        STATUS_RESET.to_owned()
+    finish.label = Some(if response.extensions().get::<ResetMarker>().is_some() {
+        Label::Reset
     } else {
-        response.status().as_u16().to_string()
+        Label::Status(response.status().as_u16())
     });
     response
 }

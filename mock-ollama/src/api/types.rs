@@ -27,24 +27,6 @@ pub struct EmbedRequest {
     pub options: Option<Value>,
 }
 
-/// `POST /api/embed` answer.
-#[derive(Debug, Serialize)]
-pub struct EmbedResponse {
-    /// Model name as sent.
-    pub model: String,
-    /// One unit vector per input, in input order.
-    pub embeddings: Vec<Vec<f32>>,
-    /// Handler start to end, ns.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub total_duration: u64,
-    /// Wait for the model (queue + load), ns.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub load_duration: u64,
-    /// Tokens over all inputs.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub prompt_eval_count: u64,
-}
-
 /// `POST /api/embeddings` (legacy).
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingsRequest {
