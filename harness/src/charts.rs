@@ -129,7 +129,8 @@ fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Speedup per variant as a point with a min-max bar, beside the ideal and SOLLOL's measured 1.12x.
+/// Speedups as horizontal points with min-max bars, each beside its own ideal (black tick) and
+/// SOLLOL's measured 1.12x (red line).
 fn draw_speedups(
     path: &Path,
     result: &ScenarioResult,
@@ -137,63 +138,75 @@ fn draw_speedups(
     title: &str,
 ) -> anyhow::Result<()> {
     let rows: Vec<_> = result.rows.iter().filter(|r| r.metric == metric).collect();
-    let ideal = rows.iter().find_map(|r| r.ideal).unwrap_or(2.0);
     let names: Vec<String> = rows
         .iter()
-        .map(|r| format!("{} {}", r.variant, r.case))
+        .map(|r| format!("{}: {}", r.variant, r.case))
         .collect();
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    let height = 120 + 34 * rows.len() as u32;
+    let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let top = rows.iter().map(|r| r.value.max).fold(ideal, f64::max) * 1.15;
+    let right = rows
+        .iter()
+        .map(|r| r.value.max.max(r.ideal.unwrap_or(0.0)))
+        .fold(2.0, f64::max)
+        * 1.1;
+    let n = rows.len() as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(60)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(rows.len() as f64 - 0.5), 0f64..top)?;
+        .x_label_area_size(40)
+        .y_label_area_size(360)
+        .build_cartesian_2d(0f64..right, -0.5f64..(n - 0.5))?;
     chart
         .configure_mesh()
-        .x_labels(rows.len())
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 {
+        .y_labels(rows.len())
+        .y_label_formatter(&|y| {
+            let i = y.round();
+            if (y - i).abs() < 1e-6 && i >= 0.0 {
                 names.get(i as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         })
-        .y_desc("speedup (x)")
+        .x_desc("speedup (x)")
         .draw()?;
-    let span = -0.5..(rows.len() as f64 - 0.5);
     chart
         .draw_series(LineSeries::new(
-            [(span.start, ideal), (span.end, ideal)],
-            BLACK.stroke_width(1),
-        ))?
-        .label(format!("capacity ideal {ideal:.2}x"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
-    chart
-        .draw_series(LineSeries::new(
-            [(span.start, 1.12), (span.end, 1.12)],
+            [(1.12, -0.5), (1.12, n - 0.5)],
             RED.stroke_width(1),
         ))?
         .label("SOLLOL measured 1.12x")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+    chart
+        .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+            let y = i as f64;
+            r.ideal.map(|ideal| {
+                PathElement::new(
+                    vec![(ideal, y - 0.35), (ideal, y + 0.35)],
+                    BLACK.stroke_width(2),
+                )
+            })
+        }))?
+        .label("capacity ideal")
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x + 9, y - 6), (x + 9, y + 6)], BLACK.stroke_width(2))
+        });
     for (i, r) in rows.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let x = i as f64;
-        chart.draw_series([ErrorBar::new_vertical(
-            x,
+        let y = i as f64;
+        chart.draw_series([ErrorBar::new_horizontal(
+            y,
             r.value.min,
             r.value.median,
             r.value.max,
             color.stroke_width(2),
-            12,
+            10,
         )])?;
-        chart.draw_series([Circle::new((x, r.value.median), 5, color.filled())])?;
+        chart.draw_series([Circle::new((r.value.median, y), 5, color.filled())])?;
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
@@ -270,6 +283,50 @@ pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
                     log_x: true,
                     log_y: true,
                     series: curves,
+                    ideal: None,
+                },
+            )
+        }
+        "explain" => draw_speedups(
+            &dir.join("explain.svg"),
+            result,
+            "speedup",
+            "Speedup over the fastest node alone, per cell",
+        ),
+        "open-loop" => {
+            let mut spectrum = Series::new();
+            for r in result
+                .rows
+                .iter()
+                .filter(|r| r.case.starts_with("95%") && r.metric.starts_with("latency_p99"))
+            {
+                if let Some(l) = r.latency_ms {
+                    let kind = if r.metric.ends_with("uncorrected") {
+                        "from actual send"
+                    } else {
+                        "from intended send"
+                    };
+                    spectrum.insert(
+                        format!("{} {kind}", r.variant),
+                        vec![
+                            (50.0, l.p50),
+                            (90.0, l.p90),
+                            (99.0, l.p99),
+                            (99.9, l.p999),
+                            (100.0, l.max),
+                        ],
+                    );
+                }
+            }
+            draw_lines(
+                &dir.join("open-loop.svg"),
+                Lines {
+                    title: "Open loop at 95% of capacity: latency percentiles (p50, p90, p99, p99.9, max)",
+                    x_label: "percentile",
+                    y_label: "latency (ms)",
+                    log_x: false,
+                    log_y: true,
+                    series: spectrum,
                     ideal: None,
                 },
             )

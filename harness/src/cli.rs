@@ -17,8 +17,9 @@ use crate::variant::Variant;
 
 /// Measure, explain and guard the performance of Ollama load-balancing pools.
 ///
-/// With no command, runs every scenario on embedded mock nodes (3 repeats, so the whole job stays
-/// under five minutes), writes results/ and prints the verdicts.
+/// With no command, runs the plan's scenarios (two-node, scaling, plan-test1, stress, contention)
+/// on embedded mock nodes with 3 repeats, so the whole job stays under five minutes; writes
+/// results/ and prints the verdicts. `explain` and `open-loop` run with `harness run NAME`.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
@@ -30,7 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the named scenarios (two-node, scaling, plan-test1, stress, contention, or all).
+    /// Run the named scenarios (two-node, scaling, plan-test1, stress, contention, explain,
+    /// open-loop, or all).
     Run {
         /// Scenario names.
         #[arg(required = true)]
@@ -179,7 +181,8 @@ fn run_scenarios(
 pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         None => {
-            let results = run_scenarios(&["all".into()], &cli.common, 3)?;
+            let main: Vec<String> = scenarios::MAIN.iter().map(|s| s.to_string()).collect();
+            let results = run_scenarios(&main, &cli.common, 3)?;
             print_summary(&results);
             println!(
                 "\nWrote {}/REPORT.md, JSON and SVG charts.",

@@ -138,7 +138,34 @@ fn slug(title: &str) -> String {
         .collect()
 }
 
-/// Rereads `dir`'s scenario files and rewrites `REPORT.md` and the charts.
+/// Bencher Metric Format: `{benchmark: {measure: {value, lower_value, upper_value}}}`, one
+/// benchmark per scenario row (`scenario/variant/case`, measure = metric) and per gate metric.
+pub fn bmf(results: &[ScenarioResult], gate: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for result in results {
+        for row in result.rows.iter().filter(|r| r.value.median.is_finite()) {
+            let name = format!("{}/{}/{}", result.scenario, row.variant, row.case);
+            let entry = out.entry(name).or_insert_with(|| serde_json::json!({}));
+            entry[row.metric.as_str()] = serde_json::json!({ "value": row.value.median, "lower_value": row.value.min, "upper_value": row.value.max });
+        }
+    }
+    if let Some(metrics) = gate
+        .and_then(|g| g.get("metrics"))
+        .and_then(|m| m.as_object())
+    {
+        for (name, metric) in metrics {
+            if let Some(value) = metric.get("value").and_then(|v| v.as_f64()) {
+                out.insert(
+                    format!("gate/{name}"),
+                    serde_json::json!({ "value": { "value": value } }),
+                );
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Rereads `dir`'s scenario files and rewrites `REPORT.md`, the charts and `bmf.json`.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
     let results = read_all(dir, &NAMES)?;
     anyhow::ensure!(
@@ -153,4 +180,65 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
     std::fs::write(&path, render(&results))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Accounting, Row, SCHEMA};
+    use crate::summary::Summary;
+
+    fn result() -> ScenarioResult {
+        ScenarioResult {
+            schema: SCHEMA.into(),
+            scenario: "two-node".into(),
+            title: "Target 1".into(),
+            question: "q".into(),
+            machine: crate::machine::Machine::detect(),
+            repeats: 3,
+            params: serde_json::json!({}),
+            rows: vec![
+                Row::new(
+                    "atomic",
+                    "2 nodes vs 1",
+                    "speedup",
+                    "x",
+                    Summary::of(vec![1.9, 2.0, 2.1]),
+                )
+                .ideal(2.0),
+            ],
+            verdicts: vec!["atomic: fine.".into()],
+            accounting: Accounting {
+                runs: 1,
+                sent: 10,
+                succeeded: 10,
+                ..Accounting::default()
+            },
+        }
+    }
+
+    #[test]
+    fn report_has_table_verdicts_and_accounting() {
+        let text = render(&[result()]);
+        assert!(
+            text.contains(
+                "| atomic | 2 nodes vs 1 | speedup (x) | **2.00** | 1.90 | 2.10 | 2.00 |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("- atomic: fine."));
+        assert!(text.contains("10 requests sent: 10 answered, 0 failed"));
+        assert!(text.contains("![two-node.svg](two-node.svg)"));
+    }
+
+    #[test]
+    fn bmf_carries_median_and_spread() {
+        let gate = serde_json::json!({ "metrics": { "stress.lost": { "value": 0.0 } } });
+        let b = bmf(&[result()], Some(&gate));
+        assert_eq!(
+            b["two-node/atomic/2 nodes vs 1"]["speedup"],
+            serde_json::json!({ "value": 2.0, "lower_value": 1.9, "upper_value": 2.1 })
+        );
+        assert_eq!(b["gate/stress.lost"]["value"]["value"], 0.0);
+    }
 }

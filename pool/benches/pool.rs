@@ -20,6 +20,9 @@ use pool::{
 
 const THREADS: [usize; 5] = [1, 2, 4, 12, 100];
 
+/// One request through some pool.
+type Request = Box<dyn Fn() + Sync>;
+
 fn with_nodes<L: Ledger>(ledger: L, n: usize) -> L {
     for i in 0..n {
         let key = format!("10.0.0.{i}:11434");
@@ -265,7 +268,7 @@ fn end_to_end_group(c: &mut Criterion) {
     let mut batch = c.benchmark_group("end_to_end_batch");
     batch.throughput(Throughput::Elements(1));
     batch.sample_size(10);
-    let kinds: [(&str, Box<dyn Fn() + Sync>); 3] = [
+    let kinds: [(&str, Request); 3] = [
         ("atomic", {
             let p = Pool::new(
                 AtomicLedger::new(),

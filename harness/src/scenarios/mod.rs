@@ -5,6 +5,8 @@
 //! every one can be overridden from the command line.
 
 pub mod contention;
+pub mod explain;
+pub mod open_loop;
 pub mod plan_test1;
 pub mod scaling;
 pub mod stress;
@@ -20,7 +22,19 @@ use crate::results::{Accounting, Row, SCHEMA, ScenarioResult};
 use crate::variant::{PoolOptions, Variant};
 
 /// Scenario names in report order.
-pub const NAMES: [&str; 5] = ["two-node", "scaling", "plan-test1", "stress", "contention"];
+pub const NAMES: [&str; 7] = [
+    "two-node",
+    "scaling",
+    "plan-test1",
+    "stress",
+    "contention",
+    "explain",
+    "open-loop",
+];
+
+/// The scenarios of the main job (`harness` with no command): the plan's targets, in under five
+/// minutes. `explain` and `open-loop` take a few minutes each and run on request.
+pub const MAIN: [&str; 5] = ["two-node", "scaling", "plan-test1", "stress", "contention"];
 
 /// The user's overrides; `None` means the scenario's default.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +167,8 @@ pub fn run(name: &str, ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         "plan-test1" => plan_test1::run(ctx),
         "stress" => stress::run(ctx),
         "contention" => contention::run(ctx),
+        "explain" => explain::run(ctx),
+        "open-loop" => open_loop::run(ctx),
         other => anyhow::bail!(
             "unknown scenario {other:?}; expected one of {}",
             NAMES.join(", ")

@@ -145,7 +145,3 @@ pub struct ShowRequest {
     #[serde(default)]
     pub verbose: Option<bool>,
 }
-
-fn is_zero(value: &u64) -> bool {
-    *value == 0
-}
