@@ -34,6 +34,33 @@ fn series(result: &ScenarioResult, metric: &str, x_of: impl Fn(&str) -> Option<f
     out
 }
 
+/// p50, p90, p99, p99.9 and max as (percentile, ms) points.
+fn spectrum_points(l: &crate::summary::Latency) -> Vec<(f64, f64)> {
+    vec![
+        (50.0, l.p50),
+        (90.0, l.p90),
+        (99.0, l.p99),
+        (99.9, l.p999),
+        (100.0, l.max),
+    ]
+}
+
+/// A latency percentile spectrum, one line per series, log latency axis.
+fn draw_spectrum(path: &Path, title: &str, series: Series) -> anyhow::Result<()> {
+    draw_lines(
+        path,
+        Lines {
+            title,
+            x_label: "percentile",
+            y_label: "latency (ms)",
+            log_x: false,
+            log_y: true,
+            series,
+            ideal: None,
+        },
+    )
+}
+
 fn number_after(case: &str, prefix: &str) -> Option<f64> {
     case.strip_prefix(prefix)?.parse().ok()
 }
@@ -231,29 +258,13 @@ pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
                 .filter(|r| r.metric == "throughput" && r.case == "2 nodes")
             {
                 if let Some(l) = r.latency_ms {
-                    latency.insert(
-                        r.variant.clone(),
-                        vec![
-                            (50.0, l.p50),
-                            (90.0, l.p90),
-                            (99.0, l.p99),
-                            (99.9, l.p999),
-                            (100.0, l.max),
-                        ],
-                    );
+                    latency.insert(r.variant.clone(), spectrum_points(&l));
                 }
             }
-            draw_lines(
+            draw_spectrum(
                 &dir.join("two-node-latency.svg"),
-                Lines {
-                    title: "Two nodes: latency percentiles (p50, p90, p99, p99.9, max)",
-                    x_label: "percentile",
-                    y_label: "latency (ms)",
-                    log_x: false,
-                    log_y: true,
-                    series: latency,
-                    ideal: None,
-                },
+                "Two nodes: latency percentiles (p50, p90, p99, p99.9, max)",
+                latency,
             )
         }
         "scaling" => {
@@ -306,29 +317,13 @@ pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
                     } else {
                         "from intended send"
                     };
-                    spectrum.insert(
-                        format!("{} {kind}", r.variant),
-                        vec![
-                            (50.0, l.p50),
-                            (90.0, l.p90),
-                            (99.0, l.p99),
-                            (99.9, l.p999),
-                            (100.0, l.max),
-                        ],
-                    );
+                    spectrum.insert(format!("{} {kind}", r.variant), spectrum_points(&l));
                 }
             }
-            draw_lines(
+            draw_spectrum(
                 &dir.join("open-loop.svg"),
-                Lines {
-                    title: "Open loop at 95% of capacity: latency percentiles (p50, p90, p99, p99.9, max)",
-                    x_label: "percentile",
-                    y_label: "latency (ms)",
-                    log_x: false,
-                    log_y: true,
-                    series: spectrum,
-                    ideal: None,
-                },
+                "Open loop at 95% of capacity: latency percentiles (p50, p90, p99, p99.9, max)",
+                spectrum,
             )
         }
         _ => Ok(()),

@@ -100,11 +100,9 @@ struct Common {
 /// `results/` at the workspace root when run from the source tree, else `./results`.
 fn default_results_dir() -> PathBuf {
     let in_tree = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results"));
-    if in_tree.is_dir() {
-        in_tree
-    } else {
-        PathBuf::from("results")
-    }
+    in_tree
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("results"))
 }
 
 impl Common {

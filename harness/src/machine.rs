@@ -17,7 +17,7 @@ pub struct Machine {
     pub os: String,
     /// `rustc --version` of the compiler that built the harness.
     pub rustc: String,
-    /// `git describe`-style commit of the working tree (`-dirty` when modified).
+    /// Commit of the working tree (`-dirty` when tracked files outside `results/` are modified).
     pub git_commit: String,
     /// Whether the harness was built with optimisations.
     pub release_build: bool,
@@ -96,8 +96,15 @@ fn git_commit() -> String {
     };
     match run(&["rev-parse", "--short=12", "HEAD"]) {
         Some(commit) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            let dirty = run(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!results",
+            ])
+            .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{commit}-dirty")
             } else {

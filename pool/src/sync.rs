@@ -67,23 +67,30 @@ pub trait SyncFamily: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdSync;
 
-impl Counter for std::sync::atomic::AtomicU64 {
-    fn new(value: u64) -> Self {
-        std::sync::atomic::AtomicU64::new(value)
-    }
-    fn load(&self, order: Ordering) -> u64 {
-        self.load(order)
-    }
-    fn store(&self, value: u64, order: Ordering) {
-        self.store(value, order)
-    }
-    fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
-        self.fetch_add(value, order)
-    }
-    fn fetch_sub(&self, value: u64, order: Ordering) -> u64 {
-        self.fetch_sub(value, order)
-    }
+/// Implements [`Counter`] for an atomic type with std's method names (std's and loom's).
+macro_rules! delegate_counter {
+    ($atomic:ty) => {
+        impl Counter for $atomic {
+            fn new(value: u64) -> Self {
+                <$atomic>::new(value)
+            }
+            fn load(&self, order: Ordering) -> u64 {
+                <$atomic>::load(self, order)
+            }
+            fn store(&self, value: u64, order: Ordering) {
+                <$atomic>::store(self, value, order)
+            }
+            fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
+                <$atomic>::fetch_add(self, value, order)
+            }
+            fn fetch_sub(&self, value: u64, order: Ordering) -> u64 {
+                <$atomic>::fetch_sub(self, value, order)
+            }
+        }
+    };
 }
+
+delegate_counter!(std::sync::atomic::AtomicU64);
 
 /// `std::sync::Mutex` without poisoning.
 #[derive(Debug, Default)]
@@ -145,23 +152,7 @@ pub(crate) mod test_families {
     #[derive(Debug, Clone, Copy, Default)]
     pub struct LoomSync;
 
-    impl Counter for loom::sync::atomic::AtomicU64 {
-        fn new(value: u64) -> Self {
-            loom::sync::atomic::AtomicU64::new(value)
-        }
-        fn load(&self, order: Ordering) -> u64 {
-            self.load(order)
-        }
-        fn store(&self, value: u64, order: Ordering) {
-            self.store(value, order)
-        }
-        fn fetch_add(&self, value: u64, order: Ordering) -> u64 {
-            self.fetch_add(value, order)
-        }
-        fn fetch_sub(&self, value: u64, order: Ordering) -> u64 {
-            self.fetch_sub(value, order)
-        }
-    }
+    delegate_counter!(loom::sync::atomic::AtomicU64);
 
     /// loom's mutex (which never poisons).
     #[derive(Debug)]

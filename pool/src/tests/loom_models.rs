@@ -35,19 +35,24 @@ fn ledger_with<L: Ledger + Default>(nodes: &[&str]) -> Arc<L> {
     Arc::new(ledger)
 }
 
+/// One thread per outcome, each running one request's bookkeeping on `ledger`.
+fn spawn_requests<L: Ledger>(
+    ledger: &Arc<L>,
+    outcomes: [Outcome; 2],
+) -> Vec<thread::JoinHandle<Option<u64>>> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            let ledger = Arc::clone(ledger);
+            thread::spawn(move || one_request(&mut ledger.steps(), Strategy::RoundRobin, outcome))
+        })
+        .collect()
+}
+
 fn accounting_is_exact<L: Ledger + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1"]);
-        let handles: Vec<_> = [success(5), Outcome::NodeFault]
-            .into_iter()
-            .map(|outcome| {
-                let ledger = Arc::clone(&ledger);
-                thread::spawn(move || {
-                    one_request(&mut ledger.steps(), Strategy::RoundRobin, outcome)
-                })
-            })
-            .collect();
-        for h in handles {
+        for h in spawn_requests(&ledger, [success(5), Outcome::NodeFault]) {
             assert_eq!(h.join().unwrap(), Some(0));
         }
         let s = ledger.snapshot(Strategy::RoundRobin);
@@ -120,15 +125,7 @@ fn mutex_round_robin_is_fair() {
 fn snapshot_is_consistent<L: Ledger + Default>() {
     model_bounded(2, || {
         let ledger = ledger_with::<L>(&["a:1"]);
-        let writers: Vec<_> = [success(1), Outcome::NodeFault]
-            .into_iter()
-            .map(|outcome| {
-                let ledger = Arc::clone(&ledger);
-                thread::spawn(move || {
-                    one_request(&mut ledger.steps(), Strategy::RoundRobin, outcome)
-                })
-            })
-            .collect();
+        let writers = spawn_requests(&ledger, [success(1), Outcome::NodeFault]);
         let s = ledger.snapshot(Strategy::RoundRobin);
         assert!(s.failed_requests <= s.total_requests, "{s:?}");
         assert!(
