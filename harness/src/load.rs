@@ -3,7 +3,8 @@
 //! Workers get a static share of the work (request `i` goes to worker `i mod N`) and record
 //! latencies into their own histogram, merged at the end: the harness's hot path takes no shared
 //! lock and writes no shared atomic, so the instrument does not add the contention it measures.
-//! Workers start together on a barrier; the clock runs from the release to the last worker's end.
+//! Workers start together on a barrier; the clock runs from the first worker's start to the last
+//! worker's end, both read on the workers ([`released`]).
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -50,56 +51,70 @@ impl RunResult {
     }
 }
 
-/// Runs `workload` against `pool` and waits for every request to finish.
-pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
-    let workers = workload.workers.max(1);
-    let start = Barrier::new(workers + 1);
-    let deadline_after = workload.cap;
-    let (elapsed, parts) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let start = &start;
+/// Runs `work(i)` for `i` in `0..threads` on threads released together by a barrier. Returns the
+/// results and the span from the earliest thread start to the latest thread end, both read on the
+/// worker threads themselves: a timestamp the coordinating thread takes after the barrier can be
+/// late by whole time slices when threads outnumber cores (100 threads on 2 cores), which once made
+/// a million bookkeeping steps look like they took a millisecond.
+pub fn released<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> (Duration, Vec<T>) {
+    let start = Barrier::new(threads);
+    let parts: Vec<(Instant, Instant, T)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (start, work) = (&start, &work);
                 s.spawn(move || {
-                    let mut latency = new_histogram();
-                    let (mut ok, mut failed, mut capped) = (0u64, 0u64, false);
-                    let mut text = String::new();
                     start.wait();
                     let began = Instant::now();
-                    for i in (w..workload.requests).step_by(workers) {
-                        if deadline_after.is_some_and(|cap| began.elapsed() >= cap) {
-                            capped = true;
-                            break;
-                        }
-                        let input = match &workload.text {
-                            Some(fixed) => fixed.as_str(),
-                            None => {
-                                text.clear();
-                                std::fmt::Write::write_fmt(&mut text, format_args!("chunk {i}"))
-                                    .expect("writing to a String");
-                                text.as_str()
-                            }
-                        };
-                        let sent = Instant::now();
-                        match pool.embed(&workload.model, input) {
-                            Ok(()) => {
-                                ok += 1;
-                                latency
-                                    .saturating_record((sent.elapsed().as_micros() as u64).max(1));
-                            }
-                            Err(_) => failed += 1,
-                        }
-                    }
-                    (latency, ok, failed, capped)
+                    let out = work(i);
+                    (began, Instant::now(), out)
                 })
             })
             .collect();
-        start.wait();
-        let began = Instant::now();
-        let parts: Vec<_> = handles
+        handles
             .into_iter()
-            .map(|h| h.join().expect("worker panicked"))
-            .collect();
-        (began.elapsed(), parts)
+            .map(|h| h.join().expect("worker thread panicked"))
+            .collect()
+    });
+    let first = parts.iter().map(|p| p.0).min();
+    let last = parts.iter().map(|p| p.1).max();
+    let span = first
+        .zip(last)
+        .map_or(Duration::ZERO, |(a, b)| b.saturating_duration_since(a));
+    (span, parts.into_iter().map(|p| p.2).collect())
+}
+
+/// Runs `workload` against `pool` and waits for every request to finish.
+pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
+    let workers = workload.workers.max(1);
+    let (elapsed, parts) = released(workers, |w| {
+        let mut latency = new_histogram();
+        let (mut ok, mut failed, mut capped) = (0u64, 0u64, false);
+        let mut text = String::new();
+        let began = Instant::now();
+        for i in (w..workload.requests).step_by(workers) {
+            if workload.cap.is_some_and(|cap| began.elapsed() >= cap) {
+                capped = true;
+                break;
+            }
+            let input = match &workload.text {
+                Some(fixed) => fixed.as_str(),
+                None => {
+                    text.clear();
+                    std::fmt::Write::write_fmt(&mut text, format_args!("chunk {i}"))
+                        .expect("writing to a String");
+                    text.as_str()
+                }
+            };
+            let sent = Instant::now();
+            match pool.embed(&workload.model, input) {
+                Ok(()) => {
+                    ok += 1;
+                    latency.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (latency, ok, failed, capped)
     });
     let mut result = RunResult {
         elapsed,
@@ -115,4 +130,16 @@ pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
         result.capped |= capped;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_returns_results_in_thread_order() {
+        let (span, out) = released(5, |i| i * 10);
+        assert_eq!(out, [0, 10, 20, 30, 40]);
+        assert!(span < Duration::from_secs(60), "a span, not garbage: {span:?}");
+    }
 }

@@ -33,32 +33,43 @@ fn with_nodes<L: Ledger>(ledger: L, n: usize) -> L {
     ledger
 }
 
-/// Runs `iters` operations split over `threads` threads released together; returns the wall time.
+/// Runs `iters` operations split over `threads` threads released together; returns the span from
+/// the first thread's start to the last thread's end, read on the threads themselves (the
+/// coordinating thread can be descheduled right after the barrier when threads outnumber cores).
 fn on_threads(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
     let per_thread = iters.div_ceil(threads as u64);
-    let start = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
+    let start = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (start, op) = (&start, &op);
                 s.spawn(move || {
                     start.wait();
+                    let began = Instant::now();
                     for _ in 0..per_thread {
                         op();
                     }
+                    (began, Instant::now())
                 })
             })
             .collect();
-        start.wait();
-        let began = Instant::now();
-        for h in handles {
-            h.join().expect("bench thread panicked");
-        }
-        // Report time per requested iteration even when rounding added a few.
-        began
-            .elapsed()
-            .mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
-    })
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread panicked"))
+            .collect()
+    });
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    // Report time per requested iteration even when rounding added a few.
+    (last - first).mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
 }
 
 fn ledger_group(c: &mut Criterion) {

@@ -6,15 +6,15 @@
 //! one cache line (what "atomic counters" cost at best when every thread shares them).
 
 use std::collections::BTreeMap;
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use pool::{AtomicLedger, BareLedger, Ledger, MutexLedger, Outcome, Strategy, simulate_request};
 use serde_json::json;
 
 use super::Ctx;
+use crate::load::released;
 use crate::results::{Accounting, Row, ScenarioResult};
 use crate::summary::Summary;
 
@@ -51,24 +51,7 @@ impl Book {
 
 fn timed(threads: usize, ops: usize, work: impl Fn(usize) + Sync) -> Duration {
     let per_thread = ops / threads;
-    let start = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (start, work) = (&start, &work);
-                s.spawn(move || {
-                    start.wait();
-                    work(per_thread);
-                })
-            })
-            .collect();
-        start.wait();
-        let began = Instant::now();
-        for h in handles {
-            h.join().expect("worker panicked");
-        }
-        began.elapsed()
-    })
+    released(threads, |_| work(per_thread)).0
 }
 
 fn with_nodes<L: Ledger>(ledger: L) -> L {

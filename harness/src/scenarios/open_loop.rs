@@ -11,7 +11,6 @@
 //! granularity does not turn "95%" into an overload.
 
 use std::collections::BTreeMap;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -19,7 +18,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::load::Workload;
+use crate::load::{Workload, released};
 use crate::measure::{check, measure};
 use crate::results::{Accounting, Row, ScenarioResult};
 use crate::summary::{Latency, Summary, new_histogram};
@@ -49,53 +48,38 @@ struct OpenRun {
 /// Sends `count` requests at `rate` per second from `workers` threads (request `i` by worker
 /// `i mod workers`), each at its due time or as soon as its worker is free.
 fn open_loop(pool: &AnyPool, rate: f64, count: usize, workers: usize) -> OpenRun {
-    let start = Barrier::new(workers + 1);
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let (parts, elapsed): (Vec<_>, Duration) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let start = &start;
-                s.spawn(move || {
-                    let (mut corrected, mut uncorrected) = (new_histogram(), new_histogram());
-                    let (mut late, mut ok, mut failed) = (0u64, 0u64, 0u64);
-                    start.wait();
-                    let t0 = Instant::now();
-                    for i in (w..count).step_by(workers) {
-                        let due = t0 + interval * i as u32;
-                        let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep(due - now);
-                        }
-                        let sent = Instant::now();
-                        if sent.duration_since(due) > Duration::from_millis(1) {
-                            late += 1;
-                        }
-                        let result = pool.embed("mxbai-embed-large", "an open-loop chunk");
-                        let done = Instant::now();
-                        match result {
-                            Ok(()) => {
-                                ok += 1;
-                                corrected.saturating_record(
-                                    (done.duration_since(due).as_micros() as u64).max(1),
-                                );
-                                uncorrected.saturating_record(
-                                    (done.duration_since(sent).as_micros() as u64).max(1),
-                                );
-                            }
-                            Err(_) => failed += 1,
-                        }
-                    }
-                    (corrected, uncorrected, late, ok, failed)
-                })
-            })
-            .collect();
-        start.wait();
-        let began = Instant::now();
-        let parts = handles
-            .into_iter()
-            .map(|h| h.join().expect("open-loop worker"))
-            .collect();
-        (parts, began.elapsed())
+    // One schedule for every worker, fixed before any of them starts (spawning 64 threads takes a
+    // few milliseconds; a send that is still late is counted as late).
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let (elapsed, parts) = released(workers, |w| {
+        let (mut corrected, mut uncorrected) = (new_histogram(), new_histogram());
+        let (mut late, mut ok, mut failed) = (0u64, 0u64, 0u64);
+        for i in (w..count).step_by(workers) {
+            let due = t0 + interval.mul_f64(i as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let sent = Instant::now();
+            if sent.saturating_duration_since(due) > Duration::from_millis(1) {
+                late += 1;
+            }
+            let result = pool.embed("mxbai-embed-large", "an open-loop chunk");
+            let done = Instant::now();
+            match result {
+                Ok(()) => {
+                    ok += 1;
+                    corrected.saturating_record(
+                        (done.saturating_duration_since(due).as_micros() as u64).max(1),
+                    );
+                    uncorrected
+                        .saturating_record((done.duration_since(sent).as_micros() as u64).max(1));
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (corrected, uncorrected, late, ok, failed)
     });
     let mut run = OpenRun {
         corrected: new_histogram(),
