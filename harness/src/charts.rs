@@ -22,6 +22,24 @@ pub fn charts_for(scenario: &str) -> Vec<String> {
 
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
+/// Strong, distinguishable colours (plotters' `Palette99` includes pale ones that vanish on white).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(64, 64, 64),
+];
+
+fn color(i: usize) -> RGBAColor {
+    COLORS[i % COLORS.len()].to_rgba()
+}
+
 fn series(result: &ScenarioResult, metric: &str, x_of: impl Fn(&str) -> Option<f64>) -> Series {
     let mut out = Series::new();
     for r in result.rows.iter().filter(|r| r.metric == metric) {
@@ -124,7 +142,7 @@ fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
             }
             for (i, (name, points)) in lines.series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
+                let color = color(i);
                 chart
                     .draw_series(LineSeries::new(
                         points.iter().copied(),
@@ -219,7 +237,7 @@ fn draw_speedups(
             PathElement::new(vec![(x + 9, y - 6), (x + 9, y + 6)], BLACK.stroke_width(2))
         });
     for (i, r) in rows.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = color(i);
         let y = i as f64;
         chart.draw_series([ErrorBar::new_horizontal(
             y,
@@ -233,7 +251,7 @@ fn draw_speedups(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
