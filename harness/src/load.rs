@@ -140,6 +140,9 @@ mod tests {
     fn released_returns_results_in_thread_order() {
         let (span, out) = released(5, |i| i * 10);
         assert_eq!(out, [0, 10, 20, 30, 40]);
-        assert!(span < Duration::from_secs(60), "a span, not garbage: {span:?}");
+        assert!(
+            span < Duration::from_secs(60),
+            "a span, not garbage: {span:?}"
+        );
     }
 }

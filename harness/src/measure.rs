@@ -17,6 +17,8 @@ pub struct Measurement {
     pub stats: PoolStats,
     /// Lock percentiles (instrumented mutex variants).
     pub lock: Option<LockTimingSummary>,
+    /// What the nodes counted during the run (embedded nodes only).
+    pub served: Option<crate::cluster::ServerTally>,
 }
 
 /// Runs `workload` through a fresh `variant` pool on `cluster`, recording the accounting.
@@ -38,7 +40,7 @@ pub fn measure(
         .zip(before)
         .map(|(after, before)| after - before);
     check(variant, &run, &stats, served, accounting);
-    Ok(Measurement { run, stats, lock })
+    Ok(Measurement { run, stats, lock, served })
 }
 
 /// Compares the client's tally with the pool's statistics and the nodes' counters.

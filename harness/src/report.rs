@@ -14,7 +14,7 @@ use crate::scenarios::NAMES;
 fn digits(unit: &str) -> usize {
     match unit {
         "x" => 2,
-        "req/s" => 1,
+        "req/s" | "ms" => 1,
         _ => 0,
     }
 }

@@ -48,7 +48,6 @@ pub fn http_stress(
         text: None,
     };
     let mut accounting = Accounting::default();
-    let before = cluster.tally().unwrap_or_default();
     let m = measure(
         variant,
         &cluster,
@@ -56,7 +55,7 @@ pub fn http_stress(
         &workload,
         &mut accounting,
     )?;
-    let served = cluster.tally().unwrap_or_default() - before;
+    let served = m.served.unwrap_or_default();
     let s = &m.stats;
     let accounted = m.run.ok + m.run.failed;
     let node_failures: u64 = s.node_performance.values().map(|n| n.failed_requests).sum();
