@@ -42,12 +42,21 @@ pub struct RunResult {
     pub latency: Histogram<u64>,
     /// Whether the cap stopped the run before all requests were sent.
     pub capped: bool,
+    /// The cap, when one was set.
+    pub window: Option<Duration>,
+    /// Requests answered within the cap (counted from each worker's start).
+    pub window_ok: u64,
 }
 
 impl RunResult {
-    /// Answered requests per second.
+    /// Answered requests per second. A capped run counts only answers inside the window and
+    /// divides by the window: the drain after it (requests already queued, fewer and fewer workers
+    /// busy) would otherwise weigh in by an amount that depends on the variant being measured.
     pub fn throughput(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        match self.window {
+            Some(window) if self.capped => self.window_ok as f64 / window.as_secs_f64().max(1e-9),
+            _ => self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9),
+        }
     }
 }
 
@@ -88,7 +97,7 @@ pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
     let workers = workload.workers.max(1);
     let (elapsed, parts) = released(workers, |w| {
         let mut latency = new_histogram();
-        let (mut ok, mut failed, mut capped) = (0u64, 0u64, false);
+        let (mut ok, mut failed, mut capped, mut window_ok) = (0u64, 0u64, false, 0u64);
         let mut text = String::new();
         let began = Instant::now();
         for i in (w..workload.requests).step_by(workers) {
@@ -109,12 +118,13 @@ pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
             match pool.embed(&workload.model, input) {
                 Ok(()) => {
                     ok += 1;
+                    window_ok += u64::from(workload.cap.is_none_or(|cap| began.elapsed() <= cap));
                     latency.saturating_record((sent.elapsed().as_micros() as u64).max(1));
                 }
                 Err(_) => failed += 1,
             }
         }
-        (latency, ok, failed, capped)
+        (latency, ok, failed, capped, window_ok)
     });
     let mut result = RunResult {
         elapsed,
@@ -122,12 +132,15 @@ pub fn closed_loop(pool: &AnyPool, workload: &Workload) -> RunResult {
         failed: 0,
         latency: new_histogram(),
         capped: false,
+        window: workload.cap,
+        window_ok: 0,
     };
-    for (latency, ok, failed, capped) in parts {
+    for (latency, ok, failed, capped, window_ok) in parts {
         result.latency.add(&latency).expect("same histogram bounds");
         result.ok += ok;
         result.failed += failed;
         result.capped |= capped;
+        result.window_ok += window_ok;
     }
     result
 }

@@ -40,7 +40,12 @@ pub fn measure(
         .zip(before)
         .map(|(after, before)| after - before);
     check(variant, &run, &stats, served, accounting);
-    Ok(Measurement { run, stats, lock, served })
+    Ok(Measurement {
+        run,
+        stats,
+        lock,
+        served,
+    })
 }
 
 /// Compares the client's tally with the pool's statistics and the nodes' counters.

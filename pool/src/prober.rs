@@ -1,6 +1,6 @@
 //! The background health probe: SOLLOL's health-check and VRAM loops in one.
 //!
-//! Every interval it asks each node for `GET /api/ps` and `GET /api/tags` and stores whether both
+//! At start and then every interval it asks each node for `GET /api/ps` and `GET /api/tags` and stores whether both
 //! answered in time. Under `LockScope::Probe` the mutex ledger holds its global lock across all of
 //! these calls, as SOLLOL's loops hold `self._lock`; a node whose control plane answers slowly
 //! then stalls every request thread. Every other variant probes outside any lock.
@@ -63,10 +63,17 @@ impl Prober {
         let thread = std::thread::Builder::new()
             .name("pool-prober".into())
             .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(config.interval) {
+                // One round at once, then one per interval, so even a short run sees the probe.
+                loop {
                     ledger.probe(hold_lock, &mut |node| {
                         probe_node(&client, node, config.timeout)
                     });
+                    if !matches!(
+                        stopped.recv_timeout(config.interval),
+                        Err(RecvTimeoutError::Timeout)
+                    ) {
+                        break;
+                    }
                 }
             })
             .expect("spawning the prober thread");

@@ -50,12 +50,13 @@ pub enum Strategy {
     /// Fewest requests in flight.
     LeastLoaded,
     /// Lowest mean latency, ignoring what is in flight (SOLLOL's latency-first: bursts land on
-    /// one node while the others idle).
+    /// one node while the others idle). A node not yet measured counts as the measured average.
     LatencyFirst,
     /// Fewest finished requests, ignoring what is in flight (SOLLOL's fairness).
     Fairness,
     /// Smallest expected wait, `(active + 1) x mean latency`: each node gets work in proportion
-    /// to its measured throughput, which is what a heterogeneous cluster needs.
+    /// to its measured throughput, which is what a heterogeneous cluster needs. A node not yet
+    /// measured counts as the measured average.
     Weighted,
 }
 
@@ -127,18 +128,29 @@ pub fn choose(
 
 fn pick(
     strategy: Strategy,
-    mut candidates: impl Iterator<Item = (usize, NodeReading)>,
+    candidates: impl Iterator<Item = (usize, NodeReading)> + Clone,
 ) -> Option<usize> {
+    // A node without a measurement yet counts as the measured average rather than as infinitely
+    // fast: scoring it 0 would pile every request onto it until its first answer arrives (a 7x
+    // slower node would collect the whole opening burst).
+    let measured: Vec<f64> = candidates
+        .clone()
+        .filter_map(|(_, r)| r.mean_latency_us())
+        .collect();
+    let typical = if measured.is_empty() {
+        1.0
+    } else {
+        measured.iter().sum::<f64>() / measured.len() as f64
+    };
+    let latency = |r: &NodeReading| r.mean_latency_us().unwrap_or(typical);
+    let mut candidates = candidates;
     match strategy {
         // The ticket already rotated the scan: the first candidate is the next in turn.
         Strategy::RoundRobin => candidates.next().map(|(i, _)| i),
         Strategy::LeastLoaded => min_by_key(candidates, |r| r.active as f64),
         Strategy::Fairness => min_by_key(candidates, |r| r.total as f64),
-        // An unmeasured node counts as fastest, so every node gets measured.
-        Strategy::LatencyFirst => min_by_key(candidates, |r| r.mean_latency_us().unwrap_or(0.0)),
-        Strategy::Weighted => min_by_key(candidates, |r| {
-            (r.active + 1) as f64 * r.mean_latency_us().unwrap_or(0.0)
-        }),
+        Strategy::LatencyFirst => min_by_key(candidates, latency),
+        Strategy::Weighted => min_by_key(candidates, |r| (r.active + 1) as f64 * latency(r)),
     }
 }
 
@@ -213,9 +225,21 @@ mod tests {
         );
         let fresh = [node(0, 5, Some(1_000)), node(0, 0, None)];
         assert_eq!(
-            pick_from(Strategy::LatencyFirst, &fresh, 0),
+            pick_from(Strategy::LatencyFirst, &fresh, 1),
             Some(1),
-            "unmeasured nodes get measured"
+            "an unmeasured node counts as typical and is reached when the ticket rotates to it"
+        );
+        let slow_unmeasured = [node(6, 5, Some(1_000)), node(3, 0, None)];
+        assert_eq!(
+            pick_from(Strategy::Weighted, &slow_unmeasured, 0),
+            Some(1),
+            "weighted still counts an unmeasured node's queue: 4 x typical < 7 x 1000"
+        );
+        let busy_unmeasured = [node(1, 5, Some(1_000)), node(5, 0, None)];
+        assert_eq!(
+            pick_from(Strategy::Weighted, &busy_unmeasured, 1),
+            Some(0),
+            "an unmeasured node with a queue is not free"
         );
     }
 

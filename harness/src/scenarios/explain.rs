@@ -64,6 +64,8 @@ struct CellSamples {
     throughput: Vec<f64>,
     latency: hdrhistogram::Histogram<u64>,
     locks: Vec<pool::LockTimingSummary>,
+    /// Per run: time requests spent waiting for the lock over their total latency, percent.
+    lock_shares: Vec<f64>,
 }
 
 /// The swept cells.
@@ -138,6 +140,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
             throughput: vec![],
             latency: new_histogram(),
             locks: vec![],
+            lock_shares: vec![],
         })
         .collect();
     let bar = ctx.progress("explain", o.repeats * (cells.len() + 1));
@@ -180,7 +183,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
             acc.speedups.push(m.run.throughput() / base);
             acc.throughput.push(m.run.throughput());
             acc.latency.add(&m.run.latency).expect("same bounds");
-            acc.locks.extend(m.lock);
+            if let Some(lock) = m.lock {
+                let requests = m.run.latency.len().max(1) as f64;
+                let mean_ns = (m.run.latency.mean() * 1000.0).max(1.0);
+                acc.lock_shares
+                    .push(100.0 * lock.wait_ns.sum / requests / mean_ns);
+                acc.locks.push(lock);
+            }
             bar.inc(1);
         }
     }
@@ -203,6 +212,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
             throughput: thr,
             latency,
             locks,
+            lock_shares,
         },
     ) in cells.iter().zip(per_cell)
     {
@@ -222,9 +232,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         row.note = Some(format!("{} axis; efficiency {efficiency:.0}%", cell.axis));
         if let Some(lock) = locks.last() {
             row.lock = Some(*lock);
-            let waits: f64 = locks.iter().map(|l| l.wait_ns.sum).sum();
-            let requests = latency.len().max(1) as f64;
-            let share = 100.0 * waits / requests / (latency.mean() * 1000.0).max(1.0);
+            let share = Summary::of(lock_shares.clone()).median;
             row.note = Some(format!(
                 "{} axis; efficiency {efficiency:.0}%; lock waits are {share:.1}% of request time; longest hold {:.1} ms",
                 cell.axis,
@@ -235,7 +243,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 label.clone(),
                 "lock_wait_share",
                 "%",
-                Summary::of(vec![share]),
+                Summary::of(lock_shares.clone()),
             ));
         }
         rows.push(row);

@@ -31,6 +31,8 @@ pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
 struct LevelSamples {
     corrected: Histogram<u64>,
     uncorrected: Histogram<u64>,
+    p99_corrected: Vec<f64>,
+    p99_uncorrected: Vec<f64>,
     late: Vec<f64>,
     late_pct: Vec<f64>,
 }
@@ -156,6 +158,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                     failed: run.failed,
                     latency: run.uncorrected.clone(),
                     capped: false,
+                    window: None,
+                    window_ok: run.ok,
                 };
                 check(variant, &as_closed, &stats, served, &mut accounting);
                 let e = results
@@ -163,9 +167,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                     .or_insert_with(|| LevelSamples {
                         corrected: new_histogram(),
                         uncorrected: new_histogram(),
+                        p99_corrected: Vec::new(),
+                        p99_uncorrected: Vec::new(),
                         late: Vec::new(),
                         late_pct: Vec::new(),
                     });
+                e.p99_corrected.push(Latency::of(&run.corrected).p99);
+                e.p99_uncorrected.push(Latency::of(&run.uncorrected).p99);
                 e.corrected.add(&run.corrected).expect("same bounds");
                 e.uncorrected.add(&run.uncorrected).expect("same bounds");
                 e.late.push(run.late as f64);
@@ -190,6 +198,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         LevelSamples {
             corrected,
             uncorrected,
+            p99_corrected,
+            p99_uncorrected,
             late,
             late_pct,
         },
@@ -204,7 +214,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 case.clone(),
                 "latency_p99_corrected",
                 "ms",
-                Summary::of(vec![c.p99]),
+                Summary::of(p99_corrected.clone()),
             )
             .latency(c),
         );
@@ -214,7 +224,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 case.clone(),
                 "latency_p99_uncorrected",
                 "ms",
-                Summary::of(vec![u.p99]),
+                Summary::of(p99_uncorrected.clone()),
             )
             .latency(u),
         );

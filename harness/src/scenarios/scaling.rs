@@ -137,10 +137,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
             max_workers
         };
         let rel = Summary::of(relative(curve, at));
+        // The bare client on the same nodes shows what the machine allows; a variant far below it
+        // is limited by itself, not by the CPU the mock nodes share with the client.
+        let bare = curves
+            .get(&Variant::Bare)
+            .map(|c| Summary::of(relative(c, at)).median);
         verdicts.push(format!(
-            "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear){}.",
+            "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear{}){}.",
             rel.median,
             100.0 * rel.median / at as f64,
+            bare.filter(|_| *variant != Variant::Bare).map_or(String::new(), |b| format!("; bare client {b:.1}x")),
             if rel.median >= 0.8 * at as f64 { "" } else { ": does not scale" }
         ));
     }

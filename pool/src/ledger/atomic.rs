@@ -74,7 +74,9 @@ impl<S: SyncFamily> AtomicNode<S> {
     fn reading(&self) -> NodeReading {
         let s = &self.slot;
         let failed = s.failed.load(Acquire);
-        let latency_count = s.latency_count.load(Relaxed);
+        // Count before sum, Acquire: every counted latency has its sum visible, so the mean never
+        // reads low (it may read high by a sample in flight, which routing tolerates).
+        let latency_count = s.latency_count.load(Acquire);
         let latency_sum_us = s.latency_sum_us.load(Relaxed);
         let total = s.total.load(Acquire);
         NodeReading {
@@ -185,7 +187,7 @@ impl<S: SyncFamily> Steps for &AtomicLedger<S> {
             Outcome::Success { latency } => {
                 slot.latency_sum_us
                     .fetch_add(latency.as_micros() as u64, Relaxed);
-                slot.latency_count.fetch_add(1, Relaxed);
+                slot.latency_count.fetch_add(1, Release);
                 slot.total.fetch_add(1, Release);
                 self.successful.fetch_add(1, Release);
             }
@@ -300,5 +302,30 @@ impl<S: SyncFamily> Ledger for AtomicLedger<S> {
                 nodes,
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::ActiveGuard;
+
+    #[test]
+    fn a_mark_refused_by_removal_leaves_the_gauge_at_zero() {
+        let ledger = AtomicLedger::new();
+        ledger.add_node("a:1", "http://a:1").unwrap();
+        let mut steps = &ledger;
+        let pick = steps.select(Strategy::RoundRobin, &[]).unwrap();
+        let slot = Arc::clone(&pick.0);
+        ledger.remove_node("a:1").unwrap();
+        assert!(
+            ActiveGuard::mark(&mut steps, pick).is_none(),
+            "a removed node cannot be marked"
+        );
+        assert_eq!(
+            slot.slot.active.load(Relaxed),
+            0,
+            "a refused mark must not be un-marked"
+        );
     }
 }

@@ -143,7 +143,13 @@ pub struct ActiveGuard<'s, S: Steps> {
 impl<'s, S: Steps> ActiveGuard<'s, S> {
     /// Marks `pick` active; `None` if the node was removed meanwhile.
     pub fn mark(steps: &'s mut S, pick: S::Pick) -> Option<Self> {
-        steps.mark_active(&pick).then_some(Self { steps, pick })
+        // Not `then_some`: its argument is built even when the mark is refused, and dropping that
+        // guard would un-mark a node this request never marked.
+        if steps.mark_active(&pick) {
+            Some(Self { steps, pick })
+        } else {
+            None
+        }
     }
 
     /// The node this guard keeps active.

@@ -332,3 +332,30 @@ impl<S: SyncFamily> Ledger for MutexLedger<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::ActiveGuard;
+
+    #[test]
+    fn a_mark_refused_by_removal_keeps_other_requests_marked() {
+        let ledger = MutexLedger::new();
+        ledger.add_node("a:1", "http://a:1").unwrap();
+        ledger.locked(|book| {
+            let mut held = HeldSteps(book);
+            let first = held.select(Strategy::RoundRobin, &[]).unwrap();
+            let second = held.select(Strategy::RoundRobin, &[]).unwrap();
+            assert!(held.mark_active(&first), "request 1 is in flight");
+            held.0.nodes[0].removed = true;
+            assert!(
+                ActiveGuard::mark(&mut held, second).is_none(),
+                "request 2 sees the removal"
+            );
+            assert_eq!(
+                held.0.nodes[0].reading.active, 1,
+                "request 1 must still count as in flight"
+            );
+        });
+    }
+}
