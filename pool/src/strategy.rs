@@ -128,30 +128,36 @@ pub fn choose(
 
 fn pick(
     strategy: Strategy,
-    candidates: impl Iterator<Item = (usize, NodeReading)> + Clone,
+    mut candidates: impl Iterator<Item = (usize, NodeReading)> + Clone,
 ) -> Option<usize> {
-    // A node without a measurement yet counts as the measured average rather than as infinitely
-    // fast: scoring it 0 would pile every request onto it until its first answer arrives (a 7x
-    // slower node would collect the whole opening burst).
-    let measured: Vec<f64> = candidates
-        .clone()
-        .filter_map(|(_, r)| r.mean_latency_us())
-        .collect();
-    let typical = if measured.is_empty() {
-        1.0
-    } else {
-        measured.iter().sum::<f64>() / measured.len() as f64
-    };
-    let latency = |r: &NodeReading| r.mean_latency_us().unwrap_or(typical);
-    let mut candidates = candidates;
     match strategy {
         // The ticket already rotated the scan: the first candidate is the next in turn.
         Strategy::RoundRobin => candidates.next().map(|(i, _)| i),
         Strategy::LeastLoaded => min_by_key(candidates, |r| r.active as f64),
         Strategy::Fairness => min_by_key(candidates, |r| r.total as f64),
-        Strategy::LatencyFirst => min_by_key(candidates, latency),
-        Strategy::Weighted => min_by_key(candidates, |r| (r.active + 1) as f64 * latency(r)),
+        Strategy::LatencyFirst => {
+            let typical = typical_latency(candidates.clone());
+            min_by_key(candidates, |r| r.mean_latency_us().unwrap_or(typical))
+        }
+        Strategy::Weighted => {
+            let typical = typical_latency(candidates.clone());
+            min_by_key(candidates, |r| {
+                (r.active + 1) as f64 * r.mean_latency_us().unwrap_or(typical)
+            })
+        }
     }
+}
+
+/// The latency an unmeasured node is assumed to have: the mean of the measured nodes' means (1 us
+/// when none is measured, which makes every node equal). Scoring an unmeasured node 0 instead would
+/// pile every request onto it until its first answer arrives (a 7x slower node would collect the
+/// whole opening burst). One extra pass over the candidates, no allocation, and only for the two
+/// strategies that read latency.
+fn typical_latency(candidates: impl Iterator<Item = (usize, NodeReading)>) -> f64 {
+    let (sum, n) = candidates
+        .filter_map(|(_, r)| r.mean_latency_us())
+        .fold((0.0, 0u32), |(sum, n), mean| (sum + mean, n + 1));
+    if n == 0 { 1.0 } else { sum / f64::from(n) }
 }
 
 /// The first candidate with the smallest key (stable, so scan order breaks ties).
