@@ -1,9 +1,9 @@
 //! `explain`: which mechanism serialises a pool? Lock scope, node heterogeneity and routing, each
 //! measured as a speedup over the fastest node alone.
 //!
-//! Two one-slot nodes, 12 workers, 20 ms at speed 1. Every cell runs for a fixed window (2.5 s of
-//! sending, then in-flight requests finish) so that background probes, which start after one
-//! interval, weigh the same in every cell. The reference is the fastest node alone, driven by the
+//! Two one-slot nodes, 12 workers, 20 ms at speed 1. Every cell runs for a fixed window (2.5 s, or
+//! two whole probe cycles when the control plane is slow) and counts the answers inside it, so a
+//! background probe weighs in at its steady-state share. The reference is the fastest node alone, driven by the
 //! bare client (no lock, no probe), measured in every repeat; a cell's speedup is its throughput
 //! over that reference, pair by pair. The capacity ideal is the sum of node capacities over the
 //! fastest node's.
@@ -179,7 +179,26 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 lock_timing: true,
                 ..PoolOptions::default()
             };
-            let m = measure(cell.variant, cluster, options, &workload, &mut accounting)?;
+            // A slow control plane makes a probe round long (2 calls per node); the window must hold
+            // at least two whole probe cycles or it measures where in the cycle the run happened
+            // to fall (a 2.5 s window inside a 4 s round under the lock shows 0 answers).
+            let cycle = o.probe_interval + cell.control * 4;
+            let cell_window = if cell.control.is_zero() {
+                window
+            } else {
+                window.max(cycle * 2)
+            };
+            let cell_workload = Workload {
+                cap: Some(cell_window),
+                ..workload.clone()
+            };
+            let m = measure(
+                cell.variant,
+                cluster,
+                options,
+                &cell_workload,
+                &mut accounting,
+            )?;
             acc.speedups.push(m.run.throughput() / base);
             acc.throughput.push(m.run.throughput());
             acc.latency.add(&m.run.latency).expect("same bounds");
@@ -287,7 +306,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         ),
     );
     let params = json!({
-        "workers": workers, "service_ms": service.as_secs_f64() * 1e3, "window_s": window.as_secs_f64(), "slots_per_node": 1,
+        "workers": workers, "service_ms": service.as_secs_f64() * 1e3, "window_s": window.as_secs_f64(), "window_slow_control_plane": "max(window, 2 x (probe interval + 4 x control latency))", "slots_per_node": 1,
         "probe_interval_s": o.probe_interval.as_secs_f64(), "probe_timeout_s": 2,
         "axes": { "lock scope": "atomic, mutex-counters, mutex-probe (control plane 0/200/1000 ms), atomic at 1000 ms, mutex-request; equal nodes, round-robin",
                   "speed x strategy": "slow node 1x/3x/7x slower x round-robin/least-loaded/latency-first/weighted; atomic pool" },
