@@ -155,15 +155,6 @@ pub struct ScenarioResult {
     pub accounting: Accounting,
 }
 
-impl ScenarioResult {
-    /// The first row matching variant, case and metric.
-    pub fn row(&self, variant: &str, case: &str, metric: &str) -> Option<&Row> {
-        self.rows
-            .iter()
-            .find(|r| r.variant == variant && r.case == case && r.metric == metric)
-    }
-}
-
 /// Writes `result` as `dir/<scenario>.json`.
 pub fn write(dir: &Path, result: &ScenarioResult) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

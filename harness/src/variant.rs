@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pool::{
-    AtomicLedger, BareLedger, Ledger, LockScope, LockTimingSummary, MutexLedger, Pool, PoolConfig,
+    AtomicLedger, BareLedger, LockScope, LockTimingSummary, MutexLedger, Pool, PoolConfig,
     PoolError, PoolStats, ProbeConfig, Strategy,
 };
 use serde::{Deserialize, Serialize};
@@ -57,11 +57,6 @@ impl Variant {
             Variant::MutexRequest => "mutex-request",
             Variant::Bare => "bare",
         }
-    }
-
-    /// Name in metric keys (`mutex_counters`).
-    pub fn key(self) -> String {
-        self.name().replace('-', "_")
     }
 
     /// Whether the variant keeps per-request statistics.
@@ -171,15 +166,6 @@ impl AnyPool {
         match self {
             AnyPool::Mutex(p) => p.ledger().lock_timings(),
             _ => None,
-        }
-    }
-
-    /// The ledger's kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AnyPool::Atomic(p) => p.ledger().kind(),
-            AnyPool::Mutex(p) => p.ledger().kind(),
-            AnyPool::Bare(p) => p.ledger().kind(),
         }
     }
 }

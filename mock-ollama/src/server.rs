@@ -169,13 +169,6 @@ impl MockCluster {
         self.nodes.iter().map(MockNode::counters).collect()
     }
 
-    /// Starts one more node on the cluster's runtime and returns its index.
-    pub fn add_node(&mut self, config: NodeConfig) -> Result<usize, MockError> {
-        let node = self.runtime.block_on(MockNode::spawn(config))?;
-        self.nodes.push(node);
-        Ok(self.nodes.len() - 1)
-    }
-
     /// Stops every node and waits for them.
     pub fn shutdown(mut self) {
         let nodes = std::mem::take(&mut self.nodes);

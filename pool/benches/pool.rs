@@ -10,7 +10,10 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use crossbeam_utils::CachePadded;
 use mock_ollama::{MockCluster, NodeConfig, SlotPolicy};
 use pool::{
@@ -72,49 +75,37 @@ fn on_threads(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
     (last - first).mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
 }
 
-fn ledger_group(c: &mut Criterion) {
-    let mut group = c.benchmark_group("ledger");
-    group.throughput(Throughput::Elements(1));
+/// One request's bookkeeping through `ledger` on `threads` threads.
+fn bench_ledger<L: Ledger>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    threads: usize,
+    ledger: L,
+) {
+    let ledger = with_nodes(ledger, 2);
     let outcome = Outcome::Success {
         latency: Duration::from_millis(20),
     };
+    group.bench_function(BenchmarkId::new(name, threads), |b| {
+        b.iter_custom(|iters| {
+            on_threads(threads, iters, || {
+                black_box(simulate_request(
+                    &mut ledger.steps(),
+                    Strategy::RoundRobin,
+                    outcome,
+                ));
+            })
+        })
+    });
+}
+
+fn ledger_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ledger");
+    group.throughput(Throughput::Elements(1));
     for threads in THREADS {
-        let mutex = with_nodes(MutexLedger::new(), 2);
-        group.bench_function(BenchmarkId::new("MutexLedger", threads), |b| {
-            b.iter_custom(|iters| {
-                on_threads(threads, iters, || {
-                    black_box(simulate_request(
-                        &mut mutex.steps(),
-                        Strategy::RoundRobin,
-                        outcome,
-                    ));
-                })
-            })
-        });
-        let atomic = with_nodes(AtomicLedger::new(), 2);
-        group.bench_function(BenchmarkId::new("AtomicLedger", threads), |b| {
-            b.iter_custom(|iters| {
-                on_threads(threads, iters, || {
-                    black_box(simulate_request(
-                        &mut atomic.steps(),
-                        Strategy::RoundRobin,
-                        outcome,
-                    ));
-                })
-            })
-        });
-        let bare = with_nodes(BareLedger::new(), 2);
-        group.bench_function(BenchmarkId::new("bare round-robin", threads), |b| {
-            b.iter_custom(|iters| {
-                on_threads(threads, iters, || {
-                    black_box(simulate_request(
-                        &mut bare.steps(),
-                        Strategy::RoundRobin,
-                        outcome,
-                    ));
-                })
-            })
-        });
+        bench_ledger(&mut group, "MutexLedger", threads, MutexLedger::new());
+        bench_ledger(&mut group, "AtomicLedger", threads, AtomicLedger::new());
+        bench_ledger(&mut group, "bare round-robin", threads, BareLedger::new());
         // The floor the issue compares with: three relaxed fetch_adds on one shared cache line.
         let line = CachePadded::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
         group.bench_function(BenchmarkId::new("3x fetch_add one line", threads), |b| {
@@ -149,11 +140,7 @@ fn select_group(c: &mut Criterion) {
     group.finish();
 }
 
-fn snapshot_under<L: Ledger>(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    ledger: L,
-) {
+fn snapshot_under<L: Ledger>(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, ledger: L) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..12 {

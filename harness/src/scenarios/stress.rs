@@ -22,7 +22,7 @@ use crate::variant::Variant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StressOutcome {
     /// Requests issued minus requests accounted for, plus every disagreement between client,
-    /// pool and nodes.
+    /// pool and nodes ([`crate::measure::check`]).
     pub lost: u64,
     /// Sum of the pool's active gauges after the run.
     pub active_after: u64,
@@ -55,16 +55,9 @@ pub fn http_stress(
         &workload,
         &mut accounting,
     )?;
-    let served = m.served.unwrap_or_default();
-    let s = &m.stats;
     let accounted = m.run.ok + m.run.failed;
-    let node_failures: u64 = s.node_performance.values().map(|n| n.failed_requests).sum();
-    let lost = (requests as u64).abs_diff(accounted)
-        + s.total_requests.abs_diff(accounted)
-        + s.successful_requests.abs_diff(m.run.ok)
-        + s.failed_requests.abs_diff(m.run.failed)
-        + served.ok.abs_diff(m.run.ok)
-        + served.failed.abs_diff(node_failures);
+    let lost = (requests as u64).abs_diff(accounted) + m.lost;
+    let s = &m.stats;
     Ok((
         StressOutcome {
             lost,
