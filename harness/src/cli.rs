@@ -1,6 +1,7 @@
 //! Command-line interface: `harness [run SCENARIO...] | report | gate`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,7 +13,7 @@ use crate::gate::{self, GateSettings};
 use crate::printer::print_summary;
 use crate::report;
 use crate::results::{self, ScenarioResult};
-use crate::scenarios::{self, Ctx, NAMES, Options};
+use crate::scenarios::{Ctx, Options, Scenario};
 use crate::variant::Variant;
 
 /// Measure, explain and guard the performance of Ollama load-balancing pools.
@@ -31,12 +32,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the named scenarios (two-node, scaling, plan-test1, stress, contention, explain,
-    /// open-loop, or all).
+    /// Run the named scenarios, or all of them.
     Run {
-        /// Scenario names.
-        #[arg(required = true)]
-        scenarios: Vec<String>,
+        /// Scenario names, or `all`.
+        #[arg(required = true, value_parser = parse_selection)]
+        scenarios: Vec<Selection>,
     },
     /// Regenerate results/REPORT.md and the charts from the JSON files.
     Report,
@@ -97,6 +97,28 @@ struct Common {
     no_progress: bool,
 }
 
+/// A scenario named on the command line, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    All,
+    One(Scenario),
+}
+
+fn parse_selection(text: &str) -> Result<Selection, String> {
+    if text == "all" {
+        return Ok(Selection::All);
+    }
+    <Scenario as clap::ValueEnum>::from_str(text, false)
+        .map(Selection::One)
+        .map_err(|_| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            format!(
+                "unknown scenario {text:?}; expected one of {} or all",
+                names.join(", ")
+            )
+        })
+}
+
 /// `results/` at the workspace root when run from the source tree, else `./results`.
 fn default_results_dir() -> PathBuf {
     let in_tree = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results"));
@@ -117,6 +139,22 @@ impl Common {
         ] {
             anyhow::ensure!(value != Some(0), "{name} must be at least 1");
         }
+        let variants = match &self.variants {
+            Some(chosen) => {
+                anyhow::ensure!(
+                    self.strategy == Strategy::RoundRobin || !chosen.contains(&Variant::Bare),
+                    "--variants bare routes round-robin only; it cannot run with --strategy {}",
+                    self.strategy.name()
+                );
+                chosen.clone()
+            }
+            // The bare client only knows round-robin: with another strategy it is left out
+            // rather than measured as something it is not.
+            None => Variant::ALL
+                .into_iter()
+                .filter(|v| self.strategy == Strategy::RoundRobin || *v != Variant::Bare)
+                .collect(),
+        };
         Ok(Options {
             workers: self.workers,
             requests: self.requests,
@@ -125,10 +163,7 @@ impl Common {
             nodes: self.nodes,
             repeats,
             strategy: self.strategy,
-            variants: self
-                .variants
-                .clone()
-                .unwrap_or_else(|| Variant::ALL.to_vec()),
+            variants,
             external: self.nodes_external.clone(),
             cap: self.cap,
             probe_interval: self.probe_interval,
@@ -138,34 +173,22 @@ impl Common {
 }
 
 fn run_scenarios(
-    names: &[String],
+    scenarios: &[Scenario],
     common: &Common,
     default_repeats: usize,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
-    let names: Vec<String> = if names.iter().any(|n| n == "all") {
-        NAMES.iter().map(|s| s.to_string()).collect()
-    } else {
-        names.to_vec()
-    };
-    for name in &names {
-        anyhow::ensure!(
-            NAMES.contains(&name.as_str()),
-            "unknown scenario {name:?}; expected one of {} or all",
-            NAMES.join(", ")
-        );
-    }
     let ctx = Ctx::new(common.options(default_repeats)?);
     if !ctx.machine.release_build {
         eprintln!("warning: debug build; timing figures are not comparable (use --release)");
     }
     let mut done = Vec::new();
-    for name in &names {
-        eprintln!("running {name} ...");
+    for scenario in scenarios {
+        eprintln!("running {scenario} ...");
         let started = std::time::Instant::now();
-        let result = scenarios::run(name, &ctx)?;
+        let result = scenario.run(&ctx)?;
         let path = results::write(&common.out, &result)?;
         eprintln!(
-            "  {name} done in {:.1} s -> {}",
+            "  {scenario} done in {:.1} s -> {}",
             started.elapsed().as_secs_f64(),
             path.display()
         );
@@ -175,23 +198,38 @@ fn run_scenarios(
     Ok(done)
 }
 
-/// Runs the command line; returns the process exit code.
-pub fn main(cli: Cli) -> anyhow::Result<i32> {
+/// The scenarios a selection names, in report order, each once.
+fn selected(selection: &[Selection]) -> Vec<Scenario> {
+    Scenario::ALL
+        .into_iter()
+        .filter(|s| {
+            selection
+                .iter()
+                .any(|x| *x == Selection::All || *x == Selection::One(*s))
+        })
+        .collect()
+}
+
+/// Runs the command line; returns the process exit code (1 when the gate fails).
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
-            let main: Vec<String> = scenarios::MAIN.iter().map(|s| s.to_string()).collect();
+            let main: Vec<Scenario> = Scenario::ALL
+                .into_iter()
+                .filter(|s| s.in_main_job())
+                .collect();
             let results = run_scenarios(&main, &cli.common, 3)?;
             print_summary(&results);
             println!(
                 "\nWrote {}/REPORT.md, JSON and SVG charts.",
                 cli.common.out.display()
             );
-            Ok(0)
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run { scenarios }) => {
-            let results = run_scenarios(&scenarios, &cli.common, 5)?;
+            let results = run_scenarios(&selected(&scenarios), &cli.common, 5)?;
             print_summary(&results);
-            Ok(0)
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Report) => {
             let results = report::regenerate(&cli.common.out)?;
@@ -200,48 +238,56 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 cli.common.out.display(),
                 results.len()
             );
-            Ok(0)
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gate {
             candidate,
             baseline,
             update_baseline,
-        }) => {
-            let ctx = Ctx::new(cli.common.options(3)?);
-            let settings = GateSettings {
-                repeats: ctx.opts.repeats,
-                ..GateSettings::default()
-            };
-            let baseline = baseline.unwrap_or_else(|| cli.common.out.join("baseline.json"));
-            let report = gate::run(&ctx, candidate, settings, Some(&baseline))?;
-            let file = if candidate.is_some_and(|c| c != Variant::Atomic) {
-                "gate-candidate.json"
-            } else {
-                "gate.json"
-            };
-            std::fs::create_dir_all(&cli.common.out)?;
-            let path = cli.common.out.join(file);
-            std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
-            if report.pass {
-                println!(
-                    "gate: PASS ({} metrics) -> {}",
-                    report.metrics.len(),
-                    path.display()
-                );
-                if update_baseline {
-                    std::fs::copy(&path, &baseline)
-                        .with_context(|| format!("writing {}", baseline.display()))?;
-                    println!("baseline updated: {}", baseline.display());
-                }
-                Ok(0)
-            } else {
-                for name in report.failures() {
-                    let m = &report.metrics[name];
-                    eprintln!("gate: FAIL {name} = {:.3}, bound {}", m.value, m.bound);
-                }
-                Ok(1)
-            }
-        }
+        }) => run_gate(&cli.common, candidate, baseline, update_baseline),
     }
+}
+
+/// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`), and updates the
+/// baseline after a pass when asked.
+fn run_gate(
+    common: &Common,
+    candidate: Option<Variant>,
+    baseline: Option<PathBuf>,
+    update_baseline: bool,
+) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(common.options(3)?);
+    let settings = GateSettings {
+        repeats: ctx.opts.repeats,
+        ..GateSettings::default()
+    };
+    let baseline = baseline.unwrap_or_else(|| common.out.join("baseline.json"));
+    let report = gate::run(&ctx, candidate, settings, Some(&baseline))?;
+    let file = if candidate.is_some_and(|c| c != Variant::Atomic) {
+        "gate-candidate.json"
+    } else {
+        "gate.json"
+    };
+    std::fs::create_dir_all(&common.out)?;
+    let path = common.out.join(file);
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    if !report.pass {
+        for name in report.failures() {
+            let m = &report.metrics[name];
+            eprintln!("gate: FAIL {name} = {:.3}, bound {}", m.value, m.bound);
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "gate: PASS ({} metrics) -> {}",
+        report.metrics.len(),
+        path.display()
+    );
+    if update_baseline {
+        std::fs::copy(&path, &baseline)
+            .with_context(|| format!("writing {}", baseline.display()))?;
+        println!("baseline updated: {}", baseline.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

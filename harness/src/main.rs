@@ -1,14 +1,16 @@
 //! `harness`: see the library's documentation and `harness --help`.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() {
+fn main() -> ExitCode {
     let cli = harness::cli::Cli::parse();
     match harness::cli::main(cli) {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(2);
+            ExitCode::from(2)
         }
     }
 }

@@ -6,7 +6,7 @@ use pool::{LockTimingSummary, PoolStats};
 use crate::cluster::Cluster;
 use crate::load::{RunResult, Workload, closed_loop};
 use crate::results::Accounting;
-use crate::variant::{AnyPool, PoolOptions, Variant};
+use crate::variant::{PoolOptions, Variant};
 
 /// A run with what the pool and the nodes said about it.
 #[derive(Debug)]
@@ -30,10 +30,10 @@ pub fn measure(
     accounting: &mut Accounting,
 ) -> anyhow::Result<Measurement> {
     let before = cluster.tally();
-    let pool = AnyPool::build(variant, &cluster.urls(), options)?;
+    let pool = variant.build(&cluster.urls(), options)?;
     let run = closed_loop(&pool, workload);
     let stats = pool.stats();
-    let lock = pool.lock_timings();
+    let lock = pool.ledger().lock_timings();
     drop(pool);
     let served = cluster
         .tally()
@@ -119,9 +119,7 @@ mod tests {
     use super::*;
     use crate::cluster::ServerTally;
     use crate::summary::new_histogram;
-    use pool::Strategy;
-    use pool::stats::Totals;
-    use pool::strategy::NodeReading;
+    use pool::NodePerformance;
 
     fn run(ok: u64, failed: u64) -> RunResult {
         RunResult {
@@ -135,23 +133,26 @@ mod tests {
         }
     }
 
+    /// One node `a:1` that finished `total` attempts, `node_failed` of them failed.
     fn stats(total: u64, successful: u64, failed: u64, node_failed: u64, active: u64) -> PoolStats {
-        let reading = NodeReading {
-            total,
-            failed: node_failed,
-            active,
+        let node = NodePerformance {
+            total_requests: total,
+            failed_requests: node_failed,
+            active_requests: active,
+            latency_ms: 0.0,
+            success_rate: 1.0,
             available: true,
-            ..NodeReading::default()
         };
-        PoolStats::assemble(
-            Strategy::RoundRobin,
-            Totals {
-                total,
-                successful,
-                failed,
-            },
-            [("a:1", reading)],
-        )
+        PoolStats {
+            total_requests: total,
+            successful_requests: successful,
+            failed_requests: failed,
+            nodes_used: [("a:1".to_owned(), total)].into(),
+            node_performance: [("a:1".to_owned(), node)].into(),
+            nodes_configured: 1,
+            nodes: vec!["a:1".into()],
+            routing_strategy: "round_robin".into(),
+        }
     }
 
     #[test]

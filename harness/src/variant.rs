@@ -1,11 +1,12 @@
-//! The pool variants under comparison, built behind one type so every scenario drives them the same
-//! way.
+//! The pool variants under comparison: each one a ledger and lock scope, all built into the same
+//! `pool::Pool` type so every scenario drives them the same way.
 
 use std::time::Duration;
 
+use pool::testing::Degradation;
 use pool::{
-    AtomicLedger, BareLedger, LockScope, LockTimingSummary, MutexLedger, Pool, PoolConfig,
-    PoolError, PoolStats, ProbeConfig, Strategy,
+    AtomicLedger, BareLedger, HttpConfig, Ledger, LockScope, MutexLedger, Pool, PoolConfig,
+    PoolError, ProbeConfig, Strategy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,10 +79,12 @@ pub struct PoolOptions {
     pub strategy: Strategy,
     /// Per-attempt timeout.
     pub timeout: Duration,
-    /// Background probing for every variant with stats; only `mutex-probe` holds the lock.
+    /// Background probing (pools with stats only); only `mutex-probe` holds the lock.
     pub probe: Option<ProbeConfig>,
     /// Record the mutex ledger's lock wait and hold times.
     pub lock_timing: bool,
+    /// Deliberate regressions (the gate's self-test); none by default.
+    pub degradation: Degradation,
 }
 
 impl Default for PoolOptions {
@@ -91,81 +94,38 @@ impl Default for PoolOptions {
             timeout: Duration::from_secs(30),
             probe: None,
             lock_timing: false,
+            degradation: Degradation::default(),
         }
     }
 }
 
-/// A pool of any variant.
-#[derive(Debug)]
-pub enum AnyPool {
-    /// `atomic`.
-    Atomic(Pool<AtomicLedger>),
-    /// `mutex-*`.
-    Mutex(Pool<MutexLedger>),
-    /// `bare`.
-    Bare(Pool<BareLedger>),
-}
-
-impl AnyPool {
-    /// Builds `variant` over `urls`.
-    pub fn build(
-        variant: Variant,
-        urls: &[String],
-        options: PoolOptions,
-    ) -> Result<Self, PoolError> {
-        let scope = match variant {
-            Variant::MutexProbe => LockScope::Probe,
-            Variant::MutexRequest => LockScope::Request,
-            _ => LockScope::Counters,
-        };
-        let probe = if variant == Variant::Bare {
-            None
-        } else {
-            options.probe
-        };
+impl Variant {
+    /// Builds this variant's pool over `urls`.
+    pub fn build(self, urls: &[String], options: PoolOptions) -> Result<Pool, PoolError> {
         let config = PoolConfig {
             strategy: options.strategy,
-            scope,
-            timeout: options.timeout,
-            probe,
+            http: HttpConfig {
+                timeout: options.timeout,
+                ..HttpConfig::default()
+            },
+            probe: options.probe,
+            degradation: options.degradation,
         };
-        Ok(match variant {
-            Variant::Atomic => AnyPool::Atomic(Pool::new(AtomicLedger::new(), config, urls)?),
-            Variant::Bare => AnyPool::Bare(Pool::new(BareLedger::new(), config, urls)?),
-            _ => {
-                let ledger = if options.lock_timing {
-                    MutexLedger::with_lock_timing()
-                } else {
-                    MutexLedger::new()
-                };
-                AnyPool::Mutex(Pool::new(ledger, config, urls)?)
+        let locked = |scope| {
+            let ledger = MutexLedger::new(scope);
+            if options.lock_timing {
+                ledger.with_lock_timing()
+            } else {
+                ledger
             }
-        })
-    }
-
-    /// One embed request; the vectors are decoded (real client work) and dropped.
-    pub fn embed(&self, model: &str, input: &str) -> Result<(), PoolError> {
-        match self {
-            AnyPool::Atomic(p) => p.embed(model, input).map(drop),
-            AnyPool::Mutex(p) => p.embed(model, input).map(drop),
-            AnyPool::Bare(p) => p.embed(model, input).map(drop),
-        }
-    }
-
-    /// The pool's statistics.
-    pub fn stats(&self) -> PoolStats {
-        match self {
-            AnyPool::Atomic(p) => p.stats(),
-            AnyPool::Mutex(p) => p.stats(),
-            AnyPool::Bare(p) => p.stats(),
-        }
-    }
-
-    /// Lock wait and hold percentiles (instrumented mutex pools only).
-    pub fn lock_timings(&self) -> Option<LockTimingSummary> {
-        match self {
-            AnyPool::Mutex(p) => p.ledger().lock_timings(),
-            _ => None,
-        }
+        };
+        let ledger: Ledger = match self {
+            Variant::Atomic => AtomicLedger::new().into(),
+            Variant::MutexCounters => locked(LockScope::Counters).into(),
+            Variant::MutexProbe => locked(LockScope::Probe).into(),
+            Variant::MutexRequest => locked(LockScope::Request).into(),
+            Variant::Bare => BareLedger::new().into(),
+        };
+        Pool::new(ledger, config, urls)
     }
 }

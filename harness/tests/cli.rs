@@ -76,3 +76,18 @@ fn too_few_external_nodes_is_an_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_bare_client_refuses_a_strategy_it_cannot_follow() {
+    let (code, stderr) = harness(&[
+        "run",
+        "two-node",
+        "--variants",
+        "bare",
+        "--strategy",
+        "least_loaded",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("routes round-robin only"), "{stderr}");
+}

@@ -1,8 +1,8 @@
 //! `cargo bench -p pool`: what each variant costs per request, from the bookkeeping alone
 //! (nanoseconds, where the lock is visible) to full HTTP requests (where it usually is not).
 //!
-//! Groups: `ledger` (one request's bookkeeping at 1-100 threads), `select` (each strategy over
-//! 2-16 nodes), `snapshot` (`stats()` while 12 writers run), `end_to_end` (one request through
+//! Groups: `ledger` (one request's bookkeeping at 1-100 threads), `select` (one request's
+//! bookkeeping, single thread, per strategy over 2-16 nodes), `snapshot` (`stats()` while 12 writers run), `end_to_end` (one request through
 //! each pool to an in-process mock node, beside a plain `reqwest` call; and a 12-worker batch).
 
 use std::hint::black_box;
@@ -16,24 +16,26 @@ use criterion::{
 };
 use crossbeam_utils::CachePadded;
 use mock_ollama::{MockCluster, NodeConfig, SlotPolicy};
-use pool::{
-    AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Outcome, Pool, PoolConfig, Steps,
-    Strategy, simulate_request,
-};
+use pool::testing::{Outcome, simulate_request};
+use pool::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, Strategy};
 
 const THREADS: [usize; 5] = [1, 2, 4, 12, 100];
 
 /// One request through some pool.
 type Request = Box<dyn Fn() + Sync>;
 
-fn with_nodes<L: Ledger>(ledger: L, n: usize) -> L {
-    for i in 0..n {
-        let key = format!("10.0.0.{i}:11434");
-        ledger
-            .add_node(&key, &format!("http://{key}"))
-            .expect("distinct keys");
-    }
-    ledger
+/// A pool over `n` addresses nothing listens on: only its ledger is used, without I/O.
+fn with_nodes(ledger: impl Into<Ledger>, n: usize) -> Pool {
+    let urls: Vec<String> = (0..n).map(|i| format!("http://10.0.0.{i}:11434")).collect();
+    with_strategy(ledger, &urls, Strategy::RoundRobin)
+}
+
+fn with_strategy(ledger: impl Into<Ledger>, urls: &[String], strategy: Strategy) -> Pool {
+    let config = PoolConfig {
+        strategy,
+        ..PoolConfig::default()
+    };
+    Pool::new(ledger, config, urls).expect("distinct node URLs")
 }
 
 /// Runs `iters` operations split over `threads` threads released together; returns the span from
@@ -76,24 +78,21 @@ fn on_threads(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
 }
 
 /// One request's bookkeeping through `ledger` on `threads` threads.
-fn bench_ledger<L: Ledger>(
+fn bench_ledger(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     threads: usize,
-    ledger: L,
+    ledger: impl Into<Ledger>,
 ) {
-    let ledger = with_nodes(ledger, 2);
+    let pool = with_nodes(ledger, 2);
+    let ledger = pool.ledger();
     let outcome = Outcome::Success {
         latency: Duration::from_millis(20),
     };
     group.bench_function(BenchmarkId::new(name, threads), |b| {
         b.iter_custom(|iters| {
             on_threads(threads, iters, || {
-                black_box(simulate_request(
-                    &mut ledger.steps(),
-                    Strategy::RoundRobin,
-                    outcome,
-                ));
+                black_box(simulate_request(ledger, Strategy::RoundRobin, outcome));
             })
         })
     });
@@ -103,7 +102,12 @@ fn ledger_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("ledger");
     group.throughput(Throughput::Elements(1));
     for threads in THREADS {
-        bench_ledger(&mut group, "MutexLedger", threads, MutexLedger::new());
+        bench_ledger(
+            &mut group,
+            "MutexLedger",
+            threads,
+            MutexLedger::new(LockScope::Counters),
+        );
         bench_ledger(&mut group, "AtomicLedger", threads, AtomicLedger::new());
         bench_ledger(&mut group, "bare round-robin", threads, BareLedger::new());
         // The floor the issue compares with: three relaxed fetch_adds on one shared cache line.
@@ -123,24 +127,29 @@ fn ledger_group(c: &mut Criterion) {
 
 fn select_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("select");
+    let outcome = Outcome::Success {
+        latency: Duration::from_millis(20),
+    };
     for nodes in [2, 4, 16] {
-        let atomic = with_nodes(AtomicLedger::new(), nodes);
-        let mutex = with_nodes(MutexLedger::new(), nodes);
+        let urls: Vec<String> = (0..nodes).map(|i| format!("http://10.0.0.{i}:1")).collect();
         for strategy in Strategy::ALL {
+            let atomic = with_strategy(AtomicLedger::new(), &urls, strategy);
+            let mutex = with_strategy(MutexLedger::new(LockScope::Counters), &urls, strategy);
             group.bench_function(
                 BenchmarkId::new(format!("AtomicLedger/{strategy}"), nodes),
-                |b| b.iter(|| black_box(atomic.steps().select(strategy, &[]))),
+                |b| b.iter(|| black_box(simulate_request(atomic.ledger(), strategy, outcome))),
             );
             group.bench_function(
                 BenchmarkId::new(format!("MutexLedger/{strategy}"), nodes),
-                |b| b.iter(|| black_box(mutex.steps().select(strategy, &[]))),
+                |b| b.iter(|| black_box(simulate_request(mutex.ledger(), strategy, outcome))),
             );
         }
     }
     group.finish();
 }
 
-fn snapshot_under<L: Ledger>(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, ledger: L) {
+fn snapshot_under(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, pool: Pool) {
+    let ledger = pool.ledger();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..12 {
@@ -148,7 +157,7 @@ fn snapshot_under<L: Ledger>(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, l
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     simulate_request(
-                        &mut ledger.steps(),
+                        ledger,
                         Strategy::RoundRobin,
                         Outcome::Success {
                             latency: Duration::from_millis(1),
@@ -157,9 +166,7 @@ fn snapshot_under<L: Ledger>(c: &mut BenchmarkGroup<'_, WallTime>, name: &str, l
                 }
             });
         }
-        c.bench_function(name, |b| {
-            b.iter(|| black_box(ledger.snapshot(Strategy::RoundRobin)))
-        });
+        c.bench_function(name, |b| b.iter(|| black_box(pool.stats())));
         stop.store(true, Ordering::Relaxed);
     });
 }
@@ -169,7 +176,7 @@ fn snapshot_group(c: &mut Criterion) {
     snapshot_under(
         &mut group,
         "MutexLedger, 12 writers",
-        with_nodes(MutexLedger::new(), 2),
+        with_nodes(MutexLedger::new(LockScope::Counters), 2),
     );
     snapshot_under(
         &mut group,
@@ -209,14 +216,12 @@ fn end_to_end_group(c: &mut Criterion) {
             black_box(parsed)
         })
     });
-    let config = |scope| PoolConfig {
-        scope,
-        ..PoolConfig::default()
-    };
-    let atomic = Pool::new(AtomicLedger::new(), config(LockScope::Counters), single).unwrap();
-    let mutex = Pool::new(MutexLedger::new(), config(LockScope::Counters), single).unwrap();
-    let mutex_request = Pool::new(MutexLedger::new(), config(LockScope::Request), single).unwrap();
-    let bare = Pool::new(BareLedger::new(), config(LockScope::Counters), single).unwrap();
+    let config = PoolConfig::default;
+    let locked = MutexLedger::new;
+    let atomic = Pool::new(AtomicLedger::new(), config(), single).unwrap();
+    let mutex = Pool::new(locked(LockScope::Counters), config(), single).unwrap();
+    let mutex_request = Pool::new(locked(LockScope::Request), config(), single).unwrap();
+    let bare = Pool::new(BareLedger::new(), config(), single).unwrap();
     group.bench_function("atomic pool, 1 request", |b| {
         b.iter(|| black_box(atomic.embed("mxbai-embed-large", "chunk").unwrap()))
     });
@@ -231,8 +236,8 @@ fn end_to_end_group(c: &mut Criterion) {
     });
     // Peak throughput over both nodes at zero service time, then a 12-worker batch with 1 ms service.
     for workers in [12, 100] {
-        let atomic = Pool::new(AtomicLedger::new(), config(LockScope::Counters), &urls).unwrap();
-        let mutex = Pool::new(MutexLedger::new(), config(LockScope::Counters), &urls).unwrap();
+        let atomic = Pool::new(AtomicLedger::new(), config(), &urls).unwrap();
+        let mutex = Pool::new(locked(LockScope::Counters), config(), &urls).unwrap();
         group.bench_function(
             BenchmarkId::new("atomic pool, 2 nodes, workers", workers),
             |b| {
@@ -268,30 +273,15 @@ fn end_to_end_group(c: &mut Criterion) {
     batch.sample_size(10);
     let kinds: [(&str, Request); 3] = [
         ("atomic", {
-            let p = Pool::new(
-                AtomicLedger::new(),
-                config(LockScope::Counters),
-                &slow_cluster.urls(),
-            )
-            .unwrap();
+            let p = Pool::new(AtomicLedger::new(), config(), &slow_cluster.urls()).unwrap();
             Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
         }),
         ("mutex-counters", {
-            let p = Pool::new(
-                MutexLedger::new(),
-                config(LockScope::Counters),
-                &slow_cluster.urls(),
-            )
-            .unwrap();
+            let p = Pool::new(locked(LockScope::Counters), config(), &slow_cluster.urls()).unwrap();
             Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
         }),
         ("mutex-request", {
-            let p = Pool::new(
-                MutexLedger::new(),
-                config(LockScope::Request),
-                &slow_cluster.urls(),
-            )
-            .unwrap();
+            let p = Pool::new(locked(LockScope::Request), config(), &slow_cluster.urls()).unwrap();
             Box::new(move || drop(p.embed("mxbai-embed-large", "chunk").unwrap()))
         }),
     ];

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use crate::node::NodeAddr;
+use crate::strategy::Strategy;
+
 /// Why one attempt on one node failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {
@@ -37,8 +40,8 @@ impl fmt::Display for FailureReason {
 /// One failed attempt: the node and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFailure {
-    /// The node's `host:port`.
-    pub node: String,
+    /// The node.
+    pub node: NodeAddr,
     /// What went wrong.
     pub reason: FailureReason,
 }
@@ -59,8 +62,8 @@ pub enum PoolError {
     /// not retried.
     #[error("node {node} rejected the request with HTTP {status}: {message}")]
     Rejected {
-        /// The node's `host:port`.
-        node: String,
+        /// The node that answered.
+        node: NodeAddr,
         /// HTTP status.
         status: u16,
         /// Ollama's `error` text.
@@ -83,6 +86,20 @@ pub enum PoolError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// The ledger cannot route by this strategy (the bare ledger is round-robin only).
+    #[error("the {ledger} ledger cannot route by {}", strategy.name())]
+    UnsupportedStrategy {
+        /// The ledger's kind.
+        ledger: &'static str,
+        /// The strategy asked for.
+        strategy: Strategy,
+    },
+    /// The request body could not be encoded as JSON.
+    #[error("cannot encode the request: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The prober's thread could not be started.
+    #[error("cannot start the prober thread: {0}")]
+    Spawn(#[source] std::io::Error),
 }
 
 #[cfg(test)]
@@ -94,11 +111,11 @@ mod tests {
         let error = PoolError::AllNodesFailed {
             failures: vec![
                 NodeFailure {
-                    node: "a:1".into(),
+                    node: NodeAddr::new(0, "a:1", "http://a:1"),
                     reason: FailureReason::Timeout,
                 },
                 NodeFailure {
-                    node: "b:2".into(),
+                    node: NodeAddr::new(1, "b:2", "http://b:2"),
                     reason: FailureReason::Status {
                         status: 503,
                         message: "server busy".into(),

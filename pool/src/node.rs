@@ -4,22 +4,53 @@ use std::sync::Arc;
 
 use crate::error::PoolError;
 
-/// One Ollama node as the pool knows it.
+/// One Ollama node as the pool knows it; displays as its `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddr {
     /// Unique within one ledger for its lifetime; a node removed and added again gets a new id,
     /// so a request's "already tried" list never confuses the two.
-    pub id: u64,
+    pub(crate) id: u64,
     /// `host:port`, the key of `node_performance` in the stats.
-    pub key: Arc<str>,
+    pub(crate) key: Arc<str>,
     /// `http://host:port`, without a trailing slash.
-    pub url: Arc<str>,
+    pub(crate) url: Arc<str>,
+}
+
+impl NodeAddr {
+    pub(crate) fn new(id: u64, key: &str, url: &str) -> Self {
+        Self {
+            id,
+            key: key.into(),
+            url: url.into(),
+        }
+    }
+
+    /// The pool's id for this node: unique for the pool's lifetime, never reused.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// `host:port`, the key of [`crate::PoolStats::node_performance`].
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// `http://host:port`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
+    }
 }
 
 /// Splits a user-supplied node URL into its `host:port` key and base URL.
 ///
 /// Accepts `http://host:port`, `http://host` (port 80), and a bare `host:port` (taken as http).
-pub fn parse_node_url(text: &str) -> Result<(String, String), PoolError> {
+pub(crate) fn parse_node_url(text: &str) -> Result<(String, String), PoolError> {
     let invalid = |reason: &str| PoolError::InvalidUrl {
         url: text.to_owned(),
         reason: reason.to_owned(),

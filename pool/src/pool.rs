@@ -1,158 +1,107 @@
-//! `Pool<L>`: the request path SOLLOL's `_make_request` follows, over real HTTP, written once for
+//! [`Pool`]: the request path SOLLOL's `_make_request` follows, over real HTTP, written once for
 //! every ledger.
 //!
 //! Per request: count it; per attempt select a node, mark it active, send, record the outcome,
 //! un-mark; on a node failure (connect error, timeout, 5xx, Ollama's 503) try the next node, each
-//! at most once; on a 4xx stop, since another node would refuse the same request. [`LockScope`]
-//! decides what a mutex ledger's one lock also covers.
+//! at most once; on a 4xx stop, since another node would refuse the same request.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::blocking::Client;
-use reqwest::header::CONTENT_TYPE;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::error::{FailureReason, NodeFailure, PoolError};
-use crate::ledger::{ActiveGuard, Ledger, Outcome, RequestBody, Steps};
+use crate::api::{
+    ChatMessage, ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse,
+    GenerateRequest, GenerateResponse, Reply,
+};
+use crate::error::{NodeFailure, PoolError};
+use crate::http::{AttemptError, HttpConfig, attempt};
+use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
+use crate::testing::Degradation;
 
-/// What the mutex ledger's global lock covers besides the bookkeeping itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockScope {
-    /// Bookkeeping only; the lock is released before any I/O (what the plan's code shows).
-    #[default]
-    Counters,
-    /// Also the background health/VRAM probe's HTTP calls, as SOLLOL's loops do.
-    Probe,
-    /// The whole HTTP exchange (the plan's thread diagram).
-    Request,
-}
-
-/// How a pool routes, times out and probes.
-#[derive(Debug, Clone, PartialEq)]
+/// How a pool routes, talks HTTP and probes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoolConfig {
-    /// Node selection.
+    /// Node selection (a [`crate::BareLedger`] supports round-robin only).
     pub strategy: Strategy,
-    /// What the global lock covers (mutex ledger only).
-    pub scope: LockScope,
-    /// Per-attempt timeout, connect to last byte.
-    pub timeout: Duration,
+    /// The HTTP client's timeouts and connection reuse.
+    pub http: HttpConfig,
     /// Background health probing; `None` disables it.
     pub probe: Option<ProbeConfig>,
+    /// Deliberate regressions for the gate's self-test; the default degrades nothing.
+    pub degradation: Degradation,
 }
 
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            strategy: Strategy::RoundRobin,
-            scope: LockScope::Counters,
-            timeout: Duration::from_secs(60),
-            probe: None,
-        }
-    }
-}
-
-/// An answer and the node that gave it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply<T> {
-    /// The decoded answer.
-    pub value: T,
-    /// `host:port` of the node that answered.
-    pub node: Arc<str>,
-}
-
-/// `/api/embed`'s answer (the fields the pool needs).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EmbedResponse {
-    /// One vector per input.
-    pub embeddings: Vec<Vec<f32>>,
-}
-
-/// `/api/generate`'s non-streaming answer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GenerateResponse {
-    /// The generated text.
-    pub response: String,
-}
-
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The text.
-    pub content: String,
-}
-
-/// `/api/chat`'s non-streaming answer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ChatResponse {
-    /// The assistant's message.
-    pub message: ChatMessage,
-}
-
-/// A load-balancing pool over Ollama nodes, generic over its bookkeeping.
+/// A load-balancing pool over Ollama nodes.
 ///
 /// The API is blocking, for OS threads, as SOLLOL's `ThreadPoolExecutor` callers use it; all
 /// threads share one keep-alive HTTP client. Do not call it from inside an async runtime.
-pub struct Pool<L: Ledger> {
-    ledger: Arc<L>,
+pub struct Pool {
+    ledger: Arc<Ledger>,
     client: Client,
     config: PoolConfig,
+    requests: AtomicU64,
     _prober: Option<Prober>,
 }
 
-impl<L: Ledger> std::fmt::Debug for Pool<L> {
+impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("kind", &self.ledger.kind())
+            .field("ledger", &self.ledger.kind())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
-impl<L: Ledger> Pool<L> {
-    /// A pool over `nodes` (URLs such as `http://127.0.0.1:11434`).
+impl Pool {
+    /// A pool over `nodes` (URLs such as `http://127.0.0.1:11434`) with `ledger`'s bookkeeping.
     pub fn new<U: AsRef<str>>(
-        ledger: L,
+        ledger: impl Into<Ledger>,
         config: PoolConfig,
         nodes: &[U],
     ) -> Result<Self, PoolError> {
-        let client = Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(PoolError::Client)?;
+        let mut ledger = ledger.into();
+        if !ledger.supports(config.strategy) {
+            return Err(PoolError::UnsupportedStrategy {
+                ledger: ledger.kind(),
+                strategy: config.strategy,
+            });
+        }
+        if config.degradation.stuck_round_robin {
+            ledger.stick_cursor();
+        }
+        let client = config.http.client()?;
         let ledger = Arc::new(ledger);
         for url in nodes {
             let (key, base) = parse_node_url(url.as_ref())?;
             ledger.add_node(&key, &base)?;
         }
-        let prober = config.probe.map(|probe| {
-            Prober::spawn(
-                Arc::clone(&ledger),
-                client.clone(),
-                probe,
-                config.scope == LockScope::Probe,
-            )
-        });
+        let prober = match (config.probe, &*ledger) {
+            (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => {
+                Some(Prober::spawn(Arc::clone(&ledger), client.clone(), probe)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             ledger,
             client,
             config,
+            requests: AtomicU64::new(0),
             _prober: prober,
         })
     }
 
-    /// The ledger (for lock timings and direct inspection).
-    pub fn ledger(&self) -> &L {
+    /// The bookkeeping (lock scope and lock timings).
+    pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
@@ -173,33 +122,41 @@ impl<L: Ledger> Pool<L> {
         self.ledger.remove_node(&key)
     }
 
+    /// The nodes, in pool order.
+    pub fn nodes(&self) -> Vec<NodeAddr> {
+        self.ledger.nodes()
+    }
+
     /// SOLLOL's `get_stats()`.
     pub fn stats(&self) -> PoolStats {
         self.ledger.snapshot(self.config.strategy)
     }
 
     /// Runs one health-probe round now, on this thread (the background prober does the same
-    /// every interval). Under [`LockScope::Probe`] a mutex ledger holds its lock throughout.
+    /// every interval). Under [`crate::LockScope::Probe`] a mutex ledger holds its lock
+    /// throughout.
     pub fn probe_now(&self) {
         let timeout = self
             .config
             .probe
             .map_or(Duration::from_secs(2), |p| p.timeout);
         self.ledger
-            .probe(self.config.scope == LockScope::Probe, &mut |node| {
-                probe_node(&self.client, node, timeout)
-            });
+            .probe(&mut |node| probe_node(&self.client, node, timeout));
     }
 
     /// `POST /api/embed` with one input or a batch.
     pub fn embed(
         &self,
         model: &str,
-        input: impl Serialize,
+        input: impl Into<EmbedInput>,
     ) -> Result<Reply<EmbedResponse>, PoolError> {
+        let input = input.into();
         self.call(
             "/api/embed",
-            &serde_json::json!({ "model": model, "input": input }),
+            &EmbedRequest {
+                model,
+                input: &input,
+            },
         )
     }
 
@@ -209,10 +166,12 @@ impl<L: Ledger> Pool<L> {
         model: &str,
         prompt: &str,
     ) -> Result<Reply<GenerateResponse>, PoolError> {
-        self.call(
-            "/api/generate",
-            &serde_json::json!({ "model": model, "prompt": prompt, "stream": false }),
-        )
+        let body = GenerateRequest {
+            model,
+            prompt,
+            stream: false,
+        };
+        self.call("/api/generate", &body)
     }
 
     /// `POST /api/chat`, non-streaming.
@@ -221,27 +180,42 @@ impl<L: Ledger> Pool<L> {
         model: &str,
         messages: &[ChatMessage],
     ) -> Result<Reply<ChatResponse>, PoolError> {
-        self.call(
-            "/api/chat",
-            &serde_json::json!({ "model": model, "messages": messages, "stream": false }),
-        )
+        let body = ChatRequest {
+            model,
+            messages,
+            stream: false,
+        };
+        self.call("/api/chat", &body)
     }
 
     fn call<T: DeserializeOwned>(
         &self,
         path: &'static str,
-        body: &serde_json::Value,
+        body: &impl Serialize,
     ) -> Result<Reply<T>, PoolError> {
-        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value always serialises"));
+        // The request types hold strings only, so this cannot fail; it is still an error, not a
+        // panic, should a future field change that.
+        let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
+        self.degrade_request();
         let exchange = Exchange::<T> {
             client: &self.client,
             strategy: self.config.strategy,
+            attempt_delay: self.config.degradation.attempt_delay,
             path,
             body,
             _answer: PhantomData,
         };
-        self.ledger
-            .run(self.config.scope == LockScope::Request, exchange)
+        self.ledger.run(exchange)
+    }
+
+    /// `Degradation::slow_path`: every Nth request blocks before its first attempt.
+    fn degrade_request(&self) {
+        if let Some(slow) = self.config.degradation.slow_path {
+            let n = self.requests.fetch_add(1, Relaxed);
+            if n.is_multiple_of(slow.every.get()) {
+                std::thread::sleep(slow.delay);
+            }
+        }
     }
 }
 
@@ -249,6 +223,7 @@ impl<L: Ledger> Pool<L> {
 struct Exchange<'a, T> {
     client: &'a Client,
     strategy: Strategy,
+    attempt_delay: Duration,
     path: &'static str,
     body: Bytes,
     _answer: PhantomData<T>,
@@ -270,113 +245,37 @@ impl<T: DeserializeOwned> RequestBody for Exchange<'_, T> {
                     PoolError::AllNodesFailed { failures }
                 });
             };
-            tried.push(crate::ledger::Picked::node(&pick).id);
+            tried.push(pick.node().id);
             let Some(mut active) = ActiveGuard::mark(steps, pick) else {
                 continue;
             };
             let node = active.node().clone();
+            if !self.attempt_delay.is_zero() {
+                std::thread::sleep(self.attempt_delay);
+            }
             let started = Instant::now();
             match attempt::<T>(self.client, &node, self.path, self.body.clone()) {
                 Ok(value) => {
                     active.record(Outcome::Success {
                         latency: started.elapsed(),
                     });
-                    return Ok(Reply {
-                        value,
-                        node: node.key,
-                    });
+                    return Ok(Reply { value, node });
                 }
                 Err(AttemptError::Retry(reason)) => {
                     active.record(Outcome::NodeFault);
-                    failures.push(NodeFailure {
-                        node: node.key.to_string(),
-                        reason,
-                    });
+                    failures.push(NodeFailure { node, reason });
                 }
                 Err(AttemptError::Rejected { status, message }) => {
                     active.record(Outcome::ClientFault);
                     drop(active);
                     steps.fail();
                     return Err(PoolError::Rejected {
-                        node: node.key.to_string(),
+                        node,
                         status,
                         message,
                     });
                 }
             }
         }
-    }
-}
-
-/// Why one attempt did not produce an answer.
-enum AttemptError {
-    /// The node's fault: try another.
-    Retry(FailureReason),
-    /// The request's fault (4xx): stop.
-    Rejected { status: u16, message: String },
-}
-
-fn attempt<T: DeserializeOwned>(
-    client: &Client,
-    node: &NodeAddr,
-    path: &str,
-    body: Bytes,
-) -> Result<T, AttemptError> {
-    let response = client
-        .post(format!("{}{path}", node.url))
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .map_err(|e| AttemptError::Retry(transport_reason(&e)))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .map_err(|e| AttemptError::Retry(transport_reason(&e)))?;
-    if status.is_success() {
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| AttemptError::Retry(FailureReason::Body(e.to_string())));
-    }
-    let message = ollama_error_text(&bytes);
-    if status.is_client_error() {
-        Err(AttemptError::Rejected {
-            status: status.as_u16(),
-            message,
-        })
-    } else {
-        Err(AttemptError::Retry(FailureReason::Status {
-            status: status.as_u16(),
-            message,
-        }))
-    }
-}
-
-/// Ollama's `{"error": "..."}` text, or the body itself.
-fn ollama_error_text(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct OllamaError {
-        error: String,
-    }
-    serde_json::from_slice::<OllamaError>(body)
-        .map(|e| e.error)
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
-}
-
-pub(crate) fn transport_reason(error: &reqwest::Error) -> FailureReason {
-    if error.is_timeout() {
-        return FailureReason::Timeout;
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if error.is_connect() {
-        FailureReason::Connect(text)
-    } else if error.is_body() || error.is_decode() {
-        FailureReason::Body(text)
-    } else {
-        FailureReason::Transport(text)
     }
 }

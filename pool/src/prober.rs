@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use reqwest::blocking::Client;
 
+use crate::error::PoolError;
 use crate::ledger::Ledger;
 use crate::node::NodeAddr;
 
@@ -34,7 +35,7 @@ impl Default for ProbeConfig {
 }
 
 /// Whether `node` answers `/api/ps` and `/api/tags` within `timeout`.
-pub fn probe_node(client: &Client, node: &NodeAddr, timeout: Duration) -> bool {
+pub(crate) fn probe_node(client: &Client, node: &NodeAddr, timeout: Duration) -> bool {
     ["/api/ps", "/api/tags"].iter().all(|path| {
         client
             .get(format!("{}{path}", node.url))
@@ -53,21 +54,20 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn spawn<L: Ledger>(
-        ledger: Arc<L>,
+    /// Starts probing `ledger`'s nodes; a mutex ledger scoped to `LockScope::Probe` holds its
+    /// lock across each round.
+    pub(crate) fn spawn(
+        ledger: Arc<Ledger>,
         client: Client,
         config: ProbeConfig,
-        hold_lock: bool,
-    ) -> Self {
+    ) -> Result<Self, PoolError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("pool-prober".into())
             .spawn(move || {
                 // One round at once, then one per interval, so even a short run sees the probe.
                 loop {
-                    ledger.probe(hold_lock, &mut |node| {
-                        probe_node(&client, node, config.timeout)
-                    });
+                    ledger.probe(&mut |node| probe_node(&client, node, config.timeout));
                     if !matches!(
                         stopped.recv_timeout(config.interval),
                         Err(RecvTimeoutError::Timeout)
@@ -76,11 +76,11 @@ impl Prober {
                     }
                 }
             })
-            .expect("spawning the prober thread");
-        Self {
+            .map_err(PoolError::Spawn)?;
+        Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
-        }
+        })
     }
 }
 

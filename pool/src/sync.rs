@@ -52,7 +52,9 @@ pub trait SyncFamily: Send + Sync + std::fmt::Debug + 'static {
     type Lock<T: Send>: Lock<T>;
     /// RCU cell type.
     type Rcu<T: Send + Sync + 'static>: Rcu<T>;
-    /// Lets another thread run (a spin-wait must yield, or loom reports a livelock).
+    /// Lets another thread run (the racy canary yields inside its read-modify-write to widen
+    /// the race; under loom a spin-wait must yield, or loom reports a livelock).
+    #[cfg(test)]
     fn yield_now();
     /// A sequentially consistent fence. The node-removal handshake is a Dekker pattern; loom
     /// treats `SeqCst` accesses as `AcqRel` (a documented false alarm for Dekker) but models
@@ -129,6 +131,7 @@ impl SyncFamily for StdSync {
     type Counter = std::sync::atomic::AtomicU64;
     type Lock<T: Send> = StdLock<T>;
     type Rcu<T: Send + Sync + 'static> = StdRcu<T>;
+    #[cfg(test)]
     fn yield_now() {
         std::thread::yield_now();
     }

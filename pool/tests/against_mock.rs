@@ -19,7 +19,7 @@ fn key(url: &str) -> &str {
     url.trim_start_matches("http://")
 }
 
-fn hammer<L: Ledger>(pool: &Pool<L>, threads: usize, per_thread: usize) -> (u64, u64) {
+fn hammer(pool: &Pool, threads: usize, per_thread: usize) -> (u64, u64) {
     let ok = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -38,7 +38,7 @@ fn hammer<L: Ledger>(pool: &Pool<L>, threads: usize, per_thread: usize) -> (u64,
     (ok.into_inner(), failed.into_inner())
 }
 
-fn agrees_with_servers<L: Ledger>(ledger: L, scope: LockScope) {
+fn agrees_with_servers(ledger: impl Into<Ledger>) {
     let nodes = MockCluster::start(vec![
         NodeConfig {
             faults: FaultConfig {
@@ -50,15 +50,7 @@ fn agrees_with_servers<L: Ledger>(ledger: L, scope: LockScope) {
         2
     ])
     .unwrap();
-    let pool = Pool::new(
-        ledger,
-        PoolConfig {
-            scope,
-            ..PoolConfig::default()
-        },
-        &nodes.urls(),
-    )
-    .unwrap();
+    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).unwrap();
     let (ok, failed) = hammer(&pool, 8, 40);
     let stats = pool.stats();
     let kind = pool.ledger().kind();
@@ -96,13 +88,13 @@ fn agrees_with_servers<L: Ledger>(ledger: L, scope: LockScope) {
 
 #[test]
 fn atomic_counts_agree_with_server_side_counters() {
-    agrees_with_servers(AtomicLedger::new(), LockScope::Counters);
+    agrees_with_servers(AtomicLedger::new());
 }
 
 #[test]
 fn mutex_counts_agree_with_server_side_counters() {
-    agrees_with_servers(MutexLedger::new(), LockScope::Counters);
-    agrees_with_servers(MutexLedger::new(), LockScope::Request);
+    agrees_with_servers(MutexLedger::new(LockScope::Counters));
+    agrees_with_servers(MutexLedger::new(LockScope::Request));
 }
 
 fn key_set(value: &serde_json::Value) -> BTreeSet<String> {
@@ -131,7 +123,7 @@ fn stats_json_has_one_shape_for_all_variants() {
     let nodes = cluster(2, Duration::ZERO);
     let shapes: Vec<BTreeSet<String>> = [
         serde_json::to_value(run_some(AtomicLedger::new(), &nodes)).unwrap(),
-        serde_json::to_value(run_some(MutexLedger::new(), &nodes)).unwrap(),
+        serde_json::to_value(run_some(MutexLedger::new(LockScope::Counters), &nodes)).unwrap(),
         serde_json::to_value(run_some(BareLedger::new(), &nodes)).unwrap(),
     ]
     .iter()
@@ -153,7 +145,7 @@ fn stats_json_has_one_shape_for_all_variants() {
     );
 }
 
-fn run_some<L: Ledger>(ledger: L, nodes: &MockCluster) -> pool::PoolStats {
+fn run_some(ledger: impl Into<Ledger>, nodes: &MockCluster) -> pool::PoolStats {
     let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).unwrap();
     for _ in 0..4 {
         pool.embed("all-minilm", "x").unwrap();
@@ -217,7 +209,7 @@ fn strategies_route_as_documented() {
     }
 }
 
-fn membership_under_load<L: Ledger>(ledger: L) {
+fn membership_under_load(ledger: impl Into<Ledger>) {
     let nodes = cluster(4, Duration::from_millis(1));
     let urls = nodes.urls();
     let pool = Pool::new(
@@ -299,7 +291,7 @@ fn atomic_membership_changes_under_16_threads() {
 
 #[test]
 fn mutex_membership_changes_under_16_threads() {
-    membership_under_load(MutexLedger::new());
+    membership_under_load(MutexLedger::new(LockScope::Counters));
 }
 
 #[test]
@@ -311,11 +303,8 @@ fn probe_marks_unreachable_nodes_unavailable() {
     };
     for scope in [LockScope::Counters, LockScope::Probe] {
         let pool = Pool::new(
-            MutexLedger::new(),
-            PoolConfig {
-                scope,
-                ..PoolConfig::default()
-            },
+            MutexLedger::new(scope),
+            PoolConfig::default(),
             &[nodes.urls()[0].clone(), dead.clone()],
         )
         .unwrap();
@@ -343,4 +332,56 @@ fn probe_marks_unreachable_nodes_unavailable() {
         (2, 2),
         "each probe asks /api/ps and /api/tags"
     );
+}
+
+#[test]
+fn the_bare_ledger_refuses_strategies_it_cannot_follow() {
+    let config = PoolConfig {
+        strategy: Strategy::LeastLoaded,
+        ..PoolConfig::default()
+    };
+    let refused = Pool::new(BareLedger::new(), config, &["http://127.0.0.1:1"]);
+    assert!(
+        matches!(
+            refused,
+            Err(pool::PoolError::UnsupportedStrategy { ledger: "bare", .. })
+        ),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_stuck_round_robin_sends_everything_to_the_first_node() {
+    let nodes = cluster(2, Duration::ZERO);
+    let stuck = PoolConfig {
+        degradation: pool::testing::Degradation {
+            stuck_round_robin: true,
+            ..Default::default()
+        },
+        ..PoolConfig::default()
+    };
+    let ledgers: [Ledger; 3] = [
+        AtomicLedger::new().into(),
+        MutexLedger::new(LockScope::Counters).into(),
+        BareLedger::new().into(),
+    ];
+    for ledger in ledgers {
+        let kind = ledger.kind();
+        let before: Vec<u64> = nodes
+            .counters()
+            .iter()
+            .map(|c| c.total("/api/embed"))
+            .collect();
+        let pool = Pool::new(ledger, stuck.clone(), &nodes.urls()).unwrap();
+        for i in 0..6 {
+            pool.embed("all-minilm", format!("{i}")).unwrap();
+        }
+        let served: Vec<u64> = nodes
+            .counters()
+            .iter()
+            .zip(&before)
+            .map(|(c, b)| c.total("/api/embed") - b)
+            .collect();
+        assert_eq!(served, [6, 0], "{kind}: every request to the first node");
+    }
 }

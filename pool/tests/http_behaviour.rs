@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pool::{
-    AtomicLedger, FailureReason, Ledger, LockScope, MutexLedger, Pool, PoolConfig, PoolError,
+    AtomicLedger, FailureReason, HttpConfig, LockScope, MutexLedger, Pool, PoolConfig, PoolError,
 };
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -54,40 +54,32 @@ fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({ "model": "m", "embeddings": [[0.6, 0.8]] }))
 }
 
-fn config(scope: LockScope) -> PoolConfig {
+fn config() -> PoolConfig {
     PoolConfig {
-        timeout: Duration::from_millis(300),
-        scope,
+        http: HttpConfig {
+            timeout: Duration::from_millis(300),
+            ..HttpConfig::default()
+        },
         ..PoolConfig::default()
     }
 }
 
 /// Runs `check` for every ledger and lock scope that keeps per-request stats.
-fn each_variant(check: impl Fn(&str, &dyn Fn(&[String]) -> Box<dyn Probe>)) {
+fn each_variant(check: impl Fn(&str, &dyn Fn(&[String]) -> Pool)) {
     check("atomic", &|urls| {
-        Box::new(Pool::new(AtomicLedger::new(), config(LockScope::Counters), urls).unwrap())
+        Pool::new(AtomicLedger::new(), config(), urls).unwrap()
     });
     for scope in [LockScope::Counters, LockScope::Request] {
         let name = format!("mutex-{scope:?}");
         check(&name, &move |urls| {
-            Box::new(Pool::new(MutexLedger::new(), config(scope), urls).unwrap())
+            Pool::new(MutexLedger::new(scope), config(), urls).unwrap()
         });
     }
 }
 
-/// The parts of a pool these tests drive, object-safe so variants share one test body.
-trait Probe {
-    fn embed(&self) -> Result<String, PoolError>;
-    fn stats(&self) -> pool::PoolStats;
-}
-
-impl<L: Ledger> Probe for Pool<L> {
-    fn embed(&self) -> Result<String, PoolError> {
-        Pool::embed(self, "m", "text").map(|r| r.node.to_string())
-    }
-    fn stats(&self) -> pool::PoolStats {
-        Pool::stats(self)
-    }
+/// One embed; the `host:port` of the node that answered.
+fn embed_once(pool: &Pool) -> Result<String, PoolError> {
+    pool.embed("m", "text").map(|r| r.node.to_string())
 }
 
 #[test]
@@ -100,7 +92,7 @@ fn fails_over_on_500_and_503() {
             ]);
             let pool = make(&nodes.urls());
             // Round-robin starts at the failing node, so every request fails over once.
-            let answered_by = pool.embed().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let answered_by = embed_once(&pool).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(
                 answered_by,
                 nodes.urls()[1].trim_start_matches("http://"),
@@ -136,7 +128,7 @@ fn fails_over_on_timeout() {
     each_variant(|name, make| {
         let nodes = Nodes::start(vec![ok().set_delay(Duration::from_secs(2)), ok()]);
         let pool = make(&nodes.urls());
-        assert!(pool.embed().is_ok(), "{name}");
+        assert!(embed_once(&pool).is_ok(), "{name}");
         let stats = pool.stats();
         let slow = &stats.node_performance[nodes.urls()[0].trim_start_matches("http://")];
         assert_eq!(slow.failed_requests, 1, "{name}");
@@ -152,7 +144,7 @@ fn all_nodes_failing_names_each_node_once() {
             ok().set_delay(Duration::from_secs(2)),
         ]);
         let pool = make(&nodes.urls());
-        match pool.embed() {
+        match embed_once(&pool) {
             Err(PoolError::AllNodesFailed { failures }) => {
                 assert_eq!(failures.len(), 2, "{name}");
                 assert_eq!(
@@ -189,7 +181,7 @@ fn client_errors_are_not_retried() {
             ok(),
         ]);
         let pool = make(&nodes.urls());
-        match pool.embed() {
+        match embed_once(&pool) {
             Err(PoolError::Rejected {
                 status: 400,
                 message,
@@ -225,7 +217,7 @@ fn a_malformed_answer_is_a_node_failure() {
             ok(),
         ]);
         let pool = make(&nodes.urls());
-        assert!(pool.embed().is_ok(), "{name}");
+        assert!(embed_once(&pool).is_ok(), "{name}");
         assert_eq!(nodes.hits(), [1, 1], "{name}");
     });
 }
@@ -239,7 +231,7 @@ fn every_request_counted_once() {
         ]);
         let pool = make(&nodes.urls());
         for _ in 0..20 {
-            pool.embed().unwrap();
+            embed_once(&pool).unwrap();
         }
         let stats = pool.stats();
         assert_eq!(
@@ -274,7 +266,7 @@ fn connection_refused_is_a_node_failure() {
     };
     let pool = Pool::new(
         AtomicLedger::new(),
-        config(LockScope::Counters),
+        config(),
         &[dead.clone(), nodes.urls()[0].clone()],
     )
     .unwrap();
@@ -285,7 +277,7 @@ fn connection_refused_is_a_node_failure() {
         1
     );
     assert!(matches!(
-        Pool::new(AtomicLedger::new(), config(LockScope::Counters), &[dead]).unwrap().embed("m", "x"),
+        Pool::new(AtomicLedger::new(), config(), &[dead]).unwrap().embed("m", "x"),
         Err(PoolError::AllNodesFailed { failures }) if matches!(failures[0].reason, FailureReason::Connect(_))
     ));
 }
@@ -296,12 +288,16 @@ fn an_empty_pool_and_bad_urls_are_errors() {
     assert!(matches!(pool.embed("m", "x"), Err(PoolError::NoNodes)));
     assert_eq!(pool.stats().failed_requests, 1);
     assert!(matches!(
-        Pool::new(MutexLedger::new(), PoolConfig::default(), &["ftp://x:1"]),
+        Pool::new(
+            MutexLedger::new(LockScope::Counters),
+            PoolConfig::default(),
+            &["ftp://x:1"]
+        ),
         Err(PoolError::InvalidUrl { .. })
     ));
     assert!(matches!(
         Pool::new(
-            MutexLedger::new(),
+            MutexLedger::new(LockScope::Counters),
             PoolConfig::default(),
             &["http://a:1", "a:1"]
         ),

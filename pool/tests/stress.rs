@@ -11,7 +11,7 @@ use pool::{AtomicLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig};
 const THREADS: usize = 100;
 const REQUESTS: usize = 10_000;
 
-fn ten_thousand_requests<L: Ledger>(ledger: L) {
+fn ten_thousand_requests(ledger: impl Into<Ledger>) {
     let nodes = MockCluster::start(vec![
         NodeConfig {
             faults: FaultConfig {
@@ -27,15 +27,7 @@ fn ten_thousand_requests<L: Ledger>(ledger: L) {
         2
     ])
     .unwrap();
-    let pool = Pool::new(
-        ledger,
-        PoolConfig {
-            scope: LockScope::Counters,
-            ..PoolConfig::default()
-        },
-        &nodes.urls(),
-    )
-    .unwrap();
+    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).unwrap();
     let start = Barrier::new(THREADS);
     let tallies: Vec<(u64, u64)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
@@ -109,5 +101,5 @@ fn atomic_pool_10_000_requests_from_100_threads() {
 
 #[test]
 fn mutex_pool_10_000_requests_from_100_threads() {
-    ten_thousand_requests(MutexLedger::new());
+    ten_thousand_requests(MutexLedger::new(LockScope::Counters));
 }

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use pool::{AtomicLedger, BareLedger, Ledger, MutexLedger, Outcome, Strategy, simulate_request};
+use pool::testing::{Outcome, simulate_request};
+use pool::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, Strategy};
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::load::released;
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::results::{Accounting, Row};
 use crate::summary::Summary;
 
 /// Thread counts of the scenario.
@@ -54,34 +55,31 @@ fn timed(threads: usize, ops: usize, work: impl Fn(usize) + Sync) -> Duration {
     released(threads, |_| work(per_thread)).0
 }
 
-fn with_nodes<L: Ledger>(ledger: L) -> L {
-    for key in ["127.0.0.1:11434", "127.0.0.1:11435"] {
-        ledger
-            .add_node(key, &format!("http://{key}"))
-            .expect("distinct keys");
-    }
-    ledger
+/// A pool over two nodes; only its ledger is used (no request is sent).
+fn with_nodes(ledger: impl Into<Ledger>) -> anyhow::Result<Pool> {
+    let urls = ["http://127.0.0.1:11434", "http://127.0.0.1:11435"];
+    Ok(Pool::new(ledger, PoolConfig::default(), &urls)?)
 }
 
-fn ledger_time<L: Ledger>(ledger: &L, threads: usize, ops: usize) -> Duration {
+fn ledger_time(ledger: impl Into<Ledger>, threads: usize, ops: usize) -> anyhow::Result<Duration> {
+    let pool = with_nodes(ledger)?;
     let outcome = Outcome::Success {
         latency: Duration::from_millis(20),
     };
-    timed(threads, ops, |n| {
-        let mut steps = ledger.steps();
+    Ok(timed(threads, ops, |n| {
         for _ in 0..n {
-            simulate_request(&mut steps, Strategy::RoundRobin, outcome);
+            simulate_request(pool.ledger(), Strategy::RoundRobin, outcome);
         }
-    })
+    }))
 }
 
 /// Nanoseconds per request of `book` with `threads` threads sharing `ops` requests.
-pub fn ns_per_request(book: Book, threads: usize, ops: usize) -> f64 {
+pub fn ns_per_request(book: Book, threads: usize, ops: usize) -> anyhow::Result<f64> {
     let ops = ops.max(threads);
     let elapsed = match book {
-        Book::Mutex => ledger_time(&with_nodes(MutexLedger::new()), threads, ops),
-        Book::Atomic => ledger_time(&with_nodes(AtomicLedger::new()), threads, ops),
-        Book::Bare => ledger_time(&with_nodes(BareLedger::new()), threads, ops),
+        Book::Mutex => ledger_time(MutexLedger::new(LockScope::Counters), threads, ops)?,
+        Book::Atomic => ledger_time(AtomicLedger::new(), threads, ops)?,
+        Book::Bare => ledger_time(BareLedger::new(), threads, ops)?,
         Book::ThreeFetchAdds => {
             let line = CachePadded::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
             timed(threads, ops, |n| {
@@ -93,11 +91,11 @@ pub fn ns_per_request(book: Book, threads: usize, ops: usize) -> f64 {
             })
         }
     };
-    elapsed.as_nanos() as f64 / (ops - ops % threads) as f64
+    Ok(elapsed.as_nanos() as f64 / (ops - ops % threads) as f64)
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let ops = o.requests.unwrap_or(1_000_000);
     let threads: Vec<usize> = o.workers.map_or(THREADS.to_vec(), |w| vec![1, w]);
@@ -109,7 +107,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 samples
                     .entry((book, t))
                     .or_default()
-                    .push(ns_per_request(book, t, ops));
+                    .push(ns_per_request(book, t, ops)?);
                 bar.inc(1);
             }
         }
@@ -149,7 +147,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     let request_ns = 20e6;
     verdicts.push(format!(
         "At {top} threads the ledgers complete one request's bookkeeping every {mutex:.0} ns with the global mutex and every {atomic:.0} ns with atomics \
-         (inverse throughput over both cores; ratio {:.2}): {:.4}% and {:.4}% of a 20 ms embed. A request that waits for the lock behind others sees more.",
+         (inverse throughput over the machine's {} cores; ratio {:.2}): {:.4}% and {:.4}% of a 20 ms embed. A request that waits for the lock behind others sees more.",
+        ctx.machine.cores,
         ratio.median,
         100.0 * mutex / request_ns,
         100.0 * atomic / request_ns
@@ -160,14 +159,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         atomic / reference
     ));
     let params = json!({ "threads": threads, "requests_per_measurement": ops, "nodes_in_ledger": 2, "strategy": "round_robin" });
-    Ok(ctx.result(
-        "contention",
-        "Bookkeeping cost without I/O",
-        "What does the lock itself cost per request, apart from the network, and how does that compare with a request?",
-        o.repeats,
+    Ok(Findings {
+        repeats: o.repeats,
         params,
         rows,
         verdicts,
-        Accounting::default(),
-    ))
+        accounting: Accounting::default(),
+    })
 }

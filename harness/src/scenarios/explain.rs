@@ -14,18 +14,38 @@
 //! and speed ratio x strategy (fully crossed, 12 cells) with the atomic pool.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::time::Duration;
 
 use pool::{ProbeConfig, Strategy};
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
-use crate::measure::measure;
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::measure::{Measurement, measure};
+use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::{PoolOptions, Variant};
+
+/// Which sweep a cell belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// What the lock covers, on equal nodes with round-robin.
+    LockScope,
+    /// Slow-node ratio x routing strategy, with the atomic pool.
+    SpeedStrategy,
+}
+
+impl Axis {
+    /// Name in notes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::LockScope => "lock scope",
+            Axis::SpeedStrategy => "speed x strategy",
+        }
+    }
+}
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,14 +59,14 @@ pub struct Cell {
     /// Routing.
     pub strategy: Strategy,
     /// Which axis the cell belongs to.
-    pub axis: &'static str,
+    pub axis: Axis,
 }
 
 impl Cell {
     /// Short label for tables and charts.
     pub fn label(&self) -> String {
         match self.axis {
-            "lock scope" => format!("control plane {} ms", self.control.as_millis()),
+            Axis::LockScope => format!("control plane {} ms", self.control.as_millis()),
             _ if self.ratio == 1.0 => format!("equal nodes, {}", self.strategy),
             _ => format!("node 2 {}x slower, {}", self.ratio, self.strategy),
         }
@@ -55,6 +75,23 @@ impl Cell {
     /// Sum of node capacities over the fastest node's.
     pub fn ideal(&self) -> f64 {
         1.0 + 1.0 / self.ratio
+    }
+
+    /// `variant (label)`, as verdicts name a cell.
+    fn name(&self) -> String {
+        format!("{} ({})", self.variant, self.label())
+    }
+
+    /// The run window: at least two whole probe cycles when the control plane is slow. A probe
+    /// round asks 2 endpoints per node; a window shorter than two cycles measures where in the
+    /// cycle the run happened to fall (a 2.5 s window inside a 4 s round under the lock shows 0
+    /// answers).
+    fn window(&self, base: Duration, probe_interval: Duration) -> Duration {
+        if self.control.is_zero() {
+            base
+        } else {
+            base.max((probe_interval + self.control * 4) * 2)
+        }
     }
 }
 
@@ -68,6 +105,32 @@ struct CellSamples {
     lock_shares: Vec<f64>,
 }
 
+impl CellSamples {
+    fn new() -> Self {
+        Self {
+            speedups: vec![],
+            throughput: vec![],
+            latency: new_histogram(),
+            locks: vec![],
+            lock_shares: vec![],
+        }
+    }
+
+    /// Adds one run, whose speedup is over `reference` (req/s).
+    fn add(&mut self, m: &Measurement, reference: f64) {
+        self.speedups.push(m.run.throughput() / reference);
+        self.throughput.push(m.run.throughput());
+        self.latency.add(&m.run.latency).expect("same bounds");
+        if let Some(lock) = m.lock {
+            let requests = m.run.latency.len().max(1) as f64;
+            let mean_ns = (m.run.latency.mean() * 1000.0).max(1.0);
+            self.lock_shares
+                .push(100.0 * lock.wait_ns.sum / requests / mean_ns);
+            self.locks.push(lock);
+        }
+    }
+}
+
 /// The swept cells.
 pub fn cells() -> Vec<Cell> {
     let ms = Duration::from_millis;
@@ -76,7 +139,7 @@ pub fn cells() -> Vec<Cell> {
         control,
         ratio: 1.0,
         strategy: Strategy::RoundRobin,
-        axis: "lock scope",
+        axis: Axis::LockScope,
     };
     let mut cells = vec![
         scope(Variant::Atomic, ms(0)),
@@ -99,116 +162,105 @@ pub fn cells() -> Vec<Cell> {
                 control: ms(0),
                 ratio,
                 strategy,
-                axis: "speed x strategy",
+                axis: Axis::SpeedStrategy,
             });
         }
     }
     cells
 }
 
+/// The settings every cell shares, and the clusters, started once per (ratio, control plane).
+struct Bench<'c> {
+    ctx: &'c Ctx,
+    service: Duration,
+    window: Duration,
+    workload: Workload,
+    clusters: BTreeMap<(u64, u128), Cluster>,
+}
+
+impl<'c> Bench<'c> {
+    fn new(ctx: &'c Ctx) -> Self {
+        let o = &ctx.opts;
+        let window = o.cap.unwrap_or(Duration::from_millis(2500));
+        Self {
+            ctx,
+            service: o.service.unwrap_or(Duration::from_millis(20)),
+            window,
+            workload: Workload {
+                workers: o.workers.unwrap_or(12),
+                requests: usize::MAX / 2,
+                cap: Some(window),
+                model: "mxbai-embed-large".into(),
+                text: None,
+            },
+            clusters: BTreeMap::new(),
+        }
+    }
+
+    /// The bare client on the fastest node alone: the reference of every speedup.
+    fn reference(&self, node: &Cluster, accounting: &mut Accounting) -> anyhow::Result<f64> {
+        let options = PoolOptions {
+            strategy: Strategy::RoundRobin,
+            ..PoolOptions::default()
+        };
+        let m = measure(Variant::Bare, node, options, &self.workload, accounting)?;
+        Ok(m.run.throughput())
+    }
+
+    /// One run of `cell` on its cluster.
+    fn cell(&mut self, cell: &Cell, accounting: &mut Accounting) -> anyhow::Result<Measurement> {
+        let probe_interval = self.ctx.opts.probe_interval;
+        let options = PoolOptions {
+            strategy: cell.strategy,
+            probe: Some(ProbeConfig {
+                interval: probe_interval,
+                timeout: Duration::from_secs(2),
+            }),
+            lock_timing: true,
+            ..PoolOptions::default()
+        };
+        let workload = Workload {
+            cap: Some(cell.window(self.window, probe_interval)),
+            ..self.workload.clone()
+        };
+        let key = ((cell.ratio * 1000.0) as u64, cell.control.as_millis());
+        let cluster = match self.clusters.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let spec = ClusterSpec {
+                    speeds: vec![1.0, 1.0 / cell.ratio],
+                    control_latency: cell.control,
+                    ..ClusterSpec::uniform(2, 1, self.service)
+                };
+                e.insert(Cluster::start(&spec, &[])?)
+            }
+        };
+        measure(cell.variant, cluster, options, &workload, accounting)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     anyhow::ensure!(
         o.external.is_empty(),
         "explain varies node speeds and control-plane latency, so it needs embedded nodes"
     );
-    let service = o.service.unwrap_or(Duration::from_millis(20));
-    let window = o.cap.unwrap_or(Duration::from_millis(2500));
-    let workers = o.workers.unwrap_or(12);
-    let workload = Workload {
-        workers,
-        requests: usize::MAX / 2,
-        cap: Some(window),
-        model: "mxbai-embed-large".into(),
-        text: None,
-    };
-    let spec = |ratio: f64, control| ClusterSpec {
-        speeds: vec![1.0, 1.0 / ratio],
-        control_latency: control,
-        ..ClusterSpec::uniform(2, 1, service)
-    };
-    let reference = Cluster::start(&ClusterSpec::uniform(1, 1, service), &[])?;
-    let mut clusters: BTreeMap<(u64, u128), Cluster> = BTreeMap::new();
+    let mut bench = Bench::new(ctx);
+    let reference_node = Cluster::start(&ClusterSpec::uniform(1, 1, bench.service), &[])?;
     let cells = cells();
     let mut accounting = Accounting::default();
     let mut reference_thr = Vec::new();
-    let mut per_cell: Vec<CellSamples> = cells
-        .iter()
-        .map(|_| CellSamples {
-            speedups: vec![],
-            throughput: vec![],
-            latency: new_histogram(),
-            locks: vec![],
-            lock_shares: vec![],
-        })
-        .collect();
+    let mut per_cell: Vec<CellSamples> = cells.iter().map(|_| CellSamples::new()).collect();
     let bar = ctx.progress("explain", o.repeats * (cells.len() + 1));
     for _ in 0..o.repeats {
         bar.set_message("reference: fastest node alone");
-        let options = PoolOptions {
-            strategy: Strategy::RoundRobin,
-            ..PoolOptions::default()
-        };
-        let base = measure(
-            Variant::Bare,
-            &reference,
-            options,
-            &workload,
-            &mut accounting,
-        )?
-        .run
-        .throughput();
-        reference_thr.push(base);
+        let reference = bench.reference(&reference_node, &mut accounting)?;
+        reference_thr.push(reference);
         bar.inc(1);
-        for (cell, acc) in cells.iter().zip(per_cell.iter_mut()) {
+        for (cell, samples) in cells.iter().zip(per_cell.iter_mut()) {
             bar.set_message(format!("{} {}", cell.variant, cell.label()));
-            let key = ((cell.ratio * 1000.0) as u64, cell.control.as_millis());
-            let cluster = match clusters.entry(key) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(Cluster::start(&spec(cell.ratio, cell.control), &[])?)
-                }
-            };
-            let options = PoolOptions {
-                strategy: cell.strategy,
-                probe: Some(ProbeConfig {
-                    interval: o.probe_interval,
-                    timeout: Duration::from_secs(2),
-                }),
-                lock_timing: true,
-                ..PoolOptions::default()
-            };
-            // A slow control plane makes a probe round long (2 calls per node); the window must hold
-            // at least two whole probe cycles or it measures where in the cycle the run happened
-            // to fall (a 2.5 s window inside a 4 s round under the lock shows 0 answers).
-            let cycle = o.probe_interval + cell.control * 4;
-            let cell_window = if cell.control.is_zero() {
-                window
-            } else {
-                window.max(cycle * 2)
-            };
-            let cell_workload = Workload {
-                cap: Some(cell_window),
-                ..workload.clone()
-            };
-            let m = measure(
-                cell.variant,
-                cluster,
-                options,
-                &cell_workload,
-                &mut accounting,
-            )?;
-            acc.speedups.push(m.run.throughput() / base);
-            acc.throughput.push(m.run.throughput());
-            acc.latency.add(&m.run.latency).expect("same bounds");
-            if let Some(lock) = m.lock {
-                let requests = m.run.latency.len().max(1) as f64;
-                let mean_ns = (m.run.latency.mean() * 1000.0).max(1.0);
-                acc.lock_shares
-                    .push(100.0 * lock.wait_ns.sum / requests / mean_ns);
-                acc.locks.push(lock);
-            }
+            samples.add(&bench.cell(cell, &mut accounting)?, reference);
             bar.inc(1);
         }
     }
@@ -220,108 +272,111 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         "req/s",
         Summary::of(reference_thr),
     )];
-    let mut near_sollol = Vec::new();
-    let mut at_ideal = Vec::new();
-    let mut verdicts = Vec::new();
     let baseline_thr = Summary::of(per_cell[0].throughput.clone()).median;
-    for (
-        cell,
-        CellSamples {
-            speedups,
-            throughput: thr,
-            latency,
-            locks,
-            lock_shares,
-        },
-    ) in cells.iter().zip(per_cell)
-    {
-        let speedup = Summary::of(speedups);
-        let efficiency = 100.0 * speedup.median / cell.ideal();
-        let lat = Latency::of(&latency);
-        let label = cell.label();
-        let mut row = Row::new(
-            cell.variant.name(),
-            label.clone(),
-            "speedup",
-            "x",
-            speedup.clone(),
-        )
+    let mut verdicts = Verdicts::default();
+    for (cell, samples) in cells.iter().zip(per_cell) {
+        let (cell_rows, speedup) = cell_rows(cell, &samples);
+        rows.extend(cell_rows);
+        verdicts.add(cell, speedup, &samples, baseline_thr);
+    }
+    Ok(Findings {
+        repeats: o.repeats,
+        params: params(&bench),
+        rows,
+        verdicts: verdicts.finish(),
+        accounting,
+    })
+}
+
+/// A cell's rows (speedup with its ideal and latency, lock-wait share, throughput) and its median
+/// speedup.
+fn cell_rows(cell: &Cell, samples: &CellSamples) -> (Vec<Row>, f64) {
+    let speedup = Summary::of(samples.speedups.clone());
+    let efficiency = 100.0 * speedup.median / cell.ideal();
+    let (variant, label) = (cell.variant.name(), cell.label());
+    let mut rows = Vec::new();
+    let mut row = Row::new(variant, label.clone(), "speedup", "x", speedup.clone())
         .ideal(cell.ideal())
-        .latency(lat);
-        row.note = Some(format!("{} axis; efficiency {efficiency:.0}%", cell.axis));
-        if let Some(lock) = locks.last() {
-            row.lock = Some(*lock);
-            let share = Summary::of(lock_shares.clone()).median;
-            row.note = Some(format!(
-                "{} axis; efficiency {efficiency:.0}%; lock waits are {share:.1}% of request time; longest hold {:.1} ms",
-                cell.axis,
-                lock.hold_ns.max as f64 / 1e6
-            ));
-            rows.push(Row::new(
-                cell.variant.name(),
-                label.clone(),
-                "lock_wait_share",
-                "%",
-                Summary::of(lock_shares.clone()),
-            ));
-        }
-        rows.push(row);
-        rows.push(Row::new(
-            cell.variant.name(),
-            label.clone(),
-            "throughput",
-            "req/s",
-            Summary::of(thr.clone()),
+        .latency(Latency::of(&samples.latency));
+    row.note = Some(format!(
+        "{} axis; efficiency {efficiency:.0}%",
+        cell.axis.name()
+    ));
+    if let Some(lock) = samples.locks.last() {
+        let shares = Summary::of(samples.lock_shares.clone());
+        row.lock = Some(*lock);
+        row.note = Some(format!(
+            "{} axis; efficiency {efficiency:.0}%; lock waits are {:.1}% of request time; longest hold {:.1} ms",
+            cell.axis.name(),
+            shares.median,
+            lock.hold_ns.max as f64 / 1e6
         ));
-        let name = format!("{} ({label})", cell.variant);
-        if speedup.median < 1.25 {
-            near_sollol.push(format!("{name} {:.2}x", speedup.median));
+        rows.push(Row::new(
+            variant,
+            label.clone(),
+            "lock_wait_share",
+            "%",
+            shares,
+        ));
+    }
+    rows.push(row);
+    let throughput = Summary::of(samples.throughput.clone());
+    rows.push(Row::new(variant, label, "throughput", "req/s", throughput));
+    (rows, speedup.median)
+}
+
+/// The verdicts, gathered cell by cell.
+#[derive(Default)]
+struct Verdicts {
+    near_sollol: Vec<String>,
+    at_ideal: Vec<String>,
+    per_cell: Vec<String>,
+}
+
+impl Verdicts {
+    fn add(&mut self, cell: &Cell, speedup: f64, samples: &CellSamples, baseline_thr: f64) {
+        let name = cell.name();
+        if speedup < 1.25 {
+            self.near_sollol.push(format!("{name} {speedup:.2}x"));
         }
-        if efficiency >= 90.0 {
-            at_ideal.push(format!("{name} {:.2}x", speedup.median));
+        if speedup >= 0.9 * cell.ideal() {
+            self.at_ideal.push(format!("{name} {speedup:.2}x"));
         }
-        if cell.axis == "lock scope" && cell.variant != Variant::Atomic
-            || cell.control > Duration::ZERO
-        {
-            verdicts.push(format!(
-                "{name}: {:.2} times the baseline cell's throughput, speedup {:.2}x over one node, max latency {:.0} ms.",
-                Summary::of(thr).median / baseline_thr,
-                speedup.median,
-                lat.max
+        let locked = cell.axis == Axis::LockScope && cell.variant != Variant::Atomic;
+        if locked || cell.control > Duration::ZERO {
+            self.per_cell.push(format!(
+                "{name}: {:.2} times the baseline cell's throughput, speedup {speedup:.2}x over one node, max latency {:.0} ms.",
+                Summary::of(samples.throughput.clone()).median / baseline_thr,
+                Latency::of(&samples.latency).max
             ));
         }
     }
-    verdicts.insert(
-        0,
-        format!(
-            "Cells at or below 1.25x (SOLLOL measured 1.12x on two nodes): {}.",
-            list(&near_sollol)
-        ),
-    );
-    verdicts.insert(
-        1,
-        format!(
-            "Cells within 10% of their capacity ideal: {}.",
-            list(&at_ideal)
-        ),
-    );
-    let params = json!({
-        "workers": workers, "service_ms": service.as_secs_f64() * 1e3, "window_s": window.as_secs_f64(), "window_slow_control_plane": "max(window, 2 x (probe interval + 4 x control latency))", "slots_per_node": 1,
+
+    fn finish(self) -> Vec<String> {
+        let mut verdicts = vec![
+            format!(
+                "Cells at or below 1.25x (SOLLOL measured 1.12x on two nodes): {}.",
+                list(&self.near_sollol)
+            ),
+            format!(
+                "Cells within 10% of their capacity ideal: {}.",
+                list(&self.at_ideal)
+            ),
+        ];
+        verdicts.extend(self.per_cell);
+        verdicts
+    }
+}
+
+fn params(bench: &Bench<'_>) -> serde_json::Value {
+    let o = &bench.ctx.opts;
+    json!({
+        "workers": bench.workload.workers, "service_ms": bench.service.as_secs_f64() * 1e3, "window_s": bench.window.as_secs_f64(), "window_slow_control_plane": "max(window, 2 x (probe interval + 4 x control latency))", "slots_per_node": 1,
         "probe_interval_s": o.probe_interval.as_secs_f64(), "probe_timeout_s": 2,
         "axes": { "lock scope": "atomic, mutex-counters, mutex-probe (control plane 0/200/1000 ms), atomic at 1000 ms, mutex-request; equal nodes, round-robin",
                   "speed x strategy": "slow node 1x/3x/7x slower x round-robin/least-loaded/latency-first/weighted; atomic pool" },
         "not_run": "the full 72-cell product (about 15 min per repeat here)",
-    });
-    Ok(ctx.result(
-        "explain",
-        "Which mechanism serialises a pool",
-        "Lock scope, node heterogeneity or routing: which cells reproduce SOLLOL's ~1.1x on two nodes, and which reach the capacity ideal?",
-        o.repeats,
-        params,
-        rows,
-        verdicts,
-        accounting,
-    ))
+    })
 }
 
 fn list(items: &[String]) -> String {

@@ -1,8 +1,9 @@
 //! The scenarios: each answers one question about a pool with measured figures.
 //!
-//! A scenario takes a [`Ctx`] (the user's overrides, the output folder, progress display) and
-//! returns a [`ScenarioResult`]; it never prints. Defaults are the (the plan's) settings;
-//! every one can be overridden from the command line.
+//! [`Scenario`] is the one registry: its name on the command line, title, question, whether the
+//! main job runs it, and the function that measures it. A scenario function takes a [`Ctx`] (the
+//! user's overrides, progress display) and returns its [`Findings`]; it never prints. Defaults are
+//! the (the plan's) settings; every one can be overridden from the command line.
 
 pub mod contention;
 pub mod explain;
@@ -21,20 +22,142 @@ use crate::machine::Machine;
 use crate::results::{Accounting, Row, SCHEMA, ScenarioResult};
 use crate::variant::{PoolOptions, Variant};
 
-/// Scenario names in report order.
-pub const NAMES: [&str; 7] = [
-    "two-node",
-    "scaling",
-    "plan-test1",
-    "stress",
-    "contention",
-    "explain",
-    "open-loop",
-];
+/// Every scenario, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Scenario {
+    /// The plan's Target 1: two nodes vs one.
+    TwoNode,
+    /// The plan's Target 2: throughput vs workers.
+    Scaling,
+    /// The plan's Test 1: 1,000 embeds from 12 workers.
+    PlanTest1,
+    /// The plan's Target 3: no lost updates, over HTTP and in memory.
+    Stress,
+    /// Bookkeeping cost without I/O.
+    Contention,
+    /// Which mechanism serialises a pool (lock scope x node speed x strategy).
+    Explain,
+    /// Latency at a fixed arrival rate, with and without coordinated omission.
+    OpenLoop,
+}
 
-/// The scenarios of the main job (`harness` with no command): the plan's targets, in under five
-/// minutes. `explain` and `open-loop` take a few minutes each and run on request.
-pub const MAIN: [&str; 5] = ["two-node", "scaling", "plan-test1", "stress", "contention"];
+impl Scenario {
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::TwoNode,
+        Scenario::Scaling,
+        Scenario::PlanTest1,
+        Scenario::Stress,
+        Scenario::Contention,
+        Scenario::Explain,
+        Scenario::OpenLoop,
+    ];
+
+    /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
+    /// five minutes. `explain` and `open-loop` take a few minutes each and run on request.
+    pub fn in_main_job(self) -> bool {
+        !matches!(self, Scenario::Explain | Scenario::OpenLoop)
+    }
+
+    /// Name on the command line and in `results/` (`two-node`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::TwoNode => "two-node",
+            Scenario::Scaling => "scaling",
+            Scenario::PlanTest1 => "plan-test1",
+            Scenario::Stress => "stress",
+            Scenario::Contention => "contention",
+            Scenario::Explain => "explain",
+            Scenario::OpenLoop => "open-loop",
+        }
+    }
+
+    /// Title in reports.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::TwoNode => "Target 1: two nodes vs one",
+            Scenario::Scaling => "Target 2: throughput vs workers",
+            Scenario::PlanTest1 => "The plan's Test 1: 1,000 embeds from 12 workers",
+            Scenario::Stress => "Target 3: zero lost updates",
+            Scenario::Contention => "Bookkeeping cost without I/O",
+            Scenario::Explain => "Which mechanism serialises a pool",
+            Scenario::OpenLoop => "Open-loop latency at 50/80/95% of capacity",
+        }
+    }
+
+    /// The question it answers.
+    pub fn question(self) -> &'static str {
+        match self {
+            Scenario::TwoNode => {
+                "Does a second node make a batch of embeddings ~1.8x faster, as the plan expects, and which variants get there?"
+            }
+            Scenario::Scaling => {
+                "Does throughput grow linearly with worker threads (10-12x at 12 workers, as the plan expects) when the nodes have capacity to spare?"
+            }
+            Scenario::PlanTest1 => {
+                "Which variants land in the plan's 'before' (5-10 req/s) and 'after' (80-120 req/s) bands, and by which mechanism?"
+            }
+            Scenario::Stress => {
+                "Are all requests counted exactly (client, pool and nodes agree) under 100 threads, over HTTP and in memory?"
+            }
+            Scenario::Contention => {
+                "What does the lock itself cost per request, apart from the network, and how does that compare with a request?"
+            }
+            Scenario::Explain => {
+                "Lock scope, node heterogeneity or routing: which cells reproduce SOLLOL's ~1.1x on two nodes, and which reach the capacity ideal?"
+            }
+            Scenario::OpenLoop => {
+                "At a fixed arrival rate, what latency does a caller really see (from the intended send time), and how much does a closed-loop measurement hide?"
+            }
+        }
+    }
+
+    /// Measures the scenario and assembles its result.
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+        let findings = match self {
+            Scenario::TwoNode => two_node::run(ctx)?,
+            Scenario::Scaling => scaling::run(ctx)?,
+            Scenario::PlanTest1 => plan_test1::run(ctx)?,
+            Scenario::Stress => stress::run(ctx)?,
+            Scenario::Contention => contention::run(ctx)?,
+            Scenario::Explain => explain::run(ctx)?,
+            Scenario::OpenLoop => open_loop::run(ctx)?,
+        };
+        Ok(ScenarioResult {
+            schema: SCHEMA.into(),
+            scenario: self.name().into(),
+            title: self.title().into(),
+            question: self.question().into(),
+            machine: ctx.machine.clone(),
+            repeats: findings.repeats,
+            params: findings.params,
+            rows: findings.rows,
+            verdicts: findings.verdicts,
+            accounting: findings.accounting,
+        })
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a scenario measured; [`Scenario::run`] adds the name, title, question and machine.
+#[derive(Debug)]
+pub struct Findings {
+    /// Measurements per figure.
+    pub repeats: usize,
+    /// The settings it ran with.
+    pub params: serde_json::Value,
+    /// The figures.
+    pub rows: Vec<Row>,
+    /// Sentences computed from the figures.
+    pub verdicts: Vec<String>,
+    /// Whether client, pool and nodes agreed on every request.
+    pub accounting: Accounting,
+}
 
 /// The user's overrides; `None` means the scenario's default.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,50 +253,6 @@ impl Ctx {
         bar.set_prefix(label.to_owned());
         bar
     }
-
-    /// Assembles a scenario's result.
-    #[allow(clippy::too_many_arguments)]
-    pub fn result(
-        &self,
-        scenario: &str,
-        title: &str,
-        question: &str,
-        repeats: usize,
-        params: serde_json::Value,
-        rows: Vec<Row>,
-        verdicts: Vec<String>,
-        accounting: Accounting,
-    ) -> ScenarioResult {
-        ScenarioResult {
-            schema: SCHEMA.into(),
-            scenario: scenario.into(),
-            title: title.into(),
-            question: question.into(),
-            machine: self.machine.clone(),
-            repeats,
-            params,
-            rows,
-            verdicts,
-            accounting,
-        }
-    }
-}
-
-/// Runs the scenario called `name`.
-pub fn run(name: &str, ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
-    match name {
-        "two-node" => two_node::run(ctx),
-        "scaling" => scaling::run(ctx),
-        "plan-test1" => plan_test1::run(ctx),
-        "stress" => stress::run(ctx),
-        "contention" => contention::run(ctx),
-        "explain" => explain::run(ctx),
-        "open-loop" => open_loop::run(ctx),
-        other => anyhow::bail!(
-            "unknown scenario {other:?}; expected one of {}",
-            NAMES.join(", ")
-        ),
-    }
 }
 
 /// "reaches the ideal", "about SOLLOL's 1.1x", ...: how a speedup compares with its ideal.
@@ -186,5 +265,21 @@ pub fn judge_speedup(speedup: f64, ideal: f64) -> &'static str {
         "gains nothing from the extra capacity (SOLLOL measured 1.12x)"
     } else {
         "gains part of the extra capacity"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum as _;
+
+    #[test]
+    fn command_line_names_are_the_report_names() {
+        for scenario in Scenario::ALL {
+            let on_cli = scenario.to_possible_value().expect("not skipped");
+            assert_eq!(on_cli.get_name(), scenario.name());
+            assert_eq!(Scenario::from_str(scenario.name(), false), Ok(scenario));
+        }
+        assert_eq!(Scenario::value_variants(), Scenario::ALL);
     }
 }

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::{Workload, released};
 use crate::measure::{check, measure};
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
-use crate::variant::{AnyPool, PoolOptions, Variant};
+use crate::variant::{PoolOptions, Variant};
 
 /// Load levels as fractions of measured capacity.
 pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
@@ -49,7 +49,7 @@ struct OpenRun {
 
 /// Sends `count` requests at `rate` per second from `workers` threads (request `i` by worker
 /// `i mod workers`), each at its due time or as soon as its worker is free.
-fn open_loop(pool: &AnyPool, rate: f64, count: usize, workers: usize) -> OpenRun {
+fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usize) -> OpenRun {
     let interval = Duration::from_secs_f64(1.0 / rate);
     // One schedule for every worker, fixed before any of them starts (spawning 64 threads takes a
     // few milliseconds; a send that is still late is counted as late).
@@ -70,7 +70,7 @@ fn open_loop(pool: &AnyPool, rate: f64, count: usize, workers: usize) -> OpenRun
             let result = pool.embed("mxbai-embed-large", "an open-loop chunk");
             let done = Instant::now();
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     ok += 1;
                     corrected.saturating_record(
                         (done.saturating_duration_since(due).as_micros() as u64).max(1),
@@ -102,13 +102,92 @@ fn open_loop(pool: &AnyPool, rate: f64, count: usize, workers: usize) -> OpenRun
     run
 }
 
+impl LevelSamples {
+    fn new() -> Self {
+        Self {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            p99_corrected: Vec::new(),
+            p99_uncorrected: Vec::new(),
+            late: Vec::new(),
+            late_pct: Vec::new(),
+        }
+    }
+
+    /// Adds one run that was meant to send `count` requests.
+    fn add(&mut self, run: &OpenRun, count: usize) {
+        self.p99_corrected.push(Latency::of(&run.corrected).p99);
+        self.p99_uncorrected.push(Latency::of(&run.uncorrected).p99);
+        self.corrected.add(&run.corrected).expect("same bounds");
+        self.uncorrected.add(&run.uncorrected).expect("same bounds");
+        self.late.push(run.late as f64);
+        self.late_pct
+            .push(100.0 * run.late as f64 / count.max(1) as f64);
+    }
+}
+
+/// One open-loop run of a fresh `variant` pool, with the client/pool/nodes accounting check.
+fn measure_open(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    variant: Variant,
+    schedule: Schedule,
+    accounting: &mut Accounting,
+) -> anyhow::Result<OpenRun> {
+    let before = cluster.tally();
+    let pool = variant.build(&cluster.urls(), ctx.pool_options())?;
+    let run = open_loop(&pool, schedule.rate, schedule.count, schedule.workers);
+    let stats = pool.stats();
+    drop(pool);
+    let served = cluster.tally().zip(before).map(|(a, b)| a - b);
+    let as_closed = crate::load::RunResult {
+        elapsed: run.elapsed,
+        ok: run.ok,
+        failed: run.failed,
+        latency: run.uncorrected.clone(),
+        capped: false,
+        window: None,
+        window_ok: run.ok,
+    };
+    check(variant, &as_closed, &stats, served, accounting);
+    Ok(run)
+}
+
+/// Requests per second, how many, and from how many threads.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    rate: f64,
+    count: usize,
+    workers: usize,
+}
+
+/// The cluster's capacity as measured now: a closed loop of the bare client, two workers per slot.
+fn measure_capacity(
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    accounting: &mut Accounting,
+) -> anyhow::Result<f64> {
+    let probe = Workload {
+        workers: 2 * spec.slots * spec.speeds.len(),
+        requests: usize::MAX / 2,
+        cap: Some(Duration::from_secs(2)),
+        model: "mxbai-embed-large".into(),
+        text: None,
+    };
+    let options = PoolOptions::default();
+    Ok(
+        measure(Variant::Bare, cluster, options, &probe, accounting)?
+            .run
+            .throughput(),
+    )
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
-    let slots = o.slots.unwrap_or(1);
     let spec = ClusterSpec::uniform(
         o.nodes.unwrap_or(2),
-        slots,
+        o.slots.unwrap_or(1),
         o.service.unwrap_or(Duration::from_millis(20)),
     );
     let cluster = Cluster::start(&spec, &o.external)?;
@@ -123,62 +202,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     let mut results: BTreeMap<(Variant, usize), LevelSamples> = BTreeMap::new();
     for _ in 0..o.repeats {
         bar.set_message("measuring capacity");
-        let probe = Workload {
-            workers: 2 * slots * spec.speeds.len(),
-            requests: usize::MAX / 2,
-            cap: Some(Duration::from_secs(2)),
-            model: "mxbai-embed-large".into(),
-            text: None,
-        };
-        let cap_rate = measure(
-            Variant::Bare,
-            &cluster,
-            PoolOptions::default(),
-            &probe,
-            &mut accounting,
-        )?
-        .run
-        .throughput();
+        let cap_rate = measure_capacity(&cluster, &spec, &mut accounting)?;
         capacity.push(cap_rate);
         bar.inc(1);
         for (level_index, level) in LEVELS.iter().enumerate() {
             let rate = cap_rate * level;
             let count = (rate * window.as_secs_f64()).ceil() as usize;
+            let schedule = Schedule {
+                rate,
+                count,
+                workers,
+            };
             for &variant in &o.variants {
                 bar.set_message(format!("{variant} at {:.0}%", level * 100.0));
-                let before = cluster.tally();
-                let pool = AnyPool::build(variant, &cluster.urls(), ctx.pool_options())?;
-                let run = open_loop(&pool, rate, count, workers);
-                let stats = pool.stats();
-                drop(pool);
-                let served = cluster.tally().zip(before).map(|(a, b)| a - b);
-                let as_closed = crate::load::RunResult {
-                    elapsed: run.elapsed,
-                    ok: run.ok,
-                    failed: run.failed,
-                    latency: run.uncorrected.clone(),
-                    capped: false,
-                    window: None,
-                    window_ok: run.ok,
-                };
-                check(variant, &as_closed, &stats, served, &mut accounting);
-                let e = results
+                let run = measure_open(ctx, &cluster, variant, schedule, &mut accounting)?;
+                let samples = results
                     .entry((variant, level_index))
-                    .or_insert_with(|| LevelSamples {
-                        corrected: new_histogram(),
-                        uncorrected: new_histogram(),
-                        p99_corrected: Vec::new(),
-                        p99_uncorrected: Vec::new(),
-                        late: Vec::new(),
-                        late_pct: Vec::new(),
-                    });
-                e.p99_corrected.push(Latency::of(&run.corrected).p99);
-                e.p99_uncorrected.push(Latency::of(&run.uncorrected).p99);
-                e.corrected.add(&run.corrected).expect("same bounds");
-                e.uncorrected.add(&run.uncorrected).expect("same bounds");
-                e.late.push(run.late as f64);
-                e.late_pct
-                    .push(100.0 * run.late as f64 / count.max(1) as f64);
+                    .or_insert_with(LevelSamples::new);
+                samples.add(&run, count);
                 bar.inc(1);
             }
         }
@@ -193,80 +234,73 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         capacity.clone(),
     )];
     let mut verdicts = Vec::new();
-    for (
-        (variant, level_index),
-        LevelSamples {
-            corrected,
-            uncorrected,
-            p99_corrected,
-            p99_uncorrected,
-            late,
-            late_pct,
-        },
-    ) in &results
-    {
-        let level = LEVELS[*level_index];
-        let case = format!("{:.0}% of capacity", level * 100.0);
-        let (c, u) = (Latency::of(corrected), Latency::of(uncorrected));
-        rows.push(
-            Row::new(
-                variant.name(),
-                case.clone(),
-                "latency_p99_corrected",
-                "ms",
-                Summary::of(p99_corrected.clone()),
-            )
-            .latency(c),
-        );
-        rows.push(
-            Row::new(
-                variant.name(),
-                case.clone(),
-                "latency_p99_uncorrected",
-                "ms",
-                Summary::of(p99_uncorrected.clone()),
-            )
-            .latency(u),
-        );
-        rows.push(
-            Row::new(
-                variant.name(),
-                case.clone(),
-                "late_sends",
-                "%",
-                Summary::of(late_pct.clone()),
-            )
-            .note(format!(
-                "median {:.0} late sends per run",
-                Summary::of(late.clone()).median
-            )),
-        );
-        if *level_index == LEVELS.len() - 1 {
-            verdicts.push(format!(
-                "{variant} at 95% of capacity: from the intended send time p50 {:.1} ms, p99 {:.1} ms; from the actual send p50 {:.1} ms, p99 {:.1} ms (the naive median hides {:.1}x); max {:.0} ms; {:.0}% of sends late.",
-                c.p50,
-                c.p99,
-                u.p50,
-                u.p99,
-                c.p50 / u.p50.max(1e-9),
-                c.max,
-                Summary::of(late_pct.clone()).median
-            ));
+    for (&(variant, level_index), samples) in &results {
+        rows.extend(level_rows(variant, LEVELS[level_index], samples));
+        if level_index == LEVELS.len() - 1 {
+            verdicts.push(verdict_at_top(variant, samples));
         }
     }
     let params = json!({
-        "nodes": spec.speeds.len(), "slots_per_node": slots, "service_ms": spec.service.as_secs_f64() * 1e3,
+        "nodes": spec.speeds.len(), "slots_per_node": spec.slots, "service_ms": spec.service.as_secs_f64() * 1e3,
         "window_s": window.as_secs_f64(), "workers": workers, "levels": LEVELS, "late_threshold_ms": 1,
         "capacity_req_s": capacity.median, "variants": o.variants, "strategy": o.strategy,
     });
-    Ok(ctx.result(
-        "open-loop",
-        "Open-loop latency at 50/80/95% of capacity",
-        "At a fixed arrival rate, what latency does a caller really see (from the intended send time), and how much does a closed-loop measurement hide?",
-        o.repeats,
+    Ok(Findings {
+        repeats: o.repeats,
         params,
         rows,
         verdicts,
         accounting,
-    ))
+    })
+}
+
+/// p99 from the intended and from the actual send time, and late sends, at one load level.
+fn level_rows(variant: Variant, level: f64, samples: &LevelSamples) -> Vec<Row> {
+    let case = format!("{:.0}% of capacity", level * 100.0);
+    let name = variant.name();
+    let late = Summary::of(samples.late.clone()).median;
+    vec![
+        Row::new(
+            name,
+            case.clone(),
+            "latency_p99_corrected",
+            "ms",
+            Summary::of(samples.p99_corrected.clone()),
+        )
+        .latency(Latency::of(&samples.corrected)),
+        Row::new(
+            name,
+            case.clone(),
+            "latency_p99_uncorrected",
+            "ms",
+            Summary::of(samples.p99_uncorrected.clone()),
+        )
+        .latency(Latency::of(&samples.uncorrected)),
+        Row::new(
+            name,
+            case,
+            "late_sends",
+            "%",
+            Summary::of(samples.late_pct.clone()),
+        )
+        .note(format!("median {late:.0} late sends per run")),
+    ]
+}
+
+/// What a caller sees at the highest load level, and what a naive tool would report.
+fn verdict_at_top(variant: Variant, samples: &LevelSamples) -> String {
+    let (c, u) = (
+        Latency::of(&samples.corrected),
+        Latency::of(&samples.uncorrected),
+    );
+    format!(
+        "{variant} at 95% of capacity: from the intended send time p50 {:.1} ms, p99 {:.1} ms; from the actual send p50 {:.1} ms, p99 {:.1} ms (the naive median hides {:.1}x); max {:.0} ms; {:.0}% of sends late.",
+        c.p50,
+        c.p99,
+        u.p50,
+        u.p99,
+        c.p50 / u.p50.max(1e-9),
+        c.max,
+        Summary::of(samples.late_pct.clone()).median
+    )
 }

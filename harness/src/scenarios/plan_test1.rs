@@ -10,15 +10,49 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
+use crate::variant::Variant;
+
+/// What the repeats of one variant measured.
+struct Runs {
+    throughput: Vec<f64>,
+    /// Texts answered per run (fewer than asked when the cap stopped it).
+    answered: Vec<f64>,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Runs {
+    fn new() -> Self {
+        Self {
+            throughput: vec![],
+            answered: vec![],
+            latency: new_histogram(),
+        }
+    }
+}
+
+/// Where a throughput falls against the plan's "before" and "after" bands.
+fn band(throughput: f64) -> &'static str {
+    if throughput < 5.0 {
+        "below the plan's 'before' band"
+    } else if throughput <= 10.0 {
+        "in the plan's 'before' band (5-10 req/s)"
+    } else if throughput < 80.0 {
+        "between the plan's bands"
+    } else if throughput <= 120.0 {
+        "in the plan's 'after' band (80-120 req/s)"
+    } else {
+        "above the plan's 'after' band"
+    }
+}
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(1000));
     let spec = ClusterSpec::uniform(
@@ -36,7 +70,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         text: Some("test".repeat(100)),
     };
     let mut accounting = Accounting::default();
-    let mut per_variant: BTreeMap<_, (Vec<f64>, Vec<f64>, _)> = BTreeMap::new();
+    let mut per_variant: BTreeMap<Variant, Runs> = BTreeMap::new();
     let bar = ctx.progress("plan-test1", o.repeats * o.variants.len());
     for _ in 0..o.repeats {
         for &variant in &o.variants {
@@ -48,12 +82,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 &workload,
                 &mut accounting,
             )?;
-            let e = per_variant
-                .entry(variant)
-                .or_insert_with(|| (vec![], vec![], new_histogram()));
-            e.0.push(m.run.throughput());
-            e.1.push(m.run.ok as f64);
-            e.2.add(&m.run.latency).expect("same bounds");
+            let runs = per_variant.entry(variant).or_insert_with(Runs::new);
+            runs.throughput.push(m.run.throughput());
+            runs.answered.push(m.run.ok as f64);
+            runs.latency.add(&m.run.latency).expect("same bounds");
             bar.inc(1);
         }
     }
@@ -62,11 +94,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
     let mut verdicts = Vec::new();
     let fastest = per_variant
         .values()
-        .map(|v| Summary::of(v.0.clone()).median)
+        .map(|v| Summary::of(v.throughput.clone()).median)
         .fold(f64::NAN, f64::max);
-    for (variant, (thr, done, latency)) in per_variant {
-        let thr = Summary::of(thr);
-        let done = Summary::of(done);
+    for (variant, runs) in per_variant {
+        let thr = Summary::of(runs.throughput);
+        let done = Summary::of(runs.answered);
         let note = if done.min < requests as f64 {
             format!(
                 "stopped at the {:.0} s cap after {:.0} of {requests} texts (median)",
@@ -76,20 +108,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         } else {
             format!("all {requests} texts")
         };
-        let band = if thr.median < 5.0 {
-            "below the plan's 'before' band"
-        } else if thr.median <= 10.0 {
-            "in the plan's 'before' band (5-10 req/s)"
-        } else if thr.median < 80.0 {
-            "between the plan's bands"
-        } else if thr.median <= 120.0 {
-            "in the plan's 'after' band (80-120 req/s)"
-        } else {
-            "above the plan's 'after' band"
-        };
         verdicts.push(format!(
-            "{variant}: {:.0} req/s, {band}; {:.1}x slower than the fastest variant.",
+            "{variant}: {:.0} req/s, {}; {:.1}x slower than the fastest variant.",
             thr.median,
+            band(thr.median),
             fastest / thr.median
         ));
         rows.push(
@@ -101,7 +123,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
                 thr,
             )
             .ideal(spec.capacity())
-            .latency(Latency::of(&latency))
+            .latency(Latency::of(&runs.latency))
             .note(note),
         );
     }
@@ -110,14 +132,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         "nodes": spec.speeds.len(), "slots_per_node": spec.slots, "service_ms": spec.service.as_secs_f64() * 1e3,
         "cap_s": cap.as_secs_f64(), "strategy": o.strategy, "variants": o.variants, "external_nodes": o.external,
     });
-    Ok(ctx.result(
-        "plan-test1",
-        "The plan's Test 1: 1,000 embeds from 12 workers",
-        "Which variants land in the plan's 'before' (5-10 req/s) and 'after' (80-120 req/s) bands, and by which mechanism?",
-        o.repeats,
+    Ok(Findings {
+        repeats: o.repeats,
         params,
         rows,
         verdicts,
         accounting,
-    ))
+    })
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::Variant;
 
@@ -83,7 +83,7 @@ pub fn relative(curve: &BTreeMap<usize, Vec<f64>>, w: usize) -> Vec<f64> {
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let workers: Vec<usize> = match o.workers {
         Some(w) => vec![1, w],
@@ -155,14 +155,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         "slots_per_node": slots, "service_ms": spec.service.as_secs_f64() * 1e3, "cap_s": o.cap.unwrap_or(Duration::from_secs(1)).as_secs_f64(),
         "strategy": o.strategy, "variants": o.variants, "external_nodes": o.external,
     });
-    Ok(ctx.result(
-        "scaling",
-        "Target 2: throughput vs workers",
-        "Does throughput grow linearly with worker threads (10-12x at 12 workers, as the plan expects) when the nodes have capacity to spare?",
-        o.repeats,
+    Ok(Findings {
+        repeats: o.repeats,
         params,
         rows,
         verdicts,
         accounting,
-    ))
+    })
 }

@@ -7,14 +7,15 @@
 
 use std::time::Duration;
 
-use pool::{AtomicLedger, Ledger, MutexLedger, Outcome, Strategy, simulate_request};
+use pool::testing::{Outcome, simulate_request};
+use pool::{AtomicLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, Strategy};
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Findings};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
-use crate::results::{Accounting, Row, ScenarioResult};
+use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary};
 use crate::variant::Variant;
 
@@ -68,17 +69,15 @@ pub fn http_stress(
     ))
 }
 
-fn in_memory<L: Ledger>(ledger: L, threads: usize, per_thread: usize) -> u64 {
-    ledger.add_node("a:1", "http://a:1").expect("fresh ledger");
-    ledger.add_node("b:2", "http://b:2").expect("fresh ledger");
+fn in_memory(ledger: impl Into<Ledger>, threads: usize, per_thread: usize) -> anyhow::Result<u64> {
+    let pool = Pool::new(ledger, PoolConfig::default(), &["http://a:1", "http://b:2"])?;
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let ledger = &ledger;
+            let ledger = pool.ledger();
             s.spawn(move || {
-                let mut steps = ledger.steps();
                 for _ in 0..per_thread {
                     simulate_request(
-                        &mut steps,
+                        ledger,
                         Strategy::RoundRobin,
                         Outcome::Success {
                             latency: Duration::from_millis(1),
@@ -88,28 +87,28 @@ fn in_memory<L: Ledger>(ledger: L, threads: usize, per_thread: usize) -> u64 {
             });
         }
     });
-    let stats = ledger.snapshot(Strategy::RoundRobin);
+    let stats = pool.stats();
     let want = (threads * per_thread) as u64;
     let per_node: u64 = stats
         .node_performance
         .values()
         .map(|n| n.total_requests)
         .sum();
-    want.abs_diff(stats.total_requests)
+    Ok(want.abs_diff(stats.total_requests)
         + want.abs_diff(stats.successful_requests)
-        + want.abs_diff(per_node)
+        + want.abs_diff(per_node))
 }
 
 /// Lost updates of 100 threads x 1,000 requests in memory: `(mutex, atomic)`.
-pub fn counters_lost() -> (u64, u64) {
-    (
-        in_memory(MutexLedger::new(), 100, 1000),
-        in_memory(AtomicLedger::new(), 100, 1000),
-    )
+pub fn counters_lost() -> anyhow::Result<(u64, u64)> {
+    Ok((
+        in_memory(MutexLedger::new(LockScope::Counters), 100, 1000)?,
+        in_memory(AtomicLedger::new(), 100, 1000)?,
+    ))
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (requests, threads) = (o.requests.unwrap_or(10_000), o.workers.unwrap_or(100));
     let mut rows = Vec::new();
@@ -156,7 +155,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         ));
         bar.inc(1);
     }
-    let (mutex_lost, atomic_lost) = counters_lost();
+    let (mutex_lost, atomic_lost) = counters_lost()?;
     bar.finish_and_clear();
     for (name, lost) in [("MutexLedger", mutex_lost), ("AtomicLedger", atomic_lost)] {
         rows.push(
@@ -180,14 +179,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
         "requests": requests, "threads": threads, "nodes": 2, "slots_per_node": 64, "service_ms": 0, "error_rate": 0.01,
         "in_memory": "100 threads x 1000", "variants": variants,
     });
-    Ok(ctx.result(
-        "stress",
-        "Target 3: zero lost updates",
-        "Are all requests counted exactly (client, pool and nodes agree) under 100 threads, over HTTP and in memory?",
-        1,
+    Ok(Findings {
+        repeats: 1,
         params,
         rows,
         verdicts,
         accounting,
-    ))
+    })
 }

@@ -1,4 +1,5 @@
-//! `AtomicLedger`: the plan's atomics, with the details the plan leaves out.
+//! [`AtomicLedger`]: the plan's atomics, with the details the plan leaves out. [`AtomicCore`] is
+//! generic over the sync family for the loom models; `AtomicLedger` is the std-backed one.
 //!
 //! - Global counters and the round-robin cursor each sit on their own cache line, and each node's
 //!   counters share one padded slot, so unrelated updates never false-share.
@@ -28,7 +29,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use crossbeam_utils::CachePadded;
 
 use crate::error::PoolError;
-use crate::ledger::{Ledger, Outcome, Picked, RequestBody, Steps};
+use crate::ledger::{LedgerCore, Outcome, Picked, RequestBody, Steps};
 use crate::node::NodeAddr;
 use crate::stats::{PoolStats, Totals};
 use crate::strategy::{NodeReading, Strategy, choose};
@@ -48,7 +49,7 @@ struct Slot<S: SyncFamily> {
 
 /// A node and its counters.
 #[derive(Debug)]
-pub struct AtomicNode<S: SyncFamily> {
+pub(crate) struct AtomicNode<S: SyncFamily> {
     addr: NodeAddr,
     slot: CachePadded<Slot<S>>,
 }
@@ -92,7 +93,7 @@ impl<S: SyncFamily> AtomicNode<S> {
 
 /// A node chosen for one attempt: a handle to its counters, valid even after removal.
 #[derive(Debug)]
-pub struct AtomicPick<S: SyncFamily>(Arc<AtomicNode<S>>);
+pub(crate) struct AtomicPick<S: SyncFamily>(Arc<AtomicNode<S>>);
 
 impl<S: SyncFamily> Picked for AtomicPick<S> {
     fn node(&self) -> &NodeAddr {
@@ -102,34 +103,51 @@ impl<S: SyncFamily> Picked for AtomicPick<S> {
 
 type NodeList<S> = Vec<Arc<AtomicNode<S>>>;
 
-/// Atomic counters, padded per-node slots, a lock-free cursor and an RCU node list.
-pub struct AtomicLedger<S: SyncFamily = StdSync> {
+/// Atomic counters, padded per-node slots, a lock-free cursor and an RCU node list, on `S`'s
+/// primitives.
+pub(crate) struct AtomicCore<S: SyncFamily> {
     total: CachePadded<S::Counter>,
     successful: CachePadded<S::Counter>,
     failed: CachePadded<S::Counter>,
     cursor: CachePadded<S::Counter>,
+    /// 1, or 0 for `testing::Degradation::stuck_round_robin`; fixed before the ledger is shared.
+    cursor_step: u64,
     nodes: S::Rcu<NodeList<S>>,
     /// Serialises membership changes (rare) so ids and duplicate checks are exact; requests
     /// never take it.
     membership: S::Lock<u64>,
 }
 
-impl<S: SyncFamily> std::fmt::Debug for AtomicLedger<S> {
+impl<S: SyncFamily> std::fmt::Debug for AtomicCore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AtomicLedger")
+        f.debug_struct("AtomicCore")
             .field("total", &self.total.load(Relaxed))
             .finish_non_exhaustive()
     }
 }
 
+/// Lock-free bookkeeping: atomic counters in cache-padded per-node slots, a lock-free
+/// round-robin cursor and an RCU node list (the plan's proposal, with the orderings documented in
+/// this module).
+#[derive(Debug, Default)]
+pub struct AtomicLedger(AtomicCore<StdSync>);
+
 impl AtomicLedger {
-    /// An empty ledger on std primitives.
+    /// An empty ledger.
     pub fn new() -> Self {
         Self::default()
     }
+
+    pub(crate) fn core(&self) -> &AtomicCore<StdSync> {
+        &self.0
+    }
+
+    pub(crate) fn core_mut(&mut self) -> &mut AtomicCore<StdSync> {
+        &mut self.0
+    }
 }
 
-impl<S: SyncFamily> Default for AtomicLedger<S> {
+impl<S: SyncFamily> Default for AtomicCore<S> {
     /// An empty ledger on `S`'s primitives.
     fn default() -> Self {
         let zero = || CachePadded::new(S::Counter::new(0));
@@ -138,21 +156,23 @@ impl<S: SyncFamily> Default for AtomicLedger<S> {
             successful: zero(),
             failed: zero(),
             cursor: zero(),
+            cursor_step: 1,
             nodes: S::Rcu::new(Vec::new()),
             membership: S::Lock::new(0),
         }
     }
 }
 
-impl<S: SyncFamily> AtomicLedger<S> {
+impl<S: SyncFamily> AtomicCore<S> {
     /// Starts the round-robin cursor at `value` (tests use it to check wrap-around).
-    pub fn with_cursor(self, value: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_cursor(self, value: u64) -> Self {
         self.cursor.store(value, Relaxed);
         self
     }
 }
 
-impl<S: SyncFamily> Steps for &AtomicLedger<S> {
+impl<S: SyncFamily> Steps for &AtomicCore<S> {
     type Pick = AtomicPick<S>;
 
     fn begin(&mut self) {
@@ -160,7 +180,7 @@ impl<S: SyncFamily> Steps for &AtomicLedger<S> {
     }
 
     fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<AtomicPick<S>> {
-        let ticket = self.cursor.fetch_add(1, Relaxed);
+        let ticket = self.cursor.fetch_add(self.cursor_step, Relaxed);
         self.nodes.read(|list| {
             let i = choose(strategy, list.len(), ticket, |i| {
                 let node = &list[i];
@@ -210,9 +230,9 @@ impl<S: SyncFamily> Steps for &AtomicLedger<S> {
     }
 }
 
-impl<S: SyncFamily> Ledger for AtomicLedger<S> {
-    fn kind(&self) -> &'static str {
-        "atomic"
+impl<S: SyncFamily> LedgerCore for AtomicCore<S> {
+    fn stick_cursor(&mut self) {
+        self.cursor_step = 0;
     }
 
     fn steps(&self) -> impl Steps + '_ {
@@ -231,11 +251,7 @@ impl<S: SyncFamily> Ledger for AtomicLedger<S> {
             {
                 return Err(PoolError::DuplicateNode(key.to_owned()));
             }
-            let addr = NodeAddr {
-                id: *next_id,
-                key: key.into(),
-                url: url.into(),
-            };
+            let addr = NodeAddr::new(*next_id, key, url);
             *next_id += 1;
             let node = Arc::new(AtomicNode::new(addr.clone()));
             self.nodes.update(|list| {
@@ -312,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_mark_refused_by_removal_leaves_the_gauge_at_zero() {
-        let ledger = AtomicLedger::new();
+        let ledger = AtomicCore::<StdSync>::default();
         ledger.add_node("a:1", "http://a:1").unwrap();
         let mut steps = &ledger;
         let pick = steps.select(Strategy::RoundRobin, &[]).unwrap();

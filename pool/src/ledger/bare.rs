@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::error::PoolError;
-use crate::ledger::{Ledger, Outcome, Picked, RequestBody, Steps};
+use crate::ledger::{LedgerCore, Outcome, Picked, RequestBody, Steps};
 use crate::node::NodeAddr;
 use crate::stats::{PoolStats, Totals};
 use crate::strategy::{NodeReading, Strategy};
@@ -16,13 +16,15 @@ use crate::strategy::{NodeReading, Strategy};
 #[derive(Debug, Default)]
 pub struct BareLedger {
     cursor: CachePadded<AtomicU64>,
+    /// `testing::Degradation::stuck_round_robin`: the cursor never advances.
+    cursor_stuck: bool,
     nodes: ArcSwap<Vec<NodeAddr>>,
     next_id: std::sync::Mutex<u64>,
 }
 
 /// The chosen node.
 #[derive(Debug)]
-pub struct BarePick(NodeAddr);
+pub(crate) struct BarePick(NodeAddr);
 
 impl Picked for BarePick {
     fn node(&self) -> &NodeAddr {
@@ -43,7 +45,9 @@ impl Steps for &BareLedger {
     fn select(&mut self, _strategy: Strategy, tried: &[u64]) -> Option<BarePick> {
         let list = self.nodes.load();
         let n = list.len();
-        let start = self.cursor.fetch_add(1, Relaxed) as usize;
+        let start = self
+            .cursor
+            .fetch_add(u64::from(!self.cursor_stuck), Relaxed) as usize;
         (0..n)
             .map(|k| &list[(start + k) % n])
             .find(|a| !tried.contains(&a.id))
@@ -58,9 +62,9 @@ impl Steps for &BareLedger {
     fn fail(&mut self) {}
 }
 
-impl Ledger for BareLedger {
-    fn kind(&self) -> &'static str {
-        "bare"
+impl LedgerCore for BareLedger {
+    fn stick_cursor(&mut self) {
+        self.cursor_stuck = true;
     }
 
     fn steps(&self) -> impl Steps + '_ {
@@ -79,11 +83,7 @@ impl Ledger for BareLedger {
         if self.nodes.load().iter().any(|a| &*a.key == key) {
             return Err(PoolError::DuplicateNode(key.to_owned()));
         }
-        let addr = NodeAddr {
-            id: *next_id,
-            key: key.into(),
-            url: url.into(),
-        };
+        let addr = NodeAddr::new(*next_id, key, url);
         *next_id += 1;
         self.nodes.rcu(|list| {
             let mut next = Vec::clone(list);
@@ -116,14 +116,15 @@ impl Ledger for BareLedger {
 
     fn probe(&self, _hold_lock: bool, _check: &mut dyn FnMut(&NodeAddr) -> bool) {}
 
-    fn snapshot(&self, strategy: Strategy) -> PoolStats {
+    /// Counts nothing, and reports round-robin whatever it is asked: that is how it routes.
+    fn snapshot(&self, _strategy: Strategy) -> PoolStats {
         let list = self.nodes.load();
         let idle = NodeReading {
             available: true,
             ..NodeReading::default()
         };
         PoolStats::assemble(
-            strategy,
+            Strategy::RoundRobin,
             Totals::default(),
             list.iter().map(|a| (&*a.key, idle)),
         )

@@ -1,24 +1,36 @@
-//! The bookkeeping of one request, and the two ways of synchronising it.
+//! The bookkeeping of one request, and the three ways of synchronising it.
 //!
 //! SOLLOL's `_make_request` touches shared state at five points: count the request, select a node
 //! (reading per-node state), mark the node active, record the result, un-mark it. [`Steps`] names
-//! those points; the pool's request path (`crate::pool`) is written once against it. A [`Ledger`]
-//! owns the state and hands out `Steps`:
+//! those points; the pool's request path (`crate::pool`) is written once against it. A
+//! [`LedgerCore`] owns the state and hands out `Steps`:
 //!
-//! - [`MutexLedger`]: one lock over everything, taken at each point, as SOLLOL does; it can also
-//!   be held across a whole request ([`Ledger::run`] with `hold_lock`), the plan's diagram.
-//! - [`AtomicLedger`]: atomics in cache-padded per-node slots, a lock-free cursor and an RCU node
+//! - [`MutexCore`]: one lock over everything, taken at each point, as SOLLOL does; it can also be
+//!   held across a whole request ([`LedgerCore::run`] with `hold_lock`), the plan's diagram.
+//! - [`AtomicCore`]: atomics in cache-padded per-node slots, a lock-free cursor and an RCU node
 //!   list, the plan's proposal done properly.
 //! - [`BareLedger`]: a round-robin cursor and nothing else, FlockParser-legacy's client.
+//!
+//! The cores are generic over [`crate::sync::SyncFamily`] so the loom models check the shipped
+//! code; that parameter and every trait here stay inside the crate. What a user sees is
+//! [`Ledger`], one enum over the three std-backed ledgers ([`MutexLedger`] carries its
+//! [`LockScope`]), so a pool is one type whatever its bookkeeping.
 
+mod any;
 mod atomic;
 mod bare;
 mod mutex;
 
 use std::time::Duration;
 
+pub(crate) use any::with_core;
+pub use any::{Ledger, LockScope};
+#[cfg(test)]
+pub(crate) use atomic::AtomicCore;
 pub use atomic::AtomicLedger;
 pub use bare::BareLedger;
+#[cfg(test)]
+pub(crate) use mutex::MutexCore;
 pub use mutex::MutexLedger;
 
 use crate::error::PoolError;
@@ -28,7 +40,7 @@ use crate::strategy::Strategy;
 
 /// How an attempt on a node ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The node answered; the request is done.
     Success {
         /// Time from sending to the complete answer.
@@ -42,7 +54,7 @@ pub enum Outcome {
 }
 
 /// A node chosen for one attempt.
-pub trait Picked {
+pub(crate) trait Picked {
     /// The node's address.
     fn node(&self) -> &NodeAddr;
 }
@@ -51,7 +63,7 @@ pub trait Picked {
 ///
 /// Call order for a request: `begin`, then per attempt `select`, `mark_active` (retry `select` if
 /// it returns false), `record`, `unmark_active`; `fail` once if no attempt succeeded.
-pub trait Steps {
+pub(crate) trait Steps {
     /// The chosen node, as this ledger tracks it.
     type Pick: Picked;
     /// Counts a new request.
@@ -69,7 +81,7 @@ pub trait Steps {
 }
 
 /// A request body generic over the ledger's `Steps` (a closure cannot be generic, a trait can).
-pub trait RequestBody {
+pub(crate) trait RequestBody {
     /// What the request returns.
     type Output;
     /// Runs the request against `steps`.
@@ -77,9 +89,10 @@ pub trait RequestBody {
 }
 
 /// Shared request state: bookkeeping, node membership, probing and stats.
-pub trait Ledger: Send + Sync + 'static {
-    /// Short name of the variant (`mutex`, `atomic`, `bare`).
-    fn kind(&self) -> &'static str;
+pub(crate) trait LedgerCore: Send + Sync + 'static {
+    /// Stops the round-robin cursor from advancing (a deliberately broken pool for the gate's
+    /// self-test, `testing::Degradation::stuck_round_robin`); called before the ledger is shared.
+    fn stick_cursor(&mut self);
 
     /// Per-point bookkeeping: each call synchronises on its own.
     fn steps(&self) -> impl Steps + '_;
@@ -110,7 +123,7 @@ pub trait Ledger: Send + Sync + 'static {
 /// One request's whole bookkeeping with a single attempt and no I/O, exactly as the pool's request
 /// path calls the steps. Benchmarks and models use it to measure or check the ledger alone.
 /// Returns the chosen node's id, or `None` when no node could be chosen.
-pub fn simulate_request<S: Steps>(
+pub(crate) fn simulate_request<S: Steps>(
     steps: &mut S,
     strategy: Strategy,
     outcome: Outcome,
@@ -135,14 +148,14 @@ pub fn simulate_request<S: Steps>(
 
 /// Un-marks a node when dropped, so the active gauge returns to zero on every path, panics and
 /// early returns included.
-pub struct ActiveGuard<'s, S: Steps> {
+pub(crate) struct ActiveGuard<'s, S: Steps> {
     steps: &'s mut S,
     pick: S::Pick,
 }
 
 impl<'s, S: Steps> ActiveGuard<'s, S> {
     /// Marks `pick` active; `None` if the node was removed meanwhile.
-    pub fn mark(steps: &'s mut S, pick: S::Pick) -> Option<Self> {
+    pub(crate) fn mark(steps: &'s mut S, pick: S::Pick) -> Option<Self> {
         // Not `then_some`: its argument is built even when the mark is refused, and dropping that
         // guard would un-mark a node this request never marked.
         if steps.mark_active(&pick) {
@@ -153,12 +166,12 @@ impl<'s, S: Steps> ActiveGuard<'s, S> {
     }
 
     /// The node this guard keeps active.
-    pub fn node(&self) -> &NodeAddr {
+    pub(crate) fn node(&self) -> &NodeAddr {
         self.pick.node()
     }
 
     /// Records the attempt's outcome (the un-mark still happens on drop).
-    pub fn record(&mut self, outcome: Outcome) {
+    pub(crate) fn record(&mut self, outcome: Outcome) {
         self.steps.record(&self.pick, outcome);
     }
 }

@@ -1,18 +1,20 @@
-//! `MutexLedger`: all request state behind one lock, taken where SOLLOL takes `self._lock`.
+//! [`MutexLedger`]: all request state behind one lock, taken where SOLLOL takes `self._lock`.
 //!
 //! The state itself is a plain [`Book`] with no synchronisation of its own. Per-point steps lock,
 //! run one `Book` method and unlock; a request run with `hold_lock` locks once and runs every
 //! `Book` method (and the HTTP exchange) inside, which is the plan's "serialized" diagram.
+//! [`MutexCore`] is generic over the sync family for the loom models; [`MutexLedger`] is the
+//! std-backed one a pool uses, with its [`LockScope`].
 
 use std::time::Instant;
 
 use crate::error::PoolError;
-use crate::ledger::{Ledger, Outcome, Picked, RequestBody, Steps};
+use crate::ledger::{LedgerCore, LockScope, Outcome, Picked, RequestBody, Steps};
 use crate::lock_timing::{LockTimingSummary, LockTimings};
 use crate::node::NodeAddr;
 use crate::stats::{PoolStats, Totals};
 use crate::strategy::{NodeReading, Strategy, choose};
-use crate::sync::{Lock, StdLock, StdSync, SyncFamily};
+use crate::sync::{Lock, StdSync, SyncFamily};
 
 /// One node's entry in the book.
 #[derive(Debug, Clone)]
@@ -25,9 +27,11 @@ struct BookNode {
 
 /// Everything the global lock protects.
 #[derive(Debug, Default)]
-pub struct Book {
+pub(crate) struct Book {
     totals: Totals,
     cursor: u64,
+    /// `testing::Degradation::stuck_round_robin`: the cursor never advances.
+    cursor_stuck: bool,
     next_id: u64,
     nodes: Vec<BookNode>,
     timings: Option<LockTimings>,
@@ -35,7 +39,7 @@ pub struct Book {
 
 /// A node chosen from the book.
 #[derive(Debug, Clone)]
-pub struct BookPick(NodeAddr);
+pub(crate) struct BookPick(NodeAddr);
 
 impl Picked for BookPick {
     fn node(&self) -> &NodeAddr {
@@ -54,7 +58,7 @@ impl Book {
 
     fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<BookPick> {
         let ticket = self.cursor;
-        self.cursor = self.cursor.wrapping_add(1);
+        self.cursor = self.cursor.wrapping_add(u64::from(!self.cursor_stuck));
         let nodes = &self.nodes;
         let i = choose(strategy, nodes.len(), ticket, |i| {
             let n = &nodes[i];
@@ -125,21 +129,21 @@ impl Steps for HeldSteps<'_> {
     }
 }
 
-/// One global lock over all request state.
-pub struct MutexLedger<S: SyncFamily = StdSync> {
+/// One global lock over all request state, on `S`'s primitives.
+pub(crate) struct MutexCore<S: SyncFamily> {
     book: S::Lock<Book>,
     timed: bool,
 }
 
-impl<S: SyncFamily> std::fmt::Debug for MutexLedger<S> {
+impl<S: SyncFamily> std::fmt::Debug for MutexCore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MutexLedger")
+        f.debug_struct("MutexCore")
             .field("timed", &self.timed)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: SyncFamily> Default for MutexLedger<S> {
+impl<S: SyncFamily> Default for MutexCore<S> {
     /// An empty ledger on `S`'s primitives, without lock instrumentation.
     fn default() -> Self {
         Self {
@@ -149,27 +153,63 @@ impl<S: SyncFamily> Default for MutexLedger<S> {
     }
 }
 
+/// One global `std::sync::Mutex` over all request state (SOLLOL's `self._lock`).
+///
+/// [`LockScope`] says what else the lock covers: nothing (`Counters`), the prober's HTTP calls
+/// (`Probe`), or each whole HTTP exchange (`Request`).
+#[derive(Debug)]
+pub struct MutexLedger {
+    core: MutexCore<StdSync>,
+    scope: LockScope,
+}
+
 impl MutexLedger {
-    /// An empty ledger on std primitives, without lock instrumentation.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty ledger whose lock covers `scope`, without lock instrumentation.
+    pub fn new(scope: LockScope) -> Self {
+        Self {
+            core: MutexCore::default(),
+            scope,
+        }
     }
 
-    /// An empty ledger that records lock wait and hold times ([`MutexLedger::lock_timings`]).
-    pub fn with_lock_timing() -> Self {
+    /// Also records lock wait and hold times ([`MutexLedger::lock_timings`]); each acquisition
+    /// then reads the clock twice.
+    pub fn with_lock_timing(self) -> Self {
+        self.core.book.with(|book| {
+            book.timings = Some(LockTimings::default());
+        });
         Self {
-            book: StdLock::new(Book {
-                timings: Some(LockTimings::default()),
-                ..Book::default()
-            }),
-            timed: true,
+            core: MutexCore {
+                timed: true,
+                ..self.core
+            },
+            ..self
         }
+    }
+
+    /// What the lock covers.
+    pub fn scope(&self) -> LockScope {
+        self.scope
+    }
+
+    /// Lock wait and hold percentiles so far; `None` when not instrumented.
+    pub fn lock_timings(&self) -> Option<LockTimingSummary> {
+        self.core.lock_timings()
+    }
+
+    pub(crate) fn core(&self) -> &MutexCore<StdSync> {
+        &self.core
+    }
+
+    pub(crate) fn core_mut(&mut self) -> &mut MutexCore<StdSync> {
+        &mut self.core
     }
 }
 
-impl<S: SyncFamily> MutexLedger<S> {
+impl<S: SyncFamily> MutexCore<S> {
     /// Starts the round-robin cursor at `value` (tests use it to check wrap-around).
-    pub fn with_cursor(self, value: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_cursor(self, value: u64) -> Self {
         self.book.with(|book| book.cursor = value);
         self
     }
@@ -190,14 +230,13 @@ impl<S: SyncFamily> MutexLedger<S> {
         })
     }
 
-    /// Lock wait and hold percentiles so far; `None` when not instrumented.
-    pub fn lock_timings(&self) -> Option<LockTimingSummary> {
+    fn lock_timings(&self) -> Option<LockTimingSummary> {
         self.book
             .with(|book| book.timings.as_ref().map(LockTimings::summary))
     }
 }
 
-impl<S: SyncFamily> Steps for &MutexLedger<S> {
+impl<S: SyncFamily> Steps for &MutexCore<S> {
     type Pick = BookPick;
     fn begin(&mut self) {
         self.locked(Book::begin)
@@ -219,9 +258,9 @@ impl<S: SyncFamily> Steps for &MutexLedger<S> {
     }
 }
 
-impl<S: SyncFamily> Ledger for MutexLedger<S> {
-    fn kind(&self) -> &'static str {
-        "mutex"
+impl<S: SyncFamily> LedgerCore for MutexCore<S> {
+    fn stick_cursor(&mut self) {
+        self.book.with(|book| book.cursor_stuck = true);
     }
 
     fn steps(&self) -> impl Steps + '_ {
@@ -241,11 +280,7 @@ impl<S: SyncFamily> Ledger for MutexLedger<S> {
             if book.nodes.iter().any(|n| !n.removed && &*n.addr.key == key) {
                 return Err(PoolError::DuplicateNode(key.to_owned()));
             }
-            let addr = NodeAddr {
-                id: book.next_id,
-                key: key.into(),
-                url: url.into(),
-            };
+            let addr = NodeAddr::new(book.next_id, key, url);
             book.next_id += 1;
             book.nodes.push(BookNode {
                 addr: addr.clone(),
@@ -340,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_mark_refused_by_removal_keeps_other_requests_marked() {
-        let ledger = MutexLedger::new();
+        let ledger = MutexCore::<StdSync>::default();
         ledger.add_node("a:1", "http://a:1").unwrap();
         ledger.locked(|book| {
             let mut held = HeldSteps(book);

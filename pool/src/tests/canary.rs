@@ -15,13 +15,13 @@ use proptest::test_runner::{Config, TestError, TestRunner};
 use super::loom_models::model;
 use super::properties::{concurrent_accounting, scripts};
 use super::stress::{PER_THREAD, THREADS, hammer};
-use crate::ledger::{AtomicLedger, Ledger, Steps};
+use crate::ledger::{AtomicCore, LedgerCore, Steps};
 use crate::strategy::Strategy;
 use crate::sync::StdSync;
 use crate::sync::test_families::{LoomSync, Racy};
 
 /// Final totals of two concurrent `begin()`s over every execution loom explores.
-fn loom_outcomes<L: Ledger + Default>() -> BTreeSet<u64> {
+fn loom_outcomes<L: LedgerCore + Default>() -> BTreeSet<u64> {
     let outcomes = StdArc::new(Mutex::new(BTreeSet::new()));
     let seen = StdArc::clone(&outcomes);
     model(move || {
@@ -41,12 +41,12 @@ fn loom_outcomes<L: Ledger + Default>() -> BTreeSet<u64> {
 
 #[test]
 fn loom_finds_the_racy_ledgers_lost_update() {
-    let racy = loom_outcomes::<AtomicLedger<Racy<LoomSync>>>();
+    let racy = loom_outcomes::<AtomicCore<Racy<LoomSync>>>();
     assert!(
         racy.contains(&1),
         "loom did not find the lost update; outcomes {racy:?}"
     );
-    let real = loom_outcomes::<AtomicLedger<LoomSync>>();
+    let real = loom_outcomes::<AtomicCore<LoomSync>>();
     assert_eq!(
         real,
         BTreeSet::from([2]),
@@ -63,7 +63,7 @@ fn real_thread_proptest_finds_the_racy_ledgers_lost_update() {
         ..Config::default()
     });
     let result = runner.run(&(1usize..4, scripts()), |(nodes, scripts)| {
-        concurrent_accounting::<AtomicLedger<Racy<StdSync>>>(nodes, &scripts)
+        concurrent_accounting::<AtomicCore<Racy<StdSync>>>(nodes, &scripts)
     });
     match result {
         Err(TestError::Fail(reason, _)) => {
@@ -75,7 +75,7 @@ fn real_thread_proptest_finds_the_racy_ledgers_lost_update() {
 
 #[test]
 fn stress_finds_the_racy_ledgers_lost_update() {
-    let racy = AtomicLedger::<Racy<StdSync>>::default();
+    let racy = AtomicCore::<Racy<StdSync>>::default();
     racy.add_node("a:1", "http://a:1").unwrap();
     let stats = hammer(&racy);
     let want = (THREADS * PER_THREAD) as u64;

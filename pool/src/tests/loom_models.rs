@@ -9,7 +9,7 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
 use super::{one_request, success};
-use crate::ledger::{AtomicLedger, Ledger, MutexLedger, Outcome, Picked, Steps};
+use crate::ledger::{AtomicCore, LedgerCore, MutexCore, Outcome, Picked, Steps};
 use crate::strategy::Strategy;
 use crate::sync::test_families::LoomSync;
 
@@ -27,7 +27,7 @@ fn model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-fn ledger_with<L: Ledger + Default>(nodes: &[&str]) -> Arc<L> {
+fn ledger_with<L: LedgerCore + Default>(nodes: &[&str]) -> Arc<L> {
     let ledger = L::default();
     for key in nodes {
         ledger.add_node(key, &format!("http://{key}")).unwrap();
@@ -36,7 +36,7 @@ fn ledger_with<L: Ledger + Default>(nodes: &[&str]) -> Arc<L> {
 }
 
 /// One thread per outcome, each running one request's bookkeeping on `ledger`.
-fn spawn_requests<L: Ledger>(
+fn spawn_requests<L: LedgerCore>(
     ledger: &Arc<L>,
     outcomes: [Outcome; 2],
 ) -> Vec<thread::JoinHandle<Option<u64>>> {
@@ -49,7 +49,7 @@ fn spawn_requests<L: Ledger>(
         .collect()
 }
 
-fn accounting_is_exact<L: Ledger + Default>() {
+fn accounting_is_exact<L: LedgerCore + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1"]);
         for h in spawn_requests(&ledger, [success(5), Outcome::NodeFault]) {
@@ -75,15 +75,15 @@ fn accounting_is_exact<L: Ledger + Default>() {
 
 #[test]
 fn atomic_accounting_is_exact() {
-    accounting_is_exact::<AtomicLedger<LoomSync>>();
+    accounting_is_exact::<AtomicCore<LoomSync>>();
 }
 
 #[test]
 fn mutex_accounting_is_exact() {
-    accounting_is_exact::<MutexLedger<LoomSync>>();
+    accounting_is_exact::<MutexCore<LoomSync>>();
 }
 
-fn round_robin_is_fair<L: Ledger + Default>() {
+fn round_robin_is_fair<L: LedgerCore + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1", "b:2"]);
         let handles: Vec<_> = (0..3)
@@ -109,12 +109,12 @@ fn round_robin_is_fair<L: Ledger + Default>() {
 
 #[test]
 fn atomic_round_robin_is_fair() {
-    round_robin_is_fair::<AtomicLedger<LoomSync>>();
+    round_robin_is_fair::<AtomicCore<LoomSync>>();
 }
 
 #[test]
 fn mutex_round_robin_is_fair() {
-    round_robin_is_fair::<MutexLedger<LoomSync>>();
+    round_robin_is_fair::<MutexCore<LoomSync>>();
 }
 
 /// A snapshot taken while two requests run never shows an effect without its cause, and the
@@ -122,7 +122,7 @@ fn mutex_round_robin_is_fair() {
 ///
 /// Bound 2: the reader touches nine atomics, and bound 3 takes 47 s on two cores against 5 s.
 /// Bound 2 still finds a reversed read order (total read first), checked when this was written.
-fn snapshot_is_consistent<L: Ledger + Default>() {
+fn snapshot_is_consistent<L: LedgerCore + Default>() {
     model_bounded(2, || {
         let ledger = ledger_with::<L>(&["a:1"]);
         let writers = spawn_requests(&ledger, [success(1), Outcome::NodeFault]);
@@ -152,16 +152,16 @@ fn snapshot_is_consistent<L: Ledger + Default>() {
 
 #[test]
 fn atomic_snapshot_is_consistent() {
-    snapshot_is_consistent::<AtomicLedger<LoomSync>>();
+    snapshot_is_consistent::<AtomicCore<LoomSync>>();
 }
 
 #[test]
 fn mutex_snapshot_is_consistent() {
-    snapshot_is_consistent::<MutexLedger<LoomSync>>();
+    snapshot_is_consistent::<MutexCore<LoomSync>>();
 }
 
 /// Two requests' active marks on one node: the gauge reads 0, 1 or 2 while they run, 0 after.
-fn active_gauge_stays_in_range<L: Ledger + Default>() {
+fn active_gauge_stays_in_range<L: LedgerCore + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1"]);
         let workers: Vec<_> = (0..2)
@@ -186,17 +186,17 @@ fn active_gauge_stays_in_range<L: Ledger + Default>() {
 
 #[test]
 fn atomic_active_gauge_stays_in_range() {
-    active_gauge_stays_in_range::<AtomicLedger<LoomSync>>();
+    active_gauge_stays_in_range::<AtomicCore<LoomSync>>();
 }
 
 #[test]
 fn mutex_active_gauge_stays_in_range() {
-    active_gauge_stays_in_range::<MutexLedger<LoomSync>>();
+    active_gauge_stays_in_range::<MutexCore<LoomSync>>();
 }
 
 /// Removing node `a` while another thread selects: once removal is complete, `a` is never
 /// selected, and no request is in flight to it when `remove_node` returns.
-fn removal_is_safe<L: Ledger + Default>() {
+fn removal_is_safe<L: LedgerCore + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1", "b:2"]);
         let removed = Arc::new(AtomicBool::new(false));
@@ -249,10 +249,10 @@ fn removal_is_safe<L: Ledger + Default>() {
 
 #[test]
 fn atomic_removal_is_safe() {
-    removal_is_safe::<AtomicLedger<LoomSync>>();
+    removal_is_safe::<AtomicCore<LoomSync>>();
 }
 
 #[test]
 fn mutex_removal_is_safe() {
-    removal_is_safe::<MutexLedger<LoomSync>>();
+    removal_is_safe::<MutexCore<LoomSync>>();
 }

@@ -19,7 +19,13 @@ mod stress;
 
 use std::time::Duration;
 
-use crate::ledger::Outcome;
+use crate::ledger::{AtomicCore, MutexCore, Outcome};
+use crate::sync::StdSync;
+
+/// The atomic ledger on std primitives, as it ships.
+pub(crate) type StdAtomic = AtomicCore<StdSync>;
+/// The mutex ledger on std primitives, as it ships.
+pub(crate) type StdMutex = MutexCore<StdSync>;
 
 /// One request's full bookkeeping (the crate's own [`crate::ledger::simulate_request`]).
 pub(crate) use crate::ledger::simulate_request as one_request;

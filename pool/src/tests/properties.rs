@@ -8,8 +8,9 @@ use proptest::strategy::Strategy as _;
 use proptest::test_runner::TestCaseError;
 
 use super::{one_request, success};
-use crate::ledger::{AtomicLedger, Ledger, MutexLedger, Outcome};
+use crate::ledger::{LedgerCore, Outcome};
 use crate::strategy::Strategy;
+use crate::tests::{StdAtomic, StdMutex};
 
 /// One operation of a differential script.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ fn key(i: u8) -> String {
 }
 
 /// Applies `op` and describes its visible result, so two ledgers can be compared step by step.
-fn apply<L: Ledger>(ledger: &L, op: &Op) -> String {
+fn apply<L: LedgerCore>(ledger: &L, op: &Op) -> String {
     match op {
         Op::Add(i) => format!(
             "{:?}",
@@ -77,7 +78,7 @@ proptest! {
     /// The same script through both ledgers gives the same picks, results and stats.
     #[test]
     fn ledgers_agree_on_any_script(script in proptest::collection::vec(op(), 1..80)) {
-        let (atomic, mutex) = (AtomicLedger::new(), MutexLedger::new());
+        let (atomic, mutex) = (StdAtomic::default(), StdMutex::default());
         for op in &script {
             prop_assert_eq!(apply(&atomic, op), apply(&mutex, op), "after {:?}", op);
             prop_assert_eq!(atomic.snapshot(Strategy::Weighted), mutex.snapshot(Strategy::Weighted));
@@ -87,12 +88,12 @@ proptest! {
     /// Real threads, random shapes: totals are the sum of what the threads did.
     #[test]
     fn atomic_totals_exact_on_real_threads(nodes in 1usize..4, scripts in scripts()) {
-        concurrent_accounting::<AtomicLedger>(nodes, &scripts)?;
+        concurrent_accounting::<StdAtomic>(nodes, &scripts)?;
     }
 
     #[test]
     fn mutex_totals_exact_on_real_threads(nodes in 1usize..4, scripts in scripts()) {
-        concurrent_accounting::<MutexLedger>(nodes, &scripts)?;
+        concurrent_accounting::<StdMutex>(nodes, &scripts)?;
     }
 }
 
@@ -106,7 +107,7 @@ pub(crate) fn scripts() -> impl proptest::strategy::Strategy<Value = Vec<Vec<boo
 
 /// Runs `scripts` on one thread each through a fresh ledger with `nodes` nodes, round-robin, and
 /// checks every total against what the threads did.
-pub(crate) fn concurrent_accounting<L: Ledger + Default>(
+pub(crate) fn concurrent_accounting<L: LedgerCore + Default>(
     nodes: usize,
     scripts: &[Vec<bool>],
 ) -> Result<(), TestCaseError> {
@@ -152,7 +153,7 @@ pub(crate) fn concurrent_accounting<L: Ledger + Default>(
     Ok(())
 }
 
-fn wraps_cleanly<L: Ledger>(ledger: L) {
+fn wraps_cleanly<L: LedgerCore>(ledger: L) {
     ledger.add_node("a:1", "http://a:1").unwrap();
     ledger.add_node("b:2", "http://b:2").unwrap();
     let picks: Vec<u64> = (0..6)
@@ -165,11 +166,11 @@ fn wraps_cleanly<L: Ledger>(ledger: L) {
 
 #[test]
 fn cursor_wraps_at_u64_max() {
-    wraps_cleanly(AtomicLedger::new().with_cursor(u64::MAX - 2));
-    wraps_cleanly(MutexLedger::new().with_cursor(u64::MAX - 2));
+    wraps_cleanly(StdAtomic::default().with_cursor(u64::MAX - 2));
+    wraps_cleanly(StdMutex::default().with_cursor(u64::MAX - 2));
 }
 
-fn one_node_takes_everything<L: Ledger>(ledger: L) {
+fn one_node_takes_everything<L: LedgerCore>(ledger: L) {
     ledger.add_node("only:1", "http://only:1").unwrap();
     for strategy in Strategy::ALL {
         assert_eq!(
@@ -197,6 +198,6 @@ fn one_node_takes_everything<L: Ledger>(ledger: L) {
 
 #[test]
 fn one_node_then_none() {
-    one_node_takes_everything(AtomicLedger::new());
-    one_node_takes_everything(MutexLedger::new());
+    one_node_takes_everything(StdAtomic::default());
+    one_node_takes_everything(StdMutex::default());
 }

@@ -11,9 +11,10 @@ use proptest::strategy::Strategy as _;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
 use super::{one_request, success};
-use crate::ledger::{AtomicLedger, Ledger, MutexLedger, Outcome};
+use crate::ledger::{LedgerCore, Outcome};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
+use crate::tests::{StdAtomic, StdMutex};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct ModelNode {
@@ -122,7 +123,7 @@ fn key(k: u8) -> String {
 /// The system under test: one ledger, driven transition by transition.
 pub(crate) struct LedgerMachine<L>(PhantomData<L>);
 
-impl<L: Ledger + Default> StateMachineTest for LedgerMachine<L> {
+impl<L: LedgerCore + Default> StateMachineTest for LedgerMachine<L> {
     type SystemUnderTest = L;
     type Reference = Model;
 
@@ -187,8 +188,8 @@ impl<L: Ledger + Default> StateMachineTest for LedgerMachine<L> {
 
 prop_state_machine! {
     #[test]
-    fn atomic_ledger_matches_the_sequential_model(sequential 1..40 => LedgerMachine<AtomicLedger>);
+    fn atomic_ledger_matches_the_sequential_model(sequential 1..40 => LedgerMachine<StdAtomic>);
 
     #[test]
-    fn mutex_ledger_matches_the_sequential_model(sequential 1..40 => LedgerMachine<MutexLedger>);
+    fn mutex_ledger_matches_the_sequential_model(sequential 1..40 => LedgerMachine<StdMutex>);
 }

@@ -3,14 +3,15 @@
 use std::sync::Barrier;
 
 use super::{one_request, success};
-use crate::ledger::{AtomicLedger, Ledger, MutexLedger};
+use crate::ledger::LedgerCore;
 use crate::strategy::Strategy;
+use crate::tests::{StdAtomic, StdMutex};
 
 pub(crate) const THREADS: usize = 100;
 pub(crate) const PER_THREAD: usize = 1_000;
 
 /// 100 threads released together, each doing 1,000 full request bookkeepings; returns the stats.
-pub(crate) fn hammer<L: Ledger>(ledger: &L) -> crate::stats::PoolStats {
+pub(crate) fn hammer<L: LedgerCore>(ledger: &L) -> crate::stats::PoolStats {
     let start = Barrier::new(THREADS);
     std::thread::scope(|s| {
         for _ in 0..THREADS {
@@ -26,7 +27,7 @@ pub(crate) fn hammer<L: Ledger>(ledger: &L) -> crate::stats::PoolStats {
     ledger.snapshot(Strategy::RoundRobin)
 }
 
-fn exactly_100_000<L: Ledger>(ledger: L) {
+fn exactly_100_000<L: LedgerCore>(ledger: L) {
     ledger.add_node("a:1", "http://a:1").unwrap();
     ledger.add_node("b:2", "http://b:2").unwrap();
     let stats = hammer(&ledger);
@@ -54,10 +55,10 @@ fn exactly_100_000<L: Ledger>(ledger: L) {
 
 #[test]
 fn atomic_ledger_100_threads_x_1000() {
-    exactly_100_000(AtomicLedger::new());
+    exactly_100_000(StdAtomic::default());
 }
 
 #[test]
 fn mutex_ledger_100_threads_x_1000() {
-    exactly_100_000(MutexLedger::new());
+    exactly_100_000(StdMutex::default());
 }

@@ -1,0 +1,78 @@
+//! Hooks for benchmarks, the harness and the gate's self-test: not part of the request API.
+//!
+//! - [`simulate_request`] runs one request's bookkeeping with no I/O, exactly as the request path
+//!   calls the ledger, so the cost and correctness of the ledgers can be measured apart from HTTP.
+//! - [`Degradation`] builds a deliberately worse pool through [`crate::PoolConfig::degradation`],
+//!   so a regression check can be shown catching each kind of regression it claims to catch.
+//!   Connection reuse is not here: it is an ordinary setting, [`crate::HttpConfig`].
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use crate::ledger::{self, Ledger, Outcome as CoreOutcome, with_core};
+use crate::strategy::Strategy;
+
+/// How a simulated attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node answered after `latency`.
+    Success {
+        /// Recorded as the attempt's latency.
+        latency: Duration,
+    },
+    /// The node failed (counted as a node failure and a failed request).
+    NodeFault,
+    /// The node refused the request (a failed request, not a node failure).
+    ClientFault,
+}
+
+impl From<Outcome> for CoreOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success { latency } => CoreOutcome::Success { latency },
+            Outcome::NodeFault => CoreOutcome::NodeFault,
+            Outcome::ClientFault => CoreOutcome::ClientFault,
+        }
+    }
+}
+
+/// One request's whole bookkeeping with a single attempt and no I/O: count, select, mark,
+/// record, un-mark (and count the failure). Returns the chosen node's id, or `None` when no node
+/// could be chosen or the chosen one was removed meanwhile.
+pub fn simulate_request(ledger: &Ledger, strategy: Strategy, outcome: Outcome) -> Option<u64> {
+    let outcome = CoreOutcome::from(outcome);
+    with_core!(ledger, core => {
+        let mut steps = ledger::LedgerCore::steps(core);
+        ledger::simulate_request(&mut steps, strategy, outcome)
+    })
+}
+
+/// Ways to make a pool worse on purpose, each one a regression a CI gate should catch.
+/// The default degrades nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Degradation {
+    /// Blocks every attempt this long before it is sent (a logging call or extra work on the
+    /// request path).
+    pub attempt_delay: Duration,
+    /// One request in N blocks this much longer before its first attempt (a tail regression,
+    /// such as a lock that a few requests wait on far longer than the rest).
+    pub slow_path: Option<SlowPath>,
+    /// The round-robin cursor never advances, so every request starts at the first node.
+    pub stuck_round_robin: bool,
+}
+
+/// A slow path taken by one request in `every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowPath {
+    /// Period in requests (counted per pool, from the first).
+    pub every: NonZeroU64,
+    /// Extra blocking time of the slow request.
+    pub delay: Duration,
+}
+
+impl Degradation {
+    /// Whether anything is degraded.
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
