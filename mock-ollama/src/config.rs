@@ -108,6 +108,33 @@ impl SlotPolicy {
     }
 }
 
+/// Which waiting requests count toward `max_queue` (and get Ollama's 503 when it is full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueMode {
+    /// As Ollama does it since its scheduler lets requests for a loaded model straight through
+    /// (ollama/ollama#7758): only requests waiting for a model to load count, checked when they
+    /// arrive; waits for a slot of a loaded model are an unbounded FIFO.
+    #[default]
+    Ollama,
+    /// An idealised bounded queue: every request that must wait, for a load or for a slot,
+    /// counts, checked when it arrives. Scenarios that need 503s under load ask for this.
+    Bounded,
+}
+
+impl std::str::FromStr for QueueMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "ollama" => Ok(QueueMode::Ollama),
+            "bounded" => Ok(QueueMode::Bounded),
+            other => Err(format!(
+                "unknown queue mode {other:?}; expected ollama or bounded"
+            )),
+        }
+    }
+}
+
 /// Injected failures, each as a probability per inference request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FaultConfig {
@@ -136,8 +163,11 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Parallel slots per model.
     pub slots: SlotPolicy,
-    /// `OLLAMA_MAX_QUEUE`: requests allowed to wait for a slot before new ones get 503.
+    /// `OLLAMA_MAX_QUEUE`: waiting requests allowed before new ones get 503 (which waits count
+    /// is the `queue` mode's choice).
     pub max_queue: usize,
+    /// Which waits count toward `max_queue`.
+    pub queue: QueueMode,
     /// Time the first request for a model waits while it "loads".
     pub load_time: Duration,
     /// Idle time after which a loaded model is unloaded (and the next request pays `load_time`).
@@ -165,6 +195,7 @@ impl Default for NodeConfig {
             seed: 0x5eed,
             slots: SlotPolicy::default(),
             max_queue: 512,
+            queue: QueueMode::default(),
             load_time: Duration::ZERO,
             keep_alive: Duration::from_secs(300),
             control_latency: Duration::ZERO,

@@ -37,7 +37,7 @@ pub mod models;
 pub mod scheduler;
 pub mod server;
 
-pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, SlotPolicy};
+pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy};
 pub use faults::{FAULT_HEADER, Fault};
 pub use metrics::CountersSnapshot;
 pub use models::{ModelKind, ModelSpec};

@@ -4,12 +4,35 @@
 //! one per node, so a heterogeneous cluster is one command.
 
 use std::net::IpAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use mock_ollama::duration::parse_duration;
-use mock_ollama::{FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, SlotPolicy};
+use mock_ollama::{
+    FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, QueueMode, SlotPolicy,
+};
+
+/// A speed factor: positive and finite.
+fn speed(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not a positive, finite speed"))
+    }
+}
+
+/// A probability in [0, 1].
+fn probability(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not a probability in [0, 1]"))
+    }
+}
 
 /// Simulated Ollama nodes for load-balancer benchmarks.
 #[derive(Debug, Parser)]
@@ -23,8 +46,8 @@ struct Args {
     #[arg(long, default_value_t = 11434)]
     port: u16,
     /// Number of nodes.
-    #[arg(long, default_value_t = 1)]
-    nodes: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    nodes: u16,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -41,17 +64,22 @@ struct Args {
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
     /// Speed factor: one value for all nodes, or a comma-separated list with one per node.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = speed)]
     speed: Vec<f64>,
     /// Parallel slots per model (OLLAMA_NUM_PARALLEL); embedding models get 1 unless forced.
-    #[arg(long, default_value_t = 1)]
-    parallel: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: u32,
     /// Give embedding models PARALLEL slots too (Ollama itself pins them to 1).
     #[arg(long)]
     force_embed_parallel: bool,
-    /// Items allowed to wait for a slot before new requests get 503 (OLLAMA_MAX_QUEUE).
+    /// Waiting requests allowed before new ones get 503 (OLLAMA_MAX_QUEUE; which waits count is
+    /// --queue's choice).
     #[arg(long, default_value_t = 512)]
     max_queue: usize,
+    /// Which waits count toward --max-queue: `ollama` (only waits for a model load, as Ollama
+    /// does; slot waits are unbounded) or `bounded` (every wait, an idealised queue).
+    #[arg(long, default_value = "ollama")]
+    queue: QueueMode,
     /// Cold-start time of a model's first request.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     load_time: Duration,
@@ -62,16 +90,16 @@ struct Args {
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     control_latency: Duration,
     /// Probability of answering 500.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
     error_rate: f64,
     /// Probability of stalling a request for --stall.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
     stall_rate: f64,
     /// How long a stalled request is held.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     stall: Duration,
     /// Probability of aborting the connection.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
     reset_rate: f64,
     /// Extra model: NAME (chat), NAME=chat or NAME=embed:DIM. Repeatable.
     #[arg(long = "model", value_parser = ModelSpec::parse_flag)]
@@ -80,10 +108,8 @@ struct Args {
 
 impl Args {
     fn node_configs(&self) -> anyhow::Result<Vec<NodeConfig>> {
-        if self.nodes == 0 {
-            bail!("--nodes must be at least 1");
-        }
-        if self.speed.len() != 1 && self.speed.len() != self.nodes {
+        let nodes = usize::from(self.nodes);
+        if self.speed.len() != 1 && self.speed.len() != nodes {
             bail!(
                 "--speed takes one value or one per node ({} nodes, {} speeds)",
                 self.nodes,
@@ -92,10 +118,17 @@ impl Args {
         }
         let mut models = mock_ollama::models::default_models();
         models.extend(self.models.iter().cloned());
-        (0..self.nodes)
+        if usize::from(self.port) + nodes - 1 > usize::from(u16::MAX) {
+            bail!(
+                "--port {} with --nodes {} needs ports past 65535",
+                self.port,
+                self.nodes
+            );
+        }
+        (0..nodes)
             .map(|i| {
                 let port = u16::try_from(usize::from(self.port) + i)
-                    .context("port range exceeds 65535")?;
+                    .context("--port with --nodes needs ports past 65535")?;
                 let config = NodeConfig {
                     host: self.host,
                     port,
@@ -107,10 +140,11 @@ impl Args {
                     speed: *self.speed.get(i).unwrap_or(&self.speed[0]),
                     seed: self.seed.wrapping_add(i as u64),
                     slots: SlotPolicy {
-                        parallel: self.parallel,
+                        parallel: self.parallel as usize,
                         force_embed_parallel: self.force_embed_parallel,
                     },
                     max_queue: self.max_queue,
+                    queue: self.queue,
                     load_time: self.load_time,
                     keep_alive: self.keep_alive,
                     control_latency: self.control_latency,
@@ -130,15 +164,34 @@ impl Args {
     }
 }
 
+/// Exit codes: 2 for a command line the nodes cannot run with (as clap uses for its own parse
+/// errors), 1 when a node fails to start or stop.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
-    let configs = args.node_configs()?;
+    let configs = match args.node_configs() {
+        Ok(configs) => configs,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(configs).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the nodes and serves until Ctrl-C.
+async fn serve(configs: Vec<NodeConfig>) -> anyhow::Result<()> {
     let mut nodes = Vec::with_capacity(configs.len());
     for config in configs {
         let node = MockNode::spawn(config).await?;

@@ -43,7 +43,9 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, Label), u64>>,
     in_flight: AtomicU64,
     queued: AtomicU64,
+    loading: AtomicU64,
     rejected_busy: AtomicU64,
+    streams_abandoned: AtomicU64,
     service_buckets: [AtomicU64; BUCKETS.len()],
     service_count: AtomicU64,
     service_sum_ns: AtomicU64,
@@ -58,8 +60,12 @@ pub struct CountersSnapshot {
     pub in_flight: u64,
     /// Inference items waiting for a slot now.
     pub queued: u64,
+    /// Of those, requests waiting for a model to load.
+    pub loading: u64,
     /// Requests refused with 503 because the queue was full.
     pub rejected_busy: u64,
+    /// Streamed answers whose client left before the last line (their slot was freed then).
+    pub streams_abandoned: u64,
     /// Inference items served (each embed input counts once).
     pub items_served: u64,
 }
@@ -101,6 +107,33 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
+/// What a request is about to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A model load.
+    Load,
+    /// A slot of a loaded model.
+    Slot,
+}
+
+/// Which count a new wait is checked against before it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Never refused.
+    Unbounded,
+    /// Refused when this many requests already wait, for anything.
+    Queued(usize),
+    /// Refused when this many requests already wait for a model load.
+    Loading(usize),
+}
+
+/// A request counted as waiting until the guard drops.
+#[derive(Debug)]
+pub struct Waiting<'a> {
+    _queued: GaugeGuard<'a>,
+    _loading: Option<GaugeGuard<'a>>,
+}
+
 impl Metrics {
     /// Counts one finished request.
     pub fn record(&self, endpoint: &'static str, label: Label) {
@@ -117,16 +150,39 @@ impl Metrics {
         GaugeGuard(&self.in_flight)
     }
 
-    /// Marks an item queued for a slot until the guard drops; returns `None` (and counts a busy
-    /// rejection) when `max_queue` items already wait.
-    pub fn try_enqueue(&self, max_queue: usize) -> Option<GaugeGuard<'_>> {
-        let before = self.queued.fetch_add(1, Ordering::Relaxed);
-        if before >= max_queue as u64 {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+    /// Marks a request waiting until the guard drops; returns `None` (and counts a busy
+    /// rejection) when `limit` says the queue is full. The check and the increment are one atomic
+    /// step, so concurrent arrivals never overshoot the bound.
+    pub fn try_enqueue(&self, wait: Wait, limit: Limit) -> Option<Waiting<'_>> {
+        let (queued_bound, loading_bound) = match limit {
+            Limit::Unbounded => (None, None),
+            Limit::Queued(b) => (Some(b), None),
+            Limit::Loading(b) => (None, Some(b)),
+        };
+        let loading = match wait {
+            Wait::Load => Some(self.join(&self.loading, loading_bound)?),
+            Wait::Slot => None,
+        };
+        Some(Waiting {
+            _queued: self.join(&self.queued, queued_bound)?,
+            _loading: loading,
+        })
+    }
+
+    /// Counts a streamed answer whose client left early.
+    pub fn stream_abandoned(&self) {
+        self.streams_abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one to `gauge` unless it already holds `bound` (then counts a busy rejection).
+    fn join<'a>(&'a self, gauge: &'a AtomicU64, bound: Option<usize>) -> Option<GaugeGuard<'a>> {
+        let before = gauge.fetch_add(1, Ordering::Relaxed);
+        if bound.is_some_and(|b| before >= b as u64) {
+            gauge.fetch_sub(1, Ordering::Relaxed);
             self.rejected_busy.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        Some(GaugeGuard(&self.queued))
+        Some(GaugeGuard(gauge))
     }
 
     /// Records one item's service time (time holding a slot).
@@ -153,7 +209,9 @@ impl Metrics {
                 .collect(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            loading: self.loading.load(Ordering::Relaxed),
             rejected_busy: self.rejected_busy.load(Ordering::Relaxed),
+            streams_abandoned: self.streams_abandoned.load(Ordering::Relaxed),
             items_served: self.service_count.load(Ordering::Relaxed),
         }
     }
@@ -181,8 +239,13 @@ impl Metrics {
             ),
             (
                 "mock_ollama_queued",
-                "Inference items waiting for a slot.",
+                "Requests waiting for a model load or a slot.",
                 snap.queued,
+            ),
+            (
+                "mock_ollama_loading",
+                "Requests waiting for a model load.",
+                snap.loading,
             ),
         ] {
             let _ = writeln!(
@@ -195,6 +258,12 @@ impl Metrics {
             "# HELP mock_ollama_rejected_busy_total Requests refused with 503 (queue full).\n\
              # TYPE mock_ollama_rejected_busy_total counter\nmock_ollama_rejected_busy_total {}",
             snap.rejected_busy
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mock_ollama_streams_abandoned_total Streamed answers whose client left early.\n\
+             # TYPE mock_ollama_streams_abandoned_total counter\nmock_ollama_streams_abandoned_total {}",
+            snap.streams_abandoned
         );
         out.push_str("# HELP mock_ollama_service_seconds Time an inference item held a slot.\n");
         out.push_str("# TYPE mock_ollama_service_seconds histogram\n");
@@ -225,12 +294,35 @@ mod tests {
     #[test]
     fn queue_bound_rejects_and_guard_releases() {
         let m = Metrics::default();
-        let a = m.try_enqueue(1).expect("first fits");
-        assert!(m.try_enqueue(1).is_none(), "second must be refused");
+        let a = m
+            .try_enqueue(Wait::Slot, Limit::Queued(1))
+            .expect("first fits");
+        assert!(
+            m.try_enqueue(Wait::Slot, Limit::Queued(1)).is_none(),
+            "second must be refused"
+        );
         assert_eq!(m.snapshot().rejected_busy, 1);
         drop(a);
-        assert!(m.try_enqueue(1).is_some(), "slot freed by drop");
+        assert!(
+            m.try_enqueue(Wait::Slot, Limit::Queued(1)).is_some(),
+            "slot freed by drop"
+        );
         assert_eq!(m.snapshot().queued, 0);
+    }
+
+    #[test]
+    fn a_loading_limit_counts_only_load_waits() {
+        let m = Metrics::default();
+        let slots: Vec<_> = (0..3)
+            .map(|_| m.try_enqueue(Wait::Slot, Limit::Unbounded).unwrap())
+            .collect();
+        let load = m.try_enqueue(Wait::Load, Limit::Loading(1));
+        assert!(load.is_some(), "slot waits do not fill the load bound");
+        assert!(m.try_enqueue(Wait::Load, Limit::Loading(1)).is_none());
+        let snap = m.snapshot();
+        assert_eq!((snap.queued, snap.loading, snap.rejected_busy), (4, 1, 1));
+        drop((slots, load));
+        assert_eq!((m.snapshot().queued, m.snapshot().loading), (0, 0));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! Real Ollama gives each loaded model a semaphore of `OLLAMA_NUM_PARALLEL` slots (one for
 //! embedding models) with an unbounded FIFO wait, loads one model at a time, and unloads a model
 //! after `keep_alive` idle. This module reproduces that with a FIFO `tokio` semaphore per model and
-//! one bounded, node-wide count of waiting items (`max_queue`): the idealised mode of the research
-//! notes, so a benchmark can provoke the 503 that Ollama sends when its queue overflows.
+//! a node-wide count of waiting requests checked against `max_queue` when a request arrives at a
+//! wait. [`QueueMode::Ollama`] counts only waits for a model load toward the bound (Ollama's
+//! `OLLAMA_MAX_QUEUE` since loaded models bypass its scheduler queue); [`QueueMode::Bounded`]
+//! counts slot waits too, so a benchmark can provoke the 503 of an overflowing queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,9 +19,9 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Jitter, NodeConfig};
+use crate::config::{Jitter, NodeConfig, QueueMode};
 use crate::embedding::{EmbeddingTable, splitmix64};
-use crate::metrics::{GaugeGuard, Metrics};
+use crate::metrics::{Limit, Metrics, Wait};
 use crate::models::{self, ModelKind, ModelSpec};
 
 /// The node's queue is full: answer 503 with Ollama's text.
@@ -48,11 +50,17 @@ pub struct InUse(Arc<ModelRuntime>);
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        *self
+        // Restarts the keep-alive clock of a loaded model. A model whose load never finished
+        // (its only request left during the load) stays unloaded: the next request loads it.
+        let mut last_used = self
             .0
             .last_used
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = last_used.as_mut() {
+            *at = Instant::now();
+        }
+        drop(last_used);
         self.0.users.fetch_sub(1, Ordering::Release);
     }
 }
@@ -148,14 +156,28 @@ impl Scheduler {
     }
 
     /// Marks `model` in use, loading it first if it is cold. Returns how long the request waited
-    /// for the model (Ollama's `load_duration`).
-    pub async fn acquire_model(&self, model: &Arc<ModelRuntime>) -> (InUse, Duration) {
+    /// for the model (Ollama's `load_duration`), or [`Busy`] when the model is cold and the queue
+    /// is full (both queue modes count load waits).
+    pub async fn acquire_model(
+        &self,
+        model: &Arc<ModelRuntime>,
+        metrics: &Metrics,
+    ) -> Result<(InUse, Duration), Busy> {
         let start = Instant::now();
         let cold = !self.is_loaded(model);
         if cold {
             // An expired model is unloaded before this request counts as a user of it.
             self.unload(model);
         }
+        let _queued = if cold {
+            let limit = match self.config.queue {
+                QueueMode::Ollama => Limit::Loading(self.config.max_queue),
+                QueueMode::Bounded => Limit::Queued(self.config.max_queue),
+            };
+            Some(metrics.try_enqueue(Wait::Load, limit).ok_or(Busy)?)
+        } else {
+            None
+        };
         model.users.fetch_add(1, Ordering::Acquire);
         let guard = InUse(Arc::clone(model));
         if cold {
@@ -174,7 +196,7 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
-        (guard, start.elapsed())
+        Ok((guard, start.elapsed()))
     }
 
     /// Whether the model is resident: loaded and either in use or idle for less than keep-alive.
@@ -202,9 +224,10 @@ impl Scheduler {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Takes one slot of `model`, waiting in FIFO order. When `admit` is set this is the request's
-    /// first item and it is refused with [`Busy`] if the node's queue is full; later items of an
-    /// admitted batch always wait, as in Ollama.
+    /// Takes one slot of `model`, waiting in FIFO order. In [`QueueMode::Bounded`], when `admit`
+    /// is set (the request's first item) and it must wait, it is refused with [`Busy`] if the
+    /// node's queue is full; later items of an admitted batch always wait, as in Ollama. In
+    /// [`QueueMode::Ollama`] slot waits are counted but never refused.
     pub async fn slot(
         &self,
         model: &ModelRuntime,
@@ -218,11 +241,12 @@ impl Scheduler {
                 waited: Duration::ZERO,
             });
         }
-        let _queued: GaugeGuard<'_> = if admit {
-            metrics.try_enqueue(self.config.max_queue).ok_or(Busy)?
+        let limit = if admit && self.config.queue == QueueMode::Bounded {
+            Limit::Queued(self.config.max_queue)
         } else {
-            metrics.try_enqueue(usize::MAX).ok_or(Busy)?
+            Limit::Unbounded
         };
+        let _queued = metrics.try_enqueue(Wait::Slot, limit).ok_or(Busy)?;
         let permit = Arc::clone(&model.slots)
             .acquire_owned()
             .await
@@ -292,6 +316,7 @@ mod tests {
     async fn one_slot_for_embeddings_and_queue_bound() {
         let s = scheduler(NodeConfig {
             max_queue: 1,
+            queue: QueueMode::Bounded,
             ..NodeConfig::default()
         });
         let metrics = Metrics::default();
@@ -326,13 +351,14 @@ mod tests {
             ..NodeConfig::default()
         });
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
-        let (use1, waited) = s.acquire_model(&model).await;
+        let metrics = Metrics::default();
+        let (use1, waited) = s.acquire_model(&model, &metrics).await.unwrap();
         assert!(
             waited >= Duration::from_secs(2),
             "cold load waited {waited:?}"
         );
         drop(use1);
-        let (use2, waited) = s.acquire_model(&model).await;
+        let (use2, waited) = s.acquire_model(&model, &metrics).await.unwrap();
         assert!(
             waited < Duration::from_millis(1),
             "warm model waited {waited:?}"
@@ -340,7 +366,78 @@ mod tests {
         drop(use2);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(!s.is_loaded(&model), "keep-alive expired");
-        let (_use3, waited) = s.acquire_model(&model).await;
+        let (_use3, waited) = s.acquire_model(&model, &metrics).await.unwrap();
         assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn ollama_mode_never_refuses_a_slot_wait() {
+        let s = scheduler(NodeConfig {
+            max_queue: 1,
+            ..NodeConfig::default()
+        });
+        let metrics = Metrics::default();
+        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let first = s.slot(&model, &metrics, true).await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            let wait = Box::pin(s.slot(&model, &metrics, true));
+            waiting.push(wait);
+        }
+        for wait in &mut waiting {
+            assert!(futures_util::poll!(wait.as_mut()).is_pending());
+        }
+        assert_eq!(
+            metrics.snapshot().queued,
+            3,
+            "three waits past a bound of 1"
+        );
+        drop(first);
+        for wait in waiting {
+            drop(wait.await.unwrap());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn load_waits_count_toward_the_bound_in_both_modes() {
+        for queue in [QueueMode::Ollama, QueueMode::Bounded] {
+            let s = scheduler(NodeConfig {
+                max_queue: 1,
+                queue,
+                load_time: Duration::from_secs(5),
+                ..NodeConfig::default()
+            });
+            let metrics = Metrics::default();
+            let model = Arc::clone(s.resolve("llama3.2").unwrap());
+            let loading = Box::pin(s.acquire_model(&model, &metrics));
+            let mut loading = loading;
+            assert!(futures_util::poll!(loading.as_mut()).is_pending());
+            assert_eq!(
+                s.acquire_model(&model, &metrics).await.err(),
+                Some(Busy),
+                "{queue:?}: the one load wait fills a queue of 1"
+            );
+            drop(loading.await.unwrap());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_abandoned_by_its_request_leaves_the_model_unloaded() {
+        let s = scheduler(NodeConfig {
+            load_time: Duration::from_secs(5),
+            ..NodeConfig::default()
+        });
+        let metrics = Metrics::default();
+        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let mut loading = Box::pin(s.acquire_model(&model, &metrics));
+        assert!(futures_util::poll!(loading.as_mut()).is_pending());
+        drop(loading);
+        assert!(!s.is_loaded(&model), "the load never finished");
+        assert_eq!(metrics.snapshot().queued, 0, "the wait left the queue");
+        let (_in_use, waited) = s.acquire_model(&model, &metrics).await.unwrap();
+        assert!(
+            waited >= Duration::from_secs(5),
+            "the next request loads it: {waited:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mock_ollama::{FAULT_HEADER, FaultConfig, MockNode, NodeConfig};
+use mock_ollama::{FAULT_HEADER, FaultConfig, MockNode, NodeConfig, QueueMode};
 use serde_json::{Value, json};
 
 async fn embed(
@@ -83,6 +83,7 @@ async fn one_slot_makes_the_second_request_wait() {
 async fn full_queue_answers_503_with_ollamas_text() {
     let node = MockNode::spawn(NodeConfig {
         max_queue: 1,
+        queue: QueueMode::Bounded,
         ..NodeConfig::with_latency(Duration::from_millis(400))
     })
     .await
@@ -118,6 +119,48 @@ async fn full_queue_answers_503_with_ollamas_text() {
     assert_eq!(
         (counters.rejected_busy, counters.succeeded("/api/embed")),
         (1, 2)
+    );
+}
+
+#[tokio::test]
+async fn ollama_mode_queues_slot_waits_without_bound_but_bounds_load_waits() {
+    let node = MockNode::spawn(NodeConfig {
+        max_queue: 1,
+        load_time: Duration::from_millis(400),
+        ..NodeConfig::with_latency(Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let spawn = |input: &'static str| {
+        let (client, url) = (client.clone(), node.url());
+        tokio::spawn(async move {
+            let body = json!({"model":"all-minilm","input":input});
+            let response = client.post(format!("{url}/api/embed")).json(&body);
+            response.send().await.unwrap().status().as_u16()
+        })
+    };
+    let a = spawn("a");
+    until(&node, "a waits for the model to load", |c| c.loading == 1).await;
+    let (status, body) = embed(&client, &node, json!("b"), None).await.unwrap();
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            json!({ "error": "server busy, please try again.  maximum pending requests exceeded" })
+        ),
+        "a second load wait overflows a queue of 1"
+    );
+    assert_eq!(a.await.unwrap(), 200);
+    // The model is loaded now: waits for its one slot are never refused, whatever max_queue says.
+    let waits: Vec<_> = ["c", "d", "e", "f"].into_iter().map(spawn).collect();
+    for wait in waits {
+        assert_eq!(wait.await.unwrap(), 200);
+    }
+    let counters = node.counters();
+    assert_eq!(
+        (counters.rejected_busy, counters.succeeded("/api/embed")),
+        (1, 5)
     );
 }
 
@@ -196,6 +239,48 @@ async fn a_client_that_leaves_frees_its_slot() {
     until(&node, "next request in flight", |c| c.in_flight == 1).await;
     assert_eq!(node.counters().queued, 0, "the abandoned slot was freed");
     assert_eq!(next.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn a_streaming_client_that_leaves_frees_its_slot_at_once() {
+    // 30 s per token: a slot held "until the next token" would outlast the 10 s `until` bound.
+    let node = MockNode::spawn(NodeConfig {
+        latency: mock_ollama::LatencyModel {
+            base: Duration::ZERO,
+            per_token: Duration::from_secs(30),
+            jitter: mock_ollama::Jitter::Fixed,
+        },
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let streamed = client
+        .post(format!("{}/api/generate", node.url()))
+        .json(&json!({"model":"llama3.2","prompt":"hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    drop(streamed);
+    until(&node, "the abandoned stream noticed", |c| {
+        c.streams_abandoned == 1
+    })
+    .await;
+    let next = tokio::spawn({
+        let url = node.url();
+        async move {
+            let body = json!({"model":"llama3.2","prompt":"hi","stream":false});
+            reqwest::Client::new()
+                .post(format!("{url}/api/generate"))
+                .json(&body)
+                .send()
+                .await
+        }
+    });
+    until(&node, "next request in flight", |c| c.in_flight == 1).await;
+    assert_eq!(node.counters().queued, 0, "the stream's slot was freed");
+    next.abort();
 }
 
 #[tokio::test]

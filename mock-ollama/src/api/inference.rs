@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::types::{
     ChatRequest, EmbedRequest, EmbeddingsRequest, EmbeddingsResponse, GenerateRequest, Metrics,
 };
+use super::validate::{self, GenerationOptions, truncate_embedding};
 use super::{
     ApiError, NodeState, json as json_response, json_bytes, nanos_since, parse_body, reset_response,
 };
@@ -116,7 +117,7 @@ async fn embed_items(
             "this model does not support embeddings",
         )
     })?;
-    let (in_use, load_wait) = state.scheduler.acquire_model(model).await;
+    let (in_use, load_wait) = state.scheduler.acquire_model(model, &state.metrics).await?;
     let mut tokens = 0;
     for (i, input) in inputs.iter().enumerate() {
         let item_tokens = estimate_tokens(input);
@@ -137,9 +138,10 @@ pub(super) async fn embed(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let request: EmbedRequest = parse_body(body)?;
+    let request: EmbedRequest = parse_body(body, "EmbedRequest", EmbedRequest::FIELDS)?;
+    validate::keep_alive(request.keep_alive.as_ref())?;
     let name = request.model.unwrap_or_default();
-    if name.is_empty() {
+    if name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "model '' not found"));
     }
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "invalid input type");
@@ -157,6 +159,8 @@ pub(super) async fn embed(
         _ => return Err(invalid()),
     };
     let model = embedding_model(&state, &name)?;
+    validate::options(request.options.as_ref())?;
+    let dimensions = request.dimensions;
     let mut rng = state.scheduler.request_rng();
     if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
         return Ok(response);
@@ -175,7 +179,16 @@ pub(super) async fn embed(
             out.push(b',');
         }
         first = false;
-        table.write_json(input, &mut out);
+        match dimensions {
+            None => table.write_json(input, &mut out),
+            // The slow path: a shorter vector is normalised again, so it cannot reuse the
+            // pre-formatted components.
+            Some(_) => {
+                let vector = truncate_embedding(table.vector(input), dimensions);
+                // Writing floats into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, &vector);
+            }
+        }
     })
     .await?;
     out.push(b']');
@@ -196,12 +209,15 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: EmbeddingsRequest = parse_body(body)?;
+    let request: EmbeddingsRequest =
+        parse_body(body, "EmbeddingRequest", EmbeddingsRequest::FIELDS)?;
+    validate::keep_alive(request.keep_alive.as_ref())?;
     let name = request.model.unwrap_or_default();
-    if name.is_empty() {
+    if name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
     }
     let model = embedding_model(&state, &name)?;
+    validate::options(request.options.as_ref())?;
     let mut rng = state.scheduler.request_rng();
     if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
         return Ok(response);
@@ -240,14 +256,6 @@ struct Generation {
     unload: bool,
 }
 
-fn keep_alive_is_zero(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
-        Some(Value::String(s)) => matches!(s.trim(), "0" | "0s" | "0m" | "0h"),
-        _ => false,
-    }
-}
-
 fn generation_model(
     state: &NodeState,
     name: &str,
@@ -271,11 +279,9 @@ fn generation_model(
     Ok(Arc::clone(model))
 }
 
-fn output_tokens(state: &NodeState, num_predict: Option<i64>) -> u64 {
-    match num_predict {
-        Some(n) if n > 0 => n as u64,
-        _ => u64::from(state.scheduler.config().default_output_tokens).max(1),
-    }
+/// Output tokens for `options`, bounded by the context (see [`GenerationOptions::output_tokens`]).
+fn output_tokens(state: &NodeState, options: GenerationOptions) -> u64 {
+    options.output_tokens(u64::from(state.scheduler.config().default_output_tokens))
 }
 
 pub(super) async fn generate(
@@ -284,18 +290,20 @@ pub(super) async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let request: GenerateRequest = parse_body(body)?;
+    let request: GenerateRequest = parse_body(body, "GenerateRequest", GenerateRequest::FIELDS)?;
+    let keep_alive = validate::keep_alive(request.keep_alive.as_ref())?;
     let model_name = request.model.unwrap_or_default();
-    if model_name.is_empty() {
+    if model_name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "model '' not found"));
     }
     let model = generation_model(&state, &model_name, Endpoint::Generate)?;
+    let options = validate::options(request.options.as_ref())?;
     let job = Generation {
         endpoint: Endpoint::Generate,
         prompt: request.prompt.unwrap_or_default(),
-        output_tokens: output_tokens(&state, request.options.and_then(|o| o.num_predict)),
+        output_tokens: output_tokens(&state, options),
         stream: request.stream.unwrap_or(true),
-        unload: keep_alive_is_zero(request.keep_alive.as_ref()),
+        unload: keep_alive == Some(Duration::ZERO),
         model_name,
         model,
     };
@@ -308,16 +316,18 @@ pub(super) async fn chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let request: ChatRequest = parse_body(body)?;
+    let request: ChatRequest = parse_body(body, "ChatRequest", ChatRequest::FIELDS)?;
+    let keep_alive = validate::keep_alive(request.keep_alive.as_ref())?;
     let model_name = request.model.unwrap_or_default();
-    if model_name.is_empty() {
+    if model_name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
     }
     let model = generation_model(&state, &model_name, Endpoint::Chat)?;
+    let options = validate::options(request.options.as_ref())?;
     let messages = request.messages.unwrap_or_default();
     let prompt = messages
         .iter()
-        .map(|m| m.content.as_str())
+        .map(|m| m.content.as_deref().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n");
     let job = Generation {
@@ -327,9 +337,9 @@ pub(super) async fn chat(
         } else {
             prompt
         },
-        output_tokens: output_tokens(&state, request.options.and_then(|o| o.num_predict)),
+        output_tokens: output_tokens(&state, options),
         stream: request.stream.unwrap_or(true),
-        unload: keep_alive_is_zero(request.keep_alive.as_ref()),
+        unload: keep_alive == Some(Duration::ZERO),
         model_name,
         model,
     };
@@ -377,6 +387,43 @@ fn chunk(job: &Generation, text: &str, done: Option<(&str, Metrics)>) -> Value {
     line
 }
 
+/// The words of one answer, drawn one at a time from a seed of the prompt, so an answer of any
+/// length costs memory for one token, not for all of them.
+struct Words {
+    rng: SmallRng,
+    first: bool,
+}
+
+impl Words {
+    fn new(prompt: &str) -> Self {
+        Self {
+            rng: SmallRng::seed_from_u64(fnv1a(prompt.as_bytes())),
+            first: true,
+        }
+    }
+
+    fn next_token(&mut self) -> String {
+        let word = WORDS[self.rng.random_range(0..WORDS.len())];
+        let space = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        format!("{space}{word}")
+    }
+}
+
+/// Sleeps `took`; false when the client left first (the receiver was dropped).
+async fn wait_unless_closed(tx: &tokio::sync::mpsc::Sender<Bytes>, took: Duration) -> bool {
+    if took.is_zero() {
+        return !tx.is_closed();
+    }
+    tokio::select! {
+        () = tokio::time::sleep(took) => true,
+        () = tx.closed() => false,
+    }
+}
+
 fn ndjson_line(value: &Value) -> Bytes {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
@@ -393,7 +440,10 @@ async fn run_generation(
     if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
         return Ok(response);
     }
-    let (in_use, load_wait) = state.scheduler.acquire_model(&job.model).await;
+    let (in_use, load_wait) = state
+        .scheduler
+        .acquire_model(&job.model, &state.metrics)
+        .await?;
     if job.prompt.is_empty() {
         // Ollama's preload (and unload with keep_alive 0): answered at once, never streamed.
         let reason = if job.unload { "unload" } else { "load" };
@@ -412,33 +462,28 @@ async fn run_generation(
         .await?;
     let prompt_tokens = estimate_tokens(&job.prompt).max(1);
     let config = state.scheduler.config();
+    let times = |tokens: u64| u32::try_from(tokens).unwrap_or(u32::MAX);
     let prefill = state.scheduler.scaled(
-        config.latency.base
-            + config
+        config.latency.base.saturating_add(
+            config
                 .latency
                 .per_token
-                .saturating_mul(prompt_tokens as u32),
+                .saturating_mul(times(prompt_tokens)),
+        ),
         &mut rng,
     );
     let decode = state.scheduler.scaled(
         config
             .latency
             .per_token
-            .saturating_mul(job.output_tokens as u32),
+            .saturating_mul(times(job.output_tokens)),
         &mut rng,
     );
-    let per_token = decode / job.output_tokens.max(1) as u32;
-    let mut words = SmallRng::seed_from_u64(fnv1a(job.prompt.as_bytes()));
-    let tokens: Vec<String> = (0..job.output_tokens)
-        .map(|i| {
-            format!(
-                "{}{}",
-                if i == 0 { "" } else { " " },
-                WORDS[words.random_range(0..WORDS.len())]
-            )
-        })
-        .collect();
     let output_tokens = job.output_tokens;
+    // `output_tokens` is at least 1 and bounded by the context, so this neither divides by zero
+    // nor truncates.
+    let per_token = decode / times(output_tokens.max(1));
+    let mut words = Words::new(&job.prompt);
     let metrics_for = move |start: Instant| Metrics {
         total_duration: nanos_since(start),
         load_duration: (load_wait.as_nanos() as u64).max(1),
@@ -450,26 +495,26 @@ async fn run_generation(
     if !job.stream {
         serve(&state, prefill + decode).await;
         drop((slot, in_use));
-        let body = chunk(&job, &tokens.concat(), Some(("stop", metrics_for(start))));
+        let text: String = (0..output_tokens).map(|_| words.next_token()).collect();
+        let body = chunk(&job, &text, Some(("stop", metrics_for(start))));
         return Ok(json_response(StatusCode::OK, &body));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
-        // The slot and the model stay held until the last line is written or the client leaves.
+        // The slot and the model stay held until the last line is written or the client leaves;
+        // a client that leaves releases them at once, not at its next token.
         let _held = (slot, in_use);
-        if !prefill.is_zero() {
-            tokio::time::sleep(prefill).await;
+        let abandoned = || state.metrics.stream_abandoned();
+        if !wait_unless_closed(&tx, prefill).await {
+            return abandoned();
         }
-        for token in &tokens {
-            if !per_token.is_zero() {
-                tokio::time::sleep(per_token).await;
+        for _ in 0..output_tokens {
+            if !wait_unless_closed(&tx, per_token).await {
+                return abandoned();
             }
-            if tx
-                .send(ndjson_line(&chunk(&job, token, None)))
-                .await
-                .is_err()
-            {
-                return;
+            let line = ndjson_line(&chunk(&job, &words.next_token(), None));
+            if tx.send(line).await.is_err() {
+                return abandoned();
             }
         }
         state.metrics.observe_service(prefill + decode);

@@ -98,7 +98,7 @@ pub(super) async fn ps(State(state): State<Arc<NodeState>>) -> Response {
                     "details": details(&m.spec),
                     "expires_at": rfc3339(now_wall + remaining),
                     "size_vram": 0,
-                    "context_length": 4096,
+                    "context_length": super::validate::DEFAULT_CONTEXT,
                 }),
             ))
         })
@@ -113,7 +113,7 @@ pub(super) async fn show(
     State(state): State<Arc<NodeState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: ShowRequest = parse_body(body)?;
+    let request: ShowRequest = parse_body(body, "ShowRequest", ShowRequest::FIELDS)?;
     let name = request.model.or(request.name).unwrap_or_default();
     if name.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));

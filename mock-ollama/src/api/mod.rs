@@ -7,6 +7,7 @@
 mod inference;
 mod info;
 pub mod types;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -110,7 +111,13 @@ fn reset_response() -> Response {
 }
 
 /// Parses a JSON body, answering Ollama's errors for empty, oversized or malformed bodies.
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// Binds a body as Ollama's handlers do (see [`validate::bind`]): `request` is the Go type's name
+/// and `fields` the Go types its fields are checked against before decoding.
+fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    request: &str,
+    fields: &[(&str, validate::GoType)],
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
@@ -118,14 +125,8 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
         }
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing request body",
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+    let value = validate::bind(&bytes, request, fields)?;
+    serde_json::from_value(value).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// The endpoint label for counters: the route's path, or `other` for unknown paths.

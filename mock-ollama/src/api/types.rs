@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::validate::GoType::{self, Any, Bool, Int, IntList, Map, Messages, Str};
+
 /// `POST /api/embed`.
 #[derive(Debug, Deserialize)]
 pub struct EmbedRequest {
@@ -19,12 +21,26 @@ pub struct EmbedRequest {
     /// Accepted and ignored: the mock never truncates.
     #[serde(default)]
     pub truncate: Option<bool>,
-    /// Accepted and ignored.
+    /// Cut each vector to this many components and normalise again (when `0 < d < len`).
+    #[serde(default)]
+    pub dimensions: Option<i64>,
+    /// Checked as Ollama checks it; otherwise ignored.
     #[serde(default)]
     pub keep_alive: Option<Value>,
-    /// Accepted and ignored.
+    /// Checked as Ollama's `FromMap` checks it; otherwise ignored.
     #[serde(default)]
     pub options: Option<Value>,
+}
+
+impl EmbedRequest {
+    /// Field types checked at binding.
+    pub const FIELDS: &[(&str, GoType)] = &[
+        ("model", Str),
+        ("input", Any),
+        ("truncate", Bool),
+        ("dimensions", Int),
+        ("options", Map),
+    ];
 }
 
 /// `POST /api/embeddings` (legacy).
@@ -36,12 +52,17 @@ pub struct EmbeddingsRequest {
     /// The text to embed.
     #[serde(default)]
     pub prompt: Option<String>,
-    /// Accepted and ignored.
+    /// Checked as Ollama's `FromMap` checks it; otherwise ignored.
     #[serde(default)]
     pub options: Option<Value>,
-    /// Accepted and ignored.
+    /// Checked as Ollama checks it; otherwise ignored.
     #[serde(default)]
     pub keep_alive: Option<Value>,
+}
+
+impl EmbeddingsRequest {
+    /// Field types checked at binding (Go's `api.EmbeddingRequest`).
+    pub const FIELDS: &[(&str, GoType)] = &[("model", Str), ("prompt", Str), ("options", Map)];
 }
 
 /// `POST /api/embeddings` answer.
@@ -49,14 +70,6 @@ pub struct EmbeddingsRequest {
 pub struct EmbeddingsResponse {
     /// One vector (double precision on the wire, as in Ollama).
     pub embedding: Vec<f64>,
-}
-
-/// Generation options the mock reads.
-#[derive(Debug, Default, Deserialize)]
-pub struct GenerationOptions {
-    /// Number of tokens to generate.
-    #[serde(default)]
-    pub num_predict: Option<i64>,
 }
 
 /// `POST /api/generate`.
@@ -74,22 +87,39 @@ pub struct GenerateRequest {
     /// `0` with an empty prompt unloads the model.
     #[serde(default)]
     pub keep_alive: Option<Value>,
-    /// Sampling options; `num_predict` sets the output length.
+    /// Sampling options; `num_predict` and `num_ctx` set the output length.
     #[serde(default)]
-    pub options: Option<GenerationOptions>,
+    pub options: Option<Value>,
     /// Accepted and ignored.
     #[serde(default)]
     pub system: Option<String>,
 }
 
+impl GenerateRequest {
+    /// Field types checked at binding.
+    pub const FIELDS: &[(&str, GoType)] = &[
+        ("model", Str),
+        ("prompt", Str),
+        ("suffix", Str),
+        ("system", Str),
+        ("template", Str),
+        ("stream", Bool),
+        ("raw", Bool),
+        ("options", Map),
+        ("context", IntList),
+        ("top_logprobs", Int),
+    ];
+}
+
 /// One chat message.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Message {
-    /// `system`, `user`, `assistant` or `tool`.
-    pub role: String,
-    /// Text content.
+    /// `system`, `user`, `assistant` or `tool` (empty when absent or null, as in Go).
     #[serde(default)]
-    pub content: String,
+    pub role: Option<String>,
+    /// Text content (empty when absent or null).
+    #[serde(default)]
+    pub content: Option<String>,
 }
 
 /// `POST /api/chat`.
@@ -107,12 +137,23 @@ pub struct ChatRequest {
     /// `0` with no messages unloads the model.
     #[serde(default)]
     pub keep_alive: Option<Value>,
-    /// Sampling options; `num_predict` sets the output length.
+    /// Sampling options; `num_predict` and `num_ctx` set the output length.
     #[serde(default)]
-    pub options: Option<GenerationOptions>,
+    pub options: Option<Value>,
     /// Accepted and ignored.
     #[serde(default)]
     pub tools: Option<Value>,
+}
+
+impl ChatRequest {
+    /// Field types checked at binding.
+    pub const FIELDS: &[(&str, GoType)] = &[
+        ("model", Str),
+        ("messages", Messages),
+        ("stream", Bool),
+        ("options", Map),
+        ("top_logprobs", Int),
+    ];
 }
 
 /// The six timing metrics of a finished generation, all in ns except the counts.
@@ -144,4 +185,9 @@ pub struct ShowRequest {
     /// Accepted and ignored.
     #[serde(default)]
     pub verbose: Option<bool>,
+}
+
+impl ShowRequest {
+    /// Field types checked at binding.
+    pub const FIELDS: &[(&str, GoType)] = &[("model", Str), ("name", Str), ("verbose", Bool)];
 }
