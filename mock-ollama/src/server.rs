@@ -5,7 +5,7 @@
 //! runtime, so the cluster owns its runtime and its worker threads; callers just read URLs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -39,8 +39,40 @@ pub enum MockError {
 pub struct MockNode {
     addr: SocketAddr,
     state: Arc<NodeState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// The accept loop while the node serves; `None` while it is down.
+    serving: Mutex<Option<Serving>>,
+}
+
+/// A running accept loop and the signal that stops it.
+#[derive(Debug)]
+struct Serving {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Binds `wanted`, reporting the address in the error.
+async fn bind(wanted: SocketAddr) -> Result<tokio::net::TcpListener, MockError> {
+    tokio::net::TcpListener::bind(wanted)
+        .await
+        .map_err(|source| MockError::Bind {
+            addr: wanted,
+            source,
+        })
+}
+
+/// Serves `state` on `listener` until the returned signal fires (then finishes open requests).
+fn serve(listener: tokio::net::TcpListener, state: &Arc<NodeState>, addr: SocketAddr) -> Serving {
+    let app = router(Arc::clone(state));
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(%addr, "mock node stopped with an error: {e}");
+        }
+    });
+    Serving { shutdown: tx, task }
 }
 
 impl MockNode {
@@ -48,12 +80,7 @@ impl MockNode {
     pub async fn spawn(config: NodeConfig) -> Result<Self, MockError> {
         config.validate()?;
         let wanted = SocketAddr::new(config.host, config.port);
-        let listener = tokio::net::TcpListener::bind(wanted)
-            .await
-            .map_err(|source| MockError::Bind {
-                addr: wanted,
-                source,
-            })?;
+        let listener = bind(wanted).await?;
         let addr = listener.local_addr().map_err(|source| MockError::Bind {
             addr: wanted,
             source,
@@ -62,22 +89,46 @@ impl MockNode {
             scheduler: Scheduler::new(Arc::new(config)),
             metrics: Metrics::default(),
         });
-        let app = router(Arc::clone(&state));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = served.await {
-                tracing::error!(%addr, "mock node stopped with an error: {e}");
-            }
-        });
+        let serving = serve(listener, &state, addr);
         Ok(Self {
             addr,
             state,
-            shutdown: Some(tx),
-            task: Some(task),
+            serving: Mutex::new(Some(serving)),
         })
+    }
+
+    /// Takes the node down: it stops accepting connections (new connects are refused), finishes
+    /// the requests in flight, and keeps its models and counters for [`MockNode::resume`].
+    pub async fn pause(&self) {
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(serving) = serving {
+            let _ = serving.shutdown.send(());
+            let _ = serving.task.await;
+        }
+    }
+
+    /// Brings a paused node back on the same address, with the same models and counters.
+    /// Does nothing if it is serving.
+    pub async fn resume(&self) -> Result<(), MockError> {
+        if self.is_serving() {
+            return Ok(());
+        }
+        let listener = bind(self.addr).await?;
+        let serving = serve(listener, &self.state, self.addr);
+        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(serving);
+        Ok(())
+    }
+
+    /// Whether the node accepts connections.
+    pub fn is_serving(&self) -> bool {
+        self.serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// The bound address (with the real port when the config asked for port 0).
@@ -101,23 +152,21 @@ impl MockNode {
     }
 
     /// Stops accepting connections and waits for open ones to finish.
-    pub async fn shutdown(mut self) {
-        self.stop();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn shutdown(self) {
+        self.pause().await;
     }
 }
 
 impl Drop for MockNode {
     fn drop(&mut self) {
-        self.stop();
+        let serving = self
+            .serving
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(serving) = serving {
+            let _ = serving.shutdown.send(());
+        }
     }
 }
 
@@ -167,6 +216,22 @@ impl MockCluster {
     /// Each node's counters, in config order.
     pub fn counters(&self) -> Vec<CountersSnapshot> {
         self.nodes.iter().map(MockNode::counters).collect()
+    }
+
+    /// Takes node `i` down (see [`MockNode::pause`]); blocks until its requests in flight finish.
+    /// Does nothing for an index past the last node.
+    pub fn pause_node(&self, i: usize) {
+        if let Some(node) = self.nodes.get(i) {
+            self.runtime.block_on(node.pause());
+        }
+    }
+
+    /// Brings node `i` back on its address (see [`MockNode::resume`]).
+    pub fn resume_node(&self, i: usize) -> Result<(), MockError> {
+        match self.nodes.get(i) {
+            Some(node) => self.runtime.block_on(node.resume()),
+            None => Ok(()),
+        }
     }
 
     /// Stops every node and waits for them.

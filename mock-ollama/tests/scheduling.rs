@@ -394,3 +394,34 @@ async fn control_plane_latency_delays_only_tags_and_ps() {
     );
     assert_eq!(tags.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_paused_node_refuses_connections_and_resumes_with_its_counters() {
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::ZERO))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        embed(&client, &node, json!("a"), None).await.unwrap().0,
+        200
+    );
+    node.pause().await;
+    assert!(!node.is_serving());
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/embed", node.url()))
+        .json(&json!({"model":"all-minilm","input":"b"}))
+        .send()
+        .await
+        .expect_err("nothing listens while paused");
+    assert!(refused.is_connect(), "{refused}");
+    node.resume().await.unwrap();
+    assert_eq!(
+        embed(&client, &node, json!("c"), None).await.unwrap().0,
+        200
+    );
+    assert_eq!(
+        node.counters().succeeded("/api/embed"),
+        2,
+        "counters survive the pause"
+    );
+}

@@ -110,7 +110,6 @@ fn reset_response() -> Response {
     response
 }
 
-/// Parses a JSON body, answering Ollama's errors for empty, oversized or malformed bodies.
 /// Binds a body as Ollama's handlers do (see [`validate::bind`]): `request` is the Go type's name
 /// and `fields` the Go types its fields are checked against before decoding.
 fn parse_body<T: DeserializeOwned>(

@@ -1,0 +1,158 @@
+//! The fault soak at test size: requests through every pool with injected 500s, stalls and
+//! resets, one node taken down mid-run and brought back. Nothing may be lost (client tally, pool
+//! stats and the nodes' counters agree), every active gauge ends at 0, and the process's threads
+//! and file descriptors return to where they started.
+//!
+//! A binary of its own, with one test: thread and descriptor counts are process-wide.
+//! `harness run soak` runs the same at full size (10,000 requests per pool).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
+use pool::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig};
+
+const REQUESTS: u64 = 1_500;
+const THREADS: u64 = 12;
+
+/// Threads and open descriptors of this process (Linux `/proc`).
+fn process_counts() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    (threads, fds)
+}
+
+fn faulty_nodes() -> MockCluster {
+    let config = NodeConfig {
+        faults: FaultConfig {
+            error_rate: 0.02,
+            stall_rate: 0.01,
+            stall: Duration::from_millis(20),
+            reset_rate: 0.01,
+        },
+        ..NodeConfig::with_latency(Duration::ZERO)
+    };
+    MockCluster::start(vec![config; 3]).expect("mock nodes start")
+}
+
+/// Client-side tally of one soak.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Sends `REQUESTS` embeds from `THREADS` threads; node 1 goes down after a third of them have
+/// finished and comes back after two thirds, driven by the count of finished requests.
+fn soak(pool: &Pool, nodes: &MockCluster) -> Tally {
+    let tally = Tally::default();
+    let next = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= REQUESTS {
+                        break;
+                    }
+                    let counter = match pool.embed("all-minilm", format!("soak {i}")) {
+                        Ok(_) => &tally.ok,
+                        Err(_) => &tally.failed,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        s.spawn(|| {
+            let done = || tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+            for (at, down) in [(REQUESTS / 3, true), (2 * REQUESTS / 3, false)] {
+                while done() < at {
+                    std::thread::yield_now();
+                }
+                if down {
+                    nodes.pause_node(1);
+                } else {
+                    nodes.resume_node(1).expect("node 1 comes back on its port");
+                }
+            }
+        });
+    });
+    tally
+}
+
+fn check(name: &str, ledger: impl Into<Ledger>) {
+    let nodes = faulty_nodes();
+    let before: u64 = nodes
+        .counters()
+        .iter()
+        .map(|c| c.succeeded("/api/embed"))
+        .sum();
+    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).expect("pool builds");
+    let tally = soak(&pool, &nodes);
+    let stats = pool.stats();
+    let served: u64 = nodes
+        .counters()
+        .iter()
+        .map(|c| c.succeeded("/api/embed"))
+        .sum();
+    let (ok, failed) = (tally.ok.into_inner(), tally.failed.into_inner());
+    assert_eq!(
+        ok + failed,
+        REQUESTS,
+        "{name}: every request has an outcome"
+    );
+    assert_eq!(
+        ok,
+        served - before,
+        "{name}: each answer was served once by a node"
+    );
+    if name != "bare" {
+        assert_eq!(
+            (
+                stats.total_requests,
+                stats.successful_requests,
+                stats.failed_requests
+            ),
+            (REQUESTS, ok, failed),
+            "{name}: the pool's stats match the client's tally"
+        );
+        assert_eq!(
+            stats.active_total(),
+            0,
+            "{name}: every active gauge back at 0"
+        );
+        let attempts: u64 = stats
+            .node_performance
+            .values()
+            .map(|n| n.total_requests)
+            .sum();
+        assert!(
+            attempts >= REQUESTS,
+            "{name}: failovers add attempts, never remove them"
+        );
+    }
+    drop(pool);
+    nodes.shutdown();
+}
+
+#[test]
+fn faults_and_a_node_down_and_back_lose_nothing() {
+    // tokio's signal driver opens a socket pair once per process and keeps it (a global, not a
+    // leak): open it before the baseline, so what is compared is what the soaks leave behind.
+    drop(mock_ollama::MockCluster::start(vec![]).expect("an empty cluster starts"));
+    let start = process_counts();
+    check("atomic", AtomicLedger::new());
+    check("mutex-counters", MutexLedger::new(LockScope::Counters));
+    check("mutex-request", MutexLedger::new(LockScope::Request));
+    check("bare", BareLedger::new());
+    assert_eq!(
+        process_counts(),
+        start,
+        "threads and descriptors back where they started"
+    );
+}
