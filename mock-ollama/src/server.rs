@@ -180,7 +180,9 @@ pub struct MockCluster {
 
 impl MockCluster {
     /// Starts one node per config on a new two-thread runtime (the machine this project targets
-    /// has two cores; the pool under test needs the rest of the CPU).
+    /// has two cores; the pool under test needs the rest of the CPU). Configs are used as given:
+    /// nodes with the same `seed` draw the same jitter and faults for their k-th request, so give
+    /// each node its own seed when their faults should be independent.
     pub fn start(configs: Vec<NodeConfig>) -> Result<Self, MockError> {
         Self::start_with_threads(configs, 2)
     }

@@ -37,7 +37,16 @@ fn faulty_nodes() -> MockCluster {
         },
         ..NodeConfig::with_latency(Duration::ZERO)
     };
-    MockCluster::start(vec![config; 3]).expect("mock nodes start")
+    // Each node its own seed: with one seed, three nodes draw the same fault for their k-th
+    // request, and a pool that serialises requests (mutex-request) sees all three fail together
+    // (measured: 19 requests of 10,000 met three 500s in a row, against 0.08 expected).
+    let configs = (0..3)
+        .map(|i| NodeConfig {
+            seed: 0x5eed + i,
+            ..config.clone()
+        })
+        .collect();
+    MockCluster::start(configs).expect("mock nodes start")
 }
 
 /// Client-side tally of one soak.

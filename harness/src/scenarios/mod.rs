@@ -10,6 +10,7 @@ pub mod explain;
 pub mod open_loop;
 pub mod plan_test1;
 pub mod scaling;
+pub mod soak;
 pub mod stress;
 pub mod two_node;
 
@@ -39,11 +40,13 @@ pub enum Scenario {
     Explain,
     /// Latency at a fixed arrival rate, with and without coordinated omission.
     OpenLoop,
+    /// Faults and a node down and back at full size: nothing lost, nothing leaked.
+    Soak,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::TwoNode,
         Scenario::Scaling,
         Scenario::PlanTest1,
@@ -51,12 +54,16 @@ impl Scenario {
         Scenario::Contention,
         Scenario::Explain,
         Scenario::OpenLoop,
+        Scenario::Soak,
     ];
 
     /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
     /// five minutes. `explain` and `open-loop` take a few minutes each and run on request.
     pub fn in_main_job(self) -> bool {
-        !matches!(self, Scenario::Explain | Scenario::OpenLoop)
+        !matches!(
+            self,
+            Scenario::Explain | Scenario::OpenLoop | Scenario::Soak
+        )
     }
 
     /// Name on the command line and in `results/` (`two-node`).
@@ -69,6 +76,7 @@ impl Scenario {
             Scenario::Contention => "contention",
             Scenario::Explain => "explain",
             Scenario::OpenLoop => "open-loop",
+            Scenario::Soak => "soak",
         }
     }
 
@@ -82,6 +90,7 @@ impl Scenario {
             Scenario::Contention => "Bookkeeping cost without I/O",
             Scenario::Explain => "Which mechanism serialises a pool",
             Scenario::OpenLoop => "Open-loop latency at 50/80/95% of capacity",
+            Scenario::Soak => "Faults and a node down and back: nothing lost, nothing leaked",
         }
     }
 
@@ -109,6 +118,9 @@ impl Scenario {
             Scenario::OpenLoop => {
                 "At a fixed arrival rate, what latency does a caller really see (from the intended send time), and how much does a closed-loop measurement hide?"
             }
+            Scenario::Soak => {
+                "With 500s, stalls, resets and a node that goes down and comes back, does every request keep an exact account on client, pool and nodes, and does the process get its threads and descriptors back?"
+            }
         }
     }
 
@@ -122,6 +134,7 @@ impl Scenario {
             Scenario::Contention => contention::run(ctx)?,
             Scenario::Explain => explain::run(ctx)?,
             Scenario::OpenLoop => open_loop::run(ctx)?,
+            Scenario::Soak => soak::run(ctx)?,
         };
         Ok(ScenarioResult {
             schema: SCHEMA.into(),
