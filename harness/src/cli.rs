@@ -139,6 +139,14 @@ impl Common {
         ] {
             anyhow::ensure!(value != Some(0), "{name} must be at least 1");
         }
+        anyhow::ensure!(
+            !self.probe_interval.is_zero(),
+            "--probe-interval must be longer than 0 (0 would probe in a busy loop)"
+        );
+        anyhow::ensure!(
+            self.cap != Some(std::time::Duration::ZERO),
+            "--cap must be longer than 0"
+        );
         let variants = match &self.variants {
             Some(chosen) => {
                 anyhow::ensure!(

@@ -91,3 +91,21 @@ fn the_bare_client_refuses_a_strategy_it_cannot_follow() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("routes round-robin only"), "{stderr}");
 }
+
+#[test]
+fn zero_repeats_probe_interval_and_cap_are_errors_naming_the_flag() {
+    for (args, flag) in [
+        (&["run", "two-node", "--repeats", "0"][..], "--repeats"),
+        (&["run", "two-node", "--nodes", "0"], "--nodes"),
+        (
+            &["run", "two-node", "--probe-interval", "0"],
+            "--probe-interval",
+        ),
+        (&["run", "two-node", "--cap", "0s"], "--cap"),
+        (&["run", "two-node", "--variants", "quantum"], "--variants"),
+    ] {
+        let (code, stderr) = harness(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?} must name {flag}: {stderr}");
+    }
+}

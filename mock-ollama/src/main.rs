@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
     /// Speed factor: one value for all nodes, or a comma-separated list with one per node.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = speed)]
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = speed, allow_negative_numbers = true)]
     speed: Vec<f64>,
     /// Parallel slots per model (OLLAMA_NUM_PARALLEL); embedding models get 1 unless forced.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -90,16 +90,16 @@ struct Args {
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     control_latency: Duration,
     /// Probability of answering 500.
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability, allow_negative_numbers = true)]
     error_rate: f64,
     /// Probability of stalling a request for --stall.
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability, allow_negative_numbers = true)]
     stall_rate: f64,
     /// How long a stalled request is held.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     stall: Duration,
     /// Probability of aborting the connection.
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability, allow_negative_numbers = true)]
     reset_rate: f64,
     /// Extra model: NAME (chat), NAME=chat or NAME=embed:DIM. Repeatable.
     #[arg(long = "model", value_parser = ModelSpec::parse_flag)]

@@ -25,6 +25,20 @@ async fn embed(
     Ok((status, response.json().await?))
 }
 
+/// One embed of `input` on a task of its own; resolves to the answer's status.
+fn spawn_embed(
+    client: &reqwest::Client,
+    node: &MockNode,
+    input: &'static str,
+) -> tokio::task::JoinHandle<u16> {
+    let (client, url) = (client.clone(), node.url());
+    tokio::spawn(async move {
+        let body = json!({"model":"all-minilm","input":input});
+        let response = client.post(format!("{url}/api/embed")).json(&body);
+        response.send().await.unwrap().status().as_u16()
+    })
+}
+
 /// Waits (bounded) until `condition` holds on the node's counters.
 async fn until(
     node: &MockNode,
@@ -89,19 +103,7 @@ async fn full_queue_answers_503_with_ollamas_text() {
     .await
     .unwrap();
     let client = reqwest::Client::new();
-    let spawn = |input: &'static str| {
-        let (client, url) = (client.clone(), node.url());
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/api/embed"))
-                .json(&json!({"model":"all-minilm","input":input}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
+    let spawn = |input| spawn_embed(&client, &node, input);
     let a = spawn("a");
     let b = spawn("b");
     until(&node, "slot taken and queue full", |c| {
@@ -132,14 +134,7 @@ async fn ollama_mode_queues_slot_waits_without_bound_but_bounds_load_waits() {
     .await
     .unwrap();
     let client = reqwest::Client::new();
-    let spawn = |input: &'static str| {
-        let (client, url) = (client.clone(), node.url());
-        tokio::spawn(async move {
-            let body = json!({"model":"all-minilm","input":input});
-            let response = client.post(format!("{url}/api/embed")).json(&body);
-            response.send().await.unwrap().status().as_u16()
-        })
-    };
+    let spawn = |input| spawn_embed(&client, &node, input);
     let a = spawn("a");
     until(&node, "a waits for the model to load", |c| c.loading == 1).await;
     let (status, body) = embed(&client, &node, json!("b"), None).await.unwrap();

@@ -94,25 +94,36 @@ pub fn ns_per_request(book: Book, threads: usize, ops: usize) -> anyhow::Result<
     Ok(elapsed.as_nanos() as f64 / (ops - ops % threads) as f64)
 }
 
-/// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
-    let o = &ctx.opts;
-    let ops = o.requests.unwrap_or(1_000_000);
-    let threads: Vec<usize> = o.workers.map_or(THREADS.to_vec(), |w| vec![1, w]);
+/// Every book at every thread count, interleaved, `repeats` times.
+fn measure_all(
+    ctx: &Ctx,
+    threads: &[usize],
+    ops: usize,
+) -> anyhow::Result<BTreeMap<(Book, usize), Vec<f64>>> {
     let mut samples: BTreeMap<(Book, usize), Vec<f64>> = BTreeMap::new();
-    let bar = ctx.progress("contention", o.repeats * threads.len() * Book::ALL.len());
-    for _ in 0..o.repeats {
-        for &t in &threads {
+    let bar = ctx.progress(
+        "contention",
+        ctx.opts.repeats * threads.len() * Book::ALL.len(),
+    );
+    for _ in 0..ctx.opts.repeats {
+        for &t in threads {
             for book in Book::ALL {
-                samples
-                    .entry((book, t))
-                    .or_default()
-                    .push(ns_per_request(book, t, ops)?);
+                let ns = ns_per_request(book, t, ops)?;
+                samples.entry((book, t)).or_default().push(ns);
                 bar.inc(1);
             }
         }
     }
     bar.finish_and_clear();
+    Ok(samples)
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+    let o = &ctx.opts;
+    let ops = o.requests.unwrap_or(1_000_000);
+    let threads: Vec<usize> = o.workers.map_or(THREADS.to_vec(), |w| vec![1, w]);
+    let samples = measure_all(ctx, &threads, ops)?;
     let mut rows = Vec::new();
     for ((book, t), ns) in &samples {
         rows.push(Row::new(

@@ -182,27 +182,28 @@ fn measure_capacity(
     )
 }
 
-/// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+/// Samples per (variant, level index), keyed for the report.
+type Levels = BTreeMap<(Variant, usize), LevelSamples>;
+
+/// Per repeat: the capacity, then every variant at every level of it, interleaved.
+fn measure_levels(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    window: Duration,
+    workers: usize,
+    accounting: &mut Accounting,
+) -> anyhow::Result<(Vec<f64>, Levels)> {
     let o = &ctx.opts;
-    let spec = ClusterSpec::uniform(
-        o.nodes.unwrap_or(2),
-        o.slots.unwrap_or(1),
-        o.service.unwrap_or(Duration::from_millis(20)),
-    );
-    let cluster = Cluster::start(&spec, &o.external)?;
-    let window = o.cap.unwrap_or(Duration::from_secs(3));
-    let workers = o.workers.unwrap_or(64);
-    let mut accounting = Accounting::default();
     let bar = ctx.progress(
         "open-loop",
         o.repeats * (1 + LEVELS.len() * o.variants.len()),
     );
     let mut capacity = Vec::new();
-    let mut results: BTreeMap<(Variant, usize), LevelSamples> = BTreeMap::new();
+    let mut results = Levels::new();
     for _ in 0..o.repeats {
         bar.set_message("measuring capacity");
-        let cap_rate = measure_capacity(&cluster, &spec, &mut accounting)?;
+        let cap_rate = measure_capacity(cluster, spec, accounting)?;
         capacity.push(cap_rate);
         bar.inc(1);
         for (level_index, level) in LEVELS.iter().enumerate() {
@@ -215,7 +216,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             };
             for &variant in &o.variants {
                 bar.set_message(format!("{variant} at {:.0}%", level * 100.0));
-                let run = measure_open(ctx, &cluster, variant, schedule, &mut accounting)?;
+                let run = measure_open(ctx, cluster, variant, schedule, accounting)?;
                 let samples = results
                     .entry((variant, level_index))
                     .or_insert_with(LevelSamples::new);
@@ -225,6 +226,23 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         }
     }
     bar.finish_and_clear();
+    Ok((capacity, results))
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+    let o = &ctx.opts;
+    let spec = ClusterSpec::uniform(
+        o.nodes.unwrap_or(2),
+        o.slots.unwrap_or(1),
+        o.service.unwrap_or(Duration::from_millis(20)),
+    );
+    let cluster = Cluster::start(&spec, &o.external)?;
+    let window = o.cap.unwrap_or(Duration::from_secs(3));
+    let workers = o.workers.unwrap_or(64);
+    let mut accounting = Accounting::default();
+    let (capacity, results) =
+        measure_levels(ctx, &cluster, &spec, window, workers, &mut accounting)?;
     let capacity = Summary::of(capacity);
     let mut rows = vec![Row::new(
         "bare",

@@ -82,6 +82,55 @@ pub fn relative(curve: &BTreeMap<usize, Vec<f64>>, w: usize) -> Vec<f64> {
     }
 }
 
+/// Throughput relative to one worker (ideal: `w`) and absolute (ideal: what the nodes and `w`
+/// closed-loop workers allow) at `w` workers.
+fn worker_rows(
+    variant: Variant,
+    curve: &BTreeMap<usize, Vec<f64>>,
+    w: usize,
+    spec: &ClusterSpec,
+    latency: Option<&hdrhistogram::Histogram<u64>>,
+) -> Vec<Row> {
+    let case = format!("workers={w}");
+    let rel = Summary::of(relative(curve, w));
+    let thr = Summary::of(curve.get(&w).cloned().unwrap_or_default());
+    let mut row = Row::new(variant.name(), case.clone(), "throughput", "req/s", thr)
+        .ideal(spec.capacity().min(w as f64 / spec.service.as_secs_f64()));
+    if let Some(h) = latency {
+        row = row.latency(Latency::of(h));
+    }
+    vec![
+        Row::new(variant.name(), case, "throughput_rel", "x", rel).ideal(w as f64),
+        row,
+    ]
+}
+
+/// How close `variant` gets to linear at `at` workers, beside the bare client on the same nodes.
+fn verdict(
+    variant: Variant,
+    curves: &BTreeMap<Variant, BTreeMap<usize, Vec<f64>>>,
+    at: usize,
+) -> String {
+    let rel = Summary::of(relative(&curves[&variant], at));
+    // The bare client on the same nodes shows what the machine allows; a variant far below it
+    // is limited by itself, not by the CPU the mock nodes share with the client.
+    let bare = curves
+        .get(&Variant::Bare)
+        .filter(|_| variant != Variant::Bare)
+        .map(|c| Summary::of(relative(c, at)).median);
+    format!(
+        "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear{}){}.",
+        rel.median,
+        100.0 * rel.median / at as f64,
+        bare.map_or(String::new(), |b| format!("; bare client {b:.1}x")),
+        if rel.median >= 0.8 * at as f64 {
+            ""
+        } else {
+            ": does not scale"
+        }
+    )
+}
+
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
@@ -102,53 +151,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         o.repeats,
         &mut accounting,
     )?;
+    let at = if workers.contains(&12) {
+        12
+    } else {
+        max_workers
+    };
     let mut rows = Vec::new();
     let mut verdicts = Vec::new();
     for (variant, curve) in &curves {
         for &w in &workers {
-            let rel = Summary::of(relative(curve, w));
-            let thr = Summary::of(curve.get(&w).cloned().unwrap_or_default());
-            rows.push(
-                Row::new(
-                    variant.name(),
-                    format!("workers={w}"),
-                    "throughput_rel",
-                    "x",
-                    rel,
-                )
-                .ideal(w as f64),
-            );
-            let mut row = Row::new(
-                variant.name(),
-                format!("workers={w}"),
-                "throughput",
-                "req/s",
-                thr,
-            )
-            .ideal(spec.capacity().min(w as f64 / spec.service.as_secs_f64()));
-            if let Some(h) = latency.get(&(*variant, w)) {
-                row = row.latency(Latency::of(h));
-            }
-            rows.push(row);
+            rows.extend(worker_rows(
+                *variant,
+                curve,
+                w,
+                &spec,
+                latency.get(&(*variant, w)),
+            ));
         }
-        let at = if workers.contains(&12) {
-            12
-        } else {
-            max_workers
-        };
-        let rel = Summary::of(relative(curve, at));
-        // The bare client on the same nodes shows what the machine allows; a variant far below it
-        // is limited by itself, not by the CPU the mock nodes share with the client.
-        let bare = curves
-            .get(&Variant::Bare)
-            .map(|c| Summary::of(relative(c, at)).median);
-        verdicts.push(format!(
-            "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear{}){}.",
-            rel.median,
-            100.0 * rel.median / at as f64,
-            bare.filter(|_| *variant != Variant::Bare).map_or(String::new(), |b| format!("; bare client {b:.1}x")),
-            if rel.median >= 0.8 * at as f64 { "" } else { ": does not scale" }
-        ));
+        verdicts.push(verdict(*variant, &curves, at));
     }
     let params = json!({
         "workers": workers, "requests_per_worker": PER_WORKER, "requests_override": o.requests, "nodes": nodes,

@@ -107,6 +107,38 @@ pub fn counters_lost() -> anyhow::Result<(u64, u64)> {
     ))
 }
 
+/// Lost updates (with the latency) and leftover gauges of one HTTP stress run.
+fn http_rows(variant: Variant, case: &str, outcome: StressOutcome, latency: Latency) -> Vec<Row> {
+    let one = |v: u64| Summary::of(vec![v as f64]);
+    vec![
+        Row::new(variant.name(), case, "lost", "updates", one(outcome.lost))
+            .ideal(0.0)
+            .latency(latency),
+        Row::new(
+            variant.name(),
+            case,
+            "active_after",
+            "requests",
+            one(outcome.active_after),
+        )
+        .ideal(0.0),
+    ]
+}
+
+fn http_verdict(variant: Variant, outcome: StressOutcome, requests: usize) -> String {
+    let exact = outcome.lost == 0 && outcome.active_after == 0;
+    format!(
+        "{variant}: {} lost updates, {} requests still marked active after {requests} requests{}.",
+        outcome.lost,
+        outcome.active_after,
+        if exact {
+            ": client, pool and nodes agree exactly"
+        } else {
+            ": MISMATCH"
+        }
+    )
+}
+
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
@@ -126,33 +158,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         let (outcome, acc, latency) = http_stress(ctx, variant, requests, threads)?;
         accounting.merge(acc);
         let case = format!("{requests} requests, {threads} threads, 1% failures");
-        rows.push(
-            Row::new(
-                variant.name(),
-                case.clone(),
-                "lost",
-                "updates",
-                Summary::of(vec![outcome.lost as f64]),
-            )
-            .ideal(0.0)
-            .latency(latency),
-        );
-        rows.push(
-            Row::new(
-                variant.name(),
-                case,
-                "active_after",
-                "requests",
-                Summary::of(vec![outcome.active_after as f64]),
-            )
-            .ideal(0.0),
-        );
-        verdicts.push(format!(
-            "{variant}: {} lost updates, {} requests still marked active after {requests} requests{}.",
-            outcome.lost,
-            outcome.active_after,
-            if outcome.lost == 0 && outcome.active_after == 0 { ": client, pool and nodes agree exactly" } else { ": MISMATCH" }
-        ));
+        rows.extend(http_rows(variant, &case, outcome, latency));
+        verdicts.push(http_verdict(variant, outcome, requests));
         bar.inc(1);
     }
     let (mutex_lost, atomic_lost) = counters_lost()?;

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::embedding::{EmbeddingTable, estimate_tokens, fnv1a};
 use crate::faults::{self, FAULT_HEADER, Fault};
-use crate::scheduler::{Busy, ModelRuntime};
+use crate::scheduler::{Busy, InUse, ModelRuntime, Slot};
 
 impl From<Busy> for ApiError {
     fn from(_: Busy) -> Self {
@@ -430,6 +430,65 @@ fn ndjson_line(value: &Value) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// How long one generation takes, split as Ollama reports it.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    prompt_tokens: u64,
+    output_tokens: u64,
+    prefill: Duration,
+    decode: Duration,
+    per_token: Duration,
+    load_wait: Duration,
+}
+
+impl Timing {
+    /// Prompt processing (base + per-token cost) and decoding (per output token), each with its
+    /// own jitter draw, over the node's speed.
+    fn draw(state: &NodeState, job: &Generation, load_wait: Duration, rng: &mut SmallRng) -> Self {
+        let config = state.scheduler.config();
+        let times = |tokens: u64| u32::try_from(tokens).unwrap_or(u32::MAX);
+        let prompt_tokens = estimate_tokens(&job.prompt).max(1);
+        let per_prompt = config
+            .latency
+            .per_token
+            .saturating_mul(times(prompt_tokens));
+        let prefill = state
+            .scheduler
+            .scaled(config.latency.base.saturating_add(per_prompt), rng);
+        let output_tokens = job.output_tokens.max(1);
+        let decode = state.scheduler.scaled(
+            config
+                .latency
+                .per_token
+                .saturating_mul(times(output_tokens)),
+            rng,
+        );
+        Self {
+            prompt_tokens,
+            output_tokens,
+            prefill,
+            decode,
+            // `output_tokens` is at least 1 and bounded by the context, so this neither divides
+            // by zero nor truncates.
+            per_token: decode / times(output_tokens),
+            load_wait,
+        }
+    }
+
+    /// The six metrics of the final chunk, for a request that started at `start`.
+    fn metrics(&self, start: Instant) -> Metrics {
+        let nanos = |d: Duration| (d.as_nanos() as u64).max(1);
+        Metrics {
+            total_duration: nanos_since(start),
+            load_duration: nanos(self.load_wait),
+            prompt_eval_count: self.prompt_tokens,
+            prompt_eval_duration: nanos(self.prefill),
+            eval_count: self.output_tokens,
+            eval_duration: nanos(self.decode),
+        }
+    }
+}
+
 async fn run_generation(
     state: Arc<NodeState>,
     headers: HeaderMap,
@@ -460,56 +519,41 @@ async fn run_generation(
         .scheduler
         .slot(&job.model, &state.metrics, true)
         .await?;
-    let prompt_tokens = estimate_tokens(&job.prompt).max(1);
-    let config = state.scheduler.config();
-    let times = |tokens: u64| u32::try_from(tokens).unwrap_or(u32::MAX);
-    let prefill = state.scheduler.scaled(
-        config.latency.base.saturating_add(
-            config
-                .latency
-                .per_token
-                .saturating_mul(times(prompt_tokens)),
-        ),
-        &mut rng,
-    );
-    let decode = state.scheduler.scaled(
-        config
-            .latency
-            .per_token
-            .saturating_mul(times(job.output_tokens)),
-        &mut rng,
-    );
-    let output_tokens = job.output_tokens;
-    // `output_tokens` is at least 1 and bounded by the context, so this neither divides by zero
-    // nor truncates.
-    let per_token = decode / times(output_tokens.max(1));
-    let mut words = Words::new(&job.prompt);
-    let metrics_for = move |start: Instant| Metrics {
-        total_duration: nanos_since(start),
-        load_duration: (load_wait.as_nanos() as u64).max(1),
-        prompt_eval_count: prompt_tokens,
-        prompt_eval_duration: (prefill.as_nanos() as u64).max(1),
-        eval_count: output_tokens,
-        eval_duration: (decode.as_nanos() as u64).max(1),
-    };
+    let timing = Timing::draw(&state, &job, load_wait, &mut rng);
+    let held = (slot, in_use);
     if !job.stream {
-        serve(&state, prefill + decode).await;
-        drop((slot, in_use));
-        let text: String = (0..output_tokens).map(|_| words.next_token()).collect();
-        let body = chunk(&job, &text, Some(("stop", metrics_for(start))));
+        serve(&state, timing.prefill + timing.decode).await;
+        drop(held);
+        let mut words = Words::new(&job.prompt);
+        let text: String = (0..timing.output_tokens)
+            .map(|_| words.next_token())
+            .collect();
+        let body = chunk(&job, &text, Some(("stop", timing.metrics(start))));
         return Ok(json_response(StatusCode::OK, &body));
     }
+    Ok(stream_generation(state, job, timing, start, held))
+}
+
+/// Streams the answer token by token from a task of its own; the slot and the model (`held`)
+/// stay taken until the last line is written or the client leaves, which releases them at once,
+/// not at its next token.
+fn stream_generation(
+    state: Arc<NodeState>,
+    job: Generation,
+    timing: Timing,
+    start: Instant,
+    held: (Slot, InUse),
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
-        // The slot and the model stay held until the last line is written or the client leaves;
-        // a client that leaves releases them at once, not at its next token.
-        let _held = (slot, in_use);
+        let _held = held;
         let abandoned = || state.metrics.stream_abandoned();
-        if !wait_unless_closed(&tx, prefill).await {
+        if !wait_unless_closed(&tx, timing.prefill).await {
             return abandoned();
         }
-        for _ in 0..output_tokens {
-            if !wait_unless_closed(&tx, per_token).await {
+        let mut words = Words::new(&job.prompt);
+        for _ in 0..timing.output_tokens {
+            if !wait_unless_closed(&tx, timing.per_token).await {
                 return abandoned();
             }
             let line = ndjson_line(&chunk(&job, &words.next_token(), None));
@@ -517,14 +561,11 @@ async fn run_generation(
                 return abandoned();
             }
         }
-        state.metrics.observe_service(prefill + decode);
-        let _ = tx
-            .send(ndjson_line(&chunk(
-                &job,
-                "",
-                Some(("stop", metrics_for(start))),
-            )))
-            .await;
+        state
+            .metrics
+            .observe_service(timing.prefill + timing.decode);
+        let done = chunk(&job, "", Some(("stop", timing.metrics(start))));
+        let _ = tx.send(ndjson_line(&done)).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -536,5 +577,5 @@ async fn run_generation(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    Ok(response)
+    response
 }
