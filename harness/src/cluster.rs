@@ -81,6 +81,34 @@ pub struct ServerTally {
     pub failed: u64,
 }
 
+/// Each node's [`ServerTally`], keyed by `host:port` (the pool's key for a node).
+pub type NodeTallies = std::collections::BTreeMap<String, ServerTally>;
+
+impl ServerTally {
+    /// The sum over nodes.
+    pub fn sum(nodes: &NodeTallies) -> ServerTally {
+        nodes
+            .values()
+            .fold(ServerTally::default(), |t, n| ServerTally {
+                ok: t.ok + n.ok,
+                failed: t.failed + n.failed,
+            })
+    }
+
+    /// What each node counted between `before` and `after`.
+    pub fn since(after: &NodeTallies, before: &NodeTallies) -> NodeTallies {
+        after
+            .iter()
+            .map(|(key, a)| {
+                (
+                    key.clone(),
+                    *a - before.get(key).copied().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
 impl std::ops::Sub for ServerTally {
     type Output = ServerTally;
     fn sub(self, earlier: ServerTally) -> ServerTally {
@@ -123,18 +151,20 @@ impl Cluster {
         }
     }
 
-    /// Server-side counts of embed answers, when the nodes are ours.
-    pub fn tally(&self) -> Option<ServerTally> {
-        match self {
-            Cluster::Embedded(c) => Some(c.counters().iter().fold(
-                ServerTally::default(),
-                |t, n| ServerTally {
-                    ok: t.ok + n.succeeded("/api/embed"),
-                    failed: t.failed + n.failed("/api/embed"),
-                },
-            )),
-            Cluster::External(_) => None,
-        }
+    /// Server-side counts of embed answers per node, when the nodes are ours.
+    pub fn tally(&self) -> Option<NodeTallies> {
+        let Cluster::Embedded(c) = self else {
+            return None;
+        };
+        let tallies = c.nodes().iter().map(|node| {
+            let counters = node.counters();
+            let tally = ServerTally {
+                ok: counters.succeeded("/api/embed"),
+                failed: counters.failed("/api/embed"),
+            };
+            (node.addr().to_string(), tally)
+        });
+        Some(tallies.collect())
     }
 }
 

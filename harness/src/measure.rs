@@ -3,7 +3,7 @@
 
 use pool::{LockTimingSummary, PoolStats};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeTallies, ServerTally};
 use crate::load::{RunResult, Workload, closed_loop};
 use crate::results::Accounting;
 use crate::variant::{PoolOptions, Variant};
@@ -38,8 +38,8 @@ pub fn measure(
     let served = cluster
         .tally()
         .zip(before)
-        .map(|(after, before)| after - before);
-    let lost = check(variant, &run, &stats, served, accounting);
+        .map(|(after, before)| ServerTally::since(&after, &before));
+    let lost = check(variant, &run, &stats, served.as_ref(), accounting);
     Ok(Measurement {
         run,
         stats,
@@ -55,7 +55,7 @@ pub fn check(
     variant: Variant,
     run: &RunResult,
     stats: &PoolStats,
-    served: Option<crate::cluster::ServerTally>,
+    served: Option<&NodeTallies>,
     accounting: &mut Accounting,
 ) -> u64 {
     accounting.runs += 1;
@@ -71,11 +71,6 @@ pub fn check(
                 .push(format!("{variant}: {what}: {ours} != {theirs}"));
         }
     };
-    let node_failures: u64 = stats
-        .node_performance
-        .values()
-        .map(|n| n.failed_requests)
-        .sum();
     if variant.keeps_stats() {
         compare(
             "pool total vs client tally",
@@ -94,12 +89,26 @@ pub fn check(
         );
     }
     if let Some(served) = served {
-        compare("nodes' answers vs client answers", served.ok, run.ok);
-        if variant.keeps_stats() {
+        compare(
+            "nodes' answers vs client answers",
+            ServerTally::sum(served).ok,
+            run.ok,
+        );
+        // Per node: every attempt the pool recorded on a node is one the node counted, and the
+        // failures agree too. Equal totals can hide a pool that books work on the wrong node.
+        for (key, node) in served.iter().filter(|_| variant.keeps_stats()) {
+            let pool_side = stats.node_performance.get(key);
+            let attempts = pool_side.map_or(0, |n| n.total_requests);
+            let failures = pool_side.map_or(0, |n| n.failed_requests);
             compare(
-                "pool's node failures vs nodes' errors",
-                node_failures,
-                served.failed,
+                &format!("{key}: pool's attempts vs node's answers"),
+                attempts,
+                node.ok + node.failed,
+            );
+            compare(
+                &format!("{key}: pool's failures vs node's errors"),
+                failures,
+                node.failed,
             );
         }
     }
@@ -117,7 +126,6 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::ServerTally;
     use crate::summary::new_histogram;
     use pool::NodePerformance;
 
@@ -133,40 +141,62 @@ mod tests {
         }
     }
 
-    /// One node `a:1` that finished `total` attempts, `node_failed` of them failed.
-    fn stats(total: u64, successful: u64, failed: u64, node_failed: u64, active: u64) -> PoolStats {
-        let node = NodePerformance {
-            total_requests: total,
-            failed_requests: node_failed,
+    /// A node as the pool books it: `attempts`, `failed` of them failed, `active` in flight.
+    fn booked(attempts: u64, failed: u64, active: u64) -> NodePerformance {
+        NodePerformance {
+            total_requests: attempts,
+            failed_requests: failed,
             active_requests: active,
             latency_ms: 0.0,
             success_rate: 1.0,
             available: true,
-        };
+        }
+    }
+
+    /// Pool stats with request totals and per-node bookings.
+    fn stats(totals: (u64, u64, u64), nodes: &[(&str, NodePerformance)]) -> PoolStats {
         PoolStats {
-            total_requests: total,
-            successful_requests: successful,
-            failed_requests: failed,
-            nodes_used: [("a:1".to_owned(), total)].into(),
-            node_performance: [("a:1".to_owned(), node)].into(),
-            nodes_configured: 1,
-            nodes: vec!["a:1".into()],
+            total_requests: totals.0,
+            successful_requests: totals.1,
+            failed_requests: totals.2,
+            nodes_used: nodes
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), n.total_requests))
+                .collect(),
+            node_performance: nodes
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), n.clone()))
+                .collect(),
+            nodes_configured: nodes.len(),
+            nodes: nodes.iter().map(|(k, _)| (*k).to_owned()).collect(),
             routing_strategy: "round_robin".into(),
         }
+    }
+
+    /// What the nodes counted: `(key, ok, failed)`.
+    fn served(nodes: &[(&str, u64, u64)]) -> NodeTallies {
+        nodes
+            .iter()
+            .map(|(k, ok, failed)| {
+                (
+                    (*k).to_owned(),
+                    ServerTally {
+                        ok: *ok,
+                        failed: *failed,
+                    },
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn agreement_loses_nothing() {
         let mut acc = Accounting::default();
-        let served = Some(ServerTally { ok: 9, failed: 2 });
+        // 10 requests to one node: 9 answered, 1 failed there; the pool booked the same.
+        let served = served(&[("a:1", 9, 1)]);
+        let stats = stats((10, 9, 1), &[("a:1", booked(10, 1, 0))]);
         assert_eq!(
-            check(
-                Variant::Atomic,
-                &run(9, 1),
-                &stats(10, 9, 1, 2, 0),
-                served,
-                &mut acc
-            ),
+            check(Variant::Atomic, &run(9, 1), &stats, Some(&served), &mut acc),
             0
         );
         assert!(acc.mismatches.is_empty(), "{:?}", acc.mismatches);
@@ -185,12 +215,13 @@ mod tests {
         let mut acc = Accounting::default();
         // The pool lost one success, the nodes served one more than the client saw, one request
         // is still marked active.
-        let served = Some(ServerTally { ok: 10, failed: 2 });
+        let served = served(&[("a:1", 10, 2)]);
+        let stats = stats((9, 8, 1), &[("a:1", booked(12, 2, 1))]);
         let lost = check(
             Variant::MutexCounters,
             &run(9, 1),
-            &stats(9, 8, 1, 2, 1),
-            served,
+            &stats,
+            Some(&served),
             &mut acc,
         );
         assert_eq!(lost, 3, "total 1 + successes 1 + nodes' answers 1");
@@ -203,17 +234,32 @@ mod tests {
     }
 
     #[test]
+    fn work_booked_on_the_wrong_node_is_caught_though_totals_agree() {
+        let mut acc = Accounting::default();
+        // Both nodes served 2; the pool says a:1 did 3 and b:2 did 1. Every total agrees.
+        let served = served(&[("a:1", 2, 0), ("b:2", 2, 0)]);
+        let stats = stats(
+            (4, 4, 0),
+            &[("a:1", booked(3, 0, 0)), ("b:2", booked(1, 0, 0))],
+        );
+        let lost = check(Variant::Atomic, &run(4, 0), &stats, Some(&served), &mut acc);
+        assert_eq!(lost, 2, "{:?}", acc.mismatches);
+        assert!(
+            acc.mismatches
+                .iter()
+                .all(|m| m.contains("pool's attempts vs node's answers")),
+            "{:?}",
+            acc.mismatches
+        );
+    }
+
+    #[test]
     fn the_bare_client_is_checked_only_against_the_nodes() {
         let mut acc = Accounting::default();
-        let served = Some(ServerTally { ok: 5, failed: 0 });
+        let served = served(&[("a:1", 5, 0)]);
+        let stats = stats((0, 0, 0), &[("a:1", booked(0, 0, 0))]);
         assert_eq!(
-            check(
-                Variant::Bare,
-                &run(5, 0),
-                &stats(0, 0, 0, 0, 0),
-                served,
-                &mut acc
-            ),
+            check(Variant::Bare, &run(5, 0), &stats, Some(&served), &mut acc),
             0
         );
         assert_eq!(

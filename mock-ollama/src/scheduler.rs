@@ -279,7 +279,9 @@ mod tests {
             ..NodeConfig::default()
         });
         let mut rng = s.request_rng();
-        assert_eq!(s.service_time(10, &mut rng), Duration::from_millis(10));
+        // (10 ms + 30 x 1 ms) / 2. Ignoring the tokens gives 5 ms, ignoring the speed 40 ms, and
+        // ignoring both 10 ms: each mistake gives another value.
+        assert_eq!(s.service_time(30, &mut rng), Duration::from_millis(20));
     }
 
     #[test]

@@ -63,8 +63,31 @@ pub(crate) enum AttemptError {
     Rejected { status: u16, message: String },
 }
 
+/// How an attempt reaches a node: HTTP in production; a scripted fake in the models that check
+/// the request path without sockets (`src/tests/exchange.rs`).
+pub(crate) trait Transport: Sync {
+    /// `POST node.url + path` with a JSON body, decoded as `T` on 2xx.
+    fn post<T: DeserializeOwned>(
+        &self,
+        node: &NodeAddr,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, AttemptError>;
+}
+
+impl Transport for Client {
+    fn post<T: DeserializeOwned>(
+        &self,
+        node: &NodeAddr,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, AttemptError> {
+        attempt(self, node, path, body)
+    }
+}
+
 /// `POST node.url + path` with a JSON body, decoded as `T` on 2xx.
-pub(crate) fn attempt<T: DeserializeOwned>(
+fn attempt<T: DeserializeOwned>(
     client: &Client,
     node: &NodeAddr,
     path: &str,

@@ -20,7 +20,7 @@ use crate::api::{
     GenerateRequest, GenerateResponse, Reply,
 };
 use crate::error::{NodeFailure, PoolError};
-use crate::http::{AttemptError, HttpConfig, attempt};
+use crate::http::{AttemptError, HttpConfig, Transport};
 use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
@@ -197,8 +197,8 @@ impl Pool {
         // panic, should a future field change that.
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
         self.degrade_request();
-        let exchange = Exchange::<T> {
-            client: &self.client,
+        let exchange = Exchange::<T, Client> {
+            transport: &self.client,
             strategy: self.config.strategy,
             attempt_delay: self.config.degradation.attempt_delay,
             path,
@@ -219,17 +219,18 @@ impl Pool {
     }
 }
 
-/// One request's attempts, generic over the ledger's steps.
-struct Exchange<'a, T> {
-    client: &'a Client,
-    strategy: Strategy,
-    attempt_delay: Duration,
-    path: &'static str,
-    body: Bytes,
-    _answer: PhantomData<T>,
+/// One request's attempts, generic over the ledger's steps and the transport (HTTP, or a fake in
+/// the models).
+pub(crate) struct Exchange<'a, T, X> {
+    pub(crate) transport: &'a X,
+    pub(crate) strategy: Strategy,
+    pub(crate) attempt_delay: Duration,
+    pub(crate) path: &'static str,
+    pub(crate) body: Bytes,
+    pub(crate) _answer: PhantomData<T>,
 }
 
-impl<T: DeserializeOwned> RequestBody for Exchange<'_, T> {
+impl<T: DeserializeOwned, X: Transport> RequestBody for Exchange<'_, T, X> {
     type Output = Result<Reply<T>, PoolError>;
 
     fn run<S: Steps>(self, steps: &mut S) -> Self::Output {
@@ -254,7 +255,10 @@ impl<T: DeserializeOwned> RequestBody for Exchange<'_, T> {
                 std::thread::sleep(self.attempt_delay);
             }
             let started = Instant::now();
-            match attempt::<T>(self.client, &node, self.path, self.body.clone()) {
+            match self
+                .transport
+                .post::<T>(&node, self.path, self.body.clone())
+            {
                 Ok(value) => {
                     active.record(Outcome::Success {
                         latency: started.elapsed(),

@@ -145,7 +145,8 @@ impl SyncFamily for StdSync {
 
 #[cfg(test)]
 pub(crate) mod test_families {
-    //! Families that exist only for tests: loom's primitives, and a deliberately racy counter.
+    //! Families that exist only for tests: loom's primitives, the racy canary, and the broken
+    //! twins (orderings weakened, fences removed) that each checker must be seen catching.
 
     use super::*;
     use std::marker::PhantomData;
@@ -201,6 +202,66 @@ pub(crate) mod test_families {
         }
         fn backoff() {
             loom::thread::yield_now();
+        }
+    }
+
+    /// Broken twin: `F`'s primitives with every ordering the ledgers ask for replaced by
+    /// `Relaxed` (fences kept). The snapshot model must catch it.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Unordered<F>(PhantomData<F>);
+
+    /// A counter that ignores the ordering it is given.
+    #[derive(Debug)]
+    pub struct UnorderedCounter<F: SyncFamily>(F::Counter);
+
+    impl<F: SyncFamily> Counter for UnorderedCounter<F> {
+        fn new(value: u64) -> Self {
+            Self(F::Counter::new(value))
+        }
+        fn load(&self, _: Ordering) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+        fn store(&self, value: u64, _: Ordering) {
+            self.0.store(value, Ordering::Relaxed)
+        }
+        fn fetch_add(&self, value: u64, _: Ordering) -> u64 {
+            self.0.fetch_add(value, Ordering::Relaxed)
+        }
+        fn fetch_sub(&self, value: u64, _: Ordering) -> u64 {
+            self.0.fetch_sub(value, Ordering::Relaxed)
+        }
+    }
+
+    impl<F: SyncFamily> SyncFamily for Unordered<F> {
+        type Counter = UnorderedCounter<F>;
+        type Lock<T: Send> = F::Lock<T>;
+        type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
+        fn yield_now() {
+            F::yield_now();
+        }
+        fn fence() {
+            F::fence();
+        }
+        fn backoff() {
+            F::backoff();
+        }
+    }
+
+    /// Broken twin: `F`'s primitives without the `SeqCst` fences of the node-removal handshake.
+    /// The removal model must catch it.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Unfenced<F>(PhantomData<F>);
+
+    impl<F: SyncFamily> SyncFamily for Unfenced<F> {
+        type Counter = F::Counter;
+        type Lock<T: Send> = F::Lock<T>;
+        type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
+        fn yield_now() {
+            F::yield_now();
+        }
+        fn fence() {}
+        fn backoff() {
+            F::backoff();
         }
     }
 

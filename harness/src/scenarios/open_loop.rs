@@ -139,7 +139,10 @@ fn measure_open(
     let run = open_loop(&pool, schedule.rate, schedule.count, schedule.workers);
     let stats = pool.stats();
     drop(pool);
-    let served = cluster.tally().zip(before).map(|(a, b)| a - b);
+    let served = cluster
+        .tally()
+        .zip(before)
+        .map(|(after, before)| crate::cluster::ServerTally::since(&after, &before));
     let as_closed = crate::load::RunResult {
         elapsed: run.elapsed,
         ok: run.ok,
@@ -149,7 +152,7 @@ fn measure_open(
         window: None,
         window_ok: run.ok,
     };
-    check(variant, &as_closed, &stats, served, accounting);
+    check(variant, &as_closed, &stats, served.as_ref(), accounting);
     Ok(run)
 }
 

@@ -28,7 +28,13 @@ fn model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn ledger_with<L: LedgerCore + Default>(nodes: &[&str]) -> Arc<L> {
-    let ledger = L::default();
+    ledger_set_up::<L>(nodes, |_| {})
+}
+
+/// A ledger with `nodes`, after `setup` (used to break it on purpose).
+fn ledger_set_up<L: LedgerCore + Default>(nodes: &[&str], setup: fn(&mut L)) -> Arc<L> {
+    let mut ledger = L::default();
+    setup(&mut ledger);
     for key in nodes {
         ledger.add_node(key, &format!("http://{key}")).unwrap();
     }
@@ -83,9 +89,9 @@ fn mutex_accounting_is_exact() {
     accounting_is_exact::<MutexCore<LoomSync>>();
 }
 
-fn round_robin_is_fair<L: LedgerCore + Default>() {
-    model(|| {
-        let ledger = ledger_with::<L>(&["a:1", "b:2"]);
+pub(crate) fn round_robin_is_fair<L: LedgerCore + Default>(setup: fn(&mut L)) {
+    model(move || {
+        let ledger = ledger_set_up::<L>(&["a:1", "b:2"], setup);
         let handles: Vec<_> = (0..3)
             .map(|_| {
                 let ledger = Arc::clone(&ledger);
@@ -109,12 +115,12 @@ fn round_robin_is_fair<L: LedgerCore + Default>() {
 
 #[test]
 fn atomic_round_robin_is_fair() {
-    round_robin_is_fair::<AtomicCore<LoomSync>>();
+    round_robin_is_fair::<AtomicCore<LoomSync>>(|_| {});
 }
 
 #[test]
 fn mutex_round_robin_is_fair() {
-    round_robin_is_fair::<MutexCore<LoomSync>>();
+    round_robin_is_fair::<MutexCore<LoomSync>>(|_| {});
 }
 
 /// A snapshot taken while two requests run never shows an effect without its cause, and the
@@ -122,23 +128,29 @@ fn mutex_round_robin_is_fair() {
 ///
 /// Bound 2: the reader touches nine atomics, and bound 3 takes 47 s on two cores against 5 s.
 /// Bound 2 still finds a reversed read order (total read first), checked when this was written.
-fn snapshot_is_consistent<L: LedgerCore + Default>() {
+pub(crate) fn snapshot_is_consistent<L: LedgerCore + Default>() {
     model_bounded(2, || {
         let ledger = ledger_with::<L>(&["a:1"]);
         let writers = spawn_requests(&ledger, [success(1), Outcome::NodeFault]);
         let s = ledger.snapshot(Strategy::RoundRobin);
-        assert!(s.failed_requests <= s.total_requests, "{s:?}");
+        assert!(
+            s.failed_requests <= s.total_requests,
+            "effect before cause: failures above the total: {s:?}"
+        );
         assert!(
             s.successful_requests + s.failed_requests <= s.total_requests,
-            "{s:?}"
+            "effect before cause: outcomes above the total: {s:?}"
         );
         let node_sum: u64 = s.node_performance.values().map(|n| n.total_requests).sum();
         assert!(
             node_sum <= s.total_requests,
-            "per-node sum above the global total: {s:?}"
+            "effect before cause: per-node sum above the global total: {s:?}"
         );
         let node = &s.node_performance["a:1"];
-        assert!(node.failed_requests <= node.total_requests, "{s:?}");
+        assert!(
+            node.failed_requests <= node.total_requests,
+            "effect before cause: node failures above its total: {s:?}"
+        );
         assert!(
             node.active_requests <= 2,
             "active gauge out of range: {s:?}"
@@ -196,7 +208,7 @@ fn mutex_active_gauge_stays_in_range() {
 
 /// Removing node `a` while another thread selects: once removal is complete, `a` is never
 /// selected, and no request is in flight to it when `remove_node` returns.
-fn removal_is_safe<L: LedgerCore + Default>() {
+pub(crate) fn removal_is_safe<L: LedgerCore + Default>() {
     model(|| {
         let ledger = ledger_with::<L>(&["a:1", "b:2"]);
         let removed = Arc::new(AtomicBool::new(false));

@@ -12,10 +12,12 @@
 //! | [`canary`] | that the three checkers above catch a real lost update | - |
 
 mod canary;
+mod exchange;
 mod loom_models;
 mod properties;
 mod state_machine;
 mod stress;
+mod twins;
 
 use std::time::Duration;
 
