@@ -1,7 +1,8 @@
 //! The fault soak at test size: requests through every pool with injected 500s, stalls and
 //! resets, one node taken down mid-run and brought back. Nothing may be lost (client tally, pool
 //! stats and the nodes' counters agree), every active gauge ends at 0, and the process's threads
-//! and file descriptors return to where they started.
+//! (the HTTP client's, the nodes' runtime's and the prober's) and file descriptors return to where
+//! they started.
 //!
 //! A binary of its own, with one test: thread and descriptor counts are process-wide.
 //! `harness run soak` runs the same at full size (10,000 requests per pool).
@@ -10,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
-use pool::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig};
+use pool::{
+    AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, ProbeConfig,
+};
 
 const REQUESTS: u64 = 1_500;
 const THREADS: u64 = 12;
@@ -101,7 +104,18 @@ fn check(name: &str, ledger: impl Into<Ledger>) {
         .iter()
         .map(|c| c.succeeded("/api/embed"))
         .sum();
-    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).expect("pool builds");
+    let ledger = ledger.into();
+    // Pools with stats probe every 10 ms, so the prober runs through the fault and its thread
+    // must be stopped and joined when the pool is dropped (the thread count checks that).
+    let probe = (!matches!(ledger, Ledger::Bare(_))).then_some(ProbeConfig {
+        interval: Duration::from_millis(10),
+        timeout: Duration::from_secs(5),
+    });
+    let config = PoolConfig {
+        probe,
+        ..PoolConfig::default()
+    };
+    let pool = Pool::new(ledger, config, &nodes.urls()).expect("pool builds");
     let tally = soak(&pool, &nodes);
     let stats = pool.stats();
     let served: u64 = nodes

@@ -54,25 +54,43 @@ fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({ "model": "m", "embeddings": [[0.6, 0.8]] }))
 }
 
-fn config() -> PoolConfig {
+/// A pool whose per-attempt timeout is `timeout`.
+fn config_with(timeout: Duration) -> PoolConfig {
     PoolConfig {
         http: HttpConfig {
-            timeout: Duration::from_millis(300),
+            timeout,
             ..HttpConfig::default()
         },
         ..PoolConfig::default()
     }
 }
 
+/// Long enough that no answer of these local scripted nodes reaches it, however slow the machine.
+fn config() -> PoolConfig {
+    config_with(Duration::from_secs(30))
+}
+
+/// For the timeout tests: 200 times shorter than the delay of a node that must time out
+/// ([`NEVER`]), so only a structural margin decides, not the machine's speed.
+const SHORT: Duration = Duration::from_millis(300);
+/// The delay of a node that must time out.
+const NEVER: Duration = Duration::from_secs(60);
+
 /// Runs `check` for every ledger and lock scope that keeps per-request stats.
 fn each_variant(check: impl Fn(&str, &dyn Fn(&[String]) -> Pool)) {
-    check("atomic", &|urls| {
-        Pool::new(AtomicLedger::new(), config(), urls).unwrap()
+    each_variant_with(config(), check);
+}
+
+fn each_variant_with(config: PoolConfig, check: impl Fn(&str, &dyn Fn(&[String]) -> Pool)) {
+    let atomic_config = config.clone();
+    check("atomic", &move |urls| {
+        Pool::new(AtomicLedger::new(), atomic_config.clone(), urls).unwrap()
     });
     for scope in [LockScope::Counters, LockScope::Request] {
         let name = format!("mutex-{scope:?}");
+        let config = config.clone();
         check(&name, &move |urls| {
-            Pool::new(MutexLedger::new(scope), config(), urls).unwrap()
+            Pool::new(MutexLedger::new(scope), config.clone(), urls).unwrap()
         });
     }
 }
@@ -125,8 +143,8 @@ fn fails_over_on_500_and_503() {
 
 #[test]
 fn fails_over_on_timeout() {
-    each_variant(|name, make| {
-        let nodes = Nodes::start(vec![ok().set_delay(Duration::from_secs(2)), ok()]);
+    each_variant_with(config_with(SHORT), |name, make| {
+        let nodes = Nodes::start(vec![ok().set_delay(NEVER), ok()]);
         let pool = make(&nodes.urls());
         assert!(embed_once(&pool).is_ok(), "{name}");
         let stats = pool.stats();
@@ -138,10 +156,10 @@ fn fails_over_on_timeout() {
 
 #[test]
 fn all_nodes_failing_names_each_node_once() {
-    each_variant(|name, make| {
+    each_variant_with(config_with(SHORT), |name, make| {
         let nodes = Nodes::start(vec![
             ResponseTemplate::new(500).set_body_json(json!({ "error": "boom" })),
-            ok().set_delay(Duration::from_secs(2)),
+            ok().set_delay(NEVER),
         ]);
         let pool = make(&nodes.urls());
         match embed_once(&pool) {
@@ -307,4 +325,54 @@ fn an_empty_pool_and_bad_urls_are_errors() {
         pool.remove_node("http://nowhere:1"),
         Err(PoolError::UnknownNode(_))
     ));
+}
+
+/// Mounts `/api/ps` answering `ps` and `/api/tags` answering 200 on `server`.
+async fn control_plane(server: &MockServer, ps: ResponseTemplate) {
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/api/ps"))
+        .respond_with(ps)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/tags"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "models": [] })))
+        .mount(server)
+        .await;
+}
+
+#[test]
+fn probes_mark_a_node_unavailable_on_errors_and_slowness_and_back_when_it_recovers() {
+    let runtime = Runtime::new().unwrap();
+    let server = runtime.block_on(MockServer::start());
+    let key = server.uri().trim_start_matches("http://").to_owned();
+    let ledgers: [pool::Ledger; 3] = [
+        AtomicLedger::new().into(),
+        MutexLedger::new(LockScope::Counters).into(),
+        MutexLedger::new(LockScope::Probe).into(),
+    ];
+    for ledger in ledgers {
+        let kind = format!("{} {:?}", ledger.kind(), ledger.lock_scope());
+        runtime.block_on(control_plane(&server, ResponseTemplate::new(200)));
+        // No background prober (it would race the rounds this test drives); `probe_now` then
+        // uses a 2 s probe timeout, 30 times shorter than the slow answer below.
+        let pool = Pool::new(ledger, config(), &[server.uri()]).unwrap();
+        let available = |pool: &Pool| pool.stats().node_performance[&key].available;
+        pool.probe_now();
+        assert!(available(&pool), "{kind}: healthy");
+        runtime.block_on(control_plane(&server, ResponseTemplate::new(500)));
+        pool.probe_now();
+        assert!(!available(&pool), "{kind}: a 500 from /api/ps");
+        runtime.block_on(control_plane(&server, ResponseTemplate::new(200)));
+        pool.probe_now();
+        assert!(available(&pool), "{kind}: recovered");
+        let slow = ResponseTemplate::new(200).set_delay(NEVER);
+        runtime.block_on(control_plane(&server, slow));
+        pool.probe_now();
+        assert!(
+            !available(&pool),
+            "{kind}: /api/ps slower than the probe timeout"
+        );
+    }
 }

@@ -13,6 +13,7 @@
 
 mod canary;
 mod exchange;
+mod lock_scope;
 mod loom_models;
 mod properties;
 mod state_machine;
