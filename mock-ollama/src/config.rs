@@ -108,6 +108,30 @@ impl SlotPolicy {
     }
 }
 
+/// How a node times its service (see [`crate::timer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timer {
+    /// A timer thread that wakes at each deadline, to the microsecond.
+    #[default]
+    Precise,
+    /// tokio's timer: millisecond ticks, and controlled by tokio's paused clock in tests.
+    Tokio,
+}
+
+impl std::str::FromStr for Timer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "precise" => Ok(Timer::Precise),
+            "tokio" => Ok(Timer::Tokio),
+            other => Err(format!(
+                "unknown timer {other:?}; expected precise or tokio"
+            )),
+        }
+    }
+}
+
 /// Which waiting requests count toward `max_queue` (and get Ollama's 503 when it is full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueMode {
@@ -168,6 +192,9 @@ pub struct NodeConfig {
     pub max_queue: usize,
     /// Which waits count toward `max_queue`.
     pub queue: QueueMode,
+    /// How service times, stalls and control-plane latency are timed (model loads and
+    /// keep-alive always use tokio's clock).
+    pub timer: Timer,
     /// Time the first request for a model waits while it "loads".
     pub load_time: Duration,
     /// Idle time after which a loaded model is unloaded (and the next request pays `load_time`).
@@ -196,6 +223,7 @@ impl Default for NodeConfig {
             slots: SlotPolicy::default(),
             max_queue: 512,
             queue: QueueMode::default(),
+            timer: Timer::default(),
             load_time: Duration::ZERO,
             keep_alive: Duration::from_secs(300),
             control_latency: Duration::ZERO,

@@ -36,8 +36,9 @@ pub mod metrics;
 pub mod models;
 pub mod scheduler;
 pub mod server;
+pub mod timer;
 
-pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy};
+pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy, Timer};
 pub use faults::{FAULT_HEADER, Fault};
 pub use metrics::CountersSnapshot;
 pub use models::{ModelKind, ModelSpec};

@@ -12,6 +12,7 @@ use clap::Parser;
 use mock_ollama::duration::parse_duration;
 use mock_ollama::{
     FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, QueueMode, SlotPolicy,
+    Timer,
 };
 
 /// A speed factor: positive and finite.
@@ -80,6 +81,10 @@ struct Args {
     /// does; slot waits are unbounded) or `bounded` (every wait, an idealised queue).
     #[arg(long, default_value = "ollama")]
     queue: QueueMode,
+    /// How service times are timed: `precise` (a timer thread, microseconds) or `tokio`
+    /// (tokio's 1 ms timer).
+    #[arg(long, default_value = "precise")]
+    timer: Timer,
     /// Cold-start time of a model's first request.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     load_time: Duration,
@@ -145,6 +150,7 @@ impl Args {
                     },
                     max_queue: self.max_queue,
                     queue: self.queue,
+                    timer: self.timer,
                     load_time: self.load_time,
                     keep_alive: self.keep_alive,
                     control_latency: self.control_latency,

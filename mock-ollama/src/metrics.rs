@@ -49,6 +49,8 @@ pub struct Metrics {
     service_buckets: [AtomicU64; BUCKETS.len()],
     service_count: AtomicU64,
     service_sum_ns: AtomicU64,
+    /// How long items really held their slot, microseconds (created on first use).
+    served: Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }
 
 /// A copy of a node's counters at one moment.
@@ -183,6 +185,33 @@ impl Metrics {
             return None;
         }
         Some(GaugeGuard(gauge))
+    }
+
+    /// Records how long one item really held its slot, from its service start to the end of its
+    /// sleep: what `harness run calibrate` compares with the configured service time.
+    pub fn observe_served(&self, held: Duration) {
+        let mut served = self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // 1 us to 1 h at 3 significant figures: the bounds are valid, so `new_with_bounds`
+        // cannot fail; if it ever did, the node would only stop recording this figure.
+        if served.is_none() {
+            *served = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
+        }
+        if let Some(h) = served.as_mut() {
+            h.saturating_record((held.as_micros() as u64).max(1));
+        }
+    }
+
+    /// The `q` quantile of the recorded served times, or `None` before the first.
+    pub fn served_quantile(&self, q: f64) -> Option<Duration> {
+        let served = self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = served.as_ref().filter(|h| !h.is_empty())?;
+        Some(Duration::from_micros(h.value_at_quantile(q)))
     }
 
     /// Records one item's service time (time holding a slot).

@@ -8,6 +8,7 @@
 //! `OLLAMA_MAX_QUEUE` since loaded models bypass its scheduler queue); [`QueueMode::Bounded`]
 //! counts slot waits too, so a benchmark can provoke the 503 of an overflowing queue.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,12 +37,25 @@ pub struct ModelRuntime {
     /// Pre-formatted vectors, for embedding models.
     pub embeddings: Option<EmbeddingTable>,
     slots: Arc<Semaphore>,
+    slots_total: usize,
     /// Serialises loads of this model, so concurrent first requests wait for one load.
     loading: tokio::sync::Mutex<()>,
     /// Requests currently using the model (keeps it loaded regardless of keep-alive).
     users: AtomicU64,
     /// When the model last became idle or was loaded; `None` while unloaded.
     last_used: Mutex<Option<Instant>>,
+    /// When each recently freed slot was freed, oldest first (at most one per slot).
+    released: Mutex<VecDeque<std::time::Instant>>,
+}
+
+impl ModelRuntime {
+    /// The oldest recorded slot release, if any.
+    fn take_release(&self) -> Option<std::time::Instant> {
+        self.released
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
 }
 
 /// Keeps a model marked in use; on drop the keep-alive clock restarts.
@@ -68,9 +82,29 @@ impl Drop for InUse {
 /// A slot held for one inference item.
 #[derive(Debug)]
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    model: Arc<ModelRuntime>,
     /// How long the item waited for the slot.
     pub waited: Duration,
+    /// When the item's service starts: now for a slot that was free, or the moment the slot was
+    /// freed for an item that waited for it. Service times count from here, so handing a busy
+    /// slot to the next waiter (a task wake-up, tens of microseconds in this simulator, nothing
+    /// on a GPU) does not eat into the node's capacity.
+    pub started: std::time::Instant,
+    // Declared last: the permit goes back after `Drop` has recorded the release.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut released = self
+            .model
+            .released
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if released.len() < self.model.slots_total {
+            released.push_back(std::time::Instant::now());
+        }
+    }
 }
 
 /// The node's models, queue and random source.
@@ -99,9 +133,11 @@ impl Scheduler {
                     spec: spec.clone(),
                     embeddings,
                     slots: Arc::new(Semaphore::new(slots)),
+                    slots_total: slots,
                     loading: tokio::sync::Mutex::new(()),
                     users: AtomicU64::new(0),
                     last_used: Mutex::new(None),
+                    released: Mutex::new(VecDeque::with_capacity(slots)),
                 })
             })
             .collect();
@@ -230,15 +266,20 @@ impl Scheduler {
     /// [`QueueMode::Ollama`] slot waits are counted but never refused.
     pub async fn slot(
         &self,
-        model: &ModelRuntime,
+        model: &Arc<ModelRuntime>,
         metrics: &Metrics,
         admit: bool,
     ) -> Result<Slot, Busy> {
         let start = Instant::now();
+        let asked = std::time::Instant::now();
         if let Ok(permit) = Arc::clone(&model.slots).try_acquire_owned() {
+            // A free slot: its last release (if any) is history, service starts now.
+            model.take_release();
             return Ok(Slot {
-                _permit: permit,
+                model: Arc::clone(model),
                 waited: Duration::ZERO,
+                started: asked,
+                _permit: permit,
             });
         }
         let limit = if admit && self.config.queue == QueueMode::Bounded {
@@ -251,9 +292,16 @@ impl Scheduler {
             .acquire_owned()
             .await
             .map_err(|_| Busy)?;
+        // The slot was freed while this item waited: service starts at that moment.
+        let started = model
+            .take_release()
+            .filter(|freed| *freed >= asked)
+            .unwrap_or_else(std::time::Instant::now);
         Ok(Slot {
-            _permit: permit,
+            model: Arc::clone(model),
             waited: start.elapsed(),
+            started,
+            _permit: permit,
         })
     }
 }
@@ -370,6 +418,29 @@ mod tests {
         assert!(!s.is_loaded(&model), "keep-alive expired");
         let (_use3, waited) = s.acquire_model(&model, &metrics).await.unwrap();
         assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_starts_its_service_when_the_slot_was_freed() {
+        let s = scheduler(NodeConfig::default());
+        let metrics = Metrics::default();
+        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let first = s.slot(&model, &metrics, true).await.unwrap();
+        let mut waiting = Box::pin(s.slot(&model, &metrics, true));
+        assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+        let before_release = std::time::Instant::now();
+        drop(first);
+        let after_release = std::time::Instant::now();
+        let second = waiting.await.unwrap();
+        assert!(
+            (before_release..=after_release).contains(&second.started),
+            "service starts at the release, not when the waiter ran"
+        );
+        drop(second);
+        // A slot taken when free starts now, however long ago it was released.
+        let asked = std::time::Instant::now();
+        let third = s.slot(&model, &metrics, true).await.unwrap();
+        assert!(third.started >= asked);
     }
 
     #[tokio::test]

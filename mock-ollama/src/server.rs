@@ -79,6 +79,9 @@ impl MockNode {
     /// Binds and starts a node on the current tokio runtime.
     pub async fn spawn(config: NodeConfig) -> Result<Self, MockError> {
         config.validate()?;
+        if config.timer == crate::config::Timer::Precise {
+            crate::timer::start();
+        }
         let wanted = SocketAddr::new(config.host, config.port);
         let listener = bind(wanted).await?;
         let addr = listener.local_addr().map_err(|source| MockError::Bind {
@@ -149,6 +152,12 @@ impl MockNode {
     /// The node's server-side counters, read without HTTP.
     pub fn counters(&self) -> CountersSnapshot {
         self.state.metrics.snapshot()
+    }
+
+    /// The `q` quantile of how long embed items really held their slot (service start to the end
+    /// of their service time); `None` before the first timed item.
+    pub fn served_quantile(&self, q: f64) -> Option<std::time::Duration> {
+        self.state.metrics.served_quantile(q)
     }
 
     /// Stops accepting connections and waits for open ones to finish.

@@ -168,6 +168,8 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
     // tokio's signal driver opens a socket pair once per process and keeps it (a global, not a
     // leak): open it before the baseline, so what is compared is what the soaks leave behind.
     drop(mock_ollama::MockCluster::start(vec![]).expect("an empty cluster starts"));
+    // Likewise the mock's precise timer: one thread per process, started with the first node.
+    mock_ollama::timer::start();
     let start = process_counts();
     check("atomic", AtomicLedger::new());
     check("mutex-counters", MutexLedger::new(LockScope::Counters));

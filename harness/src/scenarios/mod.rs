@@ -5,6 +5,7 @@
 //! user's overrides, progress display) and returns its [`Findings`]; it never prints. Defaults are
 //! the (the plan's) settings; every one can be overridden from the command line.
 
+pub mod calibrate;
 pub mod contention;
 pub mod explain;
 pub mod open_loop;
@@ -42,11 +43,13 @@ pub enum Scenario {
     OpenLoop,
     /// Faults and a node down and back at full size: nothing lost, nothing leaked.
     Soak,
+    /// The nodes' served time against the configured one, per timer, and what timing costs.
+    Calibrate,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::TwoNode,
         Scenario::Scaling,
         Scenario::PlanTest1,
@@ -55,6 +58,7 @@ impl Scenario {
         Scenario::Explain,
         Scenario::OpenLoop,
         Scenario::Soak,
+        Scenario::Calibrate,
     ];
 
     /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
@@ -62,7 +66,7 @@ impl Scenario {
     pub fn in_main_job(self) -> bool {
         !matches!(
             self,
-            Scenario::Explain | Scenario::OpenLoop | Scenario::Soak
+            Scenario::Explain | Scenario::OpenLoop | Scenario::Soak | Scenario::Calibrate
         )
     }
 
@@ -77,6 +81,7 @@ impl Scenario {
             Scenario::Explain => "explain",
             Scenario::OpenLoop => "open-loop",
             Scenario::Soak => "soak",
+            Scenario::Calibrate => "calibrate",
         }
     }
 
@@ -91,6 +96,7 @@ impl Scenario {
             Scenario::Explain => "Which mechanism serialises a pool",
             Scenario::OpenLoop => "Open-loop latency at 50/80/95% of capacity",
             Scenario::Soak => "Faults and a node down and back: nothing lost, nothing leaked",
+            Scenario::Calibrate => "Service-time calibration: configured vs served, per timer",
         }
     }
 
@@ -121,6 +127,9 @@ impl Scenario {
             Scenario::Soak => {
                 "With 500s, stalls, resets and a node that goes down and comes back, does every request keep an exact account on client, pool and nodes, and does the process get its threads and descriptors back?"
             }
+            Scenario::Calibrate => {
+                "Does a node take the service time it was told to take, from 250 us to 1 s, does one node deliver its configured capacity, and what CPU does timing cost?"
+            }
         }
     }
 
@@ -135,6 +144,7 @@ impl Scenario {
             Scenario::Explain => explain::run(ctx)?,
             Scenario::OpenLoop => open_loop::run(ctx)?,
             Scenario::Soak => soak::run(ctx)?,
+            Scenario::Calibrate => calibrate::run(ctx)?,
         };
         Ok(ScenarioResult {
             schema: SCHEMA.into(),

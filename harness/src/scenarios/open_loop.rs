@@ -38,18 +38,18 @@ struct LevelSamples {
 }
 
 /// One open-loop run's client-side view.
-struct OpenRun {
+pub(crate) struct OpenRun {
     corrected: Histogram<u64>,
     uncorrected: Histogram<u64>,
     late: u64,
-    ok: u64,
-    failed: u64,
-    elapsed: Duration,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) elapsed: Duration,
 }
 
 /// Sends `count` requests at `rate` per second from `workers` threads (request `i` by worker
 /// `i mod workers`), each at its due time or as soon as its worker is free.
-fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usize) -> OpenRun {
+pub(crate) fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usize) -> OpenRun {
     let interval = Duration::from_secs_f64(1.0 / rate);
     // One schedule for every worker, fixed before any of them starts (spawning 64 threads takes a
     // few milliseconds; a send that is still late is counted as late).

@@ -218,6 +218,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     // tokio's signal driver opens a socket pair once per process and keeps it: open it before
     // the first baseline, so the deltas show what a soak leaves behind.
     drop(MockCluster::start(vec![])?);
+    // Likewise the mock's precise timer thread, one per process.
+    mock_ollama::timer::start();
     let mut accounting = Accounting::default();
     let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
     let bar = ctx.progress("soak", o.variants.len());

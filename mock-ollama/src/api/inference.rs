@@ -71,19 +71,20 @@ async fn apply_fault(
         )),
         Fault::Reset => Ok(Proceed::Abort(reset_response())),
         Fault::Stall => {
-            tokio::time::sleep(config.faults.stall).await;
+            crate::timer::sleep(config.timer, config.faults.stall).await;
             Ok(Proceed::Serve)
         }
     }
 }
 
-/// Holds the slot for `took`; a zero service time does not even yield, so the node's own
-/// overhead can be measured.
-async fn serve(state: &NodeState, took: Duration) {
-    if !took.is_zero() {
-        tokio::time::sleep(took).await;
-    }
+/// Holds the slot until `took` after its service started (see [`Slot::started`]); a zero
+/// service time does not even yield, so the node's own overhead can be measured.
+async fn serve(state: &NodeState, slot: &Slot, took: Duration) {
+    crate::timer::sleep_until(state.scheduler.config().timer, slot.started + took).await;
     state.metrics.observe_service(took);
+    if !took.is_zero() {
+        state.metrics.observe_served(slot.started.elapsed());
+    }
 }
 
 fn embedding_model(state: &NodeState, name: &str) -> Result<Arc<ModelRuntime>, ApiError> {
@@ -124,7 +125,7 @@ async fn embed_items(
         tokens += item_tokens;
         let took = state.scheduler.service_time(item_tokens, rng);
         let slot = state.scheduler.slot(model, &state.metrics, i == 0).await?;
-        serve(state, took).await;
+        serve(state, &slot, took).await;
         drop(slot);
         emit(table, input);
     }
@@ -413,13 +414,17 @@ impl Words {
     }
 }
 
-/// Sleeps `took`; false when the client left first (the receiver was dropped).
-async fn wait_unless_closed(tx: &tokio::sync::mpsc::Sender<Bytes>, took: Duration) -> bool {
+/// Sleeps `took` with `timer`; false when the client left first (the receiver was dropped).
+async fn wait_unless_closed(
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    timer: crate::config::Timer,
+    took: Duration,
+) -> bool {
     if took.is_zero() {
         return !tx.is_closed();
     }
     tokio::select! {
-        () = tokio::time::sleep(took) => true,
+        () = crate::timer::sleep(timer, took) => true,
         () = tx.closed() => false,
     }
 }
@@ -520,9 +525,9 @@ async fn run_generation(
         .slot(&job.model, &state.metrics, true)
         .await?;
     let timing = Timing::draw(&state, &job, load_wait, &mut rng);
-    let held = (slot, in_use);
     if !job.stream {
-        serve(&state, timing.prefill + timing.decode).await;
+        serve(&state, &slot, timing.prefill + timing.decode).await;
+        let held = (slot, in_use);
         drop(held);
         let mut words = Words::new(&job.prompt);
         let text: String = (0..timing.output_tokens)
@@ -531,7 +536,7 @@ async fn run_generation(
         let body = chunk(&job, &text, Some(("stop", timing.metrics(start))));
         return Ok(json_response(StatusCode::OK, &body));
     }
-    Ok(stream_generation(state, job, timing, start, held))
+    Ok(stream_generation(state, job, timing, start, (slot, in_use)))
 }
 
 /// Streams the answer token by token from a task of its own; the slot and the model (`held`)
@@ -546,14 +551,18 @@ fn stream_generation(
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
-        let _held = held;
+        let held = held;
         let abandoned = || state.metrics.stream_abandoned();
-        if !wait_unless_closed(&tx, timing.prefill).await {
+        let timer = state.scheduler.config().timer;
+        // Prompt processing counts from the slot's service start, as a non-streamed answer does.
+        let prefill_left =
+            (held.0.started + timing.prefill).saturating_duration_since(Instant::now());
+        if !wait_unless_closed(&tx, timer, prefill_left).await {
             return abandoned();
         }
         let mut words = Words::new(&job.prompt);
         for _ in 0..timing.output_tokens {
-            if !wait_unless_closed(&tx, timing.per_token).await {
+            if !wait_unless_closed(&tx, timer, timing.per_token).await {
                 return abandoned();
             }
             let line = ndjson_line(&chunk(&job, &words.next_token(), None));

@@ -50,10 +50,8 @@ fn details(spec: &ModelSpec) -> Value {
 }
 
 async fn control_plane_delay(state: &NodeState) {
-    let delay = state.scheduler.config().control_latency;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    let config = state.scheduler.config();
+    crate::timer::sleep(config.timer, config.control_latency).await;
 }
 
 pub(super) async fn tags(State(state): State<Arc<NodeState>>) -> Response {

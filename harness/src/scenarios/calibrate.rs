@@ -1,0 +1,332 @@
+//! `calibrate`: does a node take the time it was told to take, and what does timing cost?
+//!
+//! For each timer (`precise`, the node's default, and `tokio`, the 1 ms timer it replaced) and
+//! each configured service time from 250 us to 1 s, one keep-alive client sends requests one
+//! after another to one one-slot node. The served time is measured twice: by the node (from the
+//! item's service start to the end of its sleep, the figure judged against the bounds) and by
+//! the client (its latency minus its own cost at 0 service time, which also holds the client
+//! thread's wake-up after waiting). Then each timer's
+//! single-node throughput at 2, 5 and 20 ms with 4 workers against the configured capacity
+//! (slots / service time), and the CPU each costs at 1,000 requests/s (1 ms service, 16 slots):
+//! the whole process's CPU per request, and for the precise timer its thread's own share of a
+//! core.
+
+use std::time::Duration;
+
+use mock_ollama::{LatencyModel, MockCluster, NodeConfig, SlotPolicy, Timer};
+use pool::Pool;
+use serde_json::json;
+
+use super::open_loop::open_loop;
+use super::{Ctx, Findings};
+use crate::load::{Workload, closed_loop};
+use crate::results::{Accounting, Row};
+use crate::summary::{Latency, Summary};
+use crate::variant::{PoolOptions, Variant};
+
+/// Configured service times.
+const SERVICE_US: [u64; 8] = [250, 500, 1_000, 2_000, 5_000, 20_000, 100_000, 1_000_000];
+/// Service times of the throughput check.
+const CAPACITY_MS: [u64; 3] = [2, 5, 20];
+/// Repeats of each throughput check (2 s each).
+const CAPACITY_REPEATS: usize = 3;
+const TIMERS: [(Timer, &str); 2] = [(Timer::Precise, "precise"), (Timer::Tokio, "tokio")];
+
+fn node(timer: Timer, service: Duration, slots: usize) -> anyhow::Result<MockCluster> {
+    let config = NodeConfig {
+        latency: LatencyModel {
+            base: service,
+            ..LatencyModel::default()
+        },
+        slots: SlotPolicy {
+            parallel: slots,
+            force_embed_parallel: slots > 1,
+        },
+        timer,
+        ..NodeConfig::default()
+    };
+    Ok(MockCluster::start(vec![config])?)
+}
+
+fn client(nodes: &MockCluster) -> anyhow::Result<Pool> {
+    Ok(Variant::Bare.build(&nodes.urls(), PoolOptions::default())?)
+}
+
+fn workload(workers: usize, requests: usize, cap: Option<Duration>) -> Workload {
+    Workload {
+        workers,
+        requests,
+        cap,
+        model: "all-minilm".into(),
+        text: Some("calibrate".into()),
+    }
+}
+
+/// What one sequential calibration run measured, in milliseconds.
+struct Served {
+    /// The node's own p50 and p99 of how long items held their slot.
+    node: (f64, f64),
+    /// The client's latency percentiles.
+    client: Latency,
+}
+
+/// `requests` sequential requests to a node of their own, after 50 of warm-up on another (in
+/// which the precise timer learns its lead for this length of sleep).
+fn sequential(timer: Timer, service: Duration, requests: usize) -> anyhow::Result<Served> {
+    closed_loop(&client(&node(timer, service, 1)?)?, &workload(1, 50, None));
+    let nodes = node(timer, service, 1)?;
+    let pool = client(&nodes)?;
+    let run = closed_loop(&pool, &workload(1, requests, None));
+    anyhow::ensure!(
+        run.failed == 0,
+        "{} calibration requests failed",
+        run.failed
+    );
+    let quantile = |q| {
+        nodes.nodes()[0]
+            .served_quantile(q)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    Ok(Served {
+        node: (quantile(0.5), quantile(0.99)),
+        client: Latency::of(&run.latency),
+    })
+}
+
+/// Requests of the sequential run at `service`: about 3 s of it, 10 to 300 requests.
+fn requests_at(service: Duration) -> usize {
+    (3.0 / service.as_secs_f64()).clamp(10.0, 300.0) as usize
+}
+
+/// CPU time of this process's live threads, and of the precise timer's thread, in ns
+/// (`/proc/self/task/*/schedstat`; zeros elsewhere).
+fn cpu_ns() -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    let (mut all, mut timer) = (0, 0);
+    for task in tasks.flatten() {
+        let path = task.path();
+        let on_cpu: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        all += on_cpu;
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() == "mock-timer" {
+            timer += on_cpu;
+        }
+    }
+    (all, timer)
+}
+
+/// At 1,000 requests/s for 3 s: process CPU per request (us) and the timer thread's share of one
+/// core (%).
+fn cpu_at_1000(timer: Timer) -> anyhow::Result<(f64, f64)> {
+    let nodes = node(timer, Duration::from_millis(1), 16)?;
+    let pool = client(&nodes)?;
+    closed_loop(&pool, &workload(4, 200, None));
+    let before = cpu_ns();
+    let run = open_loop(&pool, 1000.0, 3000, 16);
+    let after = cpu_ns();
+    let requests = (run.ok + run.failed).max(1) as f64;
+    let per_request_us = (after.0 - before.0) as f64 / 1e3 / requests;
+    let timer_share = 100.0 * (after.1 - before.1) as f64 / run.elapsed.as_nanos().max(1) as f64;
+    Ok((per_request_us, timer_share))
+}
+
+/// Closed-loop throughput of one one-slot node over its configured capacity.
+fn capacity_ratio(timer: Timer, service: Duration, window: Duration) -> anyhow::Result<f64> {
+    let nodes = node(timer, service, 1)?;
+    let pool = client(&nodes)?;
+    let run = closed_loop(&pool, &workload(4, usize::MAX / 2, Some(window)));
+    Ok(run.throughput() * service.as_secs_f64())
+}
+
+/// The OS's own floor: how late a plain thread with a 1 ns timer slack wakes from
+/// `thread::sleep(service)`, p50 and p99 in microseconds over `count` sleeps. No timer in the
+/// node can end a sleep with less lateness than this (except by firing early).
+fn os_floor(service: Duration, count: usize) -> (f64, f64) {
+    std::thread::spawn(move || {
+        mock_ollama::timer::lower_timer_slack();
+        // Nanoseconds up to a minute: `saturating_record` clamps, it does not resize.
+        let mut late = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .expect("valid bounds");
+        for _ in 0..count {
+            let started = std::time::Instant::now();
+            std::thread::sleep(service);
+            let over = started.elapsed().saturating_sub(service);
+            late.saturating_record(over.as_nanos() as u64);
+        }
+        let us = |q| late.value_at_quantile(q) as f64 / 1e3;
+        (us(0.5), us(0.99))
+    })
+    .join()
+    .unwrap_or((f64::NAN, f64::NAN))
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+    let o = &ctx.opts;
+    anyhow::ensure!(o.external.is_empty(), "calibrate starts its own nodes");
+    let bar = ctx.progress(
+        "calibrate",
+        1 + TIMERS.len() * (SERVICE_US.len() + CAPACITY_MS.len() + 2),
+    );
+    let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
+    bar.set_message("OS wake-up floor");
+    let mut floors = Vec::new();
+    for us in [250, 1_000] {
+        let (p50, p99) = os_floor(Duration::from_micros(us), 1_000);
+        floors.push(format!(
+            "{} sleeps end {p50:.0} us late at p50 and {p99:.0} us at p99",
+            pretty(us)
+        ));
+        for (metric, value) in [("late_p50", p50), ("late_p99", p99)] {
+            rows.push(
+                Row::new(
+                    "os-floor",
+                    format!("thread::sleep({})", pretty(us)),
+                    metric,
+                    "us",
+                    Summary::of(vec![value]),
+                )
+                .note("a plain thread with 1 ns timer slack: the machine's own wake-up lateness"),
+            );
+        }
+    }
+    bar.inc(1);
+    verdicts.push(format!(
+        "This machine's own floor (a plain thread, 1 ns timer slack, 1,000 sleeps): {}.",
+        floors.join("; ")
+    ));
+    for (timer, name) in TIMERS {
+        bar.set_message(format!("{name}: client cost"));
+        let overhead = sequential(timer, Duration::ZERO, 300)?.client.p50;
+        bar.inc(1);
+        let mut misses = Vec::new();
+        for us in SERVICE_US {
+            let service = Duration::from_micros(us);
+            bar.set_message(format!("{name}: {us} us"));
+            let served = sequential(timer, service, requests_at(service))?;
+            bar.inc(1);
+            let configured = us as f64 / 1000.0;
+            let (p50, p99) = served.node;
+            let by_client = (served.client.p50 - overhead, served.client.p99 - overhead);
+            rows.extend(setting_rows(name, us, (p50, p99), by_client, overhead));
+            let p50_ok = (p50 - configured).abs() <= (0.02 * configured).max(0.05);
+            let p99_ok = (p99 - configured).abs() <= (0.10 * configured).max(0.2);
+            if !(p50_ok && p99_ok) {
+                misses.push(format!("{} (p50 {p50:.3}, p99 {p99:.3} ms)", pretty(us)));
+            }
+        }
+        verdicts.push(format!(
+            "{name} timer: served time within max(2%, 50 us) at p50 and max(10%, 200 us) at p99 of the configured time at {} of {} settings{}.",
+            SERVICE_US.len() - misses.len(),
+            SERVICE_US.len(),
+            if misses.is_empty() { String::new() } else { format!("; missed at {}", misses.join(", ")) }
+        ));
+        let mut ratios = Vec::new();
+        for ms in CAPACITY_MS {
+            bar.set_message(format!("{name}: capacity at {ms} ms"));
+            let service = Duration::from_millis(ms);
+            let repeats = (0..CAPACITY_REPEATS)
+                .map(|_| capacity_ratio(timer, service, Duration::from_secs(2)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let summary = Summary::of(repeats);
+            ratios.push(format!(
+                "{ms} ms: {:.3} ({:.3}-{:.3})",
+                summary.median, summary.min, summary.max
+            ));
+            rows.push(
+                Row::new(
+                    name,
+                    format!("1 slot, {ms} ms, 4 workers"),
+                    "capacity_ratio",
+                    "x",
+                    summary,
+                )
+                .ideal(1.0),
+            );
+            bar.inc(1);
+        }
+        verdicts.push(format!(
+            "{name} timer: one node serves {} of its configured capacity (slots / service time; median and range of {CAPACITY_REPEATS} runs).",
+            ratios.join(", ")
+        ));
+        bar.set_message(format!("{name}: CPU at 1,000 req/s"));
+        let (per_request, share) = cpu_at_1000(timer)?;
+        rows.push(Row::new(
+            name,
+            "1,000 req/s, 1 ms, 16 slots",
+            "cpu_per_request",
+            "us",
+            Summary::of(vec![per_request]),
+        ));
+        if timer == Timer::Precise {
+            rows.push(Row::new(
+                name,
+                "1,000 req/s, 1 ms, 16 slots",
+                "timer_thread_core_share",
+                "%",
+                Summary::of(vec![share]),
+            ));
+        }
+        verdicts.push(format!(
+            "{name} timer at 1,000 requests/s: {per_request:.1} us of CPU per request for the whole process (client and node){}.",
+            if timer == Timer::Precise { format!("; the timer thread itself uses {share:.2}% of one core") } else { String::new() }
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let params = json!({
+        "service_us": SERVICE_US, "capacity_service_ms": CAPACITY_MS, "capacity_repeats": CAPACITY_REPEATS, "timers": ["precise", "tokio"],
+        "sequential_requests": "about 3 s per setting, 10 to 300, after 50 warm-up", "client": "bare pool, one keep-alive connection",
+        "served_time": "client latency minus the p50 client latency at 0 service time",
+        "bounds": { "p50": "max(2%, 50 us)", "p99": "max(10%, 200 us)" },
+    });
+    Ok(Findings {
+        repeats: 1,
+        params,
+        rows,
+        verdicts,
+        accounting: Accounting::default(),
+    })
+}
+
+/// The node's p50 and p99 against the configured time, and the client's view beside them, in
+/// microseconds (the report's milliseconds have one decimal, too coarse at 250 us).
+fn setting_rows(
+    timer: &str,
+    us: u64,
+    (p50, p99): (f64, f64),
+    client: (f64, f64),
+    overhead: f64,
+) -> Vec<Row> {
+    let configured = us as f64;
+    let case = format!("configured {}", pretty(us));
+    let one = |ms: f64| Summary::of(vec![ms * 1e3]);
+    vec![
+        Row::new(timer, case.clone(), "served_p50", "us", one(p50))
+            .ideal(configured)
+            .note("as the node measured it (service start to the end of the sleep)"),
+        Row::new(timer, case.clone(), "served_p99", "us", one(p99)).ideal(configured),
+        Row::new(timer, case, "client_p50", "us", one(client.0))
+            .ideal(configured)
+            .note(format!(
+                "as a client sees it, minus its {:.0} us cost at 0 service time; p99 {:.0} us",
+                overhead * 1e3,
+                client.1 * 1e3
+            )),
+    ]
+}
+
+fn pretty(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{} s", us / 1_000_000)
+    } else if us >= 1_000 {
+        format!("{} ms", us / 1_000)
+    } else {
+        format!("{us} us")
+    }
+}
