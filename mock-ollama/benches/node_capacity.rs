@@ -1,7 +1,9 @@
 //! `cargo bench -p mock-ollama`: how many `/api/embed` requests per second one mock node serves at
 //! zero service time (1 input, dimension 1024), beside a minimal axum handler that returns a fixed
 //! body of the same size on the same machine. The mock must not be what limits a benchmark, so its
-//! own cost is measured against the cheapest possible server.
+//! own cost is measured against the cheapest possible server. Beside it, the same node with its
+//! served-request log off (what the log costs) and the OpenAI-compatible route (what rewriting
+//! the answer costs).
 
 use std::time::{Duration, Instant};
 
@@ -62,8 +64,15 @@ fn capacity(c: &mut Criterion) {
         },
         ..NodeConfig::with_latency(Duration::ZERO)
     };
+    let unlogged = NodeConfig {
+        served_log_capacity: 0,
+        ..config.clone()
+    };
     let node = runtime.block_on(MockNode::spawn(config)).unwrap();
     let mock_url = format!("{}/api/embed", node.url());
+    let openai_url = format!("{}/v1/embeddings", node.url());
+    let quiet = runtime.block_on(MockNode::spawn(unlogged)).unwrap();
+    let quiet_url = format!("{}/api/embed", quiet.url());
     // The reference answers every request with the mock's own answer, byte for byte.
     let fixed: Bytes = runtime.block_on(async {
         client
@@ -93,6 +102,12 @@ fn capacity(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("mock-ollama /api/embed (dim 1024)", |b| {
         b.iter_custom(|iters| runtime.block_on(drive(&client, &mock_url, iters)))
+    });
+    group.bench_function("mock-ollama /api/embed, served log off", |b| {
+        b.iter_custom(|iters| runtime.block_on(drive(&client, &quiet_url, iters)))
+    });
+    group.bench_function("mock-ollama /v1/embeddings (dim 1024)", |b| {
+        b.iter_custom(|iters| runtime.block_on(drive(&client, &openai_url, iters)))
     });
     group.bench_function("fixed-body axum handler (same size)", |b| {
         b.iter_custom(|iters| runtime.block_on(drive(&client, &reference_url, iters)))

@@ -208,6 +208,9 @@ pub struct NodeConfig {
     pub default_output_tokens: u32,
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Entries the served-request log keeps (the oldest are dropped and counted beyond it); 0
+    /// turns it off.
+    pub served_log_capacity: usize,
     /// Models the node serves.
     pub models: Vec<ModelSpec>,
 }
@@ -230,6 +233,7 @@ impl Default for NodeConfig {
             faults: FaultConfig::default(),
             default_output_tokens: 16,
             max_body_bytes: 2 * 1024 * 1024,
+            served_log_capacity: crate::served::DEFAULT_CAPACITY,
             models: default_models(),
         }
     }

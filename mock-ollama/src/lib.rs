@@ -13,8 +13,12 @@
 //!   for `/api/tags` and `/api/ps` ([`config`]).
 //! - **Faults.** Injected 500s, stalls and aborted connections, by rate or forced per request with
 //!   the [`FAULT_HEADER`] header ([`faults`]).
-//! - **Ground truth.** Server-side counters, readable from the library ([`MockNode::counters`]) and
-//!   as Prometheus text at `GET /metrics`, which real Ollama does not have ([`metrics`]).
+//! - **Ground truth.** Server-side counters (requests by status, TCP connections accepted and
+//!   closed), readable from the library ([`MockNode::counters`]) and as Prometheus text at
+//!   `GET /metrics` ([`metrics`]); and a per-request served log joined on caller ids
+//!   (`GET /mock/served`, [`MockNode::served`], [`served`]). Real Ollama has neither.
+//! - **Dialects.** Ollama's native routes and its OpenAI-compatible `/v1/...` routes, the latter
+//!   rewritten onto the native path as Ollama's middleware does.
 //!
 //! # Running nodes
 //! In async code, [`MockNode::spawn`] starts one node on the current runtime. Blocking callers (the
@@ -29,12 +33,14 @@
 
 pub mod api;
 pub mod config;
+pub mod connections;
 pub mod duration;
 pub mod embedding;
 pub mod faults;
 pub mod metrics;
 pub mod models;
 pub mod scheduler;
+pub mod served;
 pub mod server;
 pub mod timer;
 
@@ -42,4 +48,5 @@ pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotP
 pub use faults::{FAULT_HEADER, Fault};
 pub use metrics::CountersSnapshot;
 pub use models::{ModelKind, ModelSpec};
+pub use served::{Entry as ServedEntry, Outcome as ServedOutcome, Page as ServedPage};
 pub use server::{MockCluster, MockError, MockNode};

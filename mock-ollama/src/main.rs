@@ -85,6 +85,10 @@ struct Args {
     /// (tokio's 1 ms timer).
     #[arg(long, default_value = "precise")]
     timer: Timer,
+    /// Entries the served-request log (`GET /mock/served`) keeps; older ones are dropped and
+    /// counted; 0 turns the log off.
+    #[arg(long, default_value_t = mock_ollama::served::DEFAULT_CAPACITY)]
+    served_log: usize,
     /// Cold-start time of a model's first request.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     load_time: Duration,
@@ -150,6 +154,7 @@ impl Args {
                     },
                     max_queue: self.max_queue,
                     queue: self.queue,
+                    served_log_capacity: self.served_log,
                     timer: self.timer,
                     load_time: self.load_time,
                     keep_alive: self.keep_alive,

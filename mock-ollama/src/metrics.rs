@@ -5,9 +5,11 @@
 //! readable in-process ([`Metrics::snapshot`]) and over HTTP as Prometheus text ([`Metrics::render`]).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::connections::Connections;
 
 /// Upper bounds (seconds) of the service-time histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -51,6 +53,8 @@ pub struct Metrics {
     service_sum_ns: AtomicU64,
     /// How long items really held their slot, microseconds (created on first use).
     served: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    /// TCP connections accepted and closed, counted by the node's listener.
+    connections: Arc<Connections>,
 }
 
 /// A copy of a node's counters at one moment.
@@ -70,6 +74,10 @@ pub struct CountersSnapshot {
     pub streams_abandoned: u64,
     /// Inference items served (each embed input counts once).
     pub items_served: u64,
+    /// TCP connections the node accepted.
+    pub connections_accepted: u64,
+    /// TCP connections that have closed (either side).
+    pub connections_closed: u64,
 }
 
 impl CountersSnapshot {
@@ -171,6 +179,11 @@ impl Metrics {
         })
     }
 
+    /// The node's connection counts, shared with its listener.
+    pub fn connections(&self) -> Arc<Connections> {
+        Arc::clone(&self.connections)
+    }
+
     /// Counts a streamed answer whose client left early.
     pub fn stream_abandoned(&self) {
         self.streams_abandoned.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +255,8 @@ impl Metrics {
             rejected_busy: self.rejected_busy.load(Ordering::Relaxed),
             streams_abandoned: self.streams_abandoned.load(Ordering::Relaxed),
             items_served: self.service_count.load(Ordering::Relaxed),
+            connections_accepted: self.connections.accepted(),
+            connections_closed: self.connections.closed(),
         }
     }
 
@@ -294,6 +309,23 @@ impl Metrics {
              # TYPE mock_ollama_streams_abandoned_total counter\nmock_ollama_streams_abandoned_total {}",
             snap.streams_abandoned
         );
+        for (name, help, value) in [
+            (
+                "mock_ollama_connections_accepted_total",
+                "TCP connections accepted.",
+                snap.connections_accepted,
+            ),
+            (
+                "mock_ollama_connections_closed_total",
+                "TCP connections closed, by either side.",
+                snap.connections_closed,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
         out.push_str("# HELP mock_ollama_service_seconds Time an inference item held a slot.\n");
         out.push_str("# TYPE mock_ollama_service_seconds histogram\n");
         let mut cumulative = 0;

@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::{NodeState, router};
 use crate::config::{ConfigError, NodeConfig};
+use crate::connections::CountingListener;
 use crate::metrics::{CountersSnapshot, Metrics};
 use crate::scheduler::Scheduler;
+use crate::served::{Page, ServedLog};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ async fn bind(wanted: SocketAddr) -> Result<tokio::net::TcpListener, MockError> 
 /// Serves `state` on `listener` until the returned signal fires (then finishes open requests).
 fn serve(listener: tokio::net::TcpListener, state: &Arc<NodeState>, addr: SocketAddr) -> Serving {
     let app = router(Arc::clone(state));
+    let listener = CountingListener::new(listener, state.metrics.connections());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -88,9 +91,11 @@ impl MockNode {
             addr: wanted,
             source,
         })?;
+        let config_capacity = config.served_log_capacity;
         let state = Arc::new(NodeState {
             scheduler: Scheduler::new(Arc::new(config)),
             metrics: Metrics::default(),
+            served: Arc::new(ServedLog::new(config_capacity)),
         });
         let serving = serve(listener, &state, addr);
         Ok(Self {
@@ -158,6 +163,11 @@ impl MockNode {
     /// of their service time); `None` before the first timed item.
     pub fn served_quantile(&self, q: f64) -> Option<std::time::Duration> {
         self.state.metrics.served_quantile(q)
+    }
+
+    /// Up to `limit` entries of the served-request log from `since` on (see [`crate::served`]).
+    pub fn served(&self, since: u64, limit: usize) -> Page {
+        self.state.served.read(since, limit)
     }
 
     /// Stops accepting connections and waits for open ones to finish.

@@ -45,28 +45,35 @@ pub async fn sleep_until(timer: Timer, deadline: Instant) {
     sleep(timer, deadline.saturating_duration_since(Instant::now())).await;
 }
 
-/// Completes at `deadline`: the timer thread fires early by what sleeps of this length have
-/// recently been late by (the thread's wake-up plus the runtime's, measured here), so the sleep
-/// ends on time on average instead of late every time.
+/// Completes at `deadline`: the timer thread fires early by how late its own wake-ups for
+/// sleeps of this length have recently been, so it runs at the deadline instead of after it.
 async fn precise(duration: Duration) {
     let deadline = Instant::now() + duration;
     let class = Lead::class(duration);
     let fire_at = deadline - Lead::of(class).min(duration);
     let (done, wait) = oneshot::channel();
-    register(fire_at, done);
+    register(Pending {
+        fire_at,
+        deadline,
+        class,
+        order: 0,
+        done,
+    });
     // The sender is only dropped after sending (or if the timer thread died, which ends the
     // sleep early rather than hanging it).
     let _ = wait.await;
-    Lead::learn(class, Instant::now(), deadline);
 }
 
 /// How early to fire, learnt per class of sleep length (a power of two of microseconds): a sleep
 /// of seconds wakes the CPU from a deeper idle state than one of microseconds, and is later by
-/// more. Each completed sleep moves its class's lead by 1/8 of its error, but never by more than
-/// 5 us: wake-ups on a virtual machine are occasionally milliseconds late, and a plain average
-/// (the first version) let a few of those pull the lead so far that typical sleeps ended 20%
-/// early. With each step bounded the lead settles near the median lateness, which is what the
-/// p50 of the served time needs. It is capped at 2 ms.
+/// more. Only the timer thread's own wake-up is learnt (when it ran against the deadline): the
+/// first version learnt when the sleeping task resumed, which under load includes the task's
+/// wait for a busy runtime worker, and with 8 clients on one 200 us slot it fired 145 us early.
+/// Each wake-up moves its class's lead by 1/8 of its error, but never by more than 5 us: wake-ups
+/// on a virtual machine are occasionally milliseconds late, and a plain average let a few of
+/// those pull the lead so far that typical sleeps ended 20% early. With each step bounded the
+/// lead settles near the median lateness, which is what the p50 of the served time needs. It is
+/// capped at 2 ms.
 struct Lead;
 
 const CLASSES: usize = 24;
@@ -84,7 +91,8 @@ impl Lead {
         Duration::from_nanos(LEADS[class].load(Ordering::Relaxed).max(0) as u64)
     }
 
-    /// `ended` is when the sleeping task resumed; positive error means late.
+    /// `ended` is when the timer thread ran for a sleep due at `deadline`; positive error means
+    /// late.
     fn learn(class: usize, ended: Instant, deadline: Instant) {
         let error = if ended >= deadline {
             (ended - deadline).as_nanos().min(MAX_LEAD_NS as u128) as i64
@@ -98,16 +106,19 @@ impl Lead {
     }
 }
 
-/// A pending sleep: its deadline, an order of arrival (ties in the heap), and how to end it.
+/// A pending sleep: when to fire it (its deadline minus the lead), its deadline and length
+/// class (to learn from), an order of arrival (ties in the heap), and how to end it.
 struct Pending {
+    fire_at: Instant,
     deadline: Instant,
+    class: usize,
     order: u64,
     done: oneshot::Sender<()>,
 }
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        (self.deadline, self.order) == (other.deadline, other.order)
+        (self.fire_at, self.order) == (other.fire_at, other.order)
     }
 }
 
@@ -121,7 +132,7 @@ impl PartialOrd for Pending {
 
 impl Ord for Pending {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.deadline, self.order).cmp(&(other.deadline, other.order))
+        (self.fire_at, self.order).cmp(&(other.fire_at, other.order))
     }
 }
 
@@ -161,25 +172,21 @@ fn queue() -> std::sync::MutexGuard<'static, Queue> {
     QUEUE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn register(deadline: Instant, done: oneshot::Sender<()>) {
+fn register(mut pending: Pending) {
     let Some(thread) = timer_thread() else {
         // No timer thread: the sleep ends at once. A node that cannot time its service answers
         // too fast; it does not hang.
-        let _ = done.send(());
+        let _ = pending.done.send(());
         return;
     };
     let mut queue = queue();
     let earliest = queue
         .heap
         .peek()
-        .is_none_or(|Reverse(p)| deadline < p.deadline);
-    let order = queue.next_order;
+        .is_none_or(|Reverse(p)| pending.fire_at < p.fire_at);
+    pending.order = queue.next_order;
     queue.next_order += 1;
-    queue.heap.push(Reverse(Pending {
-        deadline,
-        order,
-        done,
-    }));
+    queue.heap.push(Reverse(pending));
     drop(queue);
     // Only a new earliest deadline changes how long the thread must park.
     if earliest {
@@ -187,14 +194,18 @@ fn register(deadline: Instant, done: oneshot::Sender<()>) {
     }
 }
 
-/// Ends every sleep that is due at `now`; returns the next deadline.
+/// Ends every sleep that is due at `now`, learning from each how late the thread woke; returns
+/// when to fire next.
 fn fire_due(now: Instant) -> Option<Instant> {
     let mut queue = queue();
     while let Some(Reverse(next)) = queue.heap.peek() {
-        if next.deadline > now {
-            return Some(next.deadline);
+        if next.fire_at > now {
+            return Some(next.fire_at);
         }
         if let Some(Reverse(due)) = queue.heap.pop() {
+            // Running now against the deadline: the lead grows while the thread wakes after
+            // deadlines and shrinks while it wakes before them.
+            Lead::learn(due.class, now, due.deadline);
             // The receiver is gone when the sleep was cancelled: nothing to end.
             let _ = due.done.send(());
         }

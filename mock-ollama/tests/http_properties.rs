@@ -1,4 +1,4 @@
-//! Property test over the HTTP API: whatever body a client sends to any route, the node answers
+//! Property test over the HTTP API (native and OpenAI-compatible routes): whatever body a client sends to any route, the node answers
 //! with a status from Ollama's documented set, never panics, counts the request exactly once, and
 //! stays within a memory bound.
 //!
@@ -16,19 +16,22 @@ use serde_json::{Map, Value, json};
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
-const ROUTES: [&str; 5] = [
+const ROUTES: [&str; 8] = [
     "/api/embed",
     "/api/embeddings",
     "/api/generate",
     "/api/chat",
     "/api/show",
+    "/v1/embeddings",
+    "/v1/chat/completions",
+    "/v1/completions",
 ];
 
 /// Statuses Ollama answers these routes with (docs/api/errors and `server/routes.go`), plus 413
 /// for the mock's body limit.
 const DOCUMENTED: [u16; 8] = [200, 400, 404, 405, 413, 500, 501, 503];
 
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 17] = [
     "model",
     "input",
     "prompt",
@@ -43,6 +46,9 @@ const KEYS: [&str; 14] = [
     "context",
     "role",
     "content",
+    "max_tokens",
+    "stream_options",
+    "encoding_format",
 ];
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -93,6 +99,8 @@ fn valid_with_one_field_replaced() -> impl Strategy<Value = Value> {
         json!({"model": "llama3.2", "prompt": "hi", "stream": false, "options": {"num_predict": 3}}),
         json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": false}),
         json!({"model": "llama3.2"}),
+        json!({"model": "all-minilm", "input": "a", "encoding_format": "base64", "dimensions": 4}),
+        json!({"model": "llama3.2", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}),
     ]);
     (valid, prop::sample::select(KEYS.to_vec()), json_value()).prop_map(|(mut v, key, value)| {
         v[key] = value;
@@ -145,7 +153,9 @@ fn any_body_on_any_route_gets_a_documented_answer() {
         prop_assert!(DOCUMENTED.contains(&status), "{route} answered {status}: {text:.300}");
         if status != 200 {
             let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            prop_assert!(error["error"].is_string(), "{route} {status} without Ollama's error shape: {text:.300}");
+            // Native routes answer {"error": "..."}; the OpenAI ones {"error": {"message": ...}}.
+            let message = if route.starts_with("/v1/") { &error["error"]["message"] } else { &error["error"] };
+            prop_assert!(message.is_string(), "{route} {status} without Ollama's error shape: {text:.300}");
         }
     });
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "no handler may panic");

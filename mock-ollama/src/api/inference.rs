@@ -28,6 +28,7 @@ use super::{
 use crate::embedding::{EmbeddingTable, estimate_tokens, fnv1a};
 use crate::faults::{self, FAULT_HEADER, Fault};
 use crate::scheduler::{Busy, InUse, ModelRuntime, Slot};
+use crate::served;
 
 impl From<Busy> for ApiError {
     fn from(_: Busy) -> Self {
@@ -71,6 +72,7 @@ async fn apply_fault(
         )),
         Fault::Reset => Ok(Proceed::Abort(reset_response())),
         Fault::Stall => {
+            crate::served::note_stall();
             crate::timer::sleep(config.timer, config.faults.stall).await;
             Ok(Proceed::Serve)
         }
@@ -80,7 +82,9 @@ async fn apply_fault(
 /// Holds the slot until `took` after its service started (see [`Slot::started`]); a zero
 /// service time does not even yield, so the node's own overhead can be measured.
 async fn serve(state: &NodeState, slot: &Slot, took: Duration) {
+    served::note_service_start(Instant::now(), slot.started);
     crate::timer::sleep_until(state.scheduler.config().timer, slot.started + took).await;
+    served::note_service_end();
     state.metrics.observe_service(took);
     if !took.is_zero() {
         state.metrics.observe_served(slot.started.elapsed());
@@ -550,9 +554,19 @@ fn stream_generation(
     held: (Slot, InUse),
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    // The task holds the request's served-log record: the entry is written when it ends.
+    let trace = served::current();
+    if let Some(trace) = &trace {
+        trace.service_start(Instant::now(), held.0.started);
+    }
     tokio::spawn(async move {
         let held = held;
-        let abandoned = || state.metrics.stream_abandoned();
+        let abandoned = || {
+            state.metrics.stream_abandoned();
+            if let Some(trace) = &trace {
+                trace.abandoned();
+            }
+        };
         let timer = state.scheduler.config().timer;
         // Prompt processing counts from the slot's service start, as a non-streamed answer does.
         let prefill_left =
@@ -573,6 +587,9 @@ fn stream_generation(
         state
             .metrics
             .observe_service(timing.prefill + timing.decode);
+        if let Some(trace) = &trace {
+            trace.service_end();
+        }
         let done = chunk(&job, "", Some(("stop", timing.metrics(start))));
         let _ = tx.send(ndjson_line(&done)).await;
     });

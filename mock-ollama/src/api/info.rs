@@ -49,14 +49,17 @@ fn details(spec: &ModelSpec) -> Value {
     })
 }
 
-async fn control_plane_delay(state: &NodeState) {
+/// When every model was last modified, as `/api/tags` reports it (Unix seconds).
+pub(super) const MODIFIED_UNIX: u64 = 1_746_405_464;
+
+pub(super) async fn control_plane_delay(state: &NodeState) {
     let config = state.scheduler.config();
     crate::timer::sleep(config.timer, config.control_latency).await;
 }
 
 pub(super) async fn tags(State(state): State<Arc<NodeState>>) -> Response {
     control_plane_delay(&state).await;
-    let modified = rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_746_405_464));
+    let modified = rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(MODIFIED_UNIX));
     let models: Vec<Value> = state
         .scheduler
         .models()
@@ -141,7 +144,7 @@ pub(super) async fn show(
             "details": details(spec),
             "model_info": model_info,
             "capabilities": capabilities,
-            "modified_at": rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_746_405_464)),
+            "modified_at": rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(MODIFIED_UNIX)),
         }),
     ))
 }

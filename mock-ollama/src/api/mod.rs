@@ -1,4 +1,5 @@
-//! The HTTP surface: Ollama's routes, error texts and content types, plus `GET /metrics`.
+//! The HTTP surface: Ollama's routes (native and OpenAI-compatible), error texts and content
+//! types, plus `GET /metrics`.
 //!
 //! Handlers never panic on input: every malformed body maps to the status and text Ollama sends
 //! (see `ollama-wire.md` in the shared notes), unknown paths get gin's `404 page not found` and
@@ -6,6 +7,8 @@
 
 mod inference;
 mod info;
+mod openai;
+mod served_log;
 pub mod types;
 pub mod validate;
 
@@ -25,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::metrics::{Label, Metrics};
 use crate::scheduler::Scheduler;
+use crate::served::{self, ServedLog, Trace};
 
 /// Ollama's text when its queue overflows (two spaces after the period, as in `sched.go`).
 pub const BUSY_MESSAGE: &str = "server busy, please try again.  maximum pending requests exceeded";
@@ -36,6 +40,8 @@ pub struct NodeState {
     pub scheduler: Scheduler,
     /// Server-side counters.
     pub metrics: Metrics,
+    /// The served-request log.
+    pub served: Arc<ServedLog>,
 }
 
 /// An error answered as `{"error": message}`.
@@ -124,13 +130,14 @@ fn parse_body<T: DeserializeOwned>(
             ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
         }
     })?;
+    served::note_body(&bytes);
     let value = validate::bind(&bytes, request, fields)?;
     serde_json::from_value(value).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// The endpoint label for counters: the route's path, or `other` for unknown paths.
 fn endpoint_label(path: &str) -> &'static str {
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 15] = [
         "/",
         "/api/version",
         "/api/tags",
@@ -141,7 +148,15 @@ fn endpoint_label(path: &str) -> &'static str {
         "/api/generate",
         "/api/chat",
         "/metrics",
+        "/v1/models",
+        "/v1/embeddings",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/mock/served",
     ];
+    if path.starts_with("/v1/models/") {
+        return "/v1/models/{model}";
+    }
     KNOWN
         .iter()
         .find(|k| **k == path)
@@ -149,8 +164,24 @@ fn endpoint_label(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// Whether requests to `endpoint` are inference, logged in the served log. Control-plane calls
+/// never are.
+fn is_inference(endpoint: &str) -> bool {
+    matches!(
+        endpoint,
+        "/api/embed"
+            | "/api/embeddings"
+            | "/api/generate"
+            | "/api/chat"
+            | "/v1/embeddings"
+            | "/v1/chat/completions"
+            | "/v1/completions"
+    )
+}
+
 /// Counts each request once: by its final status, as `reset` when the mock aborted it, or as
 /// `cancelled` when the client went away first (the guard's drop runs when the future is dropped).
+/// Inference requests also get a served-log record for the handler to fill in.
 async fn count_requests(
     State(state): State<Arc<NodeState>>,
     request: Request,
@@ -160,21 +191,44 @@ async fn count_requests(
         metrics: &'a Metrics,
         endpoint: &'static str,
         label: Option<Label>,
+        trace: Option<Arc<Trace>>,
     }
     impl Drop for Finish<'_> {
         fn drop(&mut self) {
-            self.metrics
-                .record(self.endpoint, self.label.unwrap_or(Label::Cancelled));
+            let label = self.label.unwrap_or(Label::Cancelled);
+            self.metrics.record(self.endpoint, label);
+            if let Some(trace) = self.trace.take() {
+                match label {
+                    Label::Status(status) => trace.finish(Some(status), false),
+                    Label::Reset => trace.finish(None, true),
+                    Label::Cancelled => trace.finish(None, false),
+                }
+            }
         }
     }
     let endpoint = endpoint_label(request.uri().path());
     let _in_flight = state.metrics.in_flight();
+    let trace = (is_inference(endpoint) && state.served.is_on()).then(|| {
+        let header = request
+            .headers()
+            .get(served::REQUEST_ID_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        Arc::new(Trace::start(
+            Arc::clone(&state.served),
+            endpoint,
+            header.as_deref(),
+        ))
+    });
     let mut finish = Finish {
         metrics: &state.metrics,
         endpoint,
         label: None,
+        trace: trace.clone(),
     };
-    let response = next.run(request).await;
+    let response = match trace {
+        Some(trace) => served::scope(trace, next.run(request)).await,
+        None => next.run(request).await,
+    };
     finish.label = Some(if response.extensions().get::<ResetMarker>().is_some() {
         Label::Reset
     } else {
@@ -197,6 +251,12 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/api/embeddings", post(inference::embeddings))
         .route("/api/generate", post(inference::generate))
         .route("/api/chat", post(inference::chat))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{model}", get(openai::retrieve_model))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/mock/served", get(served_log::read))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed")

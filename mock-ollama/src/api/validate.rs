@@ -82,10 +82,30 @@ fn kind(value: &Value, target: GoType) -> String {
     }
 }
 
+/// Go's name of a JSON value's kind for a field of type `any`, as in `cannot unmarshal array`.
+pub fn json_kind(value: &Value) -> String {
+    kind(value, GoType::Any)
+}
+
 /// Reads the first JSON value of `bytes` (Go's decoder ignores what follows it) and checks that it
-/// is an object whose listed fields have their Go types. `request` is the Go type's name
-/// (`GenerateRequest`).
+/// is an object whose listed fields have their Go types, messages included. `request` is the Go
+/// type's name in package `api` (`GenerateRequest`).
 pub fn bind(bytes: &[u8], request: &str, fields: &[(&str, GoType)]) -> Result<Value, ApiError> {
+    let value = decode(bytes, "api", request, fields)?;
+    if let Some(messages) = value.get("messages").and_then(Value::as_array) {
+        check_messages(messages, request)?;
+    }
+    Ok(value)
+}
+
+/// [`bind`] without the check of `messages`, for a type `request` in Go package `package`
+/// (`openai.ChatCompletionRequest`, whose message content may be an array of parts).
+pub fn decode(
+    bytes: &[u8],
+    package: &str,
+    request: &str,
+    fields: &[(&str, GoType)],
+) -> Result<Value, ApiError> {
     let bad = |text: String| ApiError::new(StatusCode::BAD_REQUEST, text);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(bad("missing request body".into()));
@@ -106,7 +126,7 @@ pub fn bind(bytes: &[u8], request: &str, fields: &[(&str, GoType)]) -> Result<Va
         Value::Null => return Ok(Value::Object(Map::new())),
         other => {
             return Err(bad(format!(
-                "json: cannot unmarshal {} into Go value of type api.{request}",
+                "json: cannot unmarshal {} into Go value of type {package}.{request}",
                 kind(other, GoType::Any)
             )));
         }
@@ -120,9 +140,6 @@ pub fn bind(bytes: &[u8], request: &str, fields: &[(&str, GoType)]) -> Result<Va
                 go_type.name()
             )));
         }
-    }
-    if let Some(messages) = object.get("messages").and_then(Value::as_array) {
-        check_messages(messages, request)?;
     }
     Ok(value)
 }

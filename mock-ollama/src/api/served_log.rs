@@ -1,0 +1,58 @@
+//! `GET /mock/served?since=SEQ&limit=N`: the served-request log as JSON lines, one entry per
+//! line, oldest first. The page's position travels in headers, so every body line is an entry:
+//! `x-mock-next` (the `since` of the next page), `x-mock-dropped` (entries lost from the ring:
+//! nonzero means exact accounting is no longer possible) and `x-mock-started-unix-ns` (the
+//! node's wall-clock start, to place the entries' monotonic times).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, NodeState};
+
+/// Most entries one page returns.
+pub const MAX_PAGE: usize = 100_000;
+
+/// The query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Window {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+pub(super) async fn read(
+    State(state): State<Arc<NodeState>>,
+    query: Result<Query<Window>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(window) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = window.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let page = state.served.read(window.since, limit);
+    let mut body = Vec::with_capacity(page.entries.len() * 256);
+    for entry in &page.entries {
+        // An entry is plain data: serialising it cannot fail.
+        let _ = serde_json::to_writer(&mut body, entry);
+        body.push(b'\n');
+    }
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    for (name, value) in [
+        ("x-mock-next", page.next.to_string()),
+        ("x-mock-dropped", page.dropped.to_string()),
+        ("x-mock-started-unix-ns", page.started_unix_ns.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
