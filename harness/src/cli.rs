@@ -1,4 +1,4 @@
-//! Command-line interface: `harness [run SCENARIO...] | report | gate`.
+//! Command-line interface: `harness [run SCENARIO...] | report | gate | gateway`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,28 @@ enum Command {
         #[arg(long)]
         update_baseline: bool,
     },
+    /// Benchmark and audit an Ollama load balancer in front of mock nodes this command starts
+    /// (node i on 127.0.0.1:PORT+i; point the gateway's upstreams at them).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// The gateway's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    target: String,
+    /// Port of mock node 0.
+    #[arg(long, default_value_t = 21434)]
+    port: u16,
+    /// Which routes the load uses: ollama (/api/embed) or openai (/v1/embeddings).
+    #[arg(long, value_enum, default_value = "ollama")]
+    api: crate::gateway::Api,
+    /// Name of the gateway in the results (results/gateways/LABEL.json).
+    #[arg(long, default_value = "gateway")]
+    label: String,
+    /// How long to wait for the gateway to answer GET /api/version.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    ready_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -253,7 +275,34 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             baseline,
             update_baseline,
         }) => run_gate(&cli.common, candidate, baseline, update_baseline),
+        Some(Command::Gateway(args)) => run_gateway(&cli.common, args),
     }
+}
+
+/// `harness gateway`: measures the cells, writes the result and prints the verdicts.
+fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let options = common.options(3)?;
+    let settings = crate::gateway::Settings {
+        target: args.target.trim_end_matches('/').to_owned(),
+        nodes: options.nodes.unwrap_or(2),
+        port: args.port,
+        api: args.api,
+        label: args.label,
+        workers: options.workers.unwrap_or(8),
+        requests: options.requests.unwrap_or(2_000) as u64,
+        service: options.service.unwrap_or(Duration::from_millis(5)),
+        slots: options.slots.unwrap_or(1),
+        repeats: options.repeats,
+        ready_timeout: args.ready_timeout,
+    };
+    let result = crate::gateway::run(&settings)?;
+    let path = crate::gateway::write(&common.out, &result)?;
+    println!("== gateway {} ({})", result.label, result.target);
+    for verdict in &result.verdicts {
+        println!("  - {verdict}");
+    }
+    println!("Wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`), and updates the

@@ -17,7 +17,9 @@
 pub mod charts;
 pub mod cli;
 pub mod cluster;
+pub mod engine;
 pub mod gate;
+pub mod gateway;
 pub mod load;
 pub mod machine;
 pub mod measure;

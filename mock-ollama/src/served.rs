@@ -152,6 +152,8 @@ impl ServedLog {
     /// Up to `limit` entries from `since` on.
     pub fn read(&self, since: u64, limit: usize) -> Page {
         let ring = self.ring();
+        // Past the end reads as the end: `next` is then where the next entry will be.
+        let since = since.min(ring.next_seq);
         let first = ring.entries.front().map_or(ring.next_seq, |e| e.seq);
         let skip = since.saturating_sub(first) as usize;
         let entries: Vec<Entry> = ring
@@ -418,6 +420,7 @@ mod tests {
         assert_eq!(later.next, 4);
         assert!(log.read(5, 10).entries.is_empty());
         assert_eq!(log.read(5, 10).next, 5);
+        assert_eq!(log.read(u64::MAX, 0).next, 5, "past the end reads as the end");
     }
 
     #[test]

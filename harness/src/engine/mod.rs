@@ -1,0 +1,187 @@
+//! The load engine: an async HTTP client that drives any URL with a request template, closed-loop
+//! (N workers, each sending its next request when the last is answered) or open-loop (a fixed
+//! arrival rate, constant or Poisson, latency from the intended send time, late sends counted).
+//!
+//! It is what drives third-party gateways (`harness gateway`), so it must never be what limits a
+//! measurement: a tokio multi-thread runtime, one keep-alive connection per worker (each worker
+//! owns its client, so connection counts at the nodes mean something), per-worker histograms and
+//! outcome lists merged at the end, a static split of request ids in the closed loop, and no lock
+//! on the hot path (the open loop's one shared atomic hands out arrival slots). Every request
+//! carries a unique id (`x-request-id` and the template's `{rid}`), and its outcome is kept, so
+//! the audit can join the client's view with each node's served log.
+//!
+//! Split as oha is: [`template`] builds bodies, [`worker`] sends, this module plans and merges.
+
+pub mod template;
+mod worker;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+pub use template::Template;
+
+/// What to send, and where.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL every request is POSTed to.
+    pub url: String,
+    /// The body, with `{rid}` where the request's id goes.
+    pub template: Template,
+}
+
+/// When requests arrive in an open loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrivals {
+    /// Evenly spaced.
+    Constant,
+    /// A Poisson process (exponential gaps) from a seed.
+    Poisson {
+        /// Seed of the gaps.
+        seed: u64,
+    },
+}
+
+/// How load is offered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// `workers` concurrent workers, each sending its next request when the last is answered.
+    Closed {
+        /// Concurrent workers (= connections).
+        workers: usize,
+        /// Requests in total.
+        requests: u64,
+        /// Stop sending new requests after this long.
+        cap: Option<Duration>,
+    },
+    /// Requests at `rate` per second over at most `connections` connections.
+    Open {
+        /// Arrivals per second.
+        rate: f64,
+        /// Requests in total.
+        requests: u64,
+        /// Connections (requests wait for a free one, and the wait counts in their latency).
+        connections: usize,
+        /// Spacing of arrivals.
+        arrivals: Arrivals,
+    },
+}
+
+/// One request's outcome, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// The request's number (its id is `run_id-number`).
+    pub n: u64,
+    /// The HTTP status, or `None` when no complete answer arrived (connection refused or reset,
+    /// body cut, timeout).
+    pub status: Option<u16>,
+    /// From the send (closed loop) or the intended send (open loop) to the last byte, in us.
+    pub latency_us: u64,
+}
+
+impl Record {
+    /// A complete 2xx answer.
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct EngineRun {
+    /// The ids' prefix.
+    pub run_id: String,
+    /// First send to last answer.
+    pub elapsed: Duration,
+    /// Every request sent, in no particular order.
+    pub records: Vec<Record>,
+    /// Latency of complete 2xx answers, us.
+    pub latency: Histogram<u64>,
+    /// Open loop: requests sent more than 1 ms after their intended time.
+    pub late: u64,
+}
+
+impl EngineRun {
+    /// Complete 2xx answers.
+    pub fn ok(&self) -> u64 {
+        self.records.iter().filter(|r| r.ok()).count() as u64
+    }
+
+    /// Requests without a complete 2xx answer.
+    pub fn failed(&self) -> u64 {
+        self.records.len() as u64 - self.ok()
+    }
+
+    /// Complete 2xx answers per second.
+    pub fn throughput(&self) -> f64 {
+        self.ok() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The id of request `n`.
+    pub fn id(&self, n: u64) -> String {
+        template::request_id(&self.run_id, n)
+    }
+}
+
+/// Settings of the engine itself.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Runtime worker threads.
+    pub threads: usize,
+    /// Per-request timeout (a request past it is a failure with no status).
+    pub timeout: Duration,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A schedule that cannot run.
+    #[error("invalid schedule: {0}")]
+    Schedule(&'static str),
+    /// The runtime or a client could not be built.
+    #[error("cannot start the load engine: {0}")]
+    Start(String),
+}
+
+impl Engine {
+    /// Runs `schedule` against `target`; ids are `run_id-N`.
+    pub fn run(
+        &self,
+        target: &Target,
+        schedule: Schedule,
+        run_id: &str,
+    ) -> Result<EngineRun, EngineError> {
+        validate(schedule)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.threads.max(1))
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let run = runtime.block_on(worker::drive(self, target, schedule, run_id))?;
+        Ok(run)
+    }
+}
+
+fn validate(schedule: Schedule) -> Result<(), EngineError> {
+    match schedule {
+        Schedule::Closed { workers: 0, .. } => {
+            Err(EngineError::Schedule("workers must be at least 1"))
+        }
+        Schedule::Open { connections: 0, .. } => {
+            Err(EngineError::Schedule("connections must be at least 1"))
+        }
+        Schedule::Open { rate, .. } if !(rate.is_finite() && rate > 0.0) => {
+            Err(EngineError::Schedule("the rate must be a positive number"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,219 @@
+//! The sending side: closed-loop workers and open-loop connections, each with its own client,
+//! histogram and outcome list, merged once at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mock_ollama::Timer;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, Exp};
+
+use super::{Arrivals, Engine, EngineError, EngineRun, Record, Schedule, Target};
+use crate::summary::new_histogram;
+
+/// A send counts as late when it leaves this long after its intended time.
+const LATE: Duration = Duration::from_millis(1);
+
+/// What one worker measured.
+struct Tally {
+    records: Vec<Record>,
+    latency: Histogram<u64>,
+    late: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            records: Vec::new(),
+            latency: new_histogram(),
+            late: 0,
+        }
+    }
+
+    fn record(&mut self, n: u64, status: Option<u16>, since: Instant) {
+        let latency_us = since.elapsed().as_micros() as u64;
+        let record = Record {
+            n,
+            status,
+            latency_us,
+        };
+        if record.ok() {
+            let _ = self.latency.record(latency_us.max(1));
+        }
+        self.records.push(record);
+    }
+}
+
+/// One connection's client: keep-alive, at most one idle connection, so a worker that sends one
+/// request at a time uses one connection for the whole run.
+fn client(engine: &Engine) -> Result<reqwest::Client, EngineError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(engine.timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| EngineError::Start(e.to_string()))
+}
+
+/// Sends request `n` and reads its whole answer; the status, or `None` when the answer never
+/// arrived complete.
+async fn send(client: &reqwest::Client, target: &Target, id: &str) -> Option<u16> {
+    let response = client
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("x-request-id", id)
+        .body(target.template.render(id))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    response.bytes().await.ok()?;
+    Some(status)
+}
+
+pub(super) async fn drive(
+    engine: &Engine,
+    target: &Target,
+    schedule: Schedule,
+    run_id: &str,
+) -> Result<EngineRun, EngineError> {
+    let started = Instant::now();
+    let tallies = match schedule {
+        Schedule::Closed {
+            workers,
+            requests,
+            cap,
+        } => closed(engine, target, run_id, workers, requests, cap).await?,
+        Schedule::Open {
+            rate,
+            requests,
+            connections,
+            arrivals,
+        } => {
+            let offsets = offsets(rate, requests, arrivals);
+            open(engine, target, run_id, connections, offsets).await?
+        }
+    };
+    let elapsed = started.elapsed();
+    let mut run = EngineRun {
+        run_id: run_id.to_owned(),
+        elapsed,
+        records: Vec::new(),
+        latency: new_histogram(),
+        late: 0,
+    };
+    for tally in tallies {
+        run.records.extend(tally.records);
+        let _ = run.latency.add(&tally.latency);
+        run.late += tally.late;
+    }
+    Ok(run)
+}
+
+async fn closed(
+    engine: &Engine,
+    target: &Target,
+    run_id: &str,
+    workers: usize,
+    requests: u64,
+    cap: Option<Duration>,
+) -> Result<Vec<Tally>, EngineError> {
+    let deadline = cap.map(|cap| Instant::now() + cap);
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers as u64 {
+        let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
+        let stride = workers as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            // Request n goes to worker n mod W: a static split, nothing shared.
+            for n in (w..requests).step_by(stride as usize) {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let id = super::template::request_id(&run_id, n);
+                let sent = Instant::now();
+                let status = send(&client, &target, &id).await;
+                tally.record(n, status, sent);
+            }
+            tally
+        }));
+    }
+    join(tasks).await
+}
+
+/// Intended send times, as offsets from the start.
+fn offsets(rate: f64, requests: u64, arrivals: Arrivals) -> Vec<Duration> {
+    match arrivals {
+        Arrivals::Constant => (0..requests)
+            .map(|i| Duration::from_secs_f64(i as f64 / rate))
+            .collect(),
+        Arrivals::Poisson { seed } => {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            // `rate` was checked to be positive and finite, so the distribution exists.
+            let gaps = Exp::new(rate).unwrap_or_else(|_| Exp::new(1.0).expect("rate 1"));
+            let mut at = 0.0;
+            (0..requests)
+                .map(|_| {
+                    let this = at;
+                    at += gaps.sample(&mut rng);
+                    Duration::from_secs_f64(this)
+                })
+                .collect()
+        }
+    }
+}
+
+async fn open(
+    engine: &Engine,
+    target: &Target,
+    run_id: &str,
+    connections: usize,
+    offsets: Vec<Duration>,
+) -> Result<Vec<Tally>, EngineError> {
+    let offsets = Arc::new(offsets);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
+        let (offsets, next) = (Arc::clone(&offsets), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            loop {
+                // Relaxed: the counter only hands out distinct slots; no data rides on it.
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(offset) = offsets.get(n as usize) else {
+                    break;
+                };
+                let intended = start + *offset;
+                let now = Instant::now();
+                if now < intended {
+                    mock_ollama::timer::sleep_until(Timer::Precise, intended).await;
+                } else if now - intended > LATE {
+                    tally.late += 1;
+                }
+                let id = super::template::request_id(&run_id, n);
+                let status = send(&client, &target, &id).await;
+                // Latency from the intended send: a request that waited for a connection
+                // carries that wait (no coordinated omission).
+                tally.record(n, status, intended);
+            }
+            tally
+        }));
+    }
+    join(tasks).await
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Result<Vec<Tally>, EngineError> {
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tallies.push(
+            task.await
+                .map_err(|e| EngineError::Start(format!("a worker failed: {e}")))?,
+        );
+    }
+    Ok(tallies)
+}

@@ -1,0 +1,239 @@
+//! Accounting by request id: the client's outcome of every request joined with every node's
+//! served log, so what a gateway did with each request is known, not inferred from totals.
+//!
+//! A request is **served** on a node when the node's log says `served` (a 2xx after its service
+//! time). Each request lands in exactly one class:
+//!
+//! | client | nodes that served it | class |
+//! |---|---|---|
+//! | 2xx | one | served once |
+//! | 2xx | two or more | served more than once (a retry after the work was done) |
+//! | 2xx | none | answered without a node (a cache, or a fabricated answer) |
+//! | failed | one or more | failed at the client but served (wasted work) |
+//! | failed | none | never served |
+//!
+//! Attempts that did not end in `served` (a 500, a 503, a reset, a client that left) are counted
+//! per node beside the classes; a request's attempts beyond its first are the gateway's retries.
+
+use std::collections::HashMap;
+
+use mock_ollama::{ServedEntry, ServedOutcome};
+use serde::Serialize;
+
+use crate::engine::EngineRun;
+
+/// The class of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// 2xx at the client, served by exactly one node.
+    ServedOnce,
+    /// 2xx at the client, served by two or more nodes (or twice by one).
+    ServedMoreThanOnce,
+    /// 2xx at the client, served by no node.
+    AnsweredWithoutNode,
+    /// Failed at the client, yet served by a node.
+    FailedButServed,
+    /// Failed at the client and served by no node.
+    NeverServed,
+}
+
+/// What happened on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeAudit {
+    /// Attempts of this run's requests the node logged, whatever their outcome.
+    pub attempts: u64,
+    /// Of those, served.
+    pub served: u64,
+    /// Logged entries with no id of this run (another client, or an id the gateway rewrote).
+    pub foreign: u64,
+}
+
+/// The audit of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// Requests the client sent.
+    pub requests: u64,
+    /// Requests per class.
+    pub served_once: u64,
+    /// See [`Class::ServedMoreThanOnce`].
+    pub served_more_than_once: u64,
+    /// See [`Class::AnsweredWithoutNode`].
+    pub answered_without_node: u64,
+    /// See [`Class::FailedButServed`].
+    pub failed_but_served: u64,
+    /// See [`Class::NeverServed`].
+    pub never_served: u64,
+    /// Requests served once after at least one attempt that was not served (retried elsewhere
+    /// or on the same node, successfully).
+    pub recovered: u64,
+    /// Node-side attempts beyond each request's first (sent again after a failure, or twice).
+    pub retries: u64,
+    /// Per node, in node order.
+    pub nodes: Vec<NodeAudit>,
+    /// Whether any node's log dropped entries (then the classes are not exact).
+    pub incomplete: bool,
+}
+
+impl Audit {
+    /// Whether every request was served exactly once and nothing else happened.
+    pub fn clean(&self) -> bool {
+        self.served_once == self.requests && !self.incomplete
+    }
+
+    fn count(&mut self, class: Class) {
+        *match class {
+            Class::ServedOnce => &mut self.served_once,
+            Class::ServedMoreThanOnce => &mut self.served_more_than_once,
+            Class::AnsweredWithoutNode => &mut self.answered_without_node,
+            Class::FailedButServed => &mut self.failed_but_served,
+            Class::NeverServed => &mut self.never_served,
+        } += 1;
+    }
+}
+
+/// The class of a request with a client outcome `ok` that nodes served `served` times.
+pub fn classify(ok: bool, served: u32) -> Class {
+    match (ok, served) {
+        (true, 1) => Class::ServedOnce,
+        (true, 0) => Class::AnsweredWithoutNode,
+        (true, _) => Class::ServedMoreThanOnce,
+        (false, 0) => Class::NeverServed,
+        (false, _) => Class::FailedButServed,
+    }
+}
+
+/// Joins `run` with each node's log entries (`logs[i]` for node i, as read after the run) and
+/// whether each log dropped entries.
+pub fn audit(run: &EngineRun, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
+    // Per request number: (served, attempts).
+    let mut seen: HashMap<u64, (u32, u32)> = HashMap::with_capacity(run.records.len());
+    let prefix = format!("{}-", run.run_id);
+    let mut result = Audit {
+        requests: run.records.len() as u64,
+        nodes: vec![NodeAudit::default(); logs.len()],
+        incomplete: logs.iter().any(|(_, dropped)| *dropped),
+        ..Audit::default()
+    };
+    for (node, (entries, _)) in logs.iter().enumerate() {
+        for entry in entries {
+            let n = entry
+                .marker
+                .as_deref()
+                .and_then(|m| m.strip_prefix(&prefix))
+                .and_then(|n| n.parse::<u64>().ok());
+            let Some(n) = n else {
+                result.nodes[node].foreign += 1;
+                continue;
+            };
+            let served = entry.outcome == ServedOutcome::Served;
+            let slot = seen.entry(n).or_default();
+            slot.1 += 1;
+            result.nodes[node].attempts += 1;
+            if served {
+                slot.0 += 1;
+                result.nodes[node].served += 1;
+            }
+        }
+    }
+    for record in &run.records {
+        let (served, tried) = seen.get(&record.n).copied().unwrap_or_default();
+        result.retries += u64::from(tried.saturating_sub(1));
+        let class = classify(record.ok(), served);
+        if class == Class::ServedOnce && tried > 1 {
+            result.recovered += 1;
+        }
+        result.count(class);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Record;
+    use crate::summary::new_histogram;
+
+    fn run(outcomes: &[Option<u16>]) -> EngineRun {
+        EngineRun {
+            run_id: "r".into(),
+            elapsed: std::time::Duration::from_secs(1),
+            records: outcomes
+                .iter()
+                .enumerate()
+                .map(|(n, status)| Record {
+                    n: n as u64,
+                    status: *status,
+                    latency_us: 1,
+                })
+                .collect(),
+            latency: new_histogram(),
+            late: 0,
+        }
+    }
+
+    fn entry(marker: &str, outcome: ServedOutcome) -> ServedEntry {
+        ServedEntry {
+            seq: 0,
+            endpoint: "/api/embed",
+            marker: Some(marker.into()),
+            header_id: None,
+            id_truncated: false,
+            outcome,
+            status: Some(200),
+            stalled: false,
+            items: 1,
+            arrival_ns: 0,
+            slot_ns: None,
+            service_start_ns: None,
+            service_end_ns: None,
+            end_ns: 0,
+        }
+    }
+
+    #[test]
+    fn each_request_lands_in_one_class() {
+        use ServedOutcome::*;
+        // 0 once, 1 twice, 2 never (cached), 3 failed but served, 4 failed never served,
+        // 5 recovered after a 500 on node 0.
+        let client = run(&[Some(200), Some(200), Some(200), Some(502), None, Some(200)]);
+        let node0 = vec![
+            entry("r-0", Served),
+            entry("r-1", Served),
+            entry("r-5", Error),
+        ];
+        let node1 = vec![
+            entry("r-1", Served),
+            entry("r-3", Served),
+            entry("r-5", Served),
+            entry("other-1", Served),
+        ];
+        let audit = audit(&client, &[(node0, false), (node1, false)]);
+        assert_eq!(
+            (
+                audit.served_once,
+                audit.served_more_than_once,
+                audit.answered_without_node,
+                audit.failed_but_served,
+                audit.never_served
+            ),
+            (2, 1, 1, 1, 1)
+        );
+        assert_eq!(audit.recovered, 1);
+        assert_eq!(audit.retries, 2, "r-1 and r-5 were each sent a second time");
+        assert_eq!(audit.nodes[1].foreign, 1);
+        assert_eq!((audit.nodes[0].attempts, audit.nodes[0].served), (3, 2));
+        assert!(!audit.clean());
+    }
+
+    #[test]
+    fn a_clean_run_is_clean_unless_a_log_dropped_entries() {
+        let client = run(&[Some(200), Some(200)]);
+        let logs = vec![
+            entry("r-0", ServedOutcome::Served),
+            entry("r-1", ServedOutcome::Served),
+        ];
+        assert!(audit(&client, &[(logs.clone(), false)]).clean());
+        assert!(!audit(&client, &[(logs, true)]).clean());
+    }
+}

@@ -1,0 +1,124 @@
+//! The load engine against embedded mock nodes: every request sent once with its id, one
+//! connection per worker, the open-loop schedule kept and late sends counted. Behaviour only: no
+//! timing assertions.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::engine::{Arrivals, Engine, Schedule, Target, Template};
+use mock_ollama::{MockCluster, NodeConfig};
+
+fn embed_target(url: &str) -> Target {
+    Target {
+        url: format!("{url}/api/embed"),
+        template: Template::new(r#"{"model":"all-minilm","input":"text {rid} [rid:{rid}]"}"#),
+    }
+}
+
+#[test]
+fn closed_loop_sends_each_id_once_over_one_connection_per_worker() {
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::from_micros(100))])
+        .expect("node");
+    let run = Engine::default()
+        .run(
+            &embed_target(&nodes.urls()[0]),
+            Schedule::Closed {
+                workers: 4,
+                requests: 203,
+                cap: None,
+            },
+            "t",
+        )
+        .expect("run");
+    assert_eq!(run.records.len(), 203);
+    assert_eq!(run.ok(), 203);
+    let sent: BTreeSet<u64> = run.records.iter().map(|r| r.n).collect();
+    assert_eq!(sent, (0..203).collect(), "every number once");
+    let node = &nodes.nodes()[0];
+    let served: BTreeSet<String> = node
+        .served(0, usize::MAX)
+        .entries
+        .into_iter()
+        .filter_map(|e| e.marker)
+        .collect();
+    let ids: BTreeSet<String> = (0..203).map(|n| run.id(n)).collect();
+    assert_eq!(served, ids, "the node served exactly the ids sent");
+    assert_eq!(
+        node.counters().connections_accepted,
+        4,
+        "one keep-alive connection per worker"
+    );
+    assert_eq!(run.latency.len(), 203);
+}
+
+#[test]
+fn open_loop_counts_sends_it_could_not_make_on_time() {
+    // One connection, 10 ms per request, 1,000 arrivals per second: the connection is busy for
+    // every arrival after the first, so each of those leaves late (by 9 ms or more).
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::from_millis(10))])
+        .expect("node");
+    let run = Engine::default()
+        .run(
+            &embed_target(&nodes.urls()[0]),
+            Schedule::Open {
+                rate: 1000.0,
+                requests: 20,
+                connections: 1,
+                arrivals: Arrivals::Poisson { seed: 7 },
+            },
+            "o",
+        )
+        .expect("run");
+    assert_eq!(run.records.len(), 20);
+    assert_eq!(run.ok(), 20);
+    assert!(run.late >= 15, "late sends counted: {}", run.late);
+}
+
+#[test]
+fn a_refused_target_is_counted_as_failed_not_lost() {
+    let nodes = MockCluster::start(vec![NodeConfig::default()]).expect("node");
+    let url = nodes.urls()[0].clone();
+    nodes.shutdown();
+    let run = Engine::default()
+        .run(
+            &embed_target(&url),
+            Schedule::Closed {
+                workers: 2,
+                requests: 10,
+                cap: None,
+            },
+            "r",
+        )
+        .expect("run");
+    assert_eq!((run.records.len(), run.failed()), (10, 10));
+    assert!(run.records.iter().all(|r| r.status.is_none()));
+}
+
+#[test]
+fn impossible_schedules_are_errors() {
+    let target = embed_target("http://127.0.0.1:9");
+    for schedule in [
+        Schedule::Closed {
+            workers: 0,
+            requests: 1,
+            cap: None,
+        },
+        Schedule::Open {
+            rate: 0.0,
+            requests: 1,
+            connections: 1,
+            arrivals: Arrivals::Constant,
+        },
+        Schedule::Open {
+            rate: f64::NAN,
+            requests: 1,
+            connections: 1,
+            arrivals: Arrivals::Constant,
+        },
+    ] {
+        assert!(
+            Engine::default().run(&target, schedule, "x").is_err(),
+            "{schedule:?}"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! `harness gateway`'s audit against a small gateway written here, with switchable behaviours:
+//! each misbehaviour must land in its accounting class, and the well-behaved gateway must come
+//! out clean. No external programs, no timing assertions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use harness::gateway::{self, Api, Audit, Settings};
+use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
+
+/// What the test gateway does with request number k (counted from 0 on the embed route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Round-robin over the nodes.
+    RoundRobin,
+    /// Everything to node 0.
+    FirstOnly,
+    /// Forward to a node, then send the same request to the next one; answer the first.
+    Twice,
+    /// Every fourth request answered from a "cache" without any node.
+    CacheEveryFourth,
+    /// Every fifth request answered 502 without forwarding.
+    DropEveryFifth,
+    /// Round-robin, but a request sent to node 0 fails there (a forced 500) and is retried on
+    /// node 1: good behaviour, served once after a failed attempt.
+    RetryElsewhere,
+}
+
+struct Gateway {
+    nodes: Vec<String>,
+    behaviour: Behaviour,
+    next: AtomicU64,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    async fn forward(
+        &self,
+        node: usize,
+        headers: &HeaderMap,
+        body: Bytes,
+        fault: bool,
+    ) -> Option<(StatusCode, Bytes)> {
+        let mut request = self
+            .client
+            .post(format!("{}/api/embed", self.nodes[node % self.nodes.len()]))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(id) = headers.get("x-request-id") {
+            request = request.header("x-request-id", id);
+        }
+        if fault {
+            request = request.header(FAULT_HEADER, "error");
+        }
+        let response = request.send().await.ok()?;
+        let status = StatusCode::from_u16(response.status().as_u16()).ok()?;
+        Some((status, response.bytes().await.ok()?))
+    }
+}
+
+async fn embed(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let k = gw.next.fetch_add(1, Ordering::Relaxed);
+    let node = k as usize;
+    let answer = match gw.behaviour {
+        Behaviour::RoundRobin => gw.forward(node, &headers, body, false).await,
+        Behaviour::FirstOnly => gw.forward(0, &headers, body, false).await,
+        Behaviour::Twice => {
+            let first = gw.forward(node, &headers, body.clone(), false).await;
+            let _ = gw.forward(node + 1, &headers, body, false).await;
+            first
+        }
+        Behaviour::CacheEveryFourth if k % 4 == 3 => Some((
+            StatusCode::OK,
+            Bytes::from_static(br#"{"model":"all-minilm","embeddings":[[0.0]]}"#),
+        )),
+        Behaviour::CacheEveryFourth => gw.forward(node, &headers, body, false).await,
+        Behaviour::DropEveryFifth if k % 5 == 4 => None,
+        Behaviour::DropEveryFifth => gw.forward(node, &headers, body, false).await,
+        Behaviour::RetryElsewhere => {
+            let first = gw
+                .forward(node, &headers, body.clone(), node.is_multiple_of(2))
+                .await;
+            match first {
+                Some((status, _)) if status.is_server_error() => {
+                    gw.forward(node + 1, &headers, body, false).await
+                }
+                other => other,
+            }
+        }
+    };
+    match answer {
+        Some((status, bytes)) => {
+            (status, [("content-type", "application/json")], bytes).into_response()
+        }
+        None => (StatusCode::BAD_GATEWAY, "no upstream answer").into_response(),
+    }
+}
+
+/// Starts the gateway on its own runtime thread; returns its URL.
+fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let gw = Arc::new(Gateway {
+                nodes,
+                behaviour,
+                next: AtomicU64::new(0),
+                client: reqwest::Client::new(),
+            });
+            let app = Router::new()
+                .route("/api/version", get(|| async { r#"{"version":"test"}"# }))
+                .route("/api/embed", post(embed))
+                .with_state(gw);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
+                .expect("send url");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    rx.recv().expect("gateway url")
+}
+
+fn audit_of(behaviour: Behaviour) -> Audit {
+    let nodes = MockCluster::start(vec![
+        NodeConfig::with_latency(Duration::from_micros(100));
+        2
+    ])
+    .expect("nodes");
+    let target = start_gateway(nodes.urls(), behaviour);
+    let settings = Settings {
+        target,
+        nodes: 2,
+        port: 0,
+        api: Api::Ollama,
+        label: format!("{behaviour:?}"),
+        workers: 4,
+        requests: 40,
+        service: Duration::from_micros(100),
+        slots: 1,
+        repeats: 1,
+        ready_timeout: Duration::from_secs(10),
+    };
+    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let cell = result
+        .cells
+        .iter()
+        .find(|c| c.name == "distribution")
+        .expect("cell");
+    cell.audit.clone().expect("audited")
+}
+
+#[test]
+fn a_round_robin_gateway_is_clean_and_spreads_the_work() {
+    let audit = audit_of(Behaviour::RoundRobin);
+    assert!(audit.clean(), "{audit:?}");
+    assert_eq!((audit.nodes[0].served, audit.nodes[1].served), (20, 20));
+    assert_eq!(audit.retries, 0);
+}
+
+#[test]
+fn all_work_on_one_node_is_visible_per_node() {
+    let audit = audit_of(Behaviour::FirstOnly);
+    assert!(audit.clean());
+    assert_eq!((audit.nodes[0].served, audit.nodes[1].served), (40, 0));
+}
+
+#[test]
+fn a_request_sent_twice_is_served_more_than_once() {
+    let audit = audit_of(Behaviour::Twice);
+    assert_eq!(audit.served_more_than_once, 40, "{audit:?}");
+    assert_eq!(audit.retries, 40);
+}
+
+#[test]
+fn a_cached_answer_is_answered_without_a_node() {
+    let audit = audit_of(Behaviour::CacheEveryFourth);
+    assert_eq!(
+        (audit.answered_without_node, audit.served_once),
+        (10, 30),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn a_dropped_request_is_never_served() {
+    let audit = audit_of(Behaviour::DropEveryFifth);
+    assert_eq!(
+        (audit.never_served, audit.served_once),
+        (8, 32),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn a_retry_elsewhere_is_served_once_with_the_failed_attempt_counted() {
+    let audit = audit_of(Behaviour::RetryElsewhere);
+    assert_eq!(audit.served_once, 40, "{audit:?}");
+    assert_eq!((audit.recovered, audit.retries), (20, 20));
+    assert_eq!((audit.nodes[0].attempts, audit.nodes[0].served), (20, 0));
+    assert_eq!(audit.nodes[1].served, 40);
+}
+
+#[test]
+fn a_gateway_that_never_answers_is_a_clear_error() {
+    let nodes = MockCluster::start(vec![NodeConfig::default()]).expect("node");
+    let settings = Settings {
+        target: "http://127.0.0.1:9".into(),
+        nodes: 1,
+        port: 0,
+        api: Api::Ollama,
+        label: "none".into(),
+        workers: 1,
+        requests: 1,
+        service: Duration::ZERO,
+        slots: 1,
+        repeats: 1,
+        ready_timeout: Duration::from_millis(300),
+    };
+    let error = gateway::measure(&settings, &nodes)
+        .expect_err("no gateway there")
+        .to_string();
+    assert!(error.contains("did not answer GET /api/version"), "{error}");
+}
