@@ -74,6 +74,20 @@ struct GatewayArgs {
     /// How long to wait for the gateway to answer GET /api/version.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     ready_timeout: Duration,
+    /// Speed factor of each node, e.g. 1,0.25 (missing ones are 1).
+    #[arg(long, value_delimiter = ',')]
+    speeds: Vec<f64>,
+    /// Injected 500 rate of each node, e.g. 0,0.05 (missing ones are 0).
+    #[arg(long, value_delimiter = ',')]
+    error_rates: Vec<f64>,
+    /// Run the gateway with this shell command (placeholders {dir}, {config}, {port},
+    /// {node_urls}, {node_hostports}); it is stopped, with its whole process group, at the end.
+    #[arg(long)]
+    cmd: Option<String>,
+    /// Render this file into {config} first (lines with {node_hostport}, {node_url} or
+    /// {node_index} are repeated per node).
+    #[arg(long, requires = "cmd")]
+    config_template: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -292,17 +306,63 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         requests: options.requests.unwrap_or(2_000) as u64,
         service: options.service.unwrap_or(Duration::from_millis(5)),
         slots: options.slots.unwrap_or(1),
+        speeds: args.speeds.clone(),
+        error_rates: args.error_rates.clone(),
         repeats: options.repeats,
         ready_timeout: args.ready_timeout,
     };
-    let result = crate::gateway::run(&settings)?;
+    let result = match &args.cmd {
+        None => crate::gateway::run(&settings)?,
+        Some(cmd) => {
+            run_with_gateway(&settings, cmd, args.config_template.as_deref(), &common.out)?
+        }
+    };
     let path = crate::gateway::write(&common.out, &result)?;
     println!("== gateway {} ({})", result.label, result.target);
     for verdict in &result.verdicts {
         println!("  - {verdict}");
     }
     println!("Wrote {}", path.display());
+    if let Err(e) = report::regenerate(&common.out) {
+        eprintln!("REPORT.md not updated: {e:#}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the nodes, then the gateway from `cmd`, measures, and stops both; an error carries the
+/// gateway's last output.
+fn run_with_gateway(
+    settings: &crate::gateway::Settings,
+    cmd: &str,
+    template: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> anyhow::Result<crate::gateway::GatewayResult> {
+    use crate::gateway::process::{Bindings, Gateway};
+    let port = reqwest::Url::parse(&settings.target)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        .with_context(|| format!("--target {} has no port", settings.target))?;
+    let nodes = crate::gateway::start_nodes(settings)?;
+    let bindings = Bindings {
+        dir: out.join("gateways").join(format!("{}.run", settings.label)),
+        port,
+        node_urls: nodes.urls(),
+    };
+    let mut gateway = Gateway::start(cmd, template, &bindings)?;
+    gateway.stop_on_ctrl_c();
+    eprintln!(
+        "gateway started ({}; output in {})",
+        bindings.render(cmd),
+        gateway.log_path().display()
+    );
+    let result = crate::gateway::measure(settings, &nodes)
+        .with_context(|| format!("the gateway's last output:\n{}", gateway.last_output(20)));
+    let alive = gateway.check_alive();
+    drop(gateway);
+    nodes.shutdown();
+    let result = result?;
+    alive.context("the gateway died during the run")?;
+    Ok(result)
 }
 
 /// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`), and updates the

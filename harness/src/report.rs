@@ -178,8 +178,8 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
         charts::draw(dir, r).with_context(|| format!("charting {}", r.scenario))?;
     }
     let path = dir.join("REPORT.md");
-    std::fs::write(&path, render(&results))
-        .with_context(|| format!("writing {}", path.display()))?;
+    let text = render(&results) + &crate::gateway::report_section(dir)?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(results)
 }
 

@@ -151,6 +151,8 @@ fn audit_of(behaviour: Behaviour) -> Audit {
         requests: 40,
         service: Duration::from_micros(100),
         slots: 1,
+        speeds: Vec::new(),
+        error_rates: Vec::new(),
         repeats: 1,
         ready_timeout: Duration::from_secs(10),
     };
@@ -227,6 +229,8 @@ fn a_gateway_that_never_answers_is_a_clear_error() {
         requests: 1,
         service: Duration::ZERO,
         slots: 1,
+        speeds: Vec::new(),
+        error_rates: Vec::new(),
         repeats: 1,
         ready_timeout: Duration::from_millis(300),
     };

@@ -420,7 +420,11 @@ mod tests {
         assert_eq!(later.next, 4);
         assert!(log.read(5, 10).entries.is_empty());
         assert_eq!(log.read(5, 10).next, 5);
-        assert_eq!(log.read(u64::MAX, 0).next, 5, "past the end reads as the end");
+        assert_eq!(
+            log.read(u64::MAX, 0).next,
+            5,
+            "past the end reads as the end"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use mock_ollama::{ServedEntry, ServedOutcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineRun;
 
@@ -39,7 +39,7 @@ pub enum Class {
 }
 
 /// What happened on one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAudit {
     /// Attempts of this run's requests the node logged, whatever their outcome.
     pub attempts: u64,
@@ -50,7 +50,7 @@ pub struct NodeAudit {
 }
 
 /// The audit of one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
     /// Requests the client sent.
     pub requests: u64,

@@ -1,0 +1,100 @@
+//! The gateways' results side by side, for REPORT.md: one row per file in `results/gateways/`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::GatewayResult;
+
+/// Every gateway result in `dir/gateways/`, by label.
+fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
+    let dir = dir.join("gateways");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut results = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let result: GatewayResult = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            results.push(result);
+        }
+    }
+    results.sort_by(|a, b| a.label.cmp(&b.label));
+    Ok(results)
+}
+
+/// The REPORT.md section, or an empty string when no gateway was measured.
+pub fn report_section(dir: &Path) -> anyhow::Result<String> {
+    let results = read(dir)?;
+    if results.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from(
+        "\n## Gateways (`harness gateway`)\n\n\
+         Each row is one `results/gateways/LABEL.json`: load through the gateway against the \
+         capacity ideal (each node's throughput measured straight at it, summed), each node's \
+         share of the served work beside its share of the capacity, and every request classified \
+         by joining the client's outcome with the nodes' served logs.\n\n\
+         | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | retries | p50 / p99 ms |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &results {
+        let Some(cell) = r.cells.iter().find(|c| c.audit.is_some()) else {
+            continue;
+        };
+        let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
+            continue;
+        };
+        let shares: Vec<String> = cell
+            .shares
+            .iter()
+            .map(|(work, cap)| format!("{:.0}% ({:.0}%)", work * 100.0, cap * 100.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} |",
+            r.label,
+            node_description(r),
+            eff.median,
+            eff.min,
+            eff.max,
+            shares.join(", "),
+            a.served_once,
+            a.served_more_than_once,
+            a.answered_without_node,
+            a.failed_but_served,
+            a.never_served,
+            a.retries,
+            cell.latency.p50,
+            cell.latency.p99,
+        );
+    }
+    if let Some(first) = results.first() {
+        let _ = writeln!(
+            out,
+            "\nMeasured on {}; parameters of each run in its JSON file.",
+            first.machine.one_line()
+        );
+    }
+    Ok(out)
+}
+
+fn node_description(r: &GatewayResult) -> String {
+    let p = &r.params;
+    let mut text = format!(
+        "{} x {} slot, {} ms",
+        p["nodes"], p["slots"], p["service_ms"]
+    );
+    for (key, name) in [("speeds", "speeds"), ("error_rates", "500 rates")] {
+        if let Some(list) = p[key].as_array().filter(|l| !l.is_empty()) {
+            let values: Vec<String> = list.iter().map(ToString::to_string).collect();
+            let _ = write!(text, "; {name} {}", values.join(","));
+        }
+    }
+    text
+}
