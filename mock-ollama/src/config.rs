@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::control::ControlAccess;
 use crate::models::{ModelSpec, default_models};
 
 /// How a request's service time spreads around its nominal value.
@@ -211,6 +212,8 @@ pub struct NodeConfig {
     /// Entries the served-request log keeps (the oldest are dropped and counted beyond it); 0
     /// turns it off.
     pub served_log_capacity: usize,
+    /// Who may use the `/mock/` control API.
+    pub control: ControlAccess,
     /// Models the node serves.
     pub models: Vec<ModelSpec>,
 }
@@ -234,6 +237,7 @@ impl Default for NodeConfig {
             default_output_tokens: 16,
             max_body_bytes: 2 * 1024 * 1024,
             served_log_capacity: crate::served::DEFAULT_CAPACITY,
+            control: ControlAccess::Open,
             models: default_models(),
         }
     }
@@ -262,6 +266,11 @@ pub enum ConfigError {
     /// No models configured.
     #[error("a node needs at least one model")]
     NoModels,
+    /// An open control API on an address other machines can reach.
+    #[error(
+        "the control API changes the node's behaviour: on {0}, which other machines can reach, set a token (--control-token) or turn it off (--no-control)"
+    )]
+    OpenControl(IpAddr),
 }
 
 impl NodeConfig {
@@ -304,6 +313,9 @@ impl NodeConfig {
         }
         if self.models.is_empty() {
             return Err(ConfigError::NoModels);
+        }
+        if self.control == ControlAccess::Open && !self.host.is_loopback() {
+            return Err(ConfigError::OpenControl(self.host));
         }
         Ok(())
     }

@@ -34,6 +34,7 @@
 pub mod api;
 pub mod config;
 pub mod connections;
+pub mod control;
 pub mod duration;
 pub mod embedding;
 pub mod faults;
@@ -45,6 +46,7 @@ pub mod server;
 pub mod timer;
 
 pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy, Timer};
+pub use control::{Availability, ControlAccess, SettingsPatch};
 pub use faults::{FAULT_HEADER, Fault};
 pub use metrics::CountersSnapshot;
 pub use models::{ModelKind, ModelSpec};

@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use mock_ollama::duration::parse_duration;
 use mock_ollama::{
-    FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, QueueMode, SlotPolicy,
-    Timer,
+    ControlAccess, FaultConfig, Jitter, LatencyModel, MockNode, ModelSpec, NodeConfig, QueueMode,
+    SlotPolicy, Timer,
 };
 
 /// A speed factor: positive and finite.
@@ -89,6 +89,13 @@ struct Args {
     /// counted; 0 turns the log off.
     #[arg(long, default_value_t = mock_ollama::served::DEFAULT_CAPACITY)]
     served_log: usize,
+    /// Require this token (`Authorization: Bearer TOKEN`) on the `/mock/` control API; needed
+    /// to keep the control API on a non-loopback --host.
+    #[arg(long, conflicts_with = "no_control")]
+    control_token: Option<String>,
+    /// Turn the `/mock/` control API off (the served log stays readable).
+    #[arg(long)]
+    no_control: bool,
     /// Cold-start time of a model's first request.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     load_time: Duration,
@@ -166,6 +173,11 @@ impl Args {
                         reset_rate: self.reset_rate,
                     },
                     models: models.clone(),
+                    control: match (&self.control_token, self.no_control) {
+                        (_, true) => ControlAccess::Off,
+                        (Some(token), false) => ControlAccess::Token(token.clone()),
+                        (None, false) => ControlAccess::Open,
+                    },
                     ..NodeConfig::default()
                 };
                 config.validate().with_context(|| format!("node {i}"))?;

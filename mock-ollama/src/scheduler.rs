@@ -9,7 +9,9 @@
 //! counts slot waits too, so a benchmark can provoke the 503 of an overflowing queue.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,7 +39,8 @@ pub struct ModelRuntime {
     /// Pre-formatted vectors, for embedding models.
     pub embeddings: Option<EmbeddingTable>,
     slots: Arc<Semaphore>,
-    slots_total: usize,
+    /// Slots the model has now (the semaphore's size, changed by the control API).
+    slots_total: AtomicUsize,
     /// Serialises loads of this model, so concurrent first requests wait for one load.
     loading: tokio::sync::Mutex<()>,
     /// Requests currently using the model (keeps it loaded regardless of keep-alive).
@@ -101,16 +104,29 @@ impl Drop for Slot {
             .released
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if released.len() < self.model.slots_total {
+        if released.len() < self.model.slots_total.load(Ordering::Relaxed) {
             released.push_back(std::time::Instant::now());
         }
     }
 }
 
+tokio::task_local! {
+    /// The settings current when the request being handled arrived.
+    static ARRIVAL: Arc<NodeConfig>;
+}
+
+/// Runs `fut` (one request) under `config`, the settings current when it arrived: a change
+/// through the control API applies to requests that arrive afterwards, and a request in flight
+/// finishes under the settings it started with.
+pub async fn with_settings_of_arrival<F: Future>(config: Arc<NodeConfig>, fut: F) -> F::Output {
+    ARRIVAL.scope(config, fut).await
+}
+
 /// The node's models, queue and random source.
 #[derive(Debug)]
 pub struct Scheduler {
-    config: Arc<NodeConfig>,
+    /// The current settings; the control API swaps them while requests run.
+    config: ArcSwap<NodeConfig>,
     models: Vec<Arc<ModelRuntime>>,
     /// Request sequence number, mixed into the seed so every request draws its own reproducible
     /// random stream without a lock around a shared generator.
@@ -133,7 +149,7 @@ impl Scheduler {
                     spec: spec.clone(),
                     embeddings,
                     slots: Arc::new(Semaphore::new(slots)),
-                    slots_total: slots,
+                    slots_total: AtomicUsize::new(slots),
                     loading: tokio::sync::Mutex::new(()),
                     users: AtomicU64::new(0),
                     last_used: Mutex::new(None),
@@ -142,15 +158,49 @@ impl Scheduler {
             })
             .collect();
         Self {
-            config,
+            config: ArcSwap::new(config),
             models,
             sequence: AtomicU64::new(0),
         }
     }
 
-    /// The node's configuration.
-    pub fn config(&self) -> &NodeConfig {
-        &self.config
+    /// The settings a request runs under: those current when it arrived (see
+    /// [`with_settings_of_arrival`]), or the current ones outside a request.
+    pub fn config(&self) -> Arc<NodeConfig> {
+        ARRIVAL
+            .try_with(Arc::clone)
+            .unwrap_or_else(|_| self.config.load_full())
+    }
+
+    /// The settings now, whatever a request arrived under.
+    pub fn current(&self) -> Arc<NodeConfig> {
+        self.config.load_full()
+    }
+
+    /// Makes `config` the node's settings for requests that arrive from now on, and resizes
+    /// every model's slots to match (a shrink takes effect as busy slots are freed).
+    pub fn replace_config(&self, config: NodeConfig) {
+        for model in &self.models {
+            let want = config.slots.slots_for(model.spec.is_embedding());
+            let had = model.slots_total.swap(want, Ordering::Relaxed);
+            if want > had {
+                model.slots.add_permits(want - had);
+            } else if want < had {
+                let surplus = had - want;
+                let gone = model.slots.forget_permits(surplus);
+                if gone < surplus {
+                    // The rest are held by requests: take them as they are released.
+                    let slots = Arc::clone(&model.slots);
+                    let missing = (surplus - gone) as u32;
+                    tokio::spawn(async move {
+                        if let Ok(permits) = slots.acquire_many_owned(missing).await {
+                            permits.forget();
+                        }
+                    });
+                }
+            }
+        }
+        self.config.store(Arc::new(config));
     }
 
     /// Every model with its runtime state.
@@ -160,18 +210,19 @@ impl Scheduler {
 
     /// Finds a model by name, with or without `:latest`.
     pub fn resolve(&self, name: &str) -> Option<&Arc<ModelRuntime>> {
-        models::resolve(&self.config.models, name).map(|(i, _)| &self.models[i])
+        models::resolve(&self.current().models, name).map(|(i, _)| &self.models[i])
     }
 
     /// A fresh random stream for one request, reproducible from the seed and arrival order.
     pub fn request_rng(&self) -> SmallRng {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-        SmallRng::seed_from_u64(splitmix64(self.config.seed ^ splitmix64(n)))
+        SmallRng::seed_from_u64(splitmix64(self.config().seed ^ splitmix64(n)))
     }
 
     /// Service time of one item of `tokens` tokens: the latency model, jittered, over the speed.
     pub fn service_time(&self, tokens: u64, rng: &mut SmallRng) -> Duration {
-        let model = &self.config.latency;
+        let config = self.config();
+        let model = &config.latency;
         let nominal = model.base
             + model
                 .per_token
@@ -181,14 +232,14 @@ impl Scheduler {
 
     /// `nominal` with one jitter draw applied, divided by the node's speed.
     pub fn scaled(&self, nominal: Duration, rng: &mut SmallRng) -> Duration {
-        let factor = match self.config.latency.jitter {
+        let factor = match self.config().latency.jitter {
             Jitter::Fixed => 1.0,
             Jitter::Uniform { spread } => 1.0 + spread * rng.random_range(-1.0..=1.0),
             Jitter::LogNormal { sigma } => {
                 LogNormal::new(0.0, sigma).map_or(1.0, |d| d.sample(rng))
             }
         };
-        nominal.mul_f64(factor.max(0.0) / self.config.speed)
+        nominal.mul_f64(factor.max(0.0) / self.config().speed)
     }
 
     /// Marks `model` in use, loading it first if it is cold. Returns how long the request waited
@@ -206,9 +257,9 @@ impl Scheduler {
             self.unload(model);
         }
         let _queued = if cold {
-            let limit = match self.config.queue {
-                QueueMode::Ollama => Limit::Loading(self.config.max_queue),
-                QueueMode::Bounded => Limit::Queued(self.config.max_queue),
+            let limit = match self.config().queue {
+                QueueMode::Ollama => Limit::Loading(self.config().max_queue),
+                QueueMode::Bounded => Limit::Queued(self.config().max_queue),
             };
             Some(metrics.try_enqueue(Wait::Load, limit).ok_or(Busy)?)
         } else {
@@ -224,8 +275,8 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_some();
-            if !loaded_meanwhile && !self.config.load_time.is_zero() {
-                tokio::time::sleep(self.config.load_time).await;
+            if !loaded_meanwhile && !self.config().load_time.is_zero() {
+                tokio::time::sleep(self.config().load_time).await;
             }
             *model
                 .last_used
@@ -247,9 +298,9 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner))?;
         if model.users.load(Ordering::Acquire) > 0 {
-            return Some(Instant::now() + self.config.keep_alive.max(Duration::from_secs(1)));
+            return Some(Instant::now() + self.config().keep_alive.max(Duration::from_secs(1)));
         }
-        Some(last + self.config.keep_alive)
+        Some(last + self.config().keep_alive)
     }
 
     /// Forgets that `model` is loaded (`keep_alive: 0` with an empty prompt).
@@ -282,8 +333,8 @@ impl Scheduler {
                 _permit: permit,
             });
         }
-        let limit = if admit && self.config.queue == QueueMode::Bounded {
-            Limit::Queued(self.config.max_queue)
+        let limit = if admit && self.config().queue == QueueMode::Bounded {
+            Limit::Queued(self.config().max_queue)
         } else {
             Limit::Unbounded
         };

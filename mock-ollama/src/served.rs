@@ -44,6 +44,8 @@ pub enum Outcome {
     Reset,
     /// The client left before the answer was complete.
     Cancelled,
+    /// The node was hanging: the request was read and never answered.
+    Hung,
 }
 
 /// One finished request.
@@ -197,6 +199,7 @@ struct Live {
     status: Option<u16>,
     reset: bool,
     abandoned: bool,
+    hung: bool,
 }
 
 /// The live record of one request; written to the log when the last holder drops it.
@@ -239,6 +242,7 @@ impl Trace {
 
     fn outcome(live: &Live) -> Outcome {
         match live.status {
+            _ if live.hung => Outcome::Hung,
             _ if live.reset => Outcome::Reset,
             None => Outcome::Cancelled,
             Some(_) if live.abandoned => Outcome::Cancelled,
@@ -365,6 +369,11 @@ impl Trace {
     /// For a stream's task: its last line was written.
     pub(crate) fn service_end(&self) {
         self.with(service_end);
+    }
+
+    /// The node is hanging: this request will not be answered.
+    pub(crate) fn hung(&self) {
+        self.with(|live| live.hung = true);
     }
 
     /// For a stream's task: the client left before the last line.

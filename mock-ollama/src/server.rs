@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::api::{NodeState, router};
 use crate::config::{ConfigError, NodeConfig};
 use crate::connections::CountingListener;
+use crate::control::{Availability, AvailabilityCell, PatchError, SettingsPatch};
 use crate::metrics::{CountersSnapshot, Metrics};
 use crate::scheduler::Scheduler;
 use crate::served::{Page, ServedLog};
@@ -41,8 +42,57 @@ pub enum MockError {
 pub struct MockNode {
     addr: SocketAddr,
     state: Arc<NodeState>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// Starting and stopping a node's accept loop, shared by the node's owner and its control API
+/// (which holds it weakly: the loop's router holds the state, so a strong reference would keep
+/// the node alive forever).
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    addr: SocketAddr,
+    state: Arc<NodeState>,
     /// The accept loop while the node serves; `None` while it is down.
     serving: Mutex<Option<Serving>>,
+}
+
+impl Lifecycle {
+    pub(crate) async fn pause(&self) {
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(serving) = serving {
+            let _ = serving.shutdown.send(());
+            self.state.stops.send_modify(|n| *n += 1);
+            let _ = serving.task.await;
+        }
+    }
+
+    pub(crate) async fn resume(&self) -> Result<(), MockError> {
+        if self.is_serving() {
+            return Ok(());
+        }
+        let listener = bind(self.addr).await?;
+        let serving = serve(listener, &self.state, self.addr);
+        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(serving);
+        Ok(())
+    }
+
+    fn is_serving(&self) -> bool {
+        self.serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Refuses connections for `down`, then serves again on the same port.
+    pub(crate) async fn refuse_for(&self, down: std::time::Duration) -> Result<(), MockError> {
+        self.pause().await;
+        crate::timer::sleep(self.state.scheduler.current().timer, down).await;
+        self.resume().await
+    }
 }
 
 /// A running accept loop and the signal that stops it.
@@ -96,47 +146,50 @@ impl MockNode {
             scheduler: Scheduler::new(Arc::new(config)),
             metrics: Metrics::default(),
             served: Arc::new(ServedLog::new(config_capacity)),
+            availability: AvailabilityCell::default(),
+            lifecycle: std::sync::OnceLock::new(),
+            stops: tokio::sync::watch::Sender::new(0),
         });
         let serving = serve(listener, &state, addr);
+        let lifecycle = Arc::new(Lifecycle {
+            addr,
+            state: Arc::clone(&state),
+            serving: Mutex::new(Some(serving)),
+        });
+        let _ = state.lifecycle.set(Arc::downgrade(&lifecycle));
         Ok(Self {
             addr,
             state,
-            serving: Mutex::new(Some(serving)),
+            lifecycle,
         })
+    }
+
+    /// Changes the node's settings for requests that arrive from now on (see
+    /// [`crate::control`]); nothing changes when the patch is refused.
+    pub fn update(&self, patch: &SettingsPatch) -> Result<(), PatchError> {
+        self.state.update(patch)
+    }
+
+    /// Makes the node answer normally, busy (503) or not at all (hang), from now on.
+    pub fn set_availability(&self, availability: Availability) {
+        self.state.availability.set(availability);
     }
 
     /// Takes the node down: it stops accepting connections (new connects are refused), finishes
     /// the requests in flight, and keeps its models and counters for [`MockNode::resume`].
     pub async fn pause(&self) {
-        let serving = self
-            .serving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(serving) = serving {
-            let _ = serving.shutdown.send(());
-            let _ = serving.task.await;
-        }
+        self.lifecycle.pause().await;
     }
 
     /// Brings a paused node back on the same address, with the same models and counters.
     /// Does nothing if it is serving.
     pub async fn resume(&self) -> Result<(), MockError> {
-        if self.is_serving() {
-            return Ok(());
-        }
-        let listener = bind(self.addr).await?;
-        let serving = serve(listener, &self.state, self.addr);
-        *self.serving.lock().unwrap_or_else(PoisonError::into_inner) = Some(serving);
-        Ok(())
+        self.lifecycle.resume().await
     }
 
     /// Whether the node accepts connections.
     pub fn is_serving(&self) -> bool {
-        self.serving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.lifecycle.is_serving()
     }
 
     /// The bound address (with the real port when the config asked for port 0).
@@ -149,9 +202,9 @@ impl MockNode {
         format!("http://{}", self.addr)
     }
 
-    /// The node's configuration.
-    pub fn config(&self) -> &NodeConfig {
-        self.state.scheduler.config()
+    /// The node's settings now (the control API may have changed them since it started).
+    pub fn config(&self) -> Arc<NodeConfig> {
+        self.state.scheduler.current()
     }
 
     /// The node's server-side counters, read without HTTP.
@@ -179,12 +232,14 @@ impl MockNode {
 impl Drop for MockNode {
     fn drop(&mut self) {
         let serving = self
+            .lifecycle
             .serving
-            .get_mut()
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(serving) = serving {
             let _ = serving.shutdown.send(());
+            self.state.stops.send_modify(|n| *n += 1);
         }
     }
 }

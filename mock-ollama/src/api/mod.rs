@@ -5,6 +5,7 @@
 //! (see `ollama-wire.md` in the shared notes), unknown paths get gin's `404 page not found` and
 //! wrong methods gin's `405 method not allowed`.
 
+mod control;
 mod inference;
 mod info;
 mod openai;
@@ -26,6 +27,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::control::{Availability, AvailabilityCell, PatchError, SettingsPatch};
 use crate::metrics::{Label, Metrics};
 use crate::scheduler::Scheduler;
 use crate::served::{self, ServedLog, Trace};
@@ -42,6 +44,22 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The served-request log.
     pub served: Arc<ServedLog>,
+    /// Up, busy or hanging (refusing is the accept loop's business).
+    pub availability: AvailabilityCell,
+    /// The node's accept loop, for the control API's `refuse` (set once the node runs).
+    pub(crate) lifecycle: std::sync::OnceLock<std::sync::Weak<crate::server::Lifecycle>>,
+    /// Bumped each time the accept loop stops: hanging requests then end (as an aborted
+    /// connection), or a node with a hung client could never shut down.
+    pub(crate) stops: tokio::sync::watch::Sender<u64>,
+}
+
+impl NodeState {
+    /// Applies `patch` to the settings for requests that arrive from now on.
+    pub fn update(&self, patch: &SettingsPatch) -> Result<(), PatchError> {
+        let next = patch.apply(&self.scheduler.current())?;
+        self.scheduler.replace_config(next);
+        Ok(())
+    }
 }
 
 /// An error answered as `{"error": message}`.
@@ -137,7 +155,7 @@ fn parse_body<T: DeserializeOwned>(
 
 /// The endpoint label for counters: the route's path, or `other` for unknown paths.
 fn endpoint_label(path: &str) -> &'static str {
-    const KNOWN: [&str; 15] = [
+    const KNOWN: [&str; 17] = [
         "/",
         "/api/version",
         "/api/tags",
@@ -153,6 +171,8 @@ fn endpoint_label(path: &str) -> &'static str {
         "/v1/chat/completions",
         "/v1/completions",
         "/mock/served",
+        "/mock/config",
+        "/mock/availability",
     ];
     if path.starts_with("/v1/models/") {
         return "/v1/models/{model}";
@@ -225,9 +245,17 @@ async fn count_requests(
         label: None,
         trace: trace.clone(),
     };
-    let response = match trace {
-        Some(trace) => served::scope(trace, next.run(request)).await,
-        None => next.run(request).await,
+    let arrival = state.scheduler.current();
+    let handled = async {
+        let request = match availability_answer(&state, endpoint, trace.as_deref(), request).await {
+            Ok(request) => request,
+            Err(early) => return early,
+        };
+        crate::scheduler::with_settings_of_arrival(arrival, next.run(request)).await
+    };
+    let response = match trace.clone() {
+        Some(trace) => served::scope(trace, handled).await,
+        None => handled.await,
     };
     finish.label = Some(if response.extensions().get::<ResetMarker>().is_some() {
         Label::Reset
@@ -235,6 +263,38 @@ async fn count_requests(
         Label::Status(response.status().as_u16())
     });
     response
+}
+
+/// What a busy or hanging node does instead of handling the request (`Err` with the answer):
+/// a busy node answers every inference request 503; a hanging one reads every request but its
+/// `/mock/` ones (so the served log has its ids) and never answers.
+async fn availability_answer(
+    state: &NodeState,
+    endpoint: &str,
+    trace: Option<&Trace>,
+    request: Request,
+) -> Result<Request, Response> {
+    if endpoint.starts_with("/mock/") {
+        return Ok(request);
+    }
+    match state.availability.get() {
+        Availability::Up => Ok(request),
+        Availability::Busy if is_inference(endpoint) => Err(ApiError::busy().into_response()),
+        Availability::Busy => Ok(request),
+        Availability::Hang => {
+            if let Some(trace) = trace {
+                trace.hung();
+            }
+            let limit = state.scheduler.current().max_body_bytes;
+            if let Ok(body) = axum::body::to_bytes(request.into_body(), limit).await {
+                served::note_body(&body);
+            }
+            let mut stops = state.stops.subscribe();
+            // Until the node stops (or forever): a hung request is never answered.
+            let _ = stops.changed().await;
+            Err(reset_response())
+        }
+    }
 }
 
 /// Builds the router of one node.
@@ -257,6 +317,13 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/mock/served", get(served_log::read))
+        .route(
+            "/mock/config",
+            get(control::get_config)
+                .patch(control::patch_config)
+                .post(control::patch_config),
+        )
+        .route("/mock/availability", post(control::set_availability))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed")

@@ -28,8 +28,16 @@ pub(super) struct Window {
 
 pub(super) async fn read(
     State(state): State<Arc<NodeState>>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<Window>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // Readable with the control API off (it changes nothing); with a token, only with it.
+    if matches!(
+        state.scheduler.current().control,
+        crate::control::ControlAccess::Token(_)
+    ) {
+        super::control::authorize(&state, &headers)?;
+    }
     let Query(window) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = window.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = state.served.read(window.since, limit);

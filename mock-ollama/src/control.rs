@@ -1,0 +1,263 @@
+//! Changing a running node, toxiproxy-style: its settings (speed, latency, slots, queue, fault
+//! rates, control-plane latency) and its availability (up, busy, hanging, refusing), from the
+//! library ([`crate::MockNode::update`], [`crate::MockNode::set_availability`]) or over HTTP under
+//! `/mock/` (`api/control.rs`), a prefix Ollama never uses.
+//!
+//! A change applies to requests that arrive afterwards; a request in flight finishes under the
+//! settings it arrived with (the scheduler keeps a per-request snapshot). Ways down, as real nodes
+//! fail, each with its policy for open connections:
+//! - **busy**: every inference request answers Ollama's 503 at once; control-plane calls answer;
+//! - **hang**: every request except `/mock/` is read, logged as hung and never answered (a client
+//!   needs its own timeout; open connections stay open);
+//! - **refuse**: the node stops listening (open keep-alive connections are closed once their
+//!   requests finish, new connects are refused) and comes back on the same port. Over HTTP it
+//!   must say for how long, since a refusing node cannot be reached to bring it back. While down
+//!   the port is unbound, so another process could take it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Jitter, NodeConfig};
+use crate::duration::parse_duration;
+
+/// Whether and how a node answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// Serving normally.
+    #[default]
+    Up,
+    /// Inference answers 503 with Ollama's text.
+    Busy,
+    /// Requests are read and never answered.
+    Hang,
+}
+
+/// The node's availability, readable on every request without a lock.
+#[derive(Debug, Default)]
+pub struct AvailabilityCell(AtomicU8);
+
+impl AvailabilityCell {
+    /// The current state.
+    pub fn get(&self) -> Availability {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Availability::Busy,
+            2 => Availability::Hang,
+            _ => Availability::Up,
+        }
+    }
+
+    /// Sets the state for requests that arrive from now on.
+    pub fn set(&self, state: Availability) {
+        let code = match state {
+            Availability::Up => 0,
+            Availability::Busy => 1,
+            Availability::Hang => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+}
+
+/// Who may use the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ControlAccess {
+    /// Anyone who can connect (the default, refused on a non-loopback address).
+    #[default]
+    Open,
+    /// Requests with `Authorization: Bearer TOKEN`.
+    Token(String),
+    /// Nobody: the `/mock/` control routes answer 404.
+    Off,
+}
+
+/// A change of settings; absent fields keep their value. Durations are text (`5ms`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Speed factor.
+    pub speed: Option<f64>,
+    /// Base service time.
+    pub latency: Option<String>,
+    /// Extra time per token.
+    pub per_token: Option<String>,
+    /// `fixed`, `uniform[:SPREAD]` or `lognormal[:SIGMA]`.
+    pub jitter: Option<String>,
+    /// Slots per model (embedding models keep one unless forced).
+    pub parallel: Option<usize>,
+    /// Waits allowed before 503.
+    pub max_queue: Option<usize>,
+    /// Probability of a 500.
+    pub error_rate: Option<f64>,
+    /// Probability of a stall.
+    pub stall_rate: Option<f64>,
+    /// Length of a stall.
+    pub stall: Option<String>,
+    /// Probability of a reset.
+    pub reset_rate: Option<f64>,
+    /// Latency of `/api/tags`, `/api/ps` and `/v1/models`.
+    pub control_latency: Option<String>,
+}
+
+/// Why a change was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PatchError {
+    /// A duration that does not parse.
+    #[error("{field}: {message}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value the node cannot run with.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn duration(field: &'static str, text: &str) -> Result<Duration, PatchError> {
+    parse_duration(text).map_err(|e| PatchError::Field {
+        field,
+        message: e.to_string(),
+    })
+}
+
+impl SettingsPatch {
+    /// `config` with this change applied and validated.
+    pub fn apply(&self, config: &NodeConfig) -> Result<NodeConfig, PatchError> {
+        let mut next = config.clone();
+        if let Some(speed) = self.speed {
+            next.speed = speed;
+        }
+        if let Some(text) = &self.latency {
+            next.latency.base = duration("latency", text)?;
+        }
+        if let Some(text) = &self.per_token {
+            next.latency.per_token = duration("per_token", text)?;
+        }
+        if let Some(text) = &self.jitter {
+            next.latency.jitter = text
+                .parse::<Jitter>()
+                .map_err(|message| PatchError::Field {
+                    field: "jitter",
+                    message,
+                })?;
+        }
+        if let Some(parallel) = self.parallel {
+            next.slots.parallel = parallel;
+        }
+        if let Some(max_queue) = self.max_queue {
+            next.max_queue = max_queue;
+        }
+        let faults = &mut next.faults;
+        for (value, slot) in [
+            (self.error_rate, &mut faults.error_rate),
+            (self.stall_rate, &mut faults.stall_rate),
+            (self.reset_rate, &mut faults.reset_rate),
+        ] {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        if let Some(text) = &self.stall {
+            next.faults.stall = duration("stall", text)?;
+        }
+        if let Some(text) = &self.control_latency {
+            next.control_latency = duration("control_latency", text)?;
+        }
+        next.validate()?;
+        Ok(next)
+    }
+}
+
+/// The settings the control API reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Whether and how the node answers.
+    pub availability: Availability,
+    /// Speed factor.
+    pub speed: f64,
+    /// Base service time, ns.
+    pub latency_ns: u64,
+    /// Extra time per token, ns.
+    pub per_token_ns: u64,
+    /// Slots per model (as configured; embedding models keep one unless forced).
+    pub parallel: usize,
+    /// Waits allowed before 503.
+    pub max_queue: usize,
+    /// Probability of a 500.
+    pub error_rate: f64,
+    /// Probability of a stall.
+    pub stall_rate: f64,
+    /// Length of a stall, ns.
+    pub stall_ns: u64,
+    /// Probability of a reset.
+    pub reset_rate: f64,
+    /// Latency of the control plane, ns.
+    pub control_latency_ns: u64,
+}
+
+impl Settings {
+    /// What `config` and `availability` say.
+    pub fn of(config: &NodeConfig, availability: Availability) -> Self {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        Self {
+            availability,
+            speed: config.speed,
+            latency_ns: ns(config.latency.base),
+            per_token_ns: ns(config.latency.per_token),
+            parallel: config.slots.parallel,
+            max_queue: config.max_queue,
+            error_rate: config.faults.error_rate,
+            stall_rate: config.faults.stall_rate,
+            stall_ns: ns(config.faults.stall),
+            reset_rate: config.faults.reset_rate,
+            control_latency_ns: ns(config.control_latency),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_changes_only_its_fields_and_refuses_bad_values_whole() {
+        let config = NodeConfig::default();
+        let patch = SettingsPatch {
+            speed: Some(0.5),
+            latency: Some("7ms".into()),
+            parallel: Some(3),
+            error_rate: Some(0.1),
+            ..SettingsPatch::default()
+        };
+        let next = patch.apply(&config).expect("valid");
+        assert_eq!(next.speed, 0.5);
+        assert_eq!(next.latency.base, Duration::from_millis(7));
+        assert_eq!((next.slots.parallel, next.faults.error_rate), (3, 0.1));
+        assert_eq!(next.max_queue, config.max_queue);
+        let bad = SettingsPatch {
+            speed: Some(0.0),
+            ..patch.clone()
+        };
+        assert!(matches!(bad.apply(&config), Err(PatchError::Config(_))));
+        let bad = SettingsPatch {
+            stall: Some("soon".into()),
+            ..SettingsPatch::default()
+        };
+        assert!(matches!(
+            bad.apply(&config),
+            Err(PatchError::Field { field: "stall", .. })
+        ));
+    }
+
+    #[test]
+    fn availability_round_trips() {
+        let cell = AvailabilityCell::default();
+        for state in [Availability::Busy, Availability::Hang, Availability::Up] {
+            cell.set(state);
+            assert_eq!(cell.get(), state);
+        }
+    }
+}
