@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs harness gateway against nginx (round-robin, least_conn) and HAProxy (roundrobin,
-# leastconn), each on equal nodes, with one node at 1/4 speed, and with 5% injected 500s on one
-# node. Needs nginx and haproxy on PATH (apt-get install nginx haproxy). Results go to
-# results/gateways/. About 10 minutes on a 2-core machine.
+# leastconn): the default cells (equal nodes, one node slowed to 1/4 speed, one node refusing
+# and then busy for 2 s mid-run, all through the nodes' control API), and a run with 5% injected
+# 500s on one node. Needs nginx and haproxy on PATH (apt-get install nginx haproxy). Results go
+# to results/gateways/. About 12 minutes on a 2-core machine.
 set -eu
 cd "$(dirname "$0")/../.."
 cargo build --release -p harness
@@ -11,8 +12,7 @@ COMMON="--target http://127.0.0.1:18080 --requests 1000 --workers 8 --service 5m
 run() {
     label=$1; cmd=$2; conf=$3; shift 3
     $H gateway $COMMON --label "$label" --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
-    $H gateway $COMMON --label "$label-slow-node" --speeds 1,0.25 --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
-    $H gateway $COMMON --label "$label-errors" --error-rates 0,0.05 --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
+    $H gateway $COMMON --label "$label-errors" --cells distribution --error-rates 0,0.05 --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
 }
 NGINX='nginx -p {dir} -c {config} -g "daemon off;"'
 HAPROXY='haproxy -db -f {config}'
@@ -21,4 +21,4 @@ run nginx-least-conn "$NGINX" nginx-least-conn.conf
 run haproxy-roundrobin "$HAPROXY" haproxy-roundrobin.cfg
 run haproxy-leastconn "$HAPROXY" haproxy-leastconn.cfg
 # nginx retrying 500s on the other node: no client-visible error, but see where the load goes.
-$H gateway $COMMON --label nginx-least-conn-retry-errors --error-rates 0,0.05 --cmd "$NGINX" --config-template examples/gateways/nginx-least-conn-retry.conf
+$H gateway $COMMON --label nginx-least-conn-retry-errors --cells distribution --error-rates 0,0.05 --cmd "$NGINX" --config-template examples/gateways/nginx-least-conn-retry.conf

@@ -74,6 +74,12 @@ struct GatewayArgs {
     /// How long to wait for the gateway to answer GET /api/version.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     ready_timeout: Duration,
+    /// Cells through the gateway, after `direct`.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::gateway::CellKind::DEFAULT)]
+    cells: Vec<crate::gateway::CellKind>,
+    /// Length of each of a fault cell's three phases (before, during, after the fault).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    phase: Duration,
     /// Speed factor of each node, e.g. 1,0.25 (missing ones are 1).
     #[arg(long, value_delimiter = ',')]
     speeds: Vec<f64>,
@@ -310,7 +316,10 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         error_rates: args.error_rates.clone(),
         repeats: options.repeats,
         ready_timeout: args.ready_timeout,
+        cells: args.cells.clone(),
+        phase: args.phase,
     };
+    anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
     let result = match &args.cmd {
         None => crate::gateway::run(&settings)?,
         Some(cmd) => {

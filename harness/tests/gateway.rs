@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use harness::gateway::{self, Api, Audit, Settings};
+use harness::gateway::{self, Api, Audit, CellKind, Settings};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
 /// What the test gateway does with request number k (counted from 0 on the embed route).
@@ -155,6 +155,8 @@ fn audit_of(behaviour: Behaviour) -> Audit {
         error_rates: Vec::new(),
         repeats: 1,
         ready_timeout: Duration::from_secs(10),
+        cells: vec![CellKind::Distribution],
+        phase: Duration::from_secs(1),
     };
     let result = gateway::measure(&settings, &nodes).expect("measured");
     let cell = result
@@ -233,9 +235,56 @@ fn a_gateway_that_never_answers_is_a_clear_error() {
         error_rates: Vec::new(),
         repeats: 1,
         ready_timeout: Duration::from_millis(300),
+        cells: vec![CellKind::Distribution],
+        phase: Duration::from_secs(1),
     };
     let error = gateway::measure(&settings, &nodes)
         .expect_err("no gateway there")
         .to_string();
     assert!(error.contains("did not answer GET /api/version"), "{error}");
+}
+
+#[test]
+fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use() {
+    let nodes = MockCluster::start(vec![
+        NodeConfig::with_latency(Duration::from_micros(500));
+        2
+    ])
+    .expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = Settings {
+        target,
+        nodes: 2,
+        port: 0,
+        api: Api::Ollama,
+        label: "refuse".into(),
+        workers: 4,
+        requests: 40,
+        service: Duration::from_micros(500),
+        slots: 1,
+        speeds: Vec::new(),
+        error_rates: Vec::new(),
+        repeats: 1,
+        ready_timeout: Duration::from_secs(10),
+        cells: vec![CellKind::NodeRefuse],
+        phase: Duration::from_millis(300),
+    };
+    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let cell = result
+        .cells
+        .iter()
+        .find(|c| c.name == "node-refuse")
+        .expect("cell");
+    let report = &cell.faults[0];
+    // Round-robin without retries sends every other request to the refusing node.
+    assert!(report.client_failures > 0, "{report:?}");
+    assert_eq!(
+        report.audit.never_served, report.client_failures,
+        "failed requests were not served"
+    );
+    assert!(
+        report.back_in_use_after_ms.is_some(),
+        "round-robin uses the node again"
+    );
+    assert!(nodes.nodes()[1].is_serving());
 }

@@ -414,3 +414,52 @@ fn a_stuck_round_robin_sends_everything_to_the_first_node() {
         assert_eq!(served, [6, 0], "{kind}: every request to the first node");
     }
 }
+
+/// 10,000 requests through the pool, each with its id in its text: every node's served log, its
+/// `/metrics` counters, the pool's stats and the client's tally agree exactly, per node.
+#[test]
+fn ten_thousand_requests_agree_with_the_served_logs_id_by_id() {
+    let nodes = cluster(2, Duration::ZERO);
+    let pool = Pool::new(AtomicLedger::new(), PoolConfig::default(), &nodes.urls()).unwrap();
+    let sent: Vec<String> = (0..10_000).map(|i| format!("r{i}")).collect();
+    std::thread::scope(|s| {
+        for chunk in sent.chunks(1_250) {
+            let pool = &pool;
+            s.spawn(move || {
+                for id in chunk {
+                    pool.embed("all-minilm", format!("text [rid:{id}]"))
+                        .expect("answered");
+                }
+            });
+        }
+    });
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.total_requests, stats.successful_requests),
+        (10_000, 10_000)
+    );
+    let mut logged = BTreeSet::new();
+    for (node, url) in nodes.nodes().iter().zip(nodes.urls()) {
+        let page = node.served(0, usize::MAX);
+        assert_eq!(page.dropped, 0);
+        let served: Vec<_> = page
+            .entries
+            .iter()
+            .filter(|e| e.outcome == mock_ollama::ServedOutcome::Served)
+            .collect();
+        assert_eq!(served.len(), page.entries.len(), "nothing but served");
+        assert_eq!(served.len() as u64, node.counters().succeeded("/api/embed"));
+        assert_eq!(served.len() as u64, stats.nodes_used[key(&url)], "per node");
+        for e in served {
+            assert!(
+                logged.insert(e.marker.clone().expect("marked")),
+                "served twice"
+            );
+        }
+    }
+    assert_eq!(
+        logged,
+        sent.into_iter().collect(),
+        "every id served exactly once"
+    );
+}

@@ -77,6 +77,8 @@ pub struct Record {
     pub status: Option<u16>,
     /// From the send (closed loop) or the intended send (open loop) to the last byte, in us.
     pub latency_us: u64,
+    /// When it was sent (closed loop) or meant to be (open loop), us after the run started.
+    pub sent_us: u64,
 }
 
 impl Record {

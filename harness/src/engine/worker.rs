@@ -19,14 +19,16 @@ const LATE: Duration = Duration::from_millis(1);
 
 /// What one worker measured.
 struct Tally {
+    start: Instant,
     records: Vec<Record>,
     latency: Histogram<u64>,
     late: u64,
 }
 
 impl Tally {
-    fn new() -> Self {
+    fn new(start: Instant) -> Self {
         Self {
+            start,
             records: Vec::new(),
             latency: new_histogram(),
             late: 0,
@@ -39,6 +41,7 @@ impl Tally {
             n,
             status,
             latency_us,
+            sent_us: since.saturating_duration_since(self.start).as_micros() as u64,
         };
         if record.ok() {
             let _ = self.latency.record(latency_us.max(1));
@@ -121,13 +124,14 @@ async fn closed(
     requests: u64,
     cap: Option<Duration>,
 ) -> Result<Vec<Tally>, EngineError> {
-    let deadline = cap.map(|cap| Instant::now() + cap);
+    let start = Instant::now();
+    let deadline = cap.map(|cap| start + cap);
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers as u64 {
         let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
         let stride = workers as u64;
         tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::new();
+            let mut tally = Tally::new(start);
             // Request n goes to worker n mod W: a static split, nothing shared.
             for n in (w..requests).step_by(stride as usize) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -181,7 +185,7 @@ async fn open(
         let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
         let (offsets, next) = (Arc::clone(&offsets), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::new();
+            let mut tally = Tally::new(start);
             loop {
                 // Relaxed: the counter only hands out distinct slots; no data rides on it.
                 let n = next.fetch_add(1, Ordering::Relaxed);

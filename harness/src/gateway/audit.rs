@@ -165,6 +165,7 @@ mod tests {
                     n: n as u64,
                     status: *status,
                     latency_us: 1,
+                    sent_us: 0,
                 })
                 .collect(),
             latency: new_histogram(),

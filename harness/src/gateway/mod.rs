@@ -14,6 +14,7 @@
 //! with every node's served log. Results go to `results/gateways/<label>.json`.
 
 pub mod audit;
+pub mod faults;
 pub mod process;
 mod table;
 
@@ -58,6 +59,42 @@ impl Api {
     }
 }
 
+/// The cells measured through the gateway (the `direct` cell always runs first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellKind {
+    /// Equal nodes, closed loop: efficiency, shares, audit.
+    Distribution,
+    /// The last node at 1/4 speed (set through its control API, capacity re-measured).
+    SlowNode,
+    /// The last node refusing connections for the middle third of the run.
+    NodeRefuse,
+    /// The last node answering 503 busy for the middle third.
+    NodeBusy,
+    /// The last node hanging for the middle third.
+    NodeHang,
+}
+
+impl CellKind {
+    /// The default set.
+    pub const DEFAULT: [CellKind; 4] = [
+        CellKind::Distribution,
+        CellKind::SlowNode,
+        CellKind::NodeRefuse,
+        CellKind::NodeBusy,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            CellKind::Distribution => "distribution",
+            CellKind::SlowNode => "slow-node",
+            CellKind::NodeRefuse => "node-refuse",
+            CellKind::NodeBusy => "node-busy",
+            CellKind::NodeHang => "node-hang",
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -88,6 +125,10 @@ pub struct Settings {
     pub repeats: usize,
     /// How long to wait for the gateway to answer.
     pub ready_timeout: Duration,
+    /// The cells through the gateway.
+    pub cells: Vec<CellKind>,
+    /// Length of each of a fault cell's three phases.
+    pub phase: Duration,
 }
 
 /// One cell's measurements.
@@ -105,6 +146,9 @@ pub struct Cell {
     pub shares: Vec<(f64, f64)>,
     /// The per-request audit, summed over repeats.
     pub audit: Option<Audit>,
+    /// Fault cells: one report per repeat.
+    #[serde(default)]
+    pub faults: Vec<faults::FaultReport>,
 }
 
 /// The whole result, as written to `gateways/<label>.json`.
@@ -193,6 +237,14 @@ fn log_heads(nodes: &MockCluster) -> Vec<u64> {
         .collect()
 }
 
+/// The load's target at `url` (a node or the gateway).
+fn target(url: &str, settings: &Settings) -> Target {
+    Target {
+        url: format!("{url}{}", settings.api.path()),
+        template: settings.api.template(),
+    }
+}
+
 fn run_once(
     engine: &Engine,
     url: &str,
@@ -201,10 +253,7 @@ fn run_once(
     requests: u64,
     run_id: &str,
 ) -> anyhow::Result<EngineRun> {
-    let target = Target {
-        url: format!("{url}{}", settings.api.path()),
-        template: settings.api.template(),
-    };
+    let target = target(url, settings);
     let schedule = Schedule::Closed {
         workers,
         requests,
@@ -249,12 +298,14 @@ fn direct(
         latency: latency.unwrap_or_else(|| Latency::of(&crate::summary::new_histogram())),
         shares: Vec::new(),
         audit: None,
+        faults: Vec::new(),
     };
     Ok((cell, capacity))
 }
 
 /// The load through the gateway, audited request by request.
 fn distribution(
+    name: &str,
     engine: &Engine,
     nodes: &MockCluster,
     settings: &Settings,
@@ -272,7 +323,7 @@ fn distribution(
             settings,
             settings.workers,
             settings.requests,
-            &format!("g{r}"),
+            &format!("{name}{r}"),
         )?;
         let audit = audit::audit(&run, &logs_since(nodes, &heads));
         throughput.push(run.throughput());
@@ -288,12 +339,69 @@ fn distribution(
         merge(&mut total, audit);
     }
     Ok(Cell {
-        name: "distribution".into(),
+        name: name.into(),
         throughput: Summary::of(throughput),
         efficiency: Some(Summary::of(efficiency)),
         latency: latency.unwrap_or_else(|| Latency::of(&crate::summary::new_histogram())),
         shares,
         audit: Some(total),
+        faults: Vec::new(),
+    })
+}
+
+/// The last node at 1/4 speed, changed through its control API; the capacity ideal is measured
+/// again at the new settings, and the speed restored after.
+fn slow_node(engine: &Engine, nodes: &MockCluster, settings: &Settings) -> anyhow::Result<Cell> {
+    let last = &nodes.nodes()[nodes.nodes().len() - 1];
+    let speed = last.config().speed;
+    let slow = |speed: f64| {
+        last.update(&mock_ollama::SettingsPatch {
+            speed: Some(speed),
+            ..mock_ollama::SettingsPatch::default()
+        })
+    };
+    slow(speed / 4.0)?;
+    let measured = direct(engine, nodes, settings)
+        .and_then(|(_, capacity)| distribution("slow-node", engine, nodes, settings, &capacity));
+    slow(speed)?;
+    measured
+}
+
+/// The last node failing as `fault` in the middle of each repeat.
+fn fault_cell(
+    engine: &Engine,
+    nodes: &MockCluster,
+    settings: &Settings,
+    kind: CellKind,
+    fault: faults::NodeFault,
+) -> anyhow::Result<Cell> {
+    // A hung request ends at the client's timeout: two phases, so the run ends soon after.
+    let engine = Engine {
+        timeout: settings.phase * 2,
+        ..engine.clone()
+    };
+    let mut reports = Vec::new();
+    let mut total = Audit::default();
+    for r in 0..settings.repeats {
+        let report = faults::run(
+            &engine,
+            nodes,
+            settings,
+            fault,
+            settings.phase,
+            &format!("{}{r}", kind.name()),
+        )?;
+        merge(&mut total, report.audit.clone());
+        reports.push(report);
+    }
+    Ok(Cell {
+        name: kind.name().into(),
+        throughput: Summary::of(reports.iter().map(|r| r.throughput[1]).collect()),
+        efficiency: None,
+        latency: Latency::of(&crate::summary::new_histogram()),
+        shares: Vec::new(),
+        audit: Some(total),
+        faults: reports,
     })
 }
 
@@ -319,8 +427,47 @@ fn merge(total: &mut Audit, one: Audit) {
     }
 }
 
+fn fault_verdict(cell: &Cell) -> Option<String> {
+    let reports = &cell.faults;
+    if reports.is_empty() {
+        return None;
+    }
+    let median = |f: &dyn Fn(&faults::FaultReport) -> f64| {
+        Summary::of(reports.iter().map(f).collect()).median
+    };
+    let during = median(&|r| r.throughput[1] / r.throughput[0].max(1e-9));
+    let after = median(&|r| r.throughput[2] / r.throughput[0].max(1e-9));
+    let failures = median(&|r| r.client_failures as f64);
+    let failed = if failures == 0.0 {
+        "no request failed at the client".to_owned()
+    } else {
+        let until = median(&|r| r.failures_for_ms.unwrap_or(0.0));
+        format!(
+            "{failures:.0} requests failed at the client, the last sent {until:.0} ms into the fault"
+        )
+    };
+    let back = reports
+        .iter()
+        .filter_map(|r| r.back_in_use_after_ms)
+        .collect::<Vec<_>>();
+    let back = if back.is_empty() {
+        "the node got no work after it came back".to_owned()
+    } else {
+        format!(
+            "work reached the recovered node {:.0} ms after it came back",
+            Summary::of(back).median
+        )
+    };
+    Some(format!(
+        "{}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {back} (medians of {} runs of 3 x {} ms).",
+        cell.name,
+        reports.len(),
+        reports[0].phase_ms
+    ))
+}
+
 fn verdicts(cells: &[Cell]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = cells.iter().filter_map(fault_verdict).collect();
     for cell in cells.iter().filter(|c| c.audit.is_some()) {
         if let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) {
             out.push(format!(
@@ -379,8 +526,20 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
     wait_ready(&settings.target, settings.ready_timeout)?;
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
-    let through = distribution(&engine, nodes, settings, &capacity)?;
-    let cells = vec![direct_cell, through];
+    let mut cells = vec![direct_cell];
+    for kind in &settings.cells {
+        use faults::NodeFault;
+        eprintln!("  cell {}", kind.name());
+        cells.push(match kind {
+            CellKind::Distribution => {
+                distribution("distribution", &engine, nodes, settings, &capacity)?
+            }
+            CellKind::SlowNode => slow_node(&engine, nodes, settings)?,
+            CellKind::NodeRefuse => fault_cell(&engine, nodes, settings, *kind, NodeFault::Refuse)?,
+            CellKind::NodeBusy => fault_cell(&engine, nodes, settings, *kind, NodeFault::Busy)?,
+            CellKind::NodeHang => fault_cell(&engine, nodes, settings, *kind, NodeFault::Hang)?,
+        });
+    }
     Ok(GatewayResult {
         label: settings.label.clone(),
         target: settings.target.clone(),

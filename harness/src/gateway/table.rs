@@ -43,10 +43,10 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
          | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | retries | p50 / p99 ms |\n\
          |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in &results {
-        let Some(cell) = r.cells.iter().find(|c| c.audit.is_some()) else {
-            continue;
-        };
+    for (r, cell) in results
+        .iter()
+        .flat_map(|r| r.cells.iter().map(move |c| (r, c)))
+    {
         let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
             continue;
         };
@@ -57,8 +57,13 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
             .collect();
         let _ = writeln!(
             out,
-            "| {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} |",
+            "| {} {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} |",
             r.label,
+            if cell.name == "distribution" {
+                String::new()
+            } else {
+                format!("({})", cell.name)
+            },
             node_description(r),
             eff.median,
             eff.min,
@@ -74,6 +79,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
             cell.latency.p99,
         );
     }
+    out.push_str(&fault_table(&results));
     if let Some(first) = results.first() {
         let _ = writeln!(
             out,
@@ -97,4 +103,48 @@ fn node_description(r: &GatewayResult) -> String {
         }
     }
     text
+}
+
+/// The fault cells: one row per gateway and fault, medians over repeats.
+fn fault_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nThe last node failing for the middle of three phases (through its control API, the \
+         gateway not restarted); medians over repeats:\n\n\
+         | gateway | fault | throughput during / before | after / before | failed at the client | failures until (ms into the fault) | recovered node used again after (ms) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    let mut any = false;
+    for r in results {
+        for cell in r.cells.iter().filter(|c| !c.faults.is_empty()) {
+            any = true;
+            let median = |f: &dyn Fn(&super::faults::FaultReport) -> Option<f64>| {
+                let values: Vec<f64> = cell.faults.iter().filter_map(f).collect();
+                if values.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", crate::summary::Summary::of(values).median)
+                }
+            };
+            let ratio = |i: usize| {
+                let values: Vec<f64> = cell
+                    .faults
+                    .iter()
+                    .map(|f| f.throughput[i] / f.throughput[0].max(1e-9))
+                    .collect();
+                crate::summary::Summary::of(values).median
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+                r.label,
+                cell.name,
+                ratio(1),
+                ratio(2),
+                median(&|f| Some(f.client_failures as f64)),
+                median(&|f| f.failures_for_ms),
+                median(&|f| f.back_in_use_after_ms),
+            );
+        }
+    }
+    if any { out } else { String::new() }
 }
