@@ -52,9 +52,31 @@ enum Command {
         #[arg(long)]
         update_baseline: bool,
     },
+    /// Drive any URL with the load engine, as oha or wrk would: closed loop with --workers
+    /// connections, or open loop at --rate; prints requests/s, latency and CPU per request.
+    Load(LoadArgs),
     /// Benchmark and audit an Ollama load balancer in front of mock nodes this command starts
     /// (node i on 127.0.0.1:PORT+i; point the gateway's upstreams at them).
     Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The URL every request is POSTed to.
+    #[arg(long)]
+    url: String,
+    /// The body; `{rid}` is replaced by each request's id.
+    #[arg(long, default_value = r#"{"model":"all-minilm","input":"load {rid}"}"#)]
+    body: String,
+    /// Open loop at this many requests per second (closed loop without it).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop sending after this long (closed loop).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Runtime threads of the engine (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -296,7 +318,60 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             update_baseline,
         }) => run_gate(&cli.common, candidate, baseline, update_baseline),
         Some(Command::Gateway(args)) => run_gateway(&cli.common, args),
+        Some(Command::Load(args)) => run_load(&cli.common, &args),
     }
+}
+
+/// `harness load`: one engine run, printed as oha would (requests/s, latency, errors) plus the
+/// process's CPU time per request.
+fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    use crate::engine::{Arrivals, Engine, Schedule, Target, Template};
+    let workers = common.workers.unwrap_or(8);
+    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
+    let requests = match (common.requests, args.duration) {
+        (Some(n), _) => n as u64,
+        (None, Some(_)) => u64::MAX / 2,
+        (None, None) => 10_000,
+    };
+    let schedule = match args.rate {
+        Some(rate) => Schedule::Open {
+            rate,
+            requests: common.requests.unwrap_or(1_000) as u64,
+            connections: workers,
+            arrivals: Arrivals::Poisson { seed: 1 },
+        },
+        None => Schedule::Closed {
+            workers,
+            requests,
+            cap: args.duration,
+        },
+    };
+    let engine = Engine {
+        threads: args.threads.unwrap_or(Engine::default().threads),
+        ..Engine::default()
+    };
+    let target = Target {
+        url: args.url.clone(),
+        template: Template::new(&args.body),
+    };
+    let cpu_before = crate::machine::cpu_time();
+    let run = engine.run(&target, schedule, "load")?;
+    let cpu = crate::machine::cpu_time().saturating_sub(cpu_before);
+    let latency = crate::summary::Latency::of(&run.latency);
+    let sent = run.records.len().max(1) as f64;
+    println!(
+        "{} requests in {:.2} s: {:.0} req/s; {} failed; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} late; client CPU {:.1} us per request",
+        run.records.len(),
+        run.elapsed.as_secs_f64(),
+        run.records.len() as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        run.failed(),
+        latency.p50,
+        latency.p99,
+        latency.max,
+        run.late,
+        cpu.as_secs_f64() * 1e6 / sent,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `harness gateway`: measures the cells, writes the result and prints the verdicts.

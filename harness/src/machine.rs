@@ -114,3 +114,19 @@ fn git_commit() -> String {
         None => "unknown".into(),
     }
 }
+
+/// CPU time (user + system) this process has used so far; zero where it cannot be read.
+pub fn cpu_time() -> std::time::Duration {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{UsageWho, getrusage};
+        if let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) {
+            let micros =
+                |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+            return std::time::Duration::from_micros(
+                micros(usage.user_time()) + micros(usage.system_time()),
+            );
+        }
+    }
+    std::time::Duration::ZERO
+}

@@ -1,5 +1,5 @@
-//! The sending side: closed-loop workers and open-loop connections, each with its own client,
-//! histogram and outcome list, merged once at the end.
+//! The sending side: closed-loop workers and open-loop connections, each with its own
+//! connection, histogram and outcome list, merged once at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp};
 
+use super::conn::{Conn, Endpoint};
 use super::{Arrivals, Engine, EngineError, EngineRun, Record, Schedule, Target};
 use crate::summary::new_histogram;
 
@@ -50,31 +51,15 @@ impl Tally {
     }
 }
 
-/// One connection's client: keep-alive, at most one idle connection, so a worker that sends one
-/// request at a time uses one connection for the whole run.
-fn client(engine: &Engine) -> Result<reqwest::Client, EngineError> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .timeout(engine.timeout)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| EngineError::Start(e.to_string()))
+/// One worker's connection to the target.
+fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
+    Ok(Conn::new(Endpoint::parse(&target.url)?, engine.timeout))
 }
 
-/// Sends request `n` and reads its whole answer; the status, or `None` when the answer never
+/// Sends request `id` and reads its whole answer; the status, or `None` when the answer never
 /// arrived complete.
-async fn send(client: &reqwest::Client, target: &Target, id: &str) -> Option<u16> {
-    let response = client
-        .post(&target.url)
-        .header("content-type", "application/json")
-        .header("x-request-id", id)
-        .body(target.template.render(id))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    response.bytes().await.ok()?;
-    Some(status)
+async fn send(conn: &mut Conn, target: &Target, id: &str) -> Option<u16> {
+    conn.post(id, target.template.render(id)).await
 }
 
 pub(super) async fn drive(
@@ -128,7 +113,8 @@ async fn closed(
     let deadline = cap.map(|cap| start + cap);
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers as u64 {
-        let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
+        let (mut client, target, run_id) =
+            (client(engine, target)?, target.clone(), run_id.to_owned());
         let stride = workers as u64;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new(start);
@@ -139,7 +125,7 @@ async fn closed(
                 }
                 let id = super::template::request_id(&run_id, n);
                 let sent = Instant::now();
-                let status = send(&client, &target, &id).await;
+                let status = send(&mut client, &target, &id).await;
                 tally.record(n, status, sent);
             }
             tally
@@ -182,7 +168,8 @@ async fn open(
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (client, target, run_id) = (client(engine)?, target.clone(), run_id.to_owned());
+        let (mut client, target, run_id) =
+            (client(engine, target)?, target.clone(), run_id.to_owned());
         let (offsets, next) = (Arc::clone(&offsets), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new(start);
@@ -200,7 +187,7 @@ async fn open(
                     tally.late += 1;
                 }
                 let id = super::template::request_id(&run_id, n);
-                let status = send(&client, &target, &id).await;
+                let status = send(&mut client, &target, &id).await;
                 // Latency from the intended send: a request that waited for a connection
                 // carries that wait (no coordinated omission).
                 tally.record(n, status, intended);
