@@ -19,7 +19,7 @@ use super::twins::assert_caught;
 use crate::api::{EmbedResponse, Reply};
 use crate::error::{FailureReason, PoolError};
 use crate::http::{AttemptError, Transport};
-use crate::ledger::{AtomicCore, LedgerCore, MutexCore};
+use crate::ledger::{AtomicCore, LedgerCore, MutexCore, Outcome, RequestBody, Steps};
 use crate::node::NodeAddr;
 use crate::pool::Exchange;
 use crate::strategy::Strategy;
@@ -61,11 +61,66 @@ fn ledger<L: LedgerCore + Default>() -> Arc<L> {
     Arc::new(ledger)
 }
 
-/// One request through the shipped path.
+/// Which request path a model drives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The shipped `Exchange::run`.
+    Shipped,
+    /// Broken twin: the shipped path over bookkeeping that skips the un-mark after a node
+    /// fault (a gauge not un-marked on one path).
+    ForgetsUnmarkAfterFault,
+}
+
+/// Bookkeeping that forwards to `S` but leaves the node marked after an attempt that failed.
+struct ForgetfulSteps<'a, S> {
+    inner: &'a mut S,
+    faulted: bool,
+}
+
+impl<S: Steps> Steps for ForgetfulSteps<'_, S> {
+    type Pick = S::Pick;
+    fn begin(&mut self) {
+        self.inner.begin();
+    }
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<Self::Pick> {
+        self.inner.select(strategy, tried)
+    }
+    fn mark_active(&mut self, pick: &Self::Pick) -> bool {
+        self.inner.mark_active(pick)
+    }
+    fn record(&mut self, pick: &Self::Pick, outcome: Outcome) {
+        self.faulted = matches!(outcome, Outcome::NodeFault);
+        self.inner.record(pick, outcome);
+    }
+    fn unmark_active(&mut self, pick: &Self::Pick) {
+        if !self.faulted {
+            self.inner.unmark_active(pick);
+        }
+    }
+    fn fail(&mut self) {
+        self.inner.fail();
+    }
+}
+
+/// Runs a request body over [`ForgetfulSteps`].
+struct Forgetful<B>(B);
+
+impl<B: RequestBody> RequestBody for Forgetful<B> {
+    type Output = B::Output;
+    fn run<S: Steps>(self, steps: &mut S) -> Self::Output {
+        self.0.run(&mut ForgetfulSteps {
+            inner: steps,
+            faulted: false,
+        })
+    }
+}
+
+/// One request through the shipped path (or its twin).
 fn request<L: LedgerCore>(
     ledger: &L,
     script: &Script,
     hold_lock: bool,
+    path: Path,
 ) -> Result<Reply<EmbedResponse>, PoolError> {
     let exchange = Exchange::<EmbedResponse, Script> {
         transport: script,
@@ -75,12 +130,15 @@ fn request<L: LedgerCore>(
         body: Bytes::new(),
         _answer: PhantomData,
     };
-    ledger.run(hold_lock, exchange)
+    match path {
+        Path::Shipped => ledger.run(hold_lock, exchange),
+        Path::ForgetsUnmarkAfterFault => ledger.run(hold_lock, Forgetful(exchange)),
+    }
 }
 
 /// Two requests race; `a:1` always fails. Each must end answered by `b:2`, and the books must
 /// hold exactly the attempts made: two successes on `b:2`, every attempt on `a:1` a failure.
-fn failover_is_exact<L: LedgerCore + Default>(hold_lock: bool) {
+fn failover_is_exact<L: LedgerCore + Default>(hold_lock: bool, path: Path) {
     model(move || {
         let ledger = ledger::<L>();
         let script = Arc::new(Script {
@@ -88,9 +146,9 @@ fn failover_is_exact<L: LedgerCore + Default>(hold_lock: bool) {
         });
         let other = {
             let (ledger, script) = (Arc::clone(&ledger), Arc::clone(&script));
-            thread::spawn(move || request(&*ledger, &script, hold_lock).map(|r| r.node))
+            thread::spawn(move || request(&*ledger, &script, hold_lock, path).map(|r| r.node))
         };
-        let mine = request(&*ledger, &script, hold_lock).map(|r| r.node);
+        let mine = request(&*ledger, &script, hold_lock, path).map(|r| r.node);
         for answered in [mine, other.join().unwrap()] {
             assert_eq!(answered.expect("b:2 always answers").key(), "b:2");
         }
@@ -105,23 +163,23 @@ fn failover_is_exact<L: LedgerCore + Default>(hold_lock: bool) {
             a.total_requests, a.failed_requests,
             "every attempt on a:1 failed: {s:?}"
         );
-        assert_eq!(s.active_total(), 0, "{s:?}");
+        assert_eq!(s.active_total(), 0, "an active mark was left behind: {s:?}");
     });
 }
 
 #[test]
 fn atomic_failover_is_exact() {
-    failover_is_exact::<AtomicCore<LoomSync>>(false);
+    failover_is_exact::<AtomicCore<LoomSync>>(false, Path::Shipped);
 }
 
 #[test]
 fn mutex_failover_is_exact() {
-    failover_is_exact::<MutexCore<LoomSync>>(false);
+    failover_is_exact::<MutexCore<LoomSync>>(false, Path::Shipped);
 }
 
 #[test]
 fn mutex_failover_is_exact_with_the_lock_held() {
-    failover_is_exact::<MutexCore<LoomSync>>(true);
+    failover_is_exact::<MutexCore<LoomSync>>(true, Path::Shipped);
 }
 
 /// A request fails over from `a:1` while `b:2` is removed. When `remove_node` returns no attempt
@@ -142,7 +200,7 @@ pub(crate) fn removal_during_failover<L: LedgerCore + Default>() {
             })
         };
         let script = Script { on_b };
-        match request(&*ledger, &script, false) {
+        match request(&*ledger, &script, false, Path::Shipped) {
             Ok(reply) => assert_eq!(reply.node.key(), "b:2"),
             Err(PoolError::AllNodesFailed { failures }) => {
                 let tried: Vec<&str> = failures.iter().map(|f| f.node.key()).collect();
@@ -175,4 +233,24 @@ fn the_failover_removal_model_catches_a_missing_fence() {
         removal_during_failover::<AtomicCore<Unfenced<LoomSync>>>,
         &["attempt on the node was in progress"],
     );
+}
+
+#[test]
+fn the_failover_model_catches_a_gauge_left_marked_after_a_fault() {
+    for (what, check) in [
+        (
+            "the atomic ledger",
+            (|| failover_is_exact::<AtomicCore<LoomSync>>(false, Path::ForgetsUnmarkAfterFault))
+                as fn(),
+        ),
+        ("the mutex ledger", || {
+            failover_is_exact::<MutexCore<LoomSync>>(false, Path::ForgetsUnmarkAfterFault)
+        }),
+    ] {
+        assert_caught(
+            &format!("{what} without the un-mark after a node fault"),
+            check,
+            &["an active mark was left behind"],
+        );
+    }
 }
