@@ -51,6 +51,11 @@ enum Command {
         /// After a passing run, make it the new baseline.
         #[arg(long)]
         update_baseline: bool,
+        /// Prove the gate's sensitivity instead: measure a pool that holds its lock across
+        /// requests where the atomic pool goes, and pass only if the gate fails it for the
+        /// right reasons (lost scaling, no lost updates).
+        #[arg(long, conflicts_with_all = ["candidate", "update_baseline"])]
+        self_test: bool,
     },
     /// Drive any URL with the load engine, as oha or wrk would: closed loop with --workers
     /// connections, or open loop at --rate; prints requests/s, latency and CPU per request.
@@ -313,9 +318,14 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gate {
+            self_test: true,
+            ..
+        }) => gate_self_test(&cli.common),
+        Some(Command::Gate {
             candidate,
             baseline,
             update_baseline,
+            self_test: false,
         }) => run_gate(&cli.common, candidate, baseline, update_baseline),
         Some(Command::Gateway(args)) => run_gateway(&cli.common, args),
         Some(Command::Load(args)) => run_load(&cli.common, &args),
@@ -451,6 +461,56 @@ fn run_with_gateway(
 
 /// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`), and updates the
 /// baseline after a pass when asked.
+/// `harness gate --self-test`: the gate, run on a serialised pool, must fail its scaling bounds
+/// (re-measured before failing) and pass its correctness ones. This used to be a `cargo test`;
+/// it measures real speedups, so it lives here, beside the gate it checks.
+fn gate_self_test(common: &Common) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(Options {
+        progress: false,
+        ..common.options(1)?
+    });
+    let settings = GateSettings {
+        repeats: 1,
+        two_node_requests: 48,
+        service_ms: 5,
+        stress_requests: 400,
+        contention_ops: 5_000,
+    };
+    let report = gate::run(&ctx, Some(Variant::MutexRequest), settings, None)?;
+    let failures = report.failures();
+    let mut problems = Vec::new();
+    if report.pass {
+        problems.push("the gate passed a pool that holds its lock across requests".to_owned());
+    }
+    for expected in ["two_node_speedup.atomic", "scaling_12.atomic"] {
+        if !failures.contains(&expected) {
+            problems.push(format!("{expected} did not fail"));
+        }
+    }
+    if !report
+        .metrics
+        .get("two_node_speedup.atomic")
+        .is_some_and(|m| m.remeasured)
+    {
+        problems.push("a failing timing metric was not measured twice".to_owned());
+    }
+    for correctness in ["stress.lost", "stress.active_after", "counters.lost"] {
+        if !report.metrics.get(correctness).is_some_and(|m| m.pass) {
+            problems.push(format!("{correctness} failed: the lock scope must not lose updates"));
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "gate self-test: PASS (a serialised pool fails {})",
+            failures.join(", ")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("gate self-test: FAIL: {}", problems.join("; "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 fn run_gate(
     common: &Common,
     candidate: Option<Variant>,
