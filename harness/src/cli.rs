@@ -318,8 +318,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gate {
-            self_test: true,
-            ..
+            self_test: true, ..
         }) => gate_self_test(&cli.common),
         Some(Command::Gate {
             candidate,
@@ -496,7 +495,9 @@ fn gate_self_test(common: &Common) -> anyhow::Result<ExitCode> {
     }
     for correctness in ["stress.lost", "stress.active_after", "counters.lost"] {
         if !report.metrics.get(correctness).is_some_and(|m| m.pass) {
-            problems.push(format!("{correctness} failed: the lock scope must not lose updates"));
+            problems.push(format!(
+                "{correctness} failed: the lock scope must not lose updates"
+            ));
         }
     }
     if problems.is_empty() {

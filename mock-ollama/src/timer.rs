@@ -11,12 +11,12 @@
 //! precision. On Linux it sets its timer slack to 1 ns; with the default 50 us slack every wake-up
 //! would be up to 50 us late. What is left is wake-up latency (the timer thread's, then the tokio
 //! worker's, larger after a longer idle): each length of sleep learns how late it ends and the
-//! thread fires that much earlier ([`Lead`]), so most sleeps end a few microseconds late and
+//! thread fires that much earlier (`Lead`), so most sleeps end a few microseconds late and
 //! about one in ten a little early. `harness run calibrate` measures the precision and the CPU cost of
 //! this timer against tokio's, side by side.
 //!
 //! Which timer a node uses is [`crate::config::Timer`]; tests that run on tokio's paused clock use
-//! [`Timer::Tokio`](crate::config::Timer::Tokio), whose sleeps the paused clock controls.
+//! [`Timer::Tokio`], whose sleeps the paused clock controls.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
