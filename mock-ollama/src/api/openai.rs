@@ -142,8 +142,8 @@ fn classify(result: Result<Response, ApiError>) -> Result<Native, OpenAiError> {
     Ok(Native::Answer(response))
 }
 
-/// Reads a whole native JSON answer; a non-2xx answer becomes the OpenAI error.
-async fn read_native(response: Response) -> Result<Value, OpenAiError> {
+/// Reads a whole native answer's bytes; a non-2xx answer becomes the OpenAI error.
+async fn read_native_bytes(response: Response) -> Result<Bytes, OpenAiError> {
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), MAX_NATIVE_BODY)
         .await
@@ -153,15 +153,32 @@ async fn read_native(response: Response) -> Result<Value, OpenAiError> {
                 e.to_string(),
             ))
         })?;
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let message = value["error"].as_str().map_or_else(
             || String::from_utf8_lossy(&bytes).into_owned(),
             str::to_owned,
         );
         return Err(OpenAiError::native(ApiError::new(status, message)));
     }
-    Ok(value)
+    Ok(bytes)
+}
+
+/// Reads a whole native JSON answer; a non-2xx answer becomes the OpenAI error.
+async fn read_native(response: Response) -> Result<Value, OpenAiError> {
+    let bytes = read_native_bytes(response).await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The parts of a native `/api/embed` answer the OpenAI one needs, the vectors left as their
+/// JSON text: parsing 1,024 floats per input and printing them again made `/v1/embeddings`
+/// cost three times `/api/embed`.
+#[derive(serde::Deserialize)]
+struct NativeEmbed<'a> {
+    #[serde(borrow)]
+    embeddings: Vec<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    prompt_eval_count: u64,
 }
 
 /// The native `done_reason`, or `null` before the last chunk.
@@ -306,32 +323,43 @@ async fn embeddings_inner(
         Native::Passthrough(response) => return Ok(response),
         Native::Answer(response) => response,
     };
-    let mut native = read_native(response).await?;
-    let vectors = match native["embeddings"].take() {
-        Value::Array(vectors) => vectors,
-        _ => Vec::new(),
-    };
-    let data: Vec<Value> = vectors
-        .into_iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let embedding = match (encoding, vector) {
-                (Encoding::Base64, Value::Array(v)) => base64_vector(&v),
-                (_, v) => v,
-            };
-            json!({ "object": "embedding", "embedding": embedding, "index": index })
-        })
-        .collect();
-    let tokens = native["prompt_eval_count"].as_u64().unwrap_or(0);
-    Ok(openai_json(
-        StatusCode::OK,
-        &json!({
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
-        }),
-    ))
+    let bytes = read_native_bytes(response).await?;
+    let native: NativeEmbed<'_> = serde_json::from_slice(&bytes).map_err(|e| {
+        OpenAiError::native(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ))
+    })?;
+    // Written by hand in the Go structs' key order (object, data, model, usage).
+    let mut out = Vec::with_capacity(bytes.len() + 128);
+    out.extend_from_slice(br#"{"object":"list","data":["#);
+    for (index, vector) in native.embeddings.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"object":"embedding","embedding":"#);
+        match encoding {
+            Encoding::Float => out.extend_from_slice(vector.get().as_bytes()),
+            Encoding::Base64 => {
+                let floats: Vec<Value> = serde_json::from_str(vector.get()).unwrap_or_default();
+                let _ = serde_json::to_writer(&mut out, &base64_vector(&floats));
+            }
+        }
+        out.extend_from_slice(format!(r#","index":{index}}}"#).as_bytes());
+    }
+    out.extend_from_slice(br#"],"model":"#);
+    let _ = serde_json::to_writer(&mut out, &model);
+    let tokens = native.prompt_eval_count;
+    out.extend_from_slice(
+        format!(r#","usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}"#).as_bytes(),
+    );
+    out.push(b'\n');
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------------
