@@ -72,7 +72,18 @@ pub struct Latency {
 
 /// A latency histogram in microseconds, 1 us to 10 min at 3 significant figures.
 pub fn new_histogram() -> Histogram<u64> {
+    // proven: 1 <= low, high >= 2 * low and 3 significant figures are what `new_with_bounds`
+    // accepts; these are constants.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid")
+}
+
+/// Adds `from` into `into`; both made by [`new_histogram`].
+pub fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    // proven: `add` fails only when `from` holds a value above `into`'s highest trackable
+    // value; both have the bounds of `new_histogram`, and every record into them is checked
+    // against those bounds (`record` refuses larger values, `saturating_record` clamps).
+    into.add(from)
+        .expect("histograms of new_histogram share bounds");
 }
 
 impl Latency {

@@ -57,16 +57,21 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) async fn pause(&self) {
+    /// Tells the accept loop to stop (and hung requests to end); returns its task to await.
+    fn signal_stop(&self) -> Option<JoinHandle<()>> {
         let serving = self
             .serving
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(serving) = serving {
-            let _ = serving.shutdown.send(());
-            self.state.stops.send_modify(|n| *n += 1);
-            let _ = serving.task.await;
+            .take()?;
+        let _ = serving.shutdown.send(());
+        self.state.stops.send_modify(|n| *n += 1);
+        Some(serving.task)
+    }
+
+    pub(crate) async fn pause(&self) {
+        if let Some(task) = self.signal_stop() {
+            let _ = task.await;
         }
     }
 
@@ -231,16 +236,8 @@ impl MockNode {
 
 impl Drop for MockNode {
     fn drop(&mut self) {
-        let serving = self
-            .lifecycle
-            .serving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(serving) = serving {
-            let _ = serving.shutdown.send(());
-            self.state.stops.send_modify(|n| *n += 1);
-        }
+        // Not awaited: a drop cannot wait; the loop finishes its requests on the runtime.
+        let _ = self.lifecycle.signal_stop();
     }
 }
 

@@ -144,11 +144,13 @@ async fn outcomes_by_cause_and_the_openai_route() {
 
 #[tokio::test]
 async fn a_stream_is_logged_when_it_ends_and_a_left_stream_as_cancelled() {
+    // tokio's timer: its sleeps never end early, so three 1 ms tokens log at least 3 ms.
     let node = node(NodeConfig {
         latency: mock_ollama::LatencyModel {
             per_token: Duration::from_millis(1),
             ..Default::default()
         },
+        timer: mock_ollama::Timer::Tokio,
         ..fast()
     })
     .await;

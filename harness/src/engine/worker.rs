@@ -95,7 +95,7 @@ pub(super) async fn drive(
     };
     for tally in tallies {
         run.records.extend(tally.records);
-        let _ = run.latency.add(&tally.latency);
+        crate::summary::merge(&mut run.latency, &tally.latency);
         run.late += tally.late;
     }
     Ok(run)
@@ -141,9 +141,12 @@ fn offsets(rate: f64, requests: u64, arrivals: Arrivals) -> Vec<Duration> {
             .map(|i| Duration::from_secs_f64(i as f64 / rate))
             .collect(),
         Arrivals::Poisson { seed } => {
+            // `Exp::new` refuses only a rate that is not positive and finite, which `validate`
+            // refused before the run; should that ever change, the arrivals are even.
+            let Ok(gaps) = Exp::new(rate) else {
+                return offsets(rate, requests, Arrivals::Constant);
+            };
             let mut rng = SmallRng::seed_from_u64(seed);
-            // `rate` was checked to be positive and finite, so the distribution exists.
-            let gaps = Exp::new(rate).unwrap_or_else(|_| Exp::new(1.0).expect("rate 1"));
             let mut at = 0.0;
             (0..requests)
                 .map(|_| {

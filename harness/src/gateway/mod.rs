@@ -50,13 +50,6 @@ impl Api {
             Api::Openai => "/v1/embeddings",
         }
     }
-
-    fn template(self) -> Template {
-        // The same body fits both routes; the id makes every input distinct, so no cache can
-        // answer two requests with one computation.
-        let _ = self;
-        Template::new(r#"{"model":"all-minilm","input":"gateway audit {rid} [rid:{rid}]"}"#)
-    }
 }
 
 /// The cells measured through the gateway (the `direct` cell always runs first).
@@ -237,11 +230,17 @@ fn log_heads(nodes: &MockCluster) -> Vec<u64> {
         .collect()
 }
 
+/// The body of every request: it fits both dialects' embedding routes, and the id makes every
+/// input distinct, so no cache can answer two requests with one computation.
+fn embed_template() -> Template {
+    Template::new(r#"{"model":"all-minilm","input":"gateway audit {rid} [rid:{rid}]"}"#)
+}
+
 /// The load's target at `url` (a node or the gateway).
 fn target(url: &str, settings: &Settings) -> Target {
     Target {
         url: format!("{url}{}", settings.api.path()),
-        template: settings.api.template(),
+        template: embed_template(),
     }
 }
 

@@ -150,6 +150,7 @@ fn os_floor(service: Duration, count: usize) -> (f64, f64) {
     std::thread::spawn(move || {
         mock_ollama::timer::lower_timer_slack();
         // Nanoseconds up to a minute: `saturating_record` clamps, it does not resize.
+        // proven: constant bounds that `new_with_bounds` accepts (1 <= low, high >= 2 * low).
         let mut late = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
             .expect("valid bounds");
         for _ in 0..count {

@@ -92,8 +92,8 @@ pub(crate) fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usi
         elapsed: Duration::ZERO,
     };
     for (c, u, late, ok, failed) in parts {
-        run.corrected.add(&c).expect("same bounds");
-        run.uncorrected.add(&u).expect("same bounds");
+        crate::summary::merge(&mut run.corrected, &c);
+        crate::summary::merge(&mut run.uncorrected, &u);
         run.late += late;
         run.ok += ok;
         run.failed += failed;
@@ -118,8 +118,8 @@ impl LevelSamples {
     fn add(&mut self, run: &OpenRun, count: usize) {
         self.p99_corrected.push(Latency::of(&run.corrected).p99);
         self.p99_uncorrected.push(Latency::of(&run.uncorrected).p99);
-        self.corrected.add(&run.corrected).expect("same bounds");
-        self.uncorrected.add(&run.uncorrected).expect("same bounds");
+        crate::summary::merge(&mut self.corrected, &run.corrected);
+        crate::summary::merge(&mut self.uncorrected, &run.uncorrected);
         self.late.push(run.late as f64);
         self.late_pct
             .push(100.0 * run.late as f64 / count.max(1) as f64);

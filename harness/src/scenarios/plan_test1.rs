@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             let runs = per_variant.entry(variant).or_insert_with(Runs::new);
             runs.throughput.push(m.run.throughput());
             runs.answered.push(m.run.ok as f64);
-            runs.latency.add(&m.run.latency).expect("same bounds");
+            crate::summary::merge(&mut runs.latency, &m.run.latency);
             bar.inc(1);
         }
     }

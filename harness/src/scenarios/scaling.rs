@@ -61,11 +61,8 @@ pub fn measure_curves(
                     .entry(w)
                     .or_default()
                     .push(m.run.throughput());
-                latency
-                    .entry((variant, w))
-                    .or_insert_with(new_histogram)
-                    .add(&m.run.latency)
-                    .expect("same bounds");
+                let merged = latency.entry((variant, w)).or_insert_with(new_histogram);
+                crate::summary::merge(merged, &m.run.latency);
                 bar.inc(1);
             }
         }

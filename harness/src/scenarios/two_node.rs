@@ -112,7 +112,7 @@ fn measure_pairs(
                 .push(m2.run.throughput() / m1.run.throughput());
             pairs.one.push(m1.run.throughput());
             pairs.two.push(m2.run.throughput());
-            pairs.latency.add(&m2.run.latency).expect("same bounds");
+            crate::summary::merge(&mut pairs.latency, &m2.run.latency);
             bar.inc(1);
         }
     }

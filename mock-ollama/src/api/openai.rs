@@ -275,12 +275,9 @@ fn encoding(format: Option<&str>) -> Result<Encoding, OpenAiError> {
     }
 }
 
-fn base64_vector(vector: &[Value]) -> Value {
-    let bytes: Vec<u8> = vector
-        .iter()
-        .flat_map(|x| (x.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
-        .collect();
-    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+fn base64_vector(vector: &[f32]) -> String {
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 pub(super) async fn embeddings(
@@ -341,7 +338,7 @@ async fn embeddings_inner(
         match encoding {
             Encoding::Float => out.extend_from_slice(vector.get().as_bytes()),
             Encoding::Base64 => {
-                let floats: Vec<Value> = serde_json::from_str(vector.get()).unwrap_or_default();
+                let floats: Vec<f32> = serde_json::from_str(vector.get()).unwrap_or_default();
                 let _ = serde_json::to_writer(&mut out, &base64_vector(&floats));
             }
         }
@@ -713,9 +710,9 @@ mod tests {
 
     #[test]
     fn base64_is_little_endian_f32() {
-        let encoded = base64_vector(&[json!(1.0), json!(-2.0)]);
+        let encoded = base64_vector(&[1.0, -2.0]);
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_str().unwrap())
+            .decode(encoded)
             .unwrap();
         assert_eq!(
             bytes,
