@@ -45,6 +45,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, Label), u64>>,
     in_flight: AtomicU64,
     queued: AtomicU64,
+    in_service: AtomicU64,
     loading: AtomicU64,
     rejected_busy: AtomicU64,
     streams_abandoned: AtomicU64,
@@ -66,6 +67,8 @@ pub struct CountersSnapshot {
     pub in_flight: u64,
     /// Inference items waiting for a slot now.
     pub queued: u64,
+    /// Inference items holding a slot now (the slots in use).
+    pub in_service: u64,
     /// Of those, requests waiting for a model to load.
     pub loading: u64,
     /// Requests refused with 503 because the queue was full.
@@ -160,6 +163,12 @@ impl Metrics {
         GaugeGuard(&self.in_flight)
     }
 
+    /// Marks an inference item holding a slot until the guard drops.
+    pub fn in_service(&self) -> GaugeGuard<'_> {
+        self.in_service.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.in_service)
+    }
+
     /// Marks a request waiting until the guard drops; returns `None` (and counts a busy
     /// rejection) when `limit` says the queue is full. The check and the increment are one atomic
     /// step, so concurrent arrivals never overshoot the bound.
@@ -251,6 +260,7 @@ impl Metrics {
                 .collect(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            in_service: self.in_service.load(Ordering::Relaxed),
             loading: self.loading.load(Ordering::Relaxed),
             rejected_busy: self.rejected_busy.load(Ordering::Relaxed),
             streams_abandoned: self.streams_abandoned.load(Ordering::Relaxed),
@@ -285,6 +295,11 @@ impl Metrics {
                 "mock_ollama_queued",
                 "Requests waiting for a model load or a slot.",
                 snap.queued,
+            ),
+            (
+                "mock_ollama_in_service",
+                "Inference items holding a slot.",
+                snap.in_service,
             ),
             (
                 "mock_ollama_loading",

@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Jitter, NodeConfig, QueueMode};
 use crate::embedding::{EmbeddingTable, splitmix64};
+use crate::hold::{Held, Holds};
 use crate::metrics::{Limit, Metrics, Wait};
 use crate::models::{self, ModelKind, ModelSpec};
 
@@ -131,6 +132,8 @@ pub struct Scheduler {
     /// Request sequence number, mixed into the seed so every request draws its own reproducible
     /// random stream without a lock around a shared generator.
     sequence: AtomicU64,
+    /// Test holds on services, loads and control-plane answers ([`crate::hold`]).
+    holds: Arc<Holds>,
 }
 
 impl Scheduler {
@@ -161,7 +164,13 @@ impl Scheduler {
             config: ArcSwap::new(config),
             models,
             sequence: AtomicU64::new(0),
+            holds: Arc::default(),
         }
+    }
+
+    /// The node's test holds ([`crate::hold`]).
+    pub(crate) fn holds(&self) -> &Arc<Holds> {
+        &self.holds
     }
 
     /// The settings a request runs under: those current when it arrived (see
@@ -278,6 +287,7 @@ impl Scheduler {
             if !loaded_meanwhile && !self.config().load_time.is_zero() {
                 tokio::time::sleep(self.config().load_time).await;
             }
+            self.holds.released(Held::Load).await;
             *model
                 .last_used
                 .lock()

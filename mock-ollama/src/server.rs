@@ -180,6 +180,13 @@ impl MockNode {
         self.state.availability.set(availability);
     }
 
+    /// Keeps every piece of work of kind `what` from finishing until the guard drops: a test
+    /// observes a busy node for as long as it needs, with no service time to outlast
+    /// ([`crate::hold`]).
+    pub fn hold(&self, what: crate::hold::Held) -> crate::hold::HoldGuard {
+        self.state.scheduler.holds().hold(what)
+    }
+
     /// Takes the node down: it stops accepting connections (new connects are refused), finishes
     /// the requests in flight, and keeps its models and counters for [`MockNode::resume`].
     pub async fn pause(&self) {

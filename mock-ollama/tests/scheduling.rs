@@ -1,11 +1,13 @@
 //! Slot and queue semantics, faults and determinism, over real HTTP.
 //!
-//! Where a test needs "request A is being served", it waits for the node's own gauges to say so
-//! (bounded polling of a condition), never for a fixed time.
+//! Where a test needs "request A is being served", it holds the node's work
+//! ([`MockNode::hold`]) so that state lasts until the test releases it, and waits for the node's
+//! own gauges to show it (bounded polling of a condition), never for a fixed time or for a service
+//! long enough to outlast the poller.
 
 use std::time::Duration;
 
-use mock_ollama::{FAULT_HEADER, FaultConfig, MockNode, NodeConfig, QueueMode};
+use mock_ollama::{FAULT_HEADER, FaultConfig, Held, MockNode, NodeConfig, QueueMode};
 use serde_json::{Value, json};
 
 async fn embed(
@@ -58,39 +60,22 @@ async fn until(
 
 #[tokio::test]
 async fn one_slot_makes_the_second_request_wait() {
-    let node = MockNode::spawn(NodeConfig::with_latency(Duration::from_millis(300)))
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::ZERO))
         .await
         .unwrap();
     let client = reqwest::Client::new();
-    let first = tokio::spawn({
-        let (client, url) = (client.clone(), node.url());
-        async move {
-            client
-                .post(format!("{url}/api/embed"))
-                .json(&json!({"model":"all-minilm","input":"a"}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }
-    });
-    let second = tokio::spawn({
-        let (client, url) = (client.clone(), node.url());
-        async move {
-            client
-                .post(format!("{url}/api/embed"))
-                .json(&json!({"model":"all-minilm","input":"b"}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }
-    });
+    let hold = node.hold(Held::Service);
+    let first = spawn_embed(&client, &node, "a");
+    let second = spawn_embed(&client, &node, "b");
     until(&node, "one served, one queued", |c| {
-        c.in_flight == 2 && c.queued == 1
+        c.in_flight == 2 && c.in_service == 1 && c.queued == 1
     })
     .await;
-    assert_eq!(first.await.unwrap().unwrap(), 200);
-    assert_eq!(second.await.unwrap().unwrap(), 200);
-    assert_eq!(node.counters().queued, 0);
+    drop(hold);
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    let counters = node.counters();
+    assert_eq!((counters.queued, counters.in_service), (0, 0));
 }
 
 #[tokio::test]
@@ -98,16 +83,17 @@ async fn full_queue_answers_503_with_ollamas_text() {
     let node = MockNode::spawn(NodeConfig {
         max_queue: 1,
         queue: QueueMode::Bounded,
-        ..NodeConfig::with_latency(Duration::from_millis(400))
+        ..NodeConfig::with_latency(Duration::ZERO)
     })
     .await
     .unwrap();
     let client = reqwest::Client::new();
     let spawn = |input| spawn_embed(&client, &node, input);
+    let hold = node.hold(Held::Service);
     let a = spawn("a");
     let b = spawn("b");
     until(&node, "slot taken and queue full", |c| {
-        c.in_flight == 2 && c.queued == 1
+        c.in_service == 1 && c.queued == 1
     })
     .await;
     let (status, body) = embed(&client, &node, json!("c"), None).await.unwrap();
@@ -116,6 +102,7 @@ async fn full_queue_answers_503_with_ollamas_text() {
         body,
         json!({ "error": "server busy, please try again.  maximum pending requests exceeded" })
     );
+    drop(hold);
     assert_eq!((a.await.unwrap(), b.await.unwrap()), (200, 200));
     let counters = node.counters();
     assert_eq!(
@@ -128,13 +115,14 @@ async fn full_queue_answers_503_with_ollamas_text() {
 async fn ollama_mode_queues_slot_waits_without_bound_but_bounds_load_waits() {
     let node = MockNode::spawn(NodeConfig {
         max_queue: 1,
-        load_time: Duration::from_millis(400),
+        load_time: Duration::from_millis(1),
         ..NodeConfig::with_latency(Duration::ZERO)
     })
     .await
     .unwrap();
     let client = reqwest::Client::new();
     let spawn = |input| spawn_embed(&client, &node, input);
+    let hold = node.hold(Held::Load);
     let a = spawn("a");
     until(&node, "a waits for the model to load", |c| c.loading == 1).await;
     let (status, body) = embed(&client, &node, json!("b"), None).await.unwrap();
@@ -146,6 +134,7 @@ async fn ollama_mode_queues_slot_waits_without_bound_but_bounds_load_waits() {
         ),
         "a second load wait overflows a queue of 1"
     );
+    drop(hold);
     assert_eq!(a.await.unwrap(), 200);
     // The model is loaded now: waits for its one slot are never refused, whatever max_queue says.
     let waits: Vec<_> = ["c", "d", "e", "f"].into_iter().map(spawn).collect();
@@ -174,29 +163,23 @@ async fn batch_items_each_take_a_slot() {
 
 #[tokio::test]
 async fn parallel_slots_serve_concurrently_when_forced() {
-    let mut config = NodeConfig::with_latency(Duration::from_millis(300));
+    let mut config = NodeConfig::with_latency(Duration::ZERO);
     config.slots = mock_ollama::SlotPolicy {
         parallel: 3,
         force_embed_parallel: true,
     };
     let node = MockNode::spawn(config).await.unwrap();
     let client = reqwest::Client::new();
-    let tasks: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, url) = (client.clone(), node.url());
-            tokio::spawn(async move {
-                client
-                    .post(format!("{url}/api/embed"))
-                    .json(&json!({"model":"all-minilm","input":"x"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
+    let hold = node.hold(Held::Service);
+    let tasks: Vec<_> = ["x", "y", "z", "w"]
+        .into_iter()
+        .map(|input| spawn_embed(&client, &node, input))
         .collect();
-    until(&node, "three in flight", |c| c.in_flight == 3).await;
-    assert_eq!(node.counters().queued, 0, "three slots: nobody waits");
+    until(&node, "three served, the fourth queued", |c| {
+        c.in_service == 3 && c.queued == 1
+    })
+    .await;
+    drop(hold);
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
@@ -204,35 +187,21 @@ async fn parallel_slots_serve_concurrently_when_forced() {
 
 #[tokio::test]
 async fn a_client_that_leaves_frees_its_slot() {
-    let node = MockNode::spawn(NodeConfig::with_latency(Duration::from_secs(2)))
+    let node = MockNode::spawn(NodeConfig::with_latency(Duration::ZERO))
         .await
         .unwrap();
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    assert!(
-        embed(&impatient, &node, json!("a"), None).await.is_err(),
-        "client times out"
-    );
+    let hold = node.hold(Held::Service);
+    let impatient = spawn_embed(&reqwest::Client::new(), &node, "a");
+    until(&node, "the first request in service", |c| c.in_service == 1).await;
+    impatient.abort();
     until(&node, "cancelled request counted", |c| {
         c.count("/api/embed", |s| s == "cancelled") == 1 && c.in_flight == 0
     })
     .await;
-    let next = tokio::spawn({
-        let url = node.url();
-        async move {
-            reqwest::Client::new()
-                .post(format!("{url}/api/embed"))
-                .json(&json!({"model":"all-minilm","input":"b"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
-    until(&node, "next request in flight", |c| c.in_flight == 1).await;
+    let next = spawn_embed(&reqwest::Client::new(), &node, "b");
+    until(&node, "next request in service", |c| c.in_service == 1).await;
     assert_eq!(node.counters().queued, 0, "the abandoned slot was freed");
+    drop(hold);
     assert_eq!(next.await.unwrap(), 200);
 }
 
@@ -364,11 +333,12 @@ async fn fault_rate_is_seeded_and_close_to_its_setting() {
 #[tokio::test]
 async fn control_plane_latency_delays_only_tags_and_ps() {
     let node = MockNode::spawn(NodeConfig {
-        control_latency: Duration::from_millis(300),
+        control_latency: Duration::from_millis(1),
         ..NodeConfig::with_latency(Duration::ZERO)
     })
     .await
     .unwrap();
+    let hold = node.hold(Held::ControlPlane);
     let url = node.url();
     let tags = tokio::spawn(async move {
         reqwest::get(format!("{url}/api/tags"))
@@ -387,6 +357,7 @@ async fn control_plane_latency_delays_only_tags_and_ps() {
         0,
         "tags still waiting after the embed finished"
     );
+    drop(hold);
     assert_eq!(tags.await.unwrap(), 200);
 }
 

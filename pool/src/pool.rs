@@ -26,7 +26,7 @@ use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
-use crate::testing::Degradation;
+use crate::testing::{Degradation, Unrecorded};
 
 /// How a pool routes, talks HTTP and probes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -196,7 +196,7 @@ impl Pool {
         // The request types hold strings only, so this cannot fail; it is still an error, not a
         // panic, should a future field change that.
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
-        self.degrade_request();
+        let unrecorded = self.degrade_request();
         let exchange = Exchange::<T, Client> {
             transport: &self.client,
             strategy: self.config.strategy,
@@ -205,17 +205,29 @@ impl Pool {
             body,
             _answer: PhantomData,
         };
-        self.ledger.run(exchange)
+        if unrecorded {
+            self.ledger.run(Unrecorded(exchange))
+        } else {
+            self.ledger.run(exchange)
+        }
     }
 
-    /// `Degradation::slow_path`: every Nth request blocks before its first attempt.
-    fn degrade_request(&self) {
-        if let Some(slow) = self.config.degradation.slow_path {
-            let n = self.requests.fetch_add(1, Relaxed);
-            if n.is_multiple_of(slow.every.get()) {
-                std::thread::sleep(slow.delay);
-            }
+    /// The per-request degradations: `slow_path` (every Nth request blocks before its first
+    /// attempt) and `unrecorded_every` (returns whether this request's attempts go unrecorded).
+    fn degrade_request(&self) -> bool {
+        let degradation = &self.config.degradation;
+        if degradation.slow_path.is_none() && degradation.unrecorded_every.is_none() {
+            return false;
         }
+        let n = self.requests.fetch_add(1, Relaxed);
+        if let Some(slow) = degradation.slow_path
+            && n.is_multiple_of(slow.every.get())
+        {
+            std::thread::sleep(slow.delay);
+        }
+        degradation
+            .unrecorded_every
+            .is_some_and(|every| n.is_multiple_of(every.get()))
     }
 }
 

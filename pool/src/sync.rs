@@ -48,8 +48,9 @@ pub trait Rcu<T>: Send + Sync {
 pub trait SyncFamily: Send + Sync + std::fmt::Debug + 'static {
     /// Atomic counter type.
     type Counter: Counter;
-    /// Lock type.
-    type Lock<T: Send>: Lock<T>;
+    /// Lock type. `Clone` on the guarded value costs production nothing and lets the test-only
+    /// `Split` twin copy the value out and write it back later (a critical section split in two).
+    type Lock<T: Send + Clone>: Lock<T>;
     /// RCU cell type.
     type Rcu<T: Send + Sync + 'static>: Rcu<T>;
     /// Lets another thread run (the racy canary yields inside its read-modify-write to widen
@@ -129,7 +130,7 @@ impl<T: Send + Sync + 'static> Rcu<T> for StdRcu<T> {
 
 impl SyncFamily for StdSync {
     type Counter = std::sync::atomic::AtomicU64;
-    type Lock<T: Send> = StdLock<T>;
+    type Lock<T: Send + Clone> = StdLock<T>;
     type Rcu<T: Send + Sync + 'static> = StdRcu<T>;
     #[cfg(test)]
     fn yield_now() {
@@ -150,6 +151,19 @@ pub(crate) mod test_families {
 
     use super::*;
     use std::marker::PhantomData;
+
+    /// The `SyncFamily` functions a twin takes unchanged from the family `$f` it wraps (all three,
+    /// or those named).
+    macro_rules! forward_to {
+        ($f:ident) => {
+            forward_to!($f, yield_now, fence, backoff);
+        };
+        ($f:ident, $($name:ident),+) => {
+            $(fn $name() {
+                $f::$name();
+            })+
+        };
+    }
     use std::sync::Arc;
 
     /// loom's primitives, so loom explores every interleaving of the real ledger code.
@@ -192,7 +206,7 @@ pub(crate) mod test_families {
 
     impl SyncFamily for LoomSync {
         type Counter = loom::sync::atomic::AtomicU64;
-        type Lock<T: Send> = LoomLock<T>;
+        type Lock<T: Send + Clone> = LoomLock<T>;
         type Rcu<T: Send + Sync + 'static> = LoomRcu<T>;
         fn yield_now() {
             loom::thread::yield_now();
@@ -234,17 +248,9 @@ pub(crate) mod test_families {
 
     impl<F: SyncFamily> SyncFamily for Unordered<F> {
         type Counter = UnorderedCounter<F>;
-        type Lock<T: Send> = F::Lock<T>;
+        type Lock<T: Send + Clone> = F::Lock<T>;
         type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
-        fn yield_now() {
-            F::yield_now();
-        }
-        fn fence() {
-            F::fence();
-        }
-        fn backoff() {
-            F::backoff();
-        }
+        forward_to!(F);
     }
 
     /// Broken twin: `F`'s primitives without the `SeqCst` fences of the node-removal handshake.
@@ -254,15 +260,41 @@ pub(crate) mod test_families {
 
     impl<F: SyncFamily> SyncFamily for Unfenced<F> {
         type Counter = F::Counter;
-        type Lock<T: Send> = F::Lock<T>;
+        type Lock<T: Send + Clone> = F::Lock<T>;
         type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
-        fn yield_now() {
-            F::yield_now();
-        }
+        forward_to!(F, yield_now, backoff);
         fn fence() {}
-        fn backoff() {
-            F::backoff();
+    }
+
+    /// Broken twin: `F`'s primitives with each critical section split in two, as in Python's
+    /// `with lock: seen = self.book` then `self.book = changed(seen)` outside it: the value is
+    /// copied out under the lock, changed with the lock released, and written back under it, so a
+    /// concurrent section's changes are overwritten. Every lost-update checker must catch it on the
+    /// mutex ledger, whose counters are plain integers behind its one lock.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Split<F>(PhantomData<F>);
+
+    /// A lock whose critical section does not exclude: copy out, change, write back.
+    pub struct SplitLock<F: SyncFamily, T: Send + Clone>(F::Lock<T>);
+
+    impl<F: SyncFamily, T: Send + Clone> Lock<T> for SplitLock<F, T> {
+        fn new(value: T) -> Self {
+            Self(F::Lock::new(value))
         }
+        fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let mut copy = self.0.with(|value| value.clone());
+            F::yield_now();
+            let result = f(&mut copy);
+            self.0.with(|value| *value = copy);
+            result
+        }
+    }
+
+    impl<F: SyncFamily> SyncFamily for Split<F> {
+        type Counter = F::Counter;
+        type Lock<T: Send + Clone> = SplitLock<F, T>;
+        type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
+        forward_to!(F);
     }
 
     /// The canary: `F`'s primitives, except that `fetch_add`/`fetch_sub` are a load, a yield and
@@ -301,16 +333,8 @@ pub(crate) mod test_families {
 
     impl<F: SyncFamily> SyncFamily for Racy<F> {
         type Counter = RacyCounter<F>;
-        type Lock<T: Send> = F::Lock<T>;
+        type Lock<T: Send + Clone> = F::Lock<T>;
         type Rcu<T: Send + Sync + 'static> = F::Rcu<T>;
-        fn yield_now() {
-            F::yield_now();
-        }
-        fn fence() {
-            F::fence();
-        }
-        fn backoff() {
-            F::backoff();
-        }
+        forward_to!(F);
     }
 }

@@ -3,13 +3,14 @@
 //! - [`simulate_request`] runs one request's bookkeeping with no I/O, exactly as the request path
 //!   calls the ledger, so the cost and correctness of the ledgers can be measured apart from HTTP.
 //! - [`Degradation`] builds a deliberately worse pool through [`crate::PoolConfig::degradation`],
-//!   so a regression check can be shown catching each kind of regression it claims to catch.
+//!   so a regression check can be shown catching each kind of regression it claims to catch
+//!   (slower attempts, a slow tail, a stuck cursor, attempts the books never record).
 //!   Connection reuse is not here: it is an ordinary setting, [`crate::HttpConfig`].
 
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use crate::ledger::{self, Ledger, Outcome as CoreOutcome, with_core};
+use crate::ledger::{self, Ledger, Outcome as CoreOutcome, RequestBody, Steps, with_core};
 use crate::strategy::Strategy;
 
 /// How a simulated attempt ends.
@@ -59,6 +60,10 @@ pub struct Degradation {
     pub slow_path: Option<SlowPath>,
     /// The round-robin cursor never advances, so every request starts at the first node.
     pub stuck_round_robin: bool,
+    /// One request in N (counted as `slow_path` counts) is sent but its attempts are not recorded
+    /// in the ledger: the node serves it, the pool's books miss it (a lost update end to end, for
+    /// showing that the harness's accounting check catches one).
+    pub unrecorded_every: Option<NonZeroU64>,
 }
 
 /// A slow path taken by one request in `every`.
@@ -74,5 +79,39 @@ impl Degradation {
     /// Whether anything is degraded.
     pub fn is_none(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// `Degradation::unrecorded_every`: runs a request body over steps that drop every `record`.
+pub(crate) struct Unrecorded<B>(pub(crate) B);
+
+impl<B: RequestBody> RequestBody for Unrecorded<B> {
+    type Output = B::Output;
+
+    fn run<S: Steps>(self, steps: &mut S) -> Self::Output {
+        self.0.run(&mut UnrecordedSteps(steps))
+    }
+}
+
+/// `S` with `record` dropped; every other step (begin, mark, un-mark, fail) still happens.
+struct UnrecordedSteps<'a, S>(&'a mut S);
+
+impl<S: Steps> Steps for UnrecordedSteps<'_, S> {
+    type Pick = S::Pick;
+    fn begin(&mut self) {
+        self.0.begin()
+    }
+    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<S::Pick> {
+        self.0.select(strategy, tried)
+    }
+    fn mark_active(&mut self, pick: &S::Pick) -> bool {
+        self.0.mark_active(pick)
+    }
+    fn record(&mut self, _: &S::Pick, _: ledger::Outcome) {}
+    fn unmark_active(&mut self, pick: &S::Pick) {
+        self.0.unmark_active(pick)
+    }
+    fn fail(&mut self) {
+        self.0.fail()
     }
 }

@@ -4,15 +4,21 @@
 //! (the HTTP client's, the nodes' runtime's and the prober's) and file descriptors return to where
 //! they started.
 //!
+//! The soak is also run once on a pool that leaves one request in seven out of its books
+//! (`Degradation::unrecorded_every`), and must fail on it.
+//!
 //! A binary of its own, with one test: thread and descriptor counts are process-wide.
 //! `harness run soak` runs the same at full size (10,000 requests per pool).
 
+use std::num::NonZeroU64;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
 use pool::{
     AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, ProbeConfig,
+    testing::Degradation,
 };
 
 const REQUESTS: u64 = 1_500;
@@ -97,7 +103,7 @@ fn soak(pool: &Pool, nodes: &MockCluster) -> Tally {
     tally
 }
 
-fn check(name: &str, ledger: impl Into<Ledger>) {
+fn check(name: &str, ledger: impl Into<Ledger>, degradation: Degradation) {
     let nodes = faulty_nodes();
     let before: u64 = nodes
         .counters()
@@ -113,6 +119,7 @@ fn check(name: &str, ledger: impl Into<Ledger>) {
     });
     let config = PoolConfig {
         probe,
+        degradation,
         ..PoolConfig::default()
     };
     let pool = Pool::new(ledger, config, &nodes.urls()).expect("pool builds");
@@ -171,13 +178,35 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
     // Likewise the mock's precise timer: one thread per process, started with the first node.
     mock_ollama::timer::start();
     let start = process_counts();
-    check("atomic", AtomicLedger::new());
-    check("mutex-counters", MutexLedger::new(LockScope::Counters));
-    check("mutex-request", MutexLedger::new(LockScope::Request));
-    check("bare", BareLedger::new());
+    let clean = Degradation::default();
+    check("atomic", AtomicLedger::new(), clean);
+    check(
+        "mutex-counters",
+        MutexLedger::new(LockScope::Counters),
+        clean,
+    );
+    check("mutex-request", MutexLedger::new(LockScope::Request), clean);
+    check("bare", BareLedger::new(), clean);
     assert_eq!(
         process_counts(),
         start,
         "threads and descriptors back where they started"
+    );
+    // The broken twin, after the leak check (a failed check unwinds past its shutdown).
+    let unrecorded = Degradation {
+        unrecorded_every: NonZeroU64::new(7),
+        ..Degradation::default()
+    };
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        check("atomic-unrecorded", AtomicLedger::new(), unrecorded)
+    }));
+    let message = caught.expect_err("the soak passed a pool that misses attempts in its books");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("the pool's stats match the client's tally"),
+        "the soak failed for another reason: {message}"
     );
 }

@@ -79,11 +79,15 @@ async fn apply_fault(
     }
 }
 
-/// Holds the slot until `took` after its service started (see [`Slot::started`]); a zero
-/// service time does not even yield, so the node's own overhead can be measured.
+/// Holds the slot until `took` after its service started (see [`Slot::started`]), and past that
+/// while a test holds inference ([`crate::hold`]); a zero service time does not even yield, so the
+/// node's own overhead can be measured.
 async fn serve(state: &NodeState, slot: &Slot, took: Duration) {
     served::note_service_start(Instant::now(), slot.started);
+    let _in_service = state.metrics.in_service();
     crate::timer::sleep_until(state.scheduler.config().timer, slot.started + took).await;
+    let holds = state.scheduler.holds();
+    holds.released(crate::hold::Held::Service).await;
     served::note_service_end();
     state.metrics.observe_service(took);
     if !took.is_zero() {

@@ -55,6 +55,8 @@ pub(super) const MODIFIED_UNIX: u64 = 1_746_405_464;
 pub(super) async fn control_plane_delay(state: &NodeState) {
     let config = state.scheduler.config();
     crate::timer::sleep(config.timer, config.control_latency).await;
+    let holds = state.scheduler.holds();
+    holds.released(crate::hold::Held::ControlPlane).await;
 }
 
 pub(super) async fn tags(State(state): State<Arc<NodeState>>) -> Response {

@@ -26,7 +26,7 @@ struct BookNode {
 }
 
 /// Everything the global lock protects.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Book {
     totals: Totals,
     cursor: u64,
