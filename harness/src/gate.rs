@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterSpec;
+use crate::cost::CostSettings;
 use crate::machine::Machine;
 use crate::results::Accounting;
 use crate::scenarios::contention::{Book, ns_per_request};
@@ -45,30 +46,78 @@ pub enum Metric {
     CountersLost,
     /// Atomic over mutex bookkeeping cost at 100 threads, in memory.
     BookkeepingRatio100t,
+    /// The pool's requests/s over the reference client's at zero service time ([`crate::cost`]).
+    Overhead(Variant),
+    /// New TCP connections per request the node accepted from the pool.
+    ConnectionsPerRequest(Variant),
+    /// The pool's added median latency over the reference client's, at moderate load.
+    LatencyAddedP50(Variant),
+    /// The pool's added p99 latency over the reference client's, at moderate load.
+    LatencyAddedP99(Variant),
 }
 
 impl Metric {
     /// The variant a per-variant metric measures, with `atomic` standing for the candidate.
     fn variant(self, candidate: Variant) -> Option<Variant> {
+        let (_, v) = self.parts();
+        v.map(|v| if v == Variant::Atomic { candidate } else { v })
+    }
+
+    /// The name, or a per-variant metric's family prefix with its variant.
+    fn parts(self) -> (&'static str, Option<Variant>) {
         match self {
-            Metric::TwoNodeSpeedup(v) | Metric::Scaling12(v) => {
-                Some(if v == Variant::Atomic { candidate } else { v })
-            }
-            _ => None,
+            Metric::TwoNodeSpeedup(v) => ("two_node_speedup", Some(v)),
+            Metric::Scaling12(v) => ("scaling_12", Some(v)),
+            Metric::Overhead(v) => ("overhead", Some(v)),
+            Metric::ConnectionsPerRequest(v) => ("connections_per_request", Some(v)),
+            Metric::LatencyAddedP50(v) => ("latency_added_p50", Some(v)),
+            Metric::LatencyAddedP99(v) => ("latency_added_p99", Some(v)),
+            Metric::StressLost => ("stress.lost", None),
+            Metric::StressActiveAfter => ("stress.active_after", None),
+            Metric::CountersLost => ("counters.lost", None),
+            Metric::BookkeepingRatio100t => ("bookkeeping_ratio_100t", None),
         }
+    }
+
+    /// Every metric the gate can measure, each per-variant one for every variant.
+    fn all() -> impl Iterator<Item = Metric> {
+        let per_variant: [fn(Variant) -> Metric; 6] = [
+            Metric::TwoNodeSpeedup,
+            Metric::Scaling12,
+            Metric::Overhead,
+            Metric::ConnectionsPerRequest,
+            Metric::LatencyAddedP50,
+            Metric::LatencyAddedP99,
+        ];
+        let fixed = [
+            Metric::StressLost,
+            Metric::StressActiveAfter,
+            Metric::CountersLost,
+            Metric::BookkeepingRatio100t,
+        ];
+        per_variant
+            .into_iter()
+            .flat_map(|make| Variant::ALL.into_iter().map(make))
+            .chain(fixed)
+    }
+
+    /// Whether [`crate::cost`] measures it.
+    fn is_cost(self) -> bool {
+        matches!(
+            self,
+            Metric::Overhead(_)
+                | Metric::ConnectionsPerRequest(_)
+                | Metric::LatencyAddedP50(_)
+                | Metric::LatencyAddedP99(_)
+        )
     }
 }
 
 impl std::fmt::Display for Metric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snake = |v: &Variant| v.name().replace('-', "_");
-        match self {
-            Metric::TwoNodeSpeedup(v) => write!(f, "two_node_speedup.{}", snake(v)),
-            Metric::Scaling12(v) => write!(f, "scaling_12.{}", snake(v)),
-            Metric::StressLost => f.write_str("stress.lost"),
-            Metric::StressActiveAfter => f.write_str("stress.active_after"),
-            Metric::CountersLost => f.write_str("counters.lost"),
-            Metric::BookkeepingRatio100t => f.write_str("bookkeeping_ratio_100t"),
+        match self.parts() {
+            (name, None) => f.write_str(name),
+            (prefix, Some(v)) => write!(f, "{prefix}.{}", v.name().replace('-', "_")),
         }
     }
 }
@@ -77,26 +126,9 @@ impl std::str::FromStr for Metric {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
-        let per_variant = |suffix: &str, make: fn(Variant) -> Metric| {
-            Variant::ALL
-                .into_iter()
-                .find(|v| v.name().replace('-', "_") == suffix)
-                .map(make)
-                .ok_or_else(|| format!("unknown variant {suffix:?} in metric {name:?}"))
-        };
-        if let Some(suffix) = name.strip_prefix("two_node_speedup.") {
-            return per_variant(suffix, Metric::TwoNodeSpeedup);
-        }
-        if let Some(suffix) = name.strip_prefix("scaling_12.") {
-            return per_variant(suffix, Metric::Scaling12);
-        }
-        match name {
-            "stress.lost" => Ok(Metric::StressLost),
-            "stress.active_after" => Ok(Metric::StressActiveAfter),
-            "counters.lost" => Ok(Metric::CountersLost),
-            "bookkeeping_ratio_100t" => Ok(Metric::BookkeepingRatio100t),
-            other => Err(format!("the gate does not know how to measure {other:?}")),
-        }
+        Metric::all()
+            .find(|m| m.to_string() == name)
+            .ok_or_else(|| format!("the gate does not know how to measure {name:?}"))
     }
 }
 
@@ -237,6 +269,10 @@ pub struct GateSettings {
     pub stress_requests: usize,
     /// Requests per contention measurement.
     pub contention_ops: usize,
+    /// Sizes of the cost figures (overhead, connections, latency added); gate reports written
+    /// before they existed read as the defaults.
+    #[serde(default)]
+    pub cost: CostSettings,
 }
 
 impl Default for GateSettings {
@@ -250,11 +286,67 @@ impl Default for GateSettings {
             // slice, the threads barely overlap on two cores, and the mutex looks uncontended
             // (one gate run measured 0.5+ at 100,000, then 0.30 on re-measure).
             contention_ops: 1_000_000,
+            cost: CostSettings::default(),
         }
     }
 }
 
-/// Measures one metric; returns its samples (the value is their median).
+/// Samples by metric.
+type Samples = BTreeMap<Metric, Vec<f64>>;
+
+/// Measures `metric` and every metric the same run yields (the HTTP stress run gives two, the
+/// cost run four); returns each one's samples (a value is their median).
+fn measure_all(
+    metric: Metric,
+    candidate: Variant,
+    settings: &GateSettings,
+    ctx: &Ctx,
+) -> anyhow::Result<Samples> {
+    if let (true, (_, Some(named))) = (metric.is_cost(), metric.parts()) {
+        let measured = metric.variant(candidate).unwrap_or(named);
+        return measure_cost(named, measured, settings, ctx);
+    }
+    if matches!(metric, Metric::StressLost | Metric::StressActiveAfter) {
+        let (lost, active) = measure_stress(candidate, settings, ctx)?;
+        return Ok(BTreeMap::from([
+            (Metric::StressLost, vec![lost]),
+            (Metric::StressActiveAfter, vec![active]),
+        ]));
+    }
+    Ok(BTreeMap::from([(
+        metric,
+        measure(metric, candidate, settings, ctx)?,
+    )]))
+}
+
+/// The cost figures of `measured` over `settings.repeats` interleaved samples, under the names
+/// of `named` (the candidate is measured under the atomic pool's names).
+fn measure_cost(
+    named: Variant,
+    measured: Variant,
+    settings: &GateSettings,
+    ctx: &Ctx,
+) -> anyhow::Result<Samples> {
+    let variant = named;
+    let mut all = Samples::new();
+    for repeat in 0..settings.repeats {
+        let sample = crate::cost::sample(measured, ctx.pool_options(), &settings.cost, repeat)?;
+        for (metric, value) in [
+            (Metric::Overhead(variant), sample.overhead),
+            (
+                Metric::ConnectionsPerRequest(variant),
+                sample.connections_per_request,
+            ),
+            (Metric::LatencyAddedP50(variant), sample.latency_added_p50),
+            (Metric::LatencyAddedP99(variant), sample.latency_added_p99),
+        ] {
+            all.entry(metric).or_default().push(value);
+        }
+    }
+    Ok(all)
+}
+
+/// Measures one metric that no other shares a run with; returns its samples.
 fn measure(
     metric: Metric,
     candidate: Variant,
@@ -282,13 +374,13 @@ fn measure(
             )?;
             Ok(relative(&curves.0[&variant], 12))
         }
-        Metric::StressLost | Metric::StressActiveAfter => {
-            let (lost, active) = measure_stress(candidate, settings, ctx)?;
-            Ok(vec![if metric == Metric::StressLost {
-                lost
-            } else {
-                active
-            }])
+        Metric::StressLost
+        | Metric::StressActiveAfter
+        | Metric::Overhead(_)
+        | Metric::ConnectionsPerRequest(_)
+        | Metric::LatencyAddedP50(_)
+        | Metric::LatencyAddedP99(_) => {
+            anyhow::bail!("{metric} is measured with the others of its run (measure_all)")
         }
         Metric::CountersLost => {
             let (mutex, atomic) = counters_lost()?;
@@ -389,6 +481,18 @@ pub fn run(
     settings: GateSettings,
     baseline: Option<&Path>,
 ) -> anyhow::Result<GateReport> {
+    run_selected(ctx, candidate, settings, baseline, |_| true)
+}
+
+/// [`run`], for the metrics `keep` selects only (the self-test measures what each injected
+/// regression should move, not the whole gate each time).
+pub fn run_selected(
+    ctx: &Ctx,
+    candidate: Option<Variant>,
+    settings: GateSettings,
+    baseline: Option<&Path>,
+    keep: impl Fn(Metric) -> bool,
+) -> anyhow::Result<GateReport> {
     let bounds = bounds()?;
     let baseline: Option<GateReport> = match baseline {
         Some(path) if path.exists() => Some(
@@ -402,27 +506,29 @@ pub fn run(
     };
     let measured = candidate.unwrap_or(Variant::Atomic);
     let mut metrics = BTreeMap::new();
-    // One HTTP stress run yields two metrics; keep its second figure rather than run it twice.
-    let mut cached: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
-    for (&metric, bound) in &bounds {
+    // Metrics that share a run: the figures of the others, kept for when their turn comes.
+    let mut cached = Samples::new();
+    for (&metric, bound) in bounds.iter().filter(|(m, _)| keep(**m)) {
         let name = metric.to_string();
         let base = baseline
             .as_ref()
             .and_then(|b| b.metrics.get(&name))
             .map(|m| m.value);
+        // This metric's samples, and those of the others measured by the same run.
+        let once = || -> anyhow::Result<(Vec<f64>, Samples)> {
+            let mut all = measure_all(metric, measured, &settings, ctx)?;
+            let samples = all.remove(&metric).context("a run without its metric")?;
+            Ok((samples, all))
+        };
         let samples = match cached.remove(&metric) {
             Some(samples) => samples,
-            None if matches!(metric, Metric::StressLost | Metric::StressActiveAfter) => {
-                let (lost, active) = measure_stress(measured, &settings, ctx)?;
-                cached.insert(Metric::StressActiveAfter, vec![active]);
-                cached.insert(Metric::StressLost, vec![lost]);
-                cached.remove(&metric).unwrap_or_default()
+            None => {
+                let (samples, others) = once()?;
+                cached.extend(others);
+                samples
             }
-            None => measure(metric, measured, &settings, ctx)?,
         };
-        let judged = judge_with_remeasure(bound, samples, base, || {
-            measure(metric, measured, &settings, ctx)
-        })?;
+        let judged = judge_with_remeasure(bound, samples, base, || Ok(once()?.0))?;
         println!(
             "{} {name} = {:.3} ({}){}",
             if judged.pass { "PASS" } else { "FAIL" },
@@ -467,6 +573,10 @@ mod tests {
             "stress.active_after",
             "counters.lost",
             "bookkeeping_ratio_100t",
+            "overhead.atomic",
+            "connections_per_request.atomic",
+            "latency_added_p50.atomic",
+            "latency_added_p99.atomic",
         ] {
             assert!(
                 b.get(name).is_some_and(|m| m.reason.len() > 20),
@@ -498,6 +608,10 @@ mod tests {
             "two_node_speedup.mutex_counters",
             "scaling_12.bare",
             "counters.lost",
+            "overhead.mutex_request",
+            "connections_per_request.atomic",
+            "latency_added_p50.bare",
+            "latency_added_p99.atomic",
         ] {
             assert_eq!(name.parse::<Metric>().unwrap().to_string(), name);
         }

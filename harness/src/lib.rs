@@ -17,6 +17,7 @@
 pub mod charts;
 pub mod cli;
 pub mod cluster;
+pub mod cost;
 pub mod engine;
 pub mod gate;
 pub mod gateway;
@@ -27,5 +28,6 @@ pub mod printer;
 pub mod report;
 pub mod results;
 pub mod scenarios;
+pub mod self_test;
 pub mod summary;
 pub mod variant;

@@ -85,6 +85,9 @@ pub struct PoolOptions {
     pub lock_timing: bool,
     /// Deliberate regressions (the gate's self-test); none by default.
     pub degradation: Degradation,
+    /// Keep connections alive between requests (reqwest's default). `false` is another of the
+    /// self-test's regressions: a new TCP connection for every attempt.
+    pub keep_alive: bool,
 }
 
 impl Default for PoolOptions {
@@ -95,6 +98,7 @@ impl Default for PoolOptions {
             probe: None,
             lock_timing: false,
             degradation: Degradation::default(),
+            keep_alive: true,
         }
     }
 }
@@ -106,6 +110,7 @@ impl Variant {
             strategy: options.strategy,
             http: HttpConfig {
                 timeout: options.timeout,
+                max_idle_per_host: if options.keep_alive { usize::MAX } else { 0 },
                 ..HttpConfig::default()
             },
             probe: options.probe,

@@ -23,6 +23,7 @@ use pool::{ProbeConfig, Strategy};
 use crate::machine::Machine;
 use crate::results::{Accounting, Row, SCHEMA, ScenarioResult};
 use crate::variant::{PoolOptions, Variant};
+use pool::testing::Degradation;
 
 /// Every scenario, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -209,6 +210,10 @@ pub struct Options {
     pub probe_interval: Duration,
     /// Show progress bars (on a terminal).
     pub progress: bool,
+    /// Deliberate regressions built into every pool (the gate's self-test); none by default.
+    pub degradation: Degradation,
+    /// Pools keep connections alive (`false` only in the gate's self-test).
+    pub keep_alive: bool,
 }
 
 impl Default for Options {
@@ -226,6 +231,8 @@ impl Default for Options {
             cap: None,
             probe_interval: Duration::from_secs(1),
             progress: true,
+            degradation: Degradation::default(),
+            keep_alive: true,
         }
     }
 }
@@ -256,6 +263,8 @@ impl Ctx {
                 interval: self.opts.probe_interval,
                 timeout: Duration::from_secs(2),
             }),
+            degradation: self.opts.degradation,
+            keep_alive: self.opts.keep_alive,
             ..PoolOptions::default()
         }
     }
