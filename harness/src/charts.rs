@@ -16,7 +16,11 @@ pub fn charts_for(scenario: &str) -> Vec<String> {
     };
     match scenario {
         Scenario::TwoNode => vec!["two-node.svg".into(), "two-node-latency.svg".into()],
-        Scenario::PlanTest1 | Scenario::Stress | Scenario::Soak | Scenario::Calibrate => vec![],
+        Scenario::PlanTest1
+        | Scenario::Stress
+        | Scenario::Soak
+        | Scenario::Calibrate
+        | Scenario::Peak => vec![],
         other => vec![format!("{other}.svg")],
     }
 }
@@ -353,6 +357,10 @@ pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
                 spectrum,
             )
         }
-        Scenario::PlanTest1 | Scenario::Stress | Scenario::Soak | Scenario::Calibrate => Ok(()),
+        Scenario::PlanTest1
+        | Scenario::Stress
+        | Scenario::Soak
+        | Scenario::Calibrate
+        | Scenario::Peak => Ok(()),
     }
 }

@@ -165,6 +165,9 @@ struct Common {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Blocking HTTP clients per pool, each with its own I/O thread (see `run peak`).
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    http_clients: u16,
 }
 
 /// A scenario named on the command line, or `all`.
@@ -246,6 +249,7 @@ impl Common {
             cap: self.cap,
             probe_interval: self.probe_interval,
             progress: !self.no_progress,
+            http_clients: usize::from(self.http_clients),
             ..Options::default()
         })
     }

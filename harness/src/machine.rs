@@ -130,3 +130,25 @@ pub fn cpu_time() -> std::time::Duration {
     }
     std::time::Duration::ZERO
 }
+
+/// CPU time of this process's live threads whose name (`comm`) `named` accepts
+/// (`/proc/self/task/*/schedstat`, nanoseconds; zero where it cannot be read). Threads that have
+/// exited are not counted: take the process's whole figure from [`cpu_time`].
+pub fn threads_cpu(named: impl Fn(&str) -> bool) -> std::time::Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return std::time::Duration::ZERO;
+    };
+    let mut ns = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !named(comm.trim()) {
+            continue;
+        }
+        ns += std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    std::time::Duration::from_nanos(ns)
+}

@@ -88,6 +88,8 @@ pub struct PoolOptions {
     /// Keep connections alive between requests (reqwest's default). `false` is another of the
     /// self-test's regressions: a new TCP connection for every attempt.
     pub keep_alive: bool,
+    /// Blocking HTTP clients the pool spreads its calling threads over (`HttpConfig::clients`).
+    pub http_clients: usize,
 }
 
 impl Default for PoolOptions {
@@ -99,6 +101,7 @@ impl Default for PoolOptions {
             lock_timing: false,
             degradation: Degradation::default(),
             keep_alive: true,
+            http_clients: 1,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Variant {
             http: HttpConfig {
                 timeout: options.timeout,
                 max_idle_per_host: if options.keep_alive { usize::MAX } else { 0 },
+                clients: options.http_clients,
                 ..HttpConfig::default()
             },
             probe: options.probe,

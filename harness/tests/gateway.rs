@@ -134,6 +134,27 @@ fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
     rx.recv().expect("gateway url")
 }
 
+/// Settings for two one-slot nodes behind `target`: 4 workers, 40 requests, one repeat, one cell.
+fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> Settings {
+    Settings {
+        target,
+        nodes: 2,
+        port: 0,
+        api: Api::Ollama,
+        label: label.into(),
+        workers: 4,
+        requests: 40,
+        service,
+        slots: 1,
+        speeds: Vec::new(),
+        error_rates: Vec::new(),
+        repeats: 1,
+        ready_timeout: Duration::from_secs(10),
+        cells: vec![cell],
+        phase: Duration::from_secs(1),
+    }
+}
+
 fn audit_of(behaviour: Behaviour) -> Audit {
     let nodes = MockCluster::start(vec![
         NodeConfig::with_latency(Duration::from_micros(100));
@@ -141,23 +162,12 @@ fn audit_of(behaviour: Behaviour) -> Audit {
     ])
     .expect("nodes");
     let target = start_gateway(nodes.urls(), behaviour);
-    let settings = Settings {
+    let settings = settings(
         target,
-        nodes: 2,
-        port: 0,
-        api: Api::Ollama,
-        label: format!("{behaviour:?}"),
-        workers: 4,
-        requests: 40,
-        service: Duration::from_micros(100),
-        slots: 1,
-        speeds: Vec::new(),
-        error_rates: Vec::new(),
-        repeats: 1,
-        ready_timeout: Duration::from_secs(10),
-        cells: vec![CellKind::Distribution],
-        phase: Duration::from_secs(1),
-    };
+        &format!("{behaviour:?}"),
+        Duration::from_micros(100),
+        CellKind::Distribution,
+    );
     let result = gateway::measure(&settings, &nodes).expect("measured");
     let cell = result
         .cells
@@ -222,21 +232,16 @@ fn a_retry_elsewhere_is_served_once_with_the_failed_attempt_counted() {
 fn a_gateway_that_never_answers_is_a_clear_error() {
     let nodes = MockCluster::start(vec![NodeConfig::default()]).expect("node");
     let settings = Settings {
-        target: "http://127.0.0.1:9".into(),
         nodes: 1,
-        port: 0,
-        api: Api::Ollama,
-        label: "none".into(),
         workers: 1,
         requests: 1,
-        service: Duration::ZERO,
-        slots: 1,
-        speeds: Vec::new(),
-        error_rates: Vec::new(),
-        repeats: 1,
         ready_timeout: Duration::from_millis(300),
-        cells: vec![CellKind::Distribution],
-        phase: Duration::from_secs(1),
+        ..settings(
+            "http://127.0.0.1:9".into(),
+            "none",
+            Duration::ZERO,
+            CellKind::Distribution,
+        )
     };
     let error = gateway::measure(&settings, &nodes)
         .expect_err("no gateway there")
@@ -253,21 +258,13 @@ fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use(
     .expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = Settings {
-        target,
-        nodes: 2,
-        port: 0,
-        api: Api::Ollama,
-        label: "refuse".into(),
-        workers: 4,
-        requests: 40,
-        service: Duration::from_micros(500),
-        slots: 1,
-        speeds: Vec::new(),
-        error_rates: Vec::new(),
-        repeats: 1,
-        ready_timeout: Duration::from_secs(10),
-        cells: vec![CellKind::NodeRefuse],
         phase: Duration::from_millis(300),
+        ..settings(
+            target,
+            "refuse",
+            Duration::from_micros(500),
+            CellKind::NodeRefuse,
+        )
     };
     let result = gateway::measure(&settings, &nodes).expect("measured");
     let cell = result
@@ -287,4 +284,45 @@ fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use(
         "round-robin uses the node again"
     );
     assert!(nodes.nodes()[1].is_serving());
+}
+
+#[test]
+fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_time() {
+    let service = Duration::from_micros(700);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = Settings {
+        workers: 2,
+        requests: 30,
+        repeats: 2,
+        ..settings(target, "overhead", service, CellKind::Overhead)
+    };
+    let served = || -> u64 {
+        nodes
+            .counters()
+            .iter()
+            .map(|c| c.succeeded("/api/embed"))
+            .sum()
+    };
+    let before = served();
+    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let o = result
+        .cells
+        .iter()
+        .find_map(|c| c.overhead.clone())
+        .expect("the overhead cell");
+    assert_eq!(o.added_p50_ms.samples.len(), 2, "one figure per repeat");
+    assert_eq!(o.gateway_peak.samples.len(), 2);
+    assert!(o.direct_peak.median > 0.0 && o.gateway_peak.median > 0.0);
+    for node in nodes.nodes() {
+        assert_eq!(node.config().latency.base, service, "service time restored");
+    }
+    // Per repeat: the direct cell (15 per node), 200 + 200 low-load requests and 30 + 30 at
+    // zero service time.
+    assert_eq!(served() - before, 2 * (30 + 200 + 200 + 30 + 30));
+    assert!(
+        result.verdicts.iter().any(|v| v.starts_with("overhead:")),
+        "{:?}",
+        result.verdicts
+    );
 }

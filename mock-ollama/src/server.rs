@@ -257,12 +257,15 @@ pub struct MockCluster {
 }
 
 impl MockCluster {
-    /// Starts one node per config on a new two-thread runtime (the machine this project targets
-    /// has two cores; the pool under test needs the rest of the CPU). Configs are used as given:
+    /// Starts one node per config on a new runtime with one worker thread per core (a fixed two
+    /// threads capped the nodes' rate on larger machines; the harness's `peak` scenario shows
+    /// each layer's ceiling; [`MockCluster::start_with_threads`] picks the count). Configs are
+    /// used as given:
     /// nodes with the same `seed` draw the same jitter and faults for their k-th request, so give
     /// each node its own seed when their faults should be independent.
     pub fn start(configs: Vec<NodeConfig>) -> Result<Self, MockError> {
-        Self::start_with_threads(configs, 2)
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self::start_with_threads(configs, cores)
     }
 
     /// Starts one node per config on a new runtime with `threads` worker threads.

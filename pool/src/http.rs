@@ -27,6 +27,11 @@ pub struct HttpConfig {
     pub max_idle_per_host: usize,
     /// How long an idle connection is kept; `None` keeps it until the node closes it.
     pub idle_timeout: Option<Duration>,
+    /// Independent blocking clients, each with its own I/O thread and connections; each calling
+    /// thread uses one. A `reqwest::blocking` client drives every request on one internal
+    /// thread, which caps a pool at about 1 / (that thread's CPU per request) whatever the
+    /// cores (`harness run peak` measures it); more clients remove that funnel.
+    pub clients: usize,
 }
 
 impl Default for HttpConfig {
@@ -37,13 +42,22 @@ impl Default for HttpConfig {
             connect_timeout: None,
             max_idle_per_host: usize::MAX,
             idle_timeout: Some(Duration::from_secs(90)),
+            clients: 1,
         }
     }
 }
 
 impl HttpConfig {
-    /// The blocking client these settings describe.
-    pub(crate) fn client(&self) -> Result<Client, PoolError> {
+    /// The blocking clients these settings describe (at least one).
+    pub(crate) fn clients(&self) -> Result<Clients, PoolError> {
+        let all = (0..self.clients.max(1))
+            .map(|_| self.client())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Clients(all))
+    }
+
+    /// One blocking client with these settings.
+    fn client(&self) -> Result<Client, PoolError> {
         let mut builder = Client::builder()
             .timeout(self.timeout)
             .pool_max_idle_per_host(self.max_idle_per_host)
@@ -52,6 +66,27 @@ impl HttpConfig {
             builder = builder.connect_timeout(connect);
         }
         builder.build().map_err(PoolError::Client)
+    }
+}
+
+/// The pool's blocking clients; each calling thread keeps to one, so its connections stay warm.
+#[derive(Debug, Clone)]
+pub(crate) struct Clients(Vec<Client>);
+
+impl Clients {
+    /// The client of the calling thread: threads are numbered in the order they first ask, and
+    /// take the clients in turn.
+    pub(crate) fn for_this_thread(&self) -> &Client {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        thread_local! {
+            static THREAD: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.pick(THREAD.with(|n| *n))
+    }
+
+    /// The client of the `n`th thread to ask.
+    fn pick(&self, n: usize) -> &Client {
+        &self.0[n % self.0.len()]
     }
 }
 
@@ -150,5 +185,35 @@ pub(crate) fn transport_reason(error: &reqwest::Error) -> FailureReason {
         FailureReason::Body(text)
     } else {
         FailureReason::Transport(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(n: usize) -> Clients {
+        let config = HttpConfig {
+            clients: n,
+            ..HttpConfig::default()
+        };
+        config.clients().unwrap()
+    }
+
+    #[test]
+    fn threads_take_the_clients_in_turn() {
+        let two = clients(2);
+        assert!(!std::ptr::eq(two.pick(0), two.pick(1)));
+        assert!(std::ptr::eq(two.pick(0), two.pick(2)));
+        let one = clients(0);
+        assert_eq!(one.0.len(), 1, "0 means one client");
+        assert!(std::ptr::eq(one.pick(0), one.pick(1)));
+    }
+
+    #[test]
+    fn a_thread_keeps_its_client() {
+        let two = clients(2);
+        let first: *const Client = two.for_this_thread();
+        assert!(std::ptr::eq(first, two.for_this_thread()));
     }
 }

@@ -20,7 +20,7 @@ use crate::api::{
     GenerateRequest, GenerateResponse, Reply,
 };
 use crate::error::{NodeFailure, PoolError};
-use crate::http::{AttemptError, HttpConfig, Transport};
+use crate::http::{AttemptError, Clients, HttpConfig, Transport};
 use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
@@ -43,11 +43,12 @@ pub struct PoolConfig {
 
 /// A load-balancing pool over Ollama nodes.
 ///
-/// The API is blocking, for OS threads, as SOLLOL's `ThreadPoolExecutor` callers use it; all
-/// threads share one keep-alive HTTP client. Do not call it from inside an async runtime.
+/// The API is blocking, for OS threads, as SOLLOL's `ThreadPoolExecutor` callers use it; the
+/// threads share one keep-alive HTTP client, or `HttpConfig::clients` of them. Do not call it
+/// from inside an async runtime.
 pub struct Pool {
     ledger: Arc<Ledger>,
-    client: Client,
+    clients: Clients,
     config: PoolConfig,
     requests: AtomicU64,
     _prober: Option<Prober>,
@@ -79,21 +80,23 @@ impl Pool {
         if config.degradation.stuck_round_robin {
             ledger.stick_cursor();
         }
-        let client = config.http.client()?;
+        let clients = config.http.clients()?;
         let ledger = Arc::new(ledger);
         for url in nodes {
             let (key, base) = parse_node_url(url.as_ref())?;
             ledger.add_node(&key, &base)?;
         }
         let prober = match (config.probe, &*ledger) {
-            (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => {
-                Some(Prober::spawn(Arc::clone(&ledger), client.clone(), probe)?)
-            }
+            (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => Some(Prober::spawn(
+                Arc::clone(&ledger),
+                clients.for_this_thread().clone(),
+                probe,
+            )?),
             _ => None,
         };
         Ok(Self {
             ledger,
-            client,
+            clients,
             config,
             requests: AtomicU64::new(0),
             _prober: prober,
@@ -141,7 +144,7 @@ impl Pool {
             .probe
             .map_or(Duration::from_secs(2), |p| p.timeout);
         self.ledger
-            .probe(&mut |node| probe_node(&self.client, node, timeout));
+            .probe(&mut |node| probe_node(self.clients.for_this_thread(), node, timeout));
     }
 
     /// `POST /api/embed` with one input or a batch.
@@ -198,7 +201,7 @@ impl Pool {
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
         let unrecorded = self.degrade_request();
         let exchange = Exchange::<T, Client> {
-            transport: &self.client,
+            transport: self.clients.for_this_thread(),
             strategy: self.config.strategy,
             attempt_delay: self.config.degradation.attempt_delay,
             path,

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod faults;
+pub mod overhead;
 pub mod process;
 mod table;
 
@@ -66,12 +67,15 @@ pub enum CellKind {
     NodeBusy,
     /// The last node hanging for the middle third.
     NodeHang,
+    /// Latency the gateway adds at low load, and its peak rate at zero service time.
+    Overhead,
 }
 
 impl CellKind {
     /// The default set.
-    pub const DEFAULT: [CellKind; 4] = [
+    pub const DEFAULT: [CellKind; 5] = [
         CellKind::Distribution,
+        CellKind::Overhead,
         CellKind::SlowNode,
         CellKind::NodeRefuse,
         CellKind::NodeBusy,
@@ -84,6 +88,7 @@ impl CellKind {
             CellKind::NodeRefuse => "node-refuse",
             CellKind::NodeBusy => "node-busy",
             CellKind::NodeHang => "node-hang",
+            CellKind::Overhead => "overhead",
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct Cell {
     /// Fault cells: one report per repeat.
     #[serde(default)]
     pub faults: Vec<faults::FaultReport>,
+    /// The overhead cell's figures.
+    #[serde(default)]
+    pub overhead: Option<overhead::OverheadReport>,
 }
 
 /// The whole result, as written to `gateways/<label>.json`.
@@ -298,6 +306,7 @@ fn direct(
         shares: Vec::new(),
         audit: None,
         faults: Vec::new(),
+        overhead: None,
     };
     Ok((cell, capacity))
 }
@@ -345,6 +354,7 @@ fn distribution(
         shares,
         audit: Some(total),
         faults: Vec::new(),
+        overhead: None,
     })
 }
 
@@ -401,6 +411,7 @@ fn fault_cell(
         shares: Vec::new(),
         audit: Some(total),
         faults: reports,
+        overhead: None,
     })
 }
 
@@ -465,8 +476,13 @@ fn fault_verdict(cell: &Cell) -> Option<String> {
     ))
 }
 
-fn verdicts(cells: &[Cell]) -> Vec<String> {
+fn verdicts(cells: &[Cell], service_ms: f64) -> Vec<String> {
     let mut out: Vec<String> = cells.iter().filter_map(fault_verdict).collect();
+    out.extend(
+        cells
+            .iter()
+            .filter_map(|c| overhead::verdict(c, service_ms)),
+    );
     for cell in cells.iter().filter(|c| c.audit.is_some()) {
         if let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) {
             out.push(format!(
@@ -537,6 +553,7 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             CellKind::NodeRefuse => fault_cell(&engine, nodes, settings, *kind, NodeFault::Refuse)?,
             CellKind::NodeBusy => fault_cell(&engine, nodes, settings, *kind, NodeFault::Busy)?,
             CellKind::NodeHang => fault_cell(&engine, nodes, settings, *kind, NodeFault::Hang)?,
+            CellKind::Overhead => overhead::overhead(&engine, nodes, settings)?,
         });
     }
     Ok(GatewayResult {
@@ -550,7 +567,7 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             "repeats": settings.repeats, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
         }),
         capacity,
-        verdicts: verdicts(&cells),
+        verdicts: verdicts(&cells, settings.service.as_secs_f64() * 1e3),
         cells,
     })
 }

@@ -80,6 +80,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
         );
     }
     out.push_str(&fault_table(&results));
+    out.push_str(&overhead_table(&results));
     if let Some(first) = results.first() {
         let _ = writeln!(
             out,
@@ -143,6 +144,35 @@ fn fault_table(results: &[GatewayResult]) -> String {
                 median(&|f| Some(f.client_failures as f64)),
                 median(&|f| f.failures_for_ms),
                 median(&|f| f.back_in_use_after_ms),
+            );
+        }
+    }
+    if any { out } else { String::new() }
+}
+
+/// The overhead cells: latency added at low load and the peak rate, medians over repeats.
+fn overhead_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nWhat the gateway itself costs (the `overhead` cell): latency added at low load (1 \
+         worker, the nodes' service time) and requests/s at zero service time, each paired with \
+         the same load straight at one node; medians over repeats:\n\n\
+         | gateway | added p50 ms | added p99 ms | direct p50 ms | peak through the gateway req/s | peak direct req/s | ratio |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut any = false;
+    for r in results {
+        for o in r.cells.iter().filter_map(|c| c.overhead.as_ref()) {
+            any = true;
+            let _ = writeln!(
+                out,
+                "| {} | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} | {:.2} |",
+                r.label,
+                o.added_p50_ms.median,
+                o.added_p99_ms.median,
+                o.direct_latency.p50,
+                o.gateway_peak.median,
+                o.direct_peak.median,
+                o.gateway_peak.median / o.direct_peak.median.max(1e-9),
             );
         }
     }

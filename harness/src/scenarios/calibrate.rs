@@ -98,26 +98,13 @@ fn requests_at(service: Duration) -> usize {
     (3.0 / service.as_secs_f64()).clamp(10.0, 300.0) as usize
 }
 
-/// CPU time of this process's live threads, and of the precise timer's thread, in ns
-/// (`/proc/self/task/*/schedstat`; zeros elsewhere).
+/// CPU time of this process's live threads, and of the precise timer's thread, in ns.
 fn cpu_ns() -> (u64, u64) {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (0, 0);
-    };
-    let (mut all, mut timer) = (0, 0);
-    for task in tasks.flatten() {
-        let path = task.path();
-        let on_cpu: u64 = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        all += on_cpu;
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim() == "mock-timer" {
-            timer += on_cpu;
-        }
-    }
-    (all, timer)
+    let ns = |d: Duration| d.as_nanos() as u64;
+    (
+        ns(crate::machine::threads_cpu(|_| true)),
+        ns(crate::machine::threads_cpu(|name| name == "mock-timer")),
+    )
 }
 
 /// At 1,000 requests/s for 3 s: process CPU per request (us) and the timer thread's share of one

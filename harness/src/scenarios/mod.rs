@@ -9,6 +9,7 @@ pub mod calibrate;
 pub mod contention;
 pub mod explain;
 pub mod open_loop;
+pub mod peak;
 pub mod plan_test1;
 pub mod scaling;
 pub mod soak;
@@ -46,11 +47,13 @@ pub enum Scenario {
     Soak,
     /// The nodes' served time against the configured one, per timer, and what timing costs.
     Calibrate,
+    /// Requests/s and CPU per request of every client at zero service time, by layer.
+    Peak,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::TwoNode,
         Scenario::Scaling,
         Scenario::PlanTest1,
@@ -60,6 +63,7 @@ impl Scenario {
         Scenario::OpenLoop,
         Scenario::Soak,
         Scenario::Calibrate,
+        Scenario::Peak,
     ];
 
     /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
@@ -67,7 +71,11 @@ impl Scenario {
     pub fn in_main_job(self) -> bool {
         !matches!(
             self,
-            Scenario::Explain | Scenario::OpenLoop | Scenario::Soak | Scenario::Calibrate
+            Scenario::Explain
+                | Scenario::OpenLoop
+                | Scenario::Soak
+                | Scenario::Calibrate
+                | Scenario::Peak
         )
     }
 
@@ -83,6 +91,7 @@ impl Scenario {
             Scenario::OpenLoop => "open-loop",
             Scenario::Soak => "soak",
             Scenario::Calibrate => "calibrate",
+            Scenario::Peak => "peak",
         }
     }
 
@@ -98,6 +107,7 @@ impl Scenario {
             Scenario::OpenLoop => "Open-loop latency at 50/80/95% of capacity",
             Scenario::Soak => "Faults and a node down and back: nothing lost, nothing leaked",
             Scenario::Calibrate => "Service-time calibration: configured vs served, per timer",
+            Scenario::Peak => "Peak rate and CPU per request of each client, by layer",
         }
     }
 
@@ -131,6 +141,9 @@ impl Scenario {
             Scenario::Calibrate => {
                 "Does a node take the service time it was told to take, from 250 us to 1 s, does one node deliver its configured capacity, and what CPU does timing cost?"
             }
+            Scenario::Peak => {
+                "At zero service time, how many requests/s does each pool variant and the load engine reach from 1 to 100 workers, and which layer (node, client, pool) sets the ceiling?"
+            }
         }
     }
 
@@ -146,6 +159,7 @@ impl Scenario {
             Scenario::OpenLoop => open_loop::run(ctx)?,
             Scenario::Soak => soak::run(ctx)?,
             Scenario::Calibrate => calibrate::run(ctx)?,
+            Scenario::Peak => peak::run(ctx)?,
         };
         Ok(ScenarioResult {
             schema: SCHEMA.into(),
@@ -214,6 +228,8 @@ pub struct Options {
     pub degradation: Degradation,
     /// Pools keep connections alive (`false` only in the gate's self-test).
     pub keep_alive: bool,
+    /// Blocking HTTP clients per pool (`pool::HttpConfig::clients`).
+    pub http_clients: usize,
 }
 
 impl Default for Options {
@@ -233,6 +249,7 @@ impl Default for Options {
             progress: true,
             degradation: Degradation::default(),
             keep_alive: true,
+            http_clients: 1,
         }
     }
 }
@@ -265,6 +282,7 @@ impl Ctx {
             }),
             degradation: self.opts.degradation,
             keep_alive: self.opts.keep_alive,
+            http_clients: self.opts.http_clients,
             ..PoolOptions::default()
         }
     }

@@ -1,0 +1,146 @@
+//! The `overhead` cell: what the gateway itself costs a request.
+//!
+//! Two measurements, each paired with the same load straight at node 0 and interleaved (which side
+//! goes first alternates by repeat):
+//! - **latency added at low load**: one worker at the nodes' configured service time, so nothing
+//!   queues anywhere; the gateway's p50 and p99 minus the direct ones, per repeat;
+//! - **peak rate**: the nodes set to zero service time through their control API (restored
+//!   after), `--workers` connections; requests/s through the gateway over straight at one node.
+//!   On one machine the gateway, the nodes and the load engine share the cores, so this is the
+//!   rate the whole path sustains here, not the gateway's own limit on a machine of its own.
+
+use mock_ollama::{MockCluster, SettingsPatch};
+use serde::{Deserialize, Serialize};
+
+use super::{Cell, Settings, run_once};
+use crate::engine::Engine;
+use crate::summary::{Latency, Summary};
+
+/// Requests per low-load run.
+const LOW_LOAD_REQUESTS: u64 = 200;
+
+/// What the overhead cell measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverheadReport {
+    /// Low load, straight at node 0 (last repeat), ms.
+    pub direct_latency: Latency,
+    /// Low load, through the gateway (last repeat), ms.
+    pub gateway_latency: Latency,
+    /// Gateway p50 minus direct p50 per repeat, ms.
+    pub added_p50_ms: Summary,
+    /// Gateway p99 minus direct p99 per repeat, ms.
+    pub added_p99_ms: Summary,
+    /// Zero service time: requests/s straight at node 0, per repeat.
+    pub direct_peak: Summary,
+    /// Zero service time: requests/s through the gateway, per repeat.
+    pub gateway_peak: Summary,
+}
+
+/// Measures the cell.
+pub(super) fn overhead(
+    engine: &Engine,
+    nodes: &MockCluster,
+    settings: &Settings,
+) -> anyhow::Result<Cell> {
+    let node0 = nodes.urls().first().cloned().unwrap_or_default();
+    let paired = |workers: usize, requests: u64, r: usize, tag: &str| {
+        let direct = || {
+            run_once(
+                engine,
+                &node0,
+                settings,
+                workers,
+                requests,
+                &format!("o{tag}d{r}"),
+            )
+        };
+        let through = || {
+            let id = format!("o{tag}g{r}");
+            run_once(engine, &settings.target, settings, workers, requests, &id)
+        };
+        if r.is_multiple_of(2) {
+            let d = direct()?;
+            Ok::<_, anyhow::Error>((d, through()?))
+        } else {
+            let g = through()?;
+            Ok((direct()?, g))
+        }
+    };
+    let (mut p50, mut p99, mut direct_peak, mut gateway_peak) = (vec![], vec![], vec![], vec![]);
+    let mut latencies = None;
+    for r in 0..settings.repeats {
+        let (d, g) = paired(1, LOW_LOAD_REQUESTS, r, "l")?;
+        let (dl, gl) = (Latency::of(&d.latency), Latency::of(&g.latency));
+        p50.push(gl.p50 - dl.p50);
+        p99.push(gl.p99 - dl.p99);
+        latencies = Some((dl, gl));
+    }
+    let restore = zero_service(nodes)?;
+    let peaks = (0..settings.repeats)
+        .map(|r| paired(settings.workers, settings.requests, r, "p"))
+        .collect::<anyhow::Result<Vec<_>>>();
+    restore()?;
+    for (d, g) in peaks? {
+        direct_peak.push(d.throughput());
+        gateway_peak.push(g.throughput());
+    }
+    let (direct_latency, gateway_latency) =
+        latencies.ok_or_else(|| anyhow::anyhow!("the overhead cell needs --repeats >= 1"))?;
+    let report = OverheadReport {
+        direct_latency,
+        gateway_latency,
+        added_p50_ms: Summary::of(p50),
+        added_p99_ms: Summary::of(p99),
+        direct_peak: Summary::of(direct_peak),
+        gateway_peak: Summary::of(gateway_peak.clone()),
+    };
+    Ok(Cell {
+        name: "overhead".into(),
+        throughput: Summary::of(gateway_peak),
+        efficiency: None,
+        latency: gateway_latency,
+        shares: Vec::new(),
+        audit: None,
+        faults: Vec::new(),
+        overhead: Some(report),
+    })
+}
+
+/// Sets every node's service time to zero; returns how to put each one back.
+fn zero_service(nodes: &MockCluster) -> anyhow::Result<impl FnOnce() -> anyhow::Result<()> + '_> {
+    let saved: Vec<String> = nodes
+        .nodes()
+        .iter()
+        .map(|n| format!("{}ns", n.config().latency.base.as_nanos()))
+        .collect();
+    let set = |node: &mock_ollama::MockNode, latency: String| {
+        node.update(&SettingsPatch {
+            latency: Some(latency),
+            ..SettingsPatch::default()
+        })
+    };
+    for node in nodes.nodes() {
+        set(node, "0ns".into())?;
+    }
+    Ok(move || {
+        for (node, latency) in nodes.nodes().iter().zip(saved) {
+            set(node, latency)?;
+        }
+        Ok(())
+    })
+}
+
+/// The cell's verdict.
+pub(super) fn verdict(cell: &Cell, service_ms: f64) -> Option<String> {
+    let o = cell.overhead.as_ref()?;
+    Some(format!(
+        "overhead: at low load (1 worker, {service_ms} ms service) the gateway adds {:.3} ms at p50 and {:.3} ms at p99 (medians of {} paired runs; direct p50 {:.3} ms); at zero service time it passes {:.0} req/s against {:.0} straight at one node ({:.2}x).",
+        o.added_p50_ms.median,
+        o.added_p99_ms.median,
+        o.added_p50_ms.samples.len(),
+        o.direct_latency.p50,
+        o.gateway_peak.median,
+        o.direct_peak.median,
+        o.gateway_peak.median / o.direct_peak.median.max(1e-9),
+    ))
+}

@@ -1,0 +1,320 @@
+//! `peak`: how fast can each client go at zero service time, and what does a request cost it?
+//!
+//! Each pool variant and the load engine ([`crate::engine`]) run a closed loop at 1 to 100
+//! workers against one node with zero service time and a slot per worker, so nothing but the
+//! client and the node's own HTTP handling limits them. Per run: requests/s, and CPU time per
+//! request split by layer: the node's (its runtime's `mock-ollama` threads and the `mock-timer`
+//! thread, while they live in this process) and the client's (the whole process minus those).
+//! With `--node URL` (a node in another process: `examples/peak-out-of-process.sh`) the node's
+//! CPU is not in this process and the process's CPU is the client's alone. Pool runs also report
+//! the CPU of `reqwest::blocking`'s internal I/O thread per request: one such thread drives every
+//! request of a client, so it bounds the pool's rate on any number of cores.
+//!
+//! Reading it: a client whose requests/s stops growing while the node's threads are busy less
+//! than their cores is the limit; the engine's row is what the node allows.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Ctx, Findings};
+use crate::cluster::ServerTally;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::engine::{Engine, Schedule, Target, Template};
+use crate::load::{Workload, closed_loop};
+use crate::machine::{cpu_time, threads_cpu};
+use crate::measure::check;
+use crate::results::{Accounting, Row};
+use crate::summary::Summary;
+use crate::variant::Variant;
+
+/// Workers of each run, unless `--workers` names one count.
+const WORKERS: [usize; 5] = [1, 4, 12, 32, 100];
+
+/// Who sends the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Client {
+    Pool(Variant),
+    Engine,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Pool(v) => v.name(),
+            Client::Engine => "engine",
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    throughput: f64,
+    client_us: f64,
+    node_us: f64,
+    /// Cores the node's threads kept busy on average.
+    node_cores: f64,
+    /// Of the client's CPU, what reqwest's blocking client's one I/O thread spent, per request.
+    io_thread_us: f64,
+}
+
+/// Whether a thread belongs to the in-process node.
+fn node_thread(name: &str) -> bool {
+    name == "mock-ollama" || name == "mock-timer"
+}
+
+/// Whether a thread is a `reqwest::blocking` client's internal runtime (`reqwest-internal-sync-
+/// runtime`, cut to 15 bytes by the kernel): every request of that client is driven there.
+fn io_thread(name: &str) -> bool {
+    name.starts_with("reqwest-intern")
+}
+
+/// One pool run, checked like every other scenario's; returns the answers, the run's length and
+/// the CPU its client I/O thread used (read before the pool, and that thread, go away).
+fn pool_run(
+    variant: Variant,
+    cluster: &Cluster,
+    ctx: &Ctx,
+    workload: &Workload,
+    accounting: &mut Accounting,
+) -> anyhow::Result<(u64, Duration, Duration)> {
+    let before = cluster.tally();
+    let pool = variant.build(&cluster.urls(), ctx.pool_options())?;
+    let io_before = threads_cpu(io_thread);
+    let run = closed_loop(&pool, workload);
+    let io = threads_cpu(io_thread).saturating_sub(io_before);
+    let stats = pool.stats();
+    drop(pool);
+    let served = cluster
+        .tally()
+        .zip(before)
+        .map(|(after, before)| ServerTally::since(&after, &before));
+    check(variant, &run, &stats, served.as_ref(), accounting);
+    Ok((run.ok, run.elapsed, io))
+}
+
+/// Runs `client` once with `workers`, measuring CPU by layer around it.
+fn sample(
+    client: Client,
+    cluster: &Cluster,
+    ctx: &Ctx,
+    workers: usize,
+    requests: usize,
+    accounting: &mut Accounting,
+) -> anyhow::Result<Sample> {
+    let (process_before, node_before) = (cpu_time(), threads_cpu(node_thread));
+    let started = Instant::now();
+    let (ok, elapsed, io) = match client {
+        Client::Pool(variant) => {
+            let workload = Workload {
+                workers,
+                requests,
+                cap: None,
+                model: "all-minilm".into(),
+                text: None,
+            };
+            pool_run(variant, cluster, ctx, &workload, accounting)?
+        }
+        Client::Engine => {
+            let url = cluster.urls().first().cloned().unwrap_or_default();
+            let target = Target {
+                url: format!("{url}/api/embed"),
+                template: Template::new(r#"{"model":"all-minilm","input":"peak {rid}"}"#),
+            };
+            let schedule = Schedule::Closed {
+                workers,
+                requests: requests as u64,
+                cap: None,
+            };
+            let run = Engine::default().run(&target, schedule, "peak")?;
+            anyhow::ensure!(run.failed() == 0, "{} engine requests failed", run.failed());
+            (run.ok(), run.elapsed, Duration::ZERO)
+        }
+    };
+    let wall = started.elapsed();
+    let node = threads_cpu(node_thread).saturating_sub(node_before);
+    let client_cpu = cpu_time()
+        .saturating_sub(process_before)
+        .saturating_sub(node);
+    let per_request = |d: Duration| d.as_secs_f64() * 1e6 / ok.max(1) as f64;
+    Ok(Sample {
+        throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),
+        client_us: per_request(client_cpu),
+        node_us: per_request(node),
+        node_cores: node.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        io_thread_us: per_request(io),
+    })
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+    let o = &ctx.opts;
+    let workers: Vec<usize> = o.workers.map_or(WORKERS.to_vec(), |w| vec![w]);
+    let requests = o.requests.unwrap_or(4_000);
+    let slots = o.slots.unwrap_or(*WORKERS.iter().max().unwrap_or(&100));
+    let spec = ClusterSpec::uniform(1, slots, Duration::ZERO);
+    let cluster = Cluster::start(&spec, &o.external)?;
+    let embedded = matches!(cluster, Cluster::Embedded(_));
+    let clients: Vec<Client> = o
+        .variants
+        .iter()
+        .map(|&v| Client::Pool(v))
+        .chain([Client::Engine])
+        .collect();
+    let mut accounting = Accounting::default();
+    let mut samples: std::collections::BTreeMap<(Client, usize), Vec<Sample>> = Default::default();
+    let bar = ctx.progress("peak", o.repeats * clients.len() * workers.len());
+    // Warm the node and the connection paths once, unmeasured.
+    sample(Client::Engine, &cluster, ctx, 4, 500, &mut accounting)?;
+    for _ in 0..o.repeats {
+        for &w in &workers {
+            for &client in &clients {
+                bar.set_message(format!("{} x{w}", client.name()));
+                let s = sample(client, &cluster, ctx, w, requests, &mut accounting)?;
+                samples.entry((client, w)).or_default().push(s);
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let rows = rows(&samples, embedded);
+    let verdicts = verdicts(&samples, &workers, embedded, o.http_clients.max(1));
+    Ok(Findings {
+        repeats: o.repeats,
+        params: json!({
+            "workers": workers,
+            "requests": requests,
+            "node_slots": slots,
+            "service_ms": 0,
+            "nodes": if embedded { "one in-process mock node" } else { "--node (out of process)" },
+            "http_clients": o.http_clients,
+        }),
+        rows,
+        verdicts,
+        accounting,
+    })
+}
+
+type Samples = std::collections::BTreeMap<(Client, usize), Vec<Sample>>;
+
+fn summary(samples: &[Sample], field: fn(&Sample) -> f64) -> Summary {
+    Summary::of(samples.iter().map(field).collect())
+}
+
+fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for ((client, w), runs) in samples {
+        let case = format!("workers={w}");
+        rows.push(Row::new(
+            client.name(),
+            &case,
+            "throughput",
+            "req/s",
+            summary(runs, |s| s.throughput),
+        ));
+        rows.push(Row::new(
+            client.name(),
+            &case,
+            "client CPU per request",
+            "us",
+            summary(runs, |s| s.client_us),
+        ));
+        if matches!(client, Client::Pool(_)) {
+            rows.push(Row::new(
+                client.name(),
+                &case,
+                "client I/O thread CPU per request",
+                "us",
+                summary(runs, |s| s.io_thread_us),
+            ));
+        }
+        if embedded {
+            rows.push(
+                Row::new(
+                    client.name(),
+                    &case,
+                    "node CPU per request",
+                    "us",
+                    summary(runs, |s| s.node_us),
+                )
+                .note(format!(
+                    "node threads busy {:.2} cores",
+                    summary(runs, |s| s.node_cores).median
+                )),
+            );
+        }
+    }
+    rows
+}
+
+fn verdicts(
+    samples: &Samples,
+    workers: &[usize],
+    embedded: bool,
+    http_clients: usize,
+) -> Vec<String> {
+    let median = |c: Client, w: usize, f: fn(&Sample) -> f64| {
+        samples
+            .get(&(c, w))
+            .map_or(f64::NAN, |runs| summary(runs, f).median)
+    };
+    let mut clients: Vec<Client> = samples.keys().map(|(c, _)| *c).collect();
+    clients.dedup();
+    let mut out = Vec::new();
+    for &client in &clients {
+        let (best_w, best) = workers
+            .iter()
+            .map(|&w| (w, median(client, w, |s| s.throughput)))
+            .fold(
+                (0, f64::NAN),
+                |a, b| if b.1 > a.1 || a.1.is_nan() { b } else { a },
+            );
+        let mut line = format!(
+            "{}: peak {best:.0} req/s at {best_w} workers, client CPU {:.1} us per request there",
+            client.name(),
+            median(client, best_w, |s| s.client_us),
+        );
+        if embedded {
+            line.push_str(&format!(
+                ", the node {:.1} us per request and {:.2} cores busy",
+                median(client, best_w, |s| s.node_us),
+                median(client, best_w, |s| s.node_cores),
+            ));
+        }
+        line.push('.');
+        out.push(line);
+    }
+    if let Some((w, io)) = workers
+        .iter()
+        .map(|&w| {
+            (
+                w,
+                median(Client::Pool(Variant::Atomic), w, |s| s.io_thread_us),
+            )
+        })
+        .filter(|(_, io)| io.is_finite() && *io > 0.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        out.push(format!(
+            "Each reqwest::blocking client drives all of its requests on one internal thread: {io:.1} us of those threads' CPU per request at best (atomic, {w} workers), so {http_clients} client(s) (--http-clients) cap the pool at about {:.0} req/s however many cores the machine has.",
+            http_clients as f64 * 1e6 / io
+        ));
+    }
+    let at = workers
+        .iter()
+        .copied()
+        .find(|&w| w == 12)
+        .or(workers.last().copied());
+    if let Some(w) = at {
+        let engine = median(Client::Engine, w, |s| s.client_us);
+        let atomic = median(Client::Pool(Variant::Atomic), w, |s| s.client_us);
+        if engine.is_finite() && atomic.is_finite() {
+            out.push(format!(
+                "At {w} workers the atomic pool's client CPU per request is {:.2}x the engine's ({atomic:.1} vs {engine:.1} us; issue 14 asks for at most 1.5x).",
+                atomic / engine
+            ));
+        }
+    }
+    out
+}
