@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs harness gateway against nginx (round-robin, least_conn) and HAProxy (roundrobin,
-# leastconn): the default cells (equal nodes, one node slowed to 1/4 speed, one node refusing
+# leastconn): the default cells (equal nodes, the gateway's own overhead, one node slowed to 1/4
+# speed, one node refusing
 # and then busy for 2 s mid-run, all through the nodes' control API), and a run with 5% injected
 # 500s on one node. Needs nginx and haproxy on PATH (apt-get install nginx haproxy). Results go
 # to results/gateways/. About 12 minutes on a 2-core machine.
