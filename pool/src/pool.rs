@@ -91,6 +91,7 @@ impl Pool {
                 Arc::clone(&ledger),
                 clients.for_this_thread().clone(),
                 probe,
+                config.degradation.lenient_probe,
             )?),
             _ => None,
         };
@@ -143,8 +144,9 @@ impl Pool {
             .config
             .probe
             .map_or(Duration::from_secs(2), |p| p.timeout);
+        let lenient = self.config.degradation.lenient_probe;
         self.ledger
-            .probe(&mut |node| probe_node(self.clients.for_this_thread(), node, timeout));
+            .probe(&mut |node| probe_node(self.clients.for_this_thread(), node, timeout, lenient));
     }
 
     /// `POST /api/embed` with one input or a batch.

@@ -35,13 +35,21 @@ impl Default for ProbeConfig {
 }
 
 /// Whether `node` answers `/api/ps` and `/api/tags` within `timeout`.
-pub(crate) fn probe_node(client: &Client, node: &NodeAddr, timeout: Duration) -> bool {
+///
+/// `lenient` is `Degradation::lenient_probe`: any complete answer counts as healthy, a 500
+/// included.
+pub(crate) fn probe_node(
+    client: &Client,
+    node: &NodeAddr,
+    timeout: Duration,
+    lenient: bool,
+) -> bool {
     ["/api/ps", "/api/tags"].iter().all(|path| {
         client
             .get(format!("{}{path}", node.url))
             .timeout(timeout)
             .send()
-            .and_then(|r| r.error_for_status())
+            .and_then(|r| if lenient { Ok(r) } else { r.error_for_status() })
             .and_then(|r| r.bytes())
             .is_ok()
     })
@@ -60,6 +68,7 @@ impl Prober {
         ledger: Arc<Ledger>,
         client: Client,
         config: ProbeConfig,
+        lenient: bool,
     ) -> Result<Self, PoolError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -67,7 +76,7 @@ impl Prober {
             .spawn(move || {
                 // One round at once, then one per interval, so even a short run sees the probe.
                 loop {
-                    ledger.probe(&mut |node| probe_node(&client, node, config.timeout));
+                    ledger.probe(&mut |node| probe_node(&client, node, config.timeout, lenient));
                     if !matches!(
                         stopped.recv_timeout(config.interval),
                         Err(RecvTimeoutError::Timeout)

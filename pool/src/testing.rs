@@ -4,7 +4,8 @@
 //!   calls the ledger, so the cost and correctness of the ledgers can be measured apart from HTTP.
 //! - [`Degradation`] builds a deliberately worse pool through [`crate::PoolConfig::degradation`],
 //!   so a regression check can be shown catching each kind of regression it claims to catch
-//!   (slower attempts, a slow tail, a stuck cursor, attempts the books never record).
+//!   (slower attempts, a slow tail, a stuck cursor, attempts the books never record, a probe
+//!   that ignores errors).
 //!   Connection reuse is not here: it is an ordinary setting, [`crate::HttpConfig`].
 
 use std::num::NonZeroU64;
@@ -64,6 +65,9 @@ pub struct Degradation {
     /// in the ledger: the node serves it, the pool's books miss it (a lost update end to end, for
     /// showing that the harness's accounting check catches one).
     pub unrecorded_every: Option<NonZeroU64>,
+    /// The health probe counts any complete answer as healthy, a 500 included (a probe that only
+    /// checks that the node answers): the prober's test must catch it.
+    pub lenient_probe: bool,
 }
 
 /// A slow path taken by one request in `every`.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pool::{
     AtomicLedger, FailureReason, HttpConfig, LockScope, MutexLedger, Pool, PoolConfig, PoolError,
+    testing::Degradation,
 };
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -342,8 +343,9 @@ async fn control_plane(server: &MockServer, ps: ResponseTemplate) {
         .await;
 }
 
-#[test]
-fn probes_mark_a_node_unavailable_on_errors_and_slowness_and_back_when_it_recovers() {
+/// One probe cycle per ledger and scope: healthy, a 500, recovered, too slow; panics naming the
+/// step whose verdict was wrong.
+fn probe_cycle(degradation: Degradation) {
     let runtime = Runtime::new().unwrap();
     let server = runtime.block_on(MockServer::start());
     let key = server.uri().trim_start_matches("http://").to_owned();
@@ -357,7 +359,11 @@ fn probes_mark_a_node_unavailable_on_errors_and_slowness_and_back_when_it_recove
         runtime.block_on(control_plane(&server, ResponseTemplate::new(200)));
         // No background prober (it would race the rounds this test drives); `probe_now` then
         // uses a 2 s probe timeout, 30 times shorter than the slow answer below.
-        let pool = Pool::new(ledger, config(), &[server.uri()]).unwrap();
+        let config = PoolConfig {
+            degradation,
+            ..config()
+        };
+        let pool = Pool::new(ledger, config, &[server.uri()]).unwrap();
         let available = |pool: &Pool| pool.stats().node_performance[&key].available;
         pool.probe_now();
         assert!(available(&pool), "{kind}: healthy");
@@ -375,4 +381,25 @@ fn probes_mark_a_node_unavailable_on_errors_and_slowness_and_back_when_it_recove
             "{kind}: /api/ps slower than the probe timeout"
         );
     }
+}
+
+#[test]
+fn probes_mark_a_node_unavailable_on_errors_and_slowness_and_back_when_it_recovers() {
+    probe_cycle(Degradation::default());
+}
+
+/// The broken twin: a probe that counts a 500 as healthy must fail the cycle at the 500.
+#[test]
+fn the_probe_test_catches_a_probe_that_ignores_errors() {
+    let lenient = Degradation {
+        lenient_probe: true,
+        ..Degradation::default()
+    };
+    let caught = std::panic::catch_unwind(|| probe_cycle(lenient))
+        .expect_err("a probe that ignores 500s passed the probe test");
+    let message = caught.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("a 500 from /api/ps"),
+        "failed for another reason: {message}"
+    );
 }
