@@ -83,6 +83,18 @@ struct LoadArgs {
     /// Runtime threads of the engine (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Spacing of open-loop arrivals: even (as oha's -q and wrk2's -R) or Poisson.
+    #[arg(long, value_enum, default_value = "poisson")]
+    arrivals: ArrivalKind,
+}
+
+/// `--arrivals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ArrivalKind {
+    /// Evenly spaced.
+    Constant,
+    /// Exponential gaps (seed 1).
+    Poisson,
 }
 
 #[derive(Debug, Args)]
@@ -353,7 +365,10 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
             rate,
             requests: common.requests.unwrap_or(1_000) as u64,
             connections: workers,
-            arrivals: Arrivals::Poisson { seed: 1 },
+            arrivals: match args.arrivals {
+                ArrivalKind::Constant => Arrivals::Constant,
+                ArrivalKind::Poisson => Arrivals::Poisson { seed: 1 },
+            },
         },
         None => Schedule::Closed {
             workers,

@@ -660,8 +660,14 @@ mod tests {
             tolerance: 0.5,
             reason: String::new(),
         };
-        assert!(judge(&p99, 2.9, Some(2.0)).0, "within 50% above the baseline");
-        assert!(!judge(&p99, 3.1, Some(2.0)).0, "more than 50% above the baseline");
+        assert!(
+            judge(&p99, 2.9, Some(2.0)).0,
+            "within 50% above the baseline"
+        );
+        assert!(
+            !judge(&p99, 3.1, Some(2.0)).0,
+            "more than 50% above the baseline"
+        );
         assert!(!judge(&b["stress.lost"], 1.0, None).0);
         assert!(
             judge(&b["two_node_speedup.mutex_counters"], 0.3, None).0,

@@ -1,0 +1,58 @@
+#!/bin/bash
+# The load engine against oha (and wrk, when on PATH) on the same out-of-process target, same
+# machine, alternated. Part 1: peak requests/s and client CPU per request (user + system time of
+# the generator's process) at 8 connections against one mock node with zero service time.
+# Part 2: latency at 50% of a node's capacity (1 ms service x 8 slots = 8,000 req/s; 4,000 req/s
+# evenly spaced, 16 connections), oha with --latency-correction, the engine measuring from the
+# intended send time. Needs oha (cargo install oha; OHA=/path/to/oha). Usage: engine-vs-oha.sh [runs]
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release -q -p harness -p mock-ollama
+RUNS=${1:-3}
+OHA=${OHA:-oha}
+H=./target/release/harness
+BODY='{"model":"all-minilm","input":"load generator"}'
+TIMEFORMAT='%U %S'
+node() { # port, mock-ollama flags...
+    port=$1; shift
+    ./target/release/mock-ollama --port "$port" "$@" >/dev/null 2>&1 &
+    NODE=$!
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/api/version" >/dev/null && return; sleep 0.1; done
+}
+cpu_per_request() { # "user sys" seconds, requests
+    echo "$1" | awk -v n="$2" '{printf "%.1f", ($1 + $2) * 1e6 / n}'
+}
+oha_json() { python3 -c "import json,sys; d=json.load(sys.stdin); s=d['summary']; p=d['latencyPercentiles']; print('%.0f %d %.3f %.3f' % (s['requestsPerSec'], round(s['requestsPerSec']*s['total']), p['p50']*1e3, p['p99']*1e3))"; }
+
+echo "== peak: 8 connections, 5 s, zero service time"
+node 18090 --latency 0 --parallel 64 --force-embed-parallel
+trap 'kill $NODE 2>/dev/null' EXIT
+URL=http://127.0.0.1:18090/api/embed
+for run in $(seq "$RUNS"); do
+    out=$( { time $OHA --no-tui -z 5s -c 8 -m POST -H 'content-type: application/json' -d "$BODY" --output-format json "$URL" ; } 2>/tmp/oha-time )
+    read -r rate n _ _ <<< "$(echo "$out" | oha_json)"
+    echo "run $run oha:    $rate req/s, client CPU $(cpu_per_request "$(tail -1 /tmp/oha-time)" "$n") us per request"
+    out=$( { time $H load --url "$URL" --body "$BODY" --workers 8 --duration 5s ; } 2>&1 )
+    n=$(echo "$out" | head -1 | awk '{print $1}')
+    rate=$(echo "$out" | head -1 | sed 's/.*: \([0-9]*\) req\/s.*/\1/')
+    echo "run $run engine: $rate req/s, client CPU $(cpu_per_request "$(echo "$out" | tail -1)" "$n") us per request"
+    if command -v wrk >/dev/null; then
+        LUA=$(mktemp --suffix .lua)
+        printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' "'$BODY'" > "$LUA"
+        out=$( { time wrk -t2 -c8 -d5s -s "$LUA" "$URL" ; } 2>&1 )
+        n=$(echo "$out" | awk '/requests in/ {print $1}')
+        rate=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+        echo "run $run wrk:    $rate req/s, client CPU $(cpu_per_request "$(echo "$out" | tail -1)" "$n") us per request"
+    fi
+done
+kill $NODE
+
+echo "== latency at 50% of capacity: 1 ms x 8 slots, 4,000 req/s evenly spaced, 16 connections, 5 s"
+node 18091 --latency 1ms --parallel 8 --force-embed-parallel
+URL=http://127.0.0.1:18091/api/embed
+for run in $(seq "$RUNS"); do
+    read -r rate n p50 p99 <<< "$($OHA --no-tui -z 5s -c 16 -q 4000 --latency-correction -m POST -H 'content-type: application/json' -d "$BODY" --output-format json "$URL" | oha_json)"
+    echo "run $run oha:    p50 $p50 ms, p99 $p99 ms ($rate req/s)"
+    out=$($H load --url "$URL" --body "$BODY" --workers 16 --rate 4000 --requests 20000 --arrivals constant)
+    echo "run $run engine: $(echo "$out" | sed 's/.*latency \(p50 [0-9.]* ms, p99 [0-9.]* ms\).*/\1/') ($(echo "$out" | sed 's/.*: \([0-9]*\) req\/s.*/\1/') req/s)"
+done
