@@ -22,11 +22,33 @@ node() { # port, mock-ollama flags...
 cpu_per_request() { # "user sys" seconds, requests
     echo "$1" | awk -v n="$2" '{printf "%.1f", ($1 + $2) * 1e6 / n}'
 }
+# The node's own time per request (arrival to last byte, from its served log) since entry $1:
+# prints "p50 p99 next" in ms.
+node_time() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+since, port = int(sys.argv[1]), sys.argv[2]
+times = []
+while True:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/mock/served?since={since}&limit=10000") as r:
+        nxt = int(r.headers["x-mock-next"])
+        times += [(e["end_ns"] - e["arrival_ns"]) / 1e6 for e in map(json.loads, r.read().splitlines())]
+    if nxt == since:
+        break
+    since = nxt
+times.sort()
+q = lambda f: times[min(len(times) - 1, int(f * len(times)))] if times else float("nan")
+print("%.3f %.3f %d" % (q(0.5), q(0.99), since))
+PY
+}
 oha_json() { python3 -c "import json,sys; d=json.load(sys.stdin); s=d['summary']; p=d['latencyPercentiles']; print('%.0f %d %.3f %.3f' % (s['requestsPerSec'], round(s['requestsPerSec']*s['total']), p['p50']*1e3, p['p99']*1e3))"; }
 
+NODE=
+trap 'kill $NODE 2>/dev/null' EXIT
+# SKIP_PEAK=1 runs the latency part only.
+if [ "${SKIP_PEAK:-}" != 1 ]; then
 echo "== peak: 8 connections, 5 s, zero service time"
 node 18090 --latency 0 --parallel 64 --force-embed-parallel
-trap 'kill $NODE 2>/dev/null' EXIT
 URL=http://127.0.0.1:18090/api/embed
 for run in $(seq "$RUNS"); do
     out=$( { time $OHA --no-tui -z 5s -c 8 -m POST -H 'content-type: application/json' -d "$BODY" --output-format json "$URL" ; } 2>/tmp/oha-time )
@@ -46,13 +68,17 @@ for run in $(seq "$RUNS"); do
     fi
 done
 kill $NODE
+fi
 
 echo "== latency at 50% of capacity: 1 ms x 8 slots, 4,000 req/s evenly spaced, 16 connections, 5 s"
 node 18091 --latency 1ms --parallel 8 --force-embed-parallel
 URL=http://127.0.0.1:18091/api/embed
+SEQ=0
 for run in $(seq "$RUNS"); do
     read -r rate n p50 p99 <<< "$($OHA --no-tui -z 5s -c 16 -q 4000 --latency-correction -m POST -H 'content-type: application/json' -d "$BODY" --output-format json "$URL" | oha_json)"
-    echo "run $run oha:    p50 $p50 ms, p99 $p99 ms ($rate req/s)"
+    read -r np50 np99 SEQ <<< "$(node_time "$SEQ" 18091)"
+    echo "run $run oha:    p50 $p50 ms, p99 $p99 ms ($rate req/s); the node's own time p50 $np50 ms, p99 $np99 ms"
     out=$($H load --url "$URL" --body "$BODY" --workers 16 --rate 4000 --requests 20000 --arrivals constant)
-    echo "run $run engine: $(echo "$out" | sed 's/.*latency \(p50 [0-9.]* ms, p99 [0-9.]* ms\).*/\1/') ($(echo "$out" | sed 's/.*: \([0-9]*\) req\/s.*/\1/') req/s)"
+    read -r np50 np99 SEQ <<< "$(node_time "$SEQ" 18091)"
+    echo "run $run engine: $(echo "$out" | sed 's/.*latency \(p50 [0-9.]* ms, p99 [0-9.]* ms\).*/\1/') ($(echo "$out" | sed 's/.*: \([0-9]*\) req\/s.*/\1/') req/s); the node's own time p50 $np50 ms, p99 $np99 ms"
 done
