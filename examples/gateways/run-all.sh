@@ -21,5 +21,7 @@ run nginx-round-robin "$NGINX" nginx-round-robin.conf
 run nginx-least-conn "$NGINX" nginx-least-conn.conf
 run haproxy-roundrobin "$HAPROXY" haproxy-roundrobin.cfg
 run haproxy-leastconn "$HAPROXY" haproxy-leastconn.cfg
+# HAProxy with an active health check on /api/tags: what the checks cost, and what they see.
+$H gateway $COMMON --label haproxy-leastconn-check --cells distribution,node-refuse,node-busy --cmd "$HAPROXY" --config-template examples/gateways/haproxy-leastconn-check.cfg
 # nginx retrying 500s on the other node: no client-visible error, but see where the load goes.
 $H gateway $COMMON --label nginx-least-conn-retry-errors --cells distribution --error-rates 0,0.05 --cmd "$NGINX" --config-template examples/gateways/nginx-least-conn-retry.conf

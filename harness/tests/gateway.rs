@@ -31,6 +31,8 @@ enum Behaviour {
     /// Round-robin, but a request sent to node 0 fails there (a forced 500) and is retried on
     /// node 1: good behaviour, served once after a failed attempt.
     RetryElsewhere,
+    /// Round-robin, checking the node's `/api/tags` before each request (a chatty health check).
+    HealthCheckFirst,
 }
 
 struct Gateway {
@@ -70,6 +72,11 @@ async fn embed(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) 
     let node = k as usize;
     let answer = match gw.behaviour {
         Behaviour::RoundRobin => gw.forward(node, &headers, body, false).await,
+        Behaviour::HealthCheckFirst => {
+            let tags = format!("{}/api/tags", gw.nodes[node % gw.nodes.len()]);
+            let _ = gw.client.get(tags).send().await;
+            gw.forward(node, &headers, body, false).await
+        }
         Behaviour::FirstOnly => gw.forward(0, &headers, body, false).await,
         Behaviour::Twice => {
             let first = gw.forward(node, &headers, body.clone(), false).await;
@@ -155,7 +162,8 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
     }
 }
 
-fn audit_of(behaviour: Behaviour) -> Audit {
+/// The distribution cell through a test gateway behaving as `behaviour`.
+fn measured(behaviour: Behaviour) -> gateway::GatewayResult {
     let nodes = MockCluster::start(vec![
         NodeConfig::with_latency(Duration::from_micros(100));
         2
@@ -168,7 +176,11 @@ fn audit_of(behaviour: Behaviour) -> Audit {
         Duration::from_micros(100),
         CellKind::Distribution,
     );
-    let result = gateway::measure(&settings, &nodes).expect("measured");
+    gateway::measure(&settings, &nodes).expect("measured")
+}
+
+fn audit_of(behaviour: Behaviour) -> Audit {
+    let result = measured(behaviour);
     let cell = result
         .cells
         .iter()
@@ -183,6 +195,21 @@ fn a_round_robin_gateway_is_clean_and_spreads_the_work() {
     assert!(audit.clean(), "{audit:?}");
     assert_eq!((audit.nodes[0].served, audit.nodes[1].served), (20, 20));
     assert_eq!(audit.retries, 0);
+}
+
+#[test]
+fn a_gateways_own_requests_to_the_nodes_are_reported_as_control_plane_traffic() {
+    let quiet = measured(Behaviour::RoundRobin);
+    assert_eq!(quiet.control_plane, Some(Vec::new()));
+    let chatty = measured(Behaviour::HealthCheckFirst).control_plane;
+    let endpoints: Vec<(&str, u64)> = chatty
+        .iter()
+        .flatten()
+        .map(|t| (t.endpoint.as_str(), t.requests))
+        .collect();
+    // One check per request through the gateway: the distribution cell's 40 (the direct cell
+    // goes straight to the nodes).
+    assert_eq!(endpoints, [("/api/tags", 40)]);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! with every node's served log. Results go to `results/gateways/<label>.json`.
 
 pub mod audit;
+pub mod control_plane;
 pub mod faults;
 pub mod overhead;
 pub mod process;
@@ -169,6 +170,10 @@ pub struct GatewayResult {
     pub capacity: Vec<f64>,
     /// The cells.
     pub cells: Vec<Cell>,
+    /// Requests the gateway sent the nodes on its own (health checks, model lists), per
+    /// endpoint, over the whole measurement (`None` in results from before it was measured).
+    #[serde(default)]
+    pub control_plane: Option<Vec<control_plane::EndpointTraffic>>,
     /// Verdicts computed from the numbers.
     pub verdicts: Vec<String>,
 }
@@ -539,6 +544,7 @@ pub fn start_nodes(settings: &Settings) -> anyhow::Result<MockCluster> {
 /// Waits for the gateway in front of `nodes`, then measures the cells.
 pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<GatewayResult> {
     wait_ready(&settings.target, settings.ready_timeout)?;
+    let (counted_from, started) = (control_plane::snapshot(nodes), Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
     let mut cells = vec![direct_cell];
@@ -556,6 +562,13 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             CellKind::Overhead => overhead::overhead(&engine, nodes, settings)?,
         });
     }
+    let control_plane = control_plane::traffic(
+        &counted_from,
+        &control_plane::snapshot(nodes),
+        started.elapsed(),
+    );
+    let mut verdicts = verdicts(&cells, settings.service.as_secs_f64() * 1e3);
+    verdicts.push(control_plane::verdict(&control_plane));
     Ok(GatewayResult {
         label: settings.label.clone(),
         target: settings.target.clone(),
@@ -567,7 +580,8 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             "repeats": settings.repeats, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
         }),
         capacity,
-        verdicts: verdicts(&cells, settings.service.as_secs_f64() * 1e3),
+        control_plane: Some(control_plane),
+        verdicts,
         cells,
     })
 }

@@ -81,6 +81,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
     }
     out.push_str(&fault_table(&results));
     out.push_str(&overhead_table(&results));
+    out.push_str(&control_plane_lines(&results));
     if let Some(first) = results.first() {
         let _ = writeln!(
             out,
@@ -177,4 +178,25 @@ fn overhead_table(results: &[GatewayResult]) -> String {
         }
     }
     if any { out } else { String::new() }
+}
+
+/// What each gateway asked the nodes on its own during its whole measurement.
+fn control_plane_lines(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nControl-plane requests each gateway sent the nodes on its own (health checks, model \
+         lists), over its whole measurement:\n\n",
+    );
+    for r in results {
+        let seen = match &r.control_plane {
+            None => "not measured (an earlier result)".to_owned(),
+            Some(traffic) if traffic.is_empty() => "none".to_owned(),
+            Some(traffic) => traffic
+                .iter()
+                .map(|t| format!("`{}` {} ({:.1}/s)", t.endpoint, t.requests, t.per_second))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = writeln!(out, "- {}: {seen}", r.label);
+    }
+    out
 }

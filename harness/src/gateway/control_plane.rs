@@ -1,0 +1,134 @@
+//! The control-plane traffic a gateway sends the nodes on its own (health checks, model lists,
+//! `/api/show`, `/v1/models`): every request the nodes counted during the measurement on a route
+//! that is not inference, per endpoint and per second. The load engine only sends inference
+//! requests, and the harness reaches the nodes' control API in process, so whatever else the
+//! nodes saw came from the gateway.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mock_ollama::{CountersSnapshot, MockCluster};
+use serde::{Deserialize, Serialize};
+
+/// Routes the load itself uses (both dialects); everything else is control plane.
+const INFERENCE: [&str; 6] = [
+    "/api/embed",
+    "/api/embeddings",
+    "/api/chat",
+    "/api/generate",
+    "/v1/embeddings",
+    "/v1/chat/completions",
+];
+
+/// Requests to one non-inference endpoint, summed over the nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointTraffic {
+    /// The route, as the nodes counted it.
+    pub endpoint: String,
+    /// Requests during the measurement.
+    pub requests: u64,
+    /// Requests per second of the measurement.
+    pub per_second: f64,
+}
+
+/// Every node's requests by endpoint now.
+pub(super) fn snapshot(nodes: &MockCluster) -> Vec<CountersSnapshot> {
+    nodes.counters()
+}
+
+/// The non-inference requests between two snapshots, over `elapsed`.
+pub(super) fn traffic(
+    before: &[CountersSnapshot],
+    after: &[CountersSnapshot],
+    elapsed: Duration,
+) -> Vec<EndpointTraffic> {
+    let mut by_endpoint: BTreeMap<String, u64> = BTreeMap::new();
+    let totals = |snap: &CountersSnapshot| {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for ((endpoint, _status), n) in &snap.requests {
+            *out.entry(endpoint.clone()).or_default() += n;
+        }
+        out
+    };
+    for (b, a) in before.iter().zip(after) {
+        let (b, a) = (totals(b), totals(a));
+        for (endpoint, n) in a {
+            let grew = n - b.get(&endpoint).copied().unwrap_or(0);
+            if grew > 0 && !INFERENCE.contains(&endpoint.as_str()) {
+                *by_endpoint.entry(endpoint).or_default() += grew;
+            }
+        }
+    }
+    by_endpoint
+        .into_iter()
+        .map(|(endpoint, requests)| EndpointTraffic {
+            endpoint,
+            requests,
+            per_second: requests as f64 / elapsed.as_secs_f64().max(1e-9),
+        })
+        .collect()
+}
+
+/// One sentence on what the gateway asked the nodes by itself.
+pub(super) fn verdict(traffic: &[EndpointTraffic]) -> String {
+    if traffic.is_empty() {
+        return "control plane: the gateway sent the nodes no request of its own (no health checks seen).".into();
+    }
+    let parts: Vec<String> = traffic
+        .iter()
+        .map(|t| format!("{} {} ({:.1}/s)", t.endpoint, t.requests, t.per_second))
+        .collect();
+    format!(
+        "control plane: the gateway sent the nodes, on its own, {}.",
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(counts: &[(&str, &str, u64)]) -> CountersSnapshot {
+        CountersSnapshot {
+            requests: counts
+                .iter()
+                .map(|(e, s, n)| ((e.to_string(), s.to_string()), *n))
+                .collect(),
+            ..CountersSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn only_new_non_inference_requests_count_summed_over_nodes_and_statuses() {
+        let before = [
+            snap(&[("/api/tags", "200", 5), ("/api/embed", "200", 10)]),
+            snap(&[]),
+        ];
+        let after = [
+            snap(&[
+                ("/api/tags", "200", 9),
+                ("/api/tags", "503", 1),
+                ("/api/embed", "200", 99),
+            ]),
+            snap(&[("/api/version", "200", 2), ("/v1/embeddings", "200", 7)]),
+        ];
+        let traffic = traffic(&before, &after, Duration::from_secs(2));
+        assert_eq!(
+            traffic,
+            [
+                EndpointTraffic {
+                    endpoint: "/api/tags".into(),
+                    requests: 5,
+                    per_second: 2.5
+                },
+                EndpointTraffic {
+                    endpoint: "/api/version".into(),
+                    requests: 2,
+                    per_second: 1.0
+                },
+            ]
+        );
+        assert!(verdict(&traffic).contains("/api/tags 5 (2.5/s)"));
+        assert!(verdict(&[]).contains("no request of its own"));
+    }
+}
