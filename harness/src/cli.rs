@@ -120,6 +120,10 @@ struct GatewayArgs {
     /// Length of each of a fault cell's three phases (before, during, after the fault).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     phase: Duration,
+    /// Send the same input in every request, so a caching gateway can answer from its cache
+    /// (counted as "answered without a node"); requests are then joined by x-request-id only.
+    #[arg(long)]
+    repeat_inputs: bool,
     /// Speed factor of each node, e.g. 1,0.25 (missing ones are 1).
     #[arg(long, value_delimiter = ',')]
     speeds: Vec<f64>,
@@ -423,6 +427,7 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         cells: args.cells.clone(),
         phase: args.phase,
+        repeat_inputs: args.repeat_inputs,
     };
     anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
     let result = match &args.cmd {

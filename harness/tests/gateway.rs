@@ -159,28 +159,41 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
         ready_timeout: Duration::from_secs(10),
         cells: vec![cell],
         phase: Duration::from_secs(1),
+        repeat_inputs: false,
     }
 }
 
 /// The distribution cell through a test gateway behaving as `behaviour`.
 fn measured(behaviour: Behaviour) -> gateway::GatewayResult {
+    measured_with(behaviour, false)
+}
+
+/// As [`measured`], with every request carrying the same input when `repeat_inputs`.
+fn measured_with(behaviour: Behaviour, repeat_inputs: bool) -> gateway::GatewayResult {
     let nodes = MockCluster::start(vec![
         NodeConfig::with_latency(Duration::from_micros(100));
         2
     ])
     .expect("nodes");
     let target = start_gateway(nodes.urls(), behaviour);
-    let settings = settings(
-        target,
-        &format!("{behaviour:?}"),
-        Duration::from_micros(100),
-        CellKind::Distribution,
-    );
+    let settings = Settings {
+        repeat_inputs,
+        ..settings(
+            target,
+            &format!("{behaviour:?}"),
+            Duration::from_micros(100),
+            CellKind::Distribution,
+        )
+    };
     gateway::measure(&settings, &nodes).expect("measured")
 }
 
 fn audit_of(behaviour: Behaviour) -> Audit {
-    let result = measured(behaviour);
+    audit_with(behaviour, false)
+}
+
+fn audit_with(behaviour: Behaviour, repeat_inputs: bool) -> Audit {
+    let result = measured_with(behaviour, repeat_inputs);
     let cell = result
         .cells
         .iter()
@@ -233,6 +246,21 @@ fn a_cached_answer_is_answered_without_a_node() {
         (audit.answered_without_node, audit.served_once),
         (10, 30),
         "{audit:?}"
+    );
+}
+
+/// With one input for every request, requests are joined by their `x-request-id` alone: a plain
+/// gateway still audits clean, and cache answers still show.
+#[test]
+fn repeated_inputs_are_audited_by_header_id() {
+    let plain = audit_with(Behaviour::RoundRobin, true);
+    assert!(plain.clean(), "{plain:?}");
+    assert_eq!(plain.served_once, 40);
+    let cached = audit_with(Behaviour::CacheEveryFourth, true);
+    assert_eq!(
+        (cached.answered_without_node, cached.served_once),
+        (10, 30),
+        "{cached:?}"
     );
 }
 

@@ -117,9 +117,12 @@ pub fn audit(run: &EngineRun, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
     };
     for (node, (entries, _)) in logs.iter().enumerate() {
         for entry in entries {
+            // The text marker first (proxies may rewrite the header), the header when the body
+            // carries none (`--repeat-inputs`).
             let n = entry
                 .marker
                 .as_deref()
+                .or(entry.header_id.as_deref())
                 .and_then(|m| m.strip_prefix(&prefix))
                 .and_then(|n| n.parse::<u64>().ok());
             let Some(n) = n else {

@@ -128,6 +128,8 @@ pub struct Settings {
     pub cells: Vec<CellKind>,
     /// Length of each of a fault cell's three phases.
     pub phase: Duration,
+    /// Send one input in every request (cache hits show as "answered without a node").
+    pub repeat_inputs: bool,
 }
 
 /// One cell's measurements.
@@ -244,16 +246,22 @@ fn log_heads(nodes: &MockCluster) -> Vec<u64> {
 }
 
 /// The body of every request: it fits both dialects' embedding routes, and the id makes every
-/// input distinct, so no cache can answer two requests with one computation.
-fn embed_template() -> Template {
-    Template::new(r#"{"model":"all-minilm","input":"gateway audit {rid} [rid:{rid}]"}"#)
+/// input distinct, so no cache can answer two requests with one computation. With
+/// `repeat_inputs` every request has the same input, so a cache can answer all but the first:
+/// the requests are then joined with the nodes' logs by their `x-request-id` header alone.
+fn embed_template(repeat_inputs: bool) -> Template {
+    if repeat_inputs {
+        Template::new(r#"{"model":"all-minilm","input":"gateway audit, one input for all"}"#)
+    } else {
+        Template::new(r#"{"model":"all-minilm","input":"gateway audit {rid} [rid:{rid}]"}"#)
+    }
 }
 
 /// The load's target at `url` (a node or the gateway).
 fn target(url: &str, settings: &Settings) -> Target {
     Target {
         url: format!("{url}{}", settings.api.path()),
-        template: embed_template(),
+        template: embed_template(settings.repeat_inputs),
     }
 }
 
@@ -577,7 +585,7 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
         params: serde_json::json!({
             "nodes": nodes.urls().len(), "workers": settings.workers, "requests": settings.requests,
             "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
-            "repeats": settings.repeats, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
+            "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
         }),
         capacity,
         control_plane: Some(control_plane),
