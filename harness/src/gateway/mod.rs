@@ -18,6 +18,7 @@ pub mod control_plane;
 pub mod faults;
 pub mod overhead;
 pub mod process;
+pub mod streaming;
 mod table;
 
 pub use table::report_section;
@@ -70,6 +71,9 @@ pub enum CellKind {
     NodeHang,
     /// Latency the gateway adds at low load, and its peak rate at zero service time.
     Overhead,
+    /// Streamed chat: time to the first line and gaps against direct, and whole streams (on
+    /// request: the gateway must route `/api/chat`).
+    Streaming,
 }
 
 impl CellKind {
@@ -90,6 +94,7 @@ impl CellKind {
             CellKind::NodeBusy => "node-busy",
             CellKind::NodeHang => "node-hang",
             CellKind::Overhead => "overhead",
+            CellKind::Streaming => "streaming",
         }
     }
 }
@@ -153,6 +158,9 @@ pub struct Cell {
     /// The overhead cell's figures.
     #[serde(default)]
     pub overhead: Option<overhead::OverheadReport>,
+    /// The streaming cell's figures.
+    #[serde(default)]
+    pub streaming: Option<streaming::StreamingReport>,
 }
 
 /// The whole result, as written to `gateways/<label>.json`.
@@ -320,6 +328,7 @@ fn direct(
         audit: None,
         faults: Vec::new(),
         overhead: None,
+        streaming: None,
     };
     Ok((cell, capacity))
 }
@@ -368,6 +377,7 @@ fn distribution(
         audit: Some(total),
         faults: Vec::new(),
         overhead: None,
+        streaming: None,
     })
 }
 
@@ -425,6 +435,7 @@ fn fault_cell(
         audit: Some(total),
         faults: reports,
         overhead: None,
+        streaming: None,
     })
 }
 
@@ -496,6 +507,7 @@ fn verdicts(cells: &[Cell], service_ms: f64) -> Vec<String> {
             .iter()
             .filter_map(|c| overhead::verdict(c, service_ms)),
     );
+    out.extend(cells.iter().filter_map(streaming::verdict));
     for cell in cells.iter().filter(|c| c.audit.is_some()) {
         if let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) {
             out.push(format!(
@@ -568,6 +580,7 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             CellKind::NodeBusy => fault_cell(&engine, nodes, settings, *kind, NodeFault::Busy)?,
             CellKind::NodeHang => fault_cell(&engine, nodes, settings, *kind, NodeFault::Hang)?,
             CellKind::Overhead => overhead::overhead(&engine, nodes, settings)?,
+            CellKind::Streaming => streaming::streaming(nodes, settings)?,
         });
     }
     let control_plane = control_plane::traffic(

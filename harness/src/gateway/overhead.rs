@@ -103,6 +103,7 @@ pub(super) fn overhead(
         audit: None,
         faults: Vec::new(),
         overhead: Some(report),
+        streaming: None,
     })
 }
 

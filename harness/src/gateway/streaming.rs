@@ -1,0 +1,246 @@
+//! The `streaming` cell: streamed chat through the gateway against straight at a node.
+//!
+//! The nodes are set through their control API to a per-token time (restored after), so a
+//! 20-token answer streams for about 100 ms. One client at a time sends streamed `/api/chat`
+//! requests, alternately straight at node 0 and through the gateway, and reads each answer frame
+//! by frame: time to the first line, time to the last, the longest gap between two lines, and
+//! whether the stream is whole (every line JSON, exactly one `"done":true`, and it last). A proxy
+//! that buffers answers shows a first line that arrives with the last.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use mock_ollama::{MockCluster, SettingsPatch};
+use serde::{Deserialize, Serialize};
+
+use super::{Cell, Settings};
+use crate::summary::{Latency, Summary};
+
+/// Tokens per answer.
+const TOKENS: u32 = 20;
+/// Time per token on every node during the cell.
+const PER_TOKEN: &str = "5ms";
+/// Streams per side per repeat.
+const STREAMS: usize = 20;
+
+/// What the streaming cell measured, medians over every stream of every repeat, ms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamingReport {
+    /// Straight at node 0: first line, last line, longest gap.
+    pub direct: StreamTimes,
+    /// Through the gateway.
+    pub gateway: StreamTimes,
+    /// Streams through the gateway that were not whole (a line not JSON, no final line, a line
+    /// after it, or an error status).
+    pub broken: u64,
+    /// Streams sent through the gateway.
+    pub streams: u64,
+}
+
+/// Median times of a set of streams, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StreamTimes {
+    /// Send to the first line.
+    pub first_line_ms: f64,
+    /// Send to the last line.
+    pub last_line_ms: f64,
+    /// The longest gap between two consecutive lines.
+    pub max_gap_ms: f64,
+}
+
+/// One stream as read.
+struct Stream {
+    first: Duration,
+    last: Duration,
+    max_gap: Duration,
+    whole: bool,
+}
+
+/// Reads one streamed chat answer from `base` (`http://host:port`).
+async fn stream_once(base: &str, id: &str) -> anyhow::Result<Stream> {
+    let addr = base.trim_start_matches("http://").to_owned();
+    let body = format!(
+        r#"{{"model":"llama3.2","messages":[{{"role":"user","content":"gateway stream [rid:{id}]"}}],"stream":true,"options":{{"num_predict":{TOKENS}}}}}"#
+    );
+    let started = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let request = hyper::Request::post("/api/chat")
+        .header("host", &addr)
+        .header("content-type", "application/json")
+        .header("x-request-id", id)
+        .body(Full::new(Bytes::from(body)))?;
+    let response = sender.send_request(request).await?;
+    let ok = response.status().is_success();
+    let mut body = response.into_body();
+    let (mut pending, mut lines) = (Vec::new(), Vec::new());
+    let mut times: Vec<Duration> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let at = started.elapsed();
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            lines.push(line);
+            times.push(at);
+        }
+    }
+    let whole = ok && pending.is_empty() && whole_stream(&lines);
+    let max_gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    Ok(Stream {
+        first: times.first().copied().unwrap_or_else(|| started.elapsed()),
+        last: times.last().copied().unwrap_or_else(|| started.elapsed()),
+        max_gap,
+        whole,
+    })
+}
+
+/// Every line JSON, and exactly one `"done": true`, the last.
+fn whole_stream(lines: &[Vec<u8>]) -> bool {
+    #[derive(Deserialize)]
+    struct Line {
+        done: bool,
+    }
+    let parsed: Option<Vec<bool>> = lines
+        .iter()
+        .map(|l| serde_json::from_slice::<Line>(l).ok().map(|l| l.done))
+        .collect();
+    parsed
+        .is_some_and(|done| done.last() == Some(&true) && done.iter().filter(|d| **d).count() == 1)
+}
+
+/// Sets every node's per-token time; returns the previous ones to restore.
+fn set_per_token(nodes: &MockCluster, per_token: &[String]) -> anyhow::Result<Vec<String>> {
+    let saved = nodes
+        .nodes()
+        .iter()
+        .map(|n| format!("{}ns", n.config().latency.per_token.as_nanos()))
+        .collect();
+    for (node, value) in nodes.nodes().iter().zip(per_token.iter().cycle()) {
+        node.update(&SettingsPatch {
+            per_token: Some(value.clone()),
+            ..SettingsPatch::default()
+        })?;
+    }
+    Ok(saved)
+}
+
+fn times(streams: &[Stream]) -> StreamTimes {
+    let median = |f: fn(&Stream) -> Duration| {
+        Summary::of(streams.iter().map(|s| f(s).as_secs_f64() * 1e3).collect()).median
+    };
+    StreamTimes {
+        first_line_ms: median(|s| s.first),
+        last_line_ms: median(|s| s.last),
+        max_gap_ms: median(|s| s.max_gap),
+    }
+}
+
+/// Measures the cell.
+pub(super) fn streaming(nodes: &MockCluster, settings: &Settings) -> anyhow::Result<Cell> {
+    let node0 = nodes.urls().first().cloned().context("no node")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let saved = set_per_token(nodes, &[PER_TOKEN.to_owned()])?;
+    let measured = runtime.block_on(async {
+        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+        for r in 0..settings.repeats {
+            for i in 0..STREAMS {
+                let id = format!("s{r}-{i}");
+                direct.push(stream_once(&node0, &format!("{id}d")).await?);
+                gateway.push(stream_once(&settings.target, &format!("{id}g")).await?);
+            }
+        }
+        Ok::<_, anyhow::Error>((direct, gateway))
+    });
+    set_per_token(nodes, &saved)?;
+    let (direct, gateway) = measured?;
+    let report = StreamingReport {
+        direct: times(&direct),
+        gateway: times(&gateway),
+        broken: gateway.iter().filter(|s| !s.whole).count() as u64,
+        streams: gateway.len() as u64,
+    };
+    let first: Vec<f64> = gateway
+        .iter()
+        .map(|s| s.first.as_secs_f64() * 1e3)
+        .collect();
+    let mut histogram = crate::summary::new_histogram();
+    for s in &gateway {
+        histogram.saturating_record(s.first.as_micros() as u64);
+    }
+    Ok(Cell {
+        name: "streaming".into(),
+        throughput: Summary::of(first),
+        efficiency: None,
+        latency: Latency::of(&histogram),
+        shares: Vec::new(),
+        audit: None,
+        faults: Vec::new(),
+        overhead: None,
+        streaming: Some(report),
+    })
+}
+
+/// The cell's verdict.
+pub(super) fn verdict(cell: &Cell) -> Option<String> {
+    let s = cell.streaming.as_ref()?;
+    let buffered = s.gateway.first_line_ms > 0.8 * s.gateway.last_line_ms;
+    Some(format!(
+        "streaming: first line after {:.1} ms through the gateway against {:.1} ms direct, last after {:.1} against {:.1} ms, longest gap {:.1} against {:.1} ms (medians of {} streams of {TOKENS} tokens at {PER_TOKEN} each){}; {} of {} streams broken.",
+        s.gateway.first_line_ms,
+        s.direct.first_line_ms,
+        s.gateway.last_line_ms,
+        s.direct.last_line_ms,
+        s.gateway.max_gap_ms,
+        s.direct.max_gap_ms,
+        s.streams,
+        if buffered {
+            ": the first line arrived with the last (the answer reached this client in one piece)"
+        } else {
+            ""
+        },
+        s.broken,
+        s.streams,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_is_whole_only_with_one_final_line_last_and_every_line_json() {
+        let line = |s: &str| s.as_bytes().to_vec();
+        let (part, done) = (line(r#"{"done":false}"#), line(r#"{"done":true}"#));
+        assert!(whole_stream(&[part.clone(), part.clone(), done.clone()]));
+        assert!(
+            !whole_stream(&[part.clone(), part.clone()]),
+            "no final line"
+        );
+        assert!(
+            !whole_stream(&[done.clone(), part.clone()]),
+            "a line after the final one"
+        );
+        assert!(
+            !whole_stream(&[part.clone(), done.clone(), done.clone()]),
+            "two final lines"
+        );
+        assert!(!whole_stream(&[line("{\"done\":fa"), done]), "a cut line");
+        assert!(!whole_stream(&[]), "nothing");
+    }
+}
