@@ -23,5 +23,10 @@ run haproxy-roundrobin "$HAPROXY" haproxy-roundrobin.cfg
 run haproxy-leastconn "$HAPROXY" haproxy-leastconn.cfg
 # HAProxy with an active health check on /api/tags: what the checks cost, and what they see.
 $H gateway $COMMON --label haproxy-leastconn-check --cells distribution,node-refuse,node-busy --cmd "$HAPROXY" --config-template examples/gateways/haproxy-leastconn-check.cfg
+# Streamed chat: nginx passes lines through; HAProxy holds each answer whole unless told
+# option http-no-delay.
+$H gateway $COMMON --label nginx-round-robin-streaming --cells streaming --cmd "$NGINX" --config-template examples/gateways/nginx-round-robin.conf
+$H gateway $COMMON --label haproxy-roundrobin-streaming --cells streaming --cmd "$HAPROXY" --config-template examples/gateways/haproxy-roundrobin.cfg
+$H gateway $COMMON --label haproxy-roundrobin-no-delay-streaming --cells streaming --cmd "$HAPROXY" --config-template examples/gateways/haproxy-roundrobin-no-delay.cfg
 # nginx retrying 500s on the other node: no client-visible error, but see where the load goes.
 $H gateway $COMMON --label nginx-least-conn-retry-errors --cells distribution --error-rates 0,0.05 --cmd "$NGINX" --config-template examples/gateways/nginx-least-conn-retry.conf
