@@ -13,12 +13,7 @@ OHA=${OHA:-oha}
 H=./target/release/harness
 BODY='{"model":"all-minilm","input":"load generator"}'
 TIMEFORMAT='%U %S'
-node() { # port, mock-ollama flags...
-    port=$1; shift
-    ./target/release/mock-ollama --port "$port" "$@" >/dev/null 2>&1 &
-    NODE=$!
-    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/api/version" >/dev/null && return; sleep 0.1; done
-}
+. examples/mock-node.sh
 cpu_per_request() { # "user sys" seconds, requests
     echo "$1" | awk -v n="$2" '{printf "%.1f", ($1 + $2) * 1e6 / n}'
 }
@@ -43,12 +38,10 @@ PY
 }
 oha_json() { python3 -c "import json,sys; d=json.load(sys.stdin); s=d['summary']; p=d['latencyPercentiles']; print('%.0f %d %.3f %.3f' % (s['requestsPerSec'], round(s['requestsPerSec']*s['total']), p['p50']*1e3, p['p99']*1e3))"; }
 
-NODE=
-trap 'kill $NODE 2>/dev/null' EXIT
 # SKIP_PEAK=1 runs the latency part only.
 if [ "${SKIP_PEAK:-}" != 1 ]; then
 echo "== peak: 8 connections, 5 s, zero service time"
-node 18090 --latency 0 --parallel 64 --force-embed-parallel
+start_node 18090 --latency 0 --parallel 64 --force-embed-parallel
 URL=http://127.0.0.1:18090/api/embed
 for run in $(seq "$RUNS"); do
     out=$( { time $OHA --no-tui -z 5s -c 8 -m POST -H 'content-type: application/json' -d "$BODY" --output-format json "$URL" ; } 2>/tmp/oha-time )
@@ -71,7 +64,7 @@ kill $NODE
 fi
 
 echo "== latency at 50% of capacity: 1 ms x 8 slots, 4,000 req/s evenly spaced, 16 connections, 5 s"
-node 18091 --latency 1ms --parallel 8 --force-embed-parallel
+start_node 18091 --latency 1ms --parallel 8 --force-embed-parallel
 URL=http://127.0.0.1:18091/api/embed
 SEQ=0
 for run in $(seq "$RUNS"); do

@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p harness -p mock-ollama
 RUNS=${1:-3}
 PORT=18090
-./target/release/mock-ollama --port $PORT --latency 0 --parallel 64 --force-embed-parallel >/dev/null 2>&1 &
-NODE=$!
-trap 'kill $NODE' EXIT
-sleep 1
+. examples/mock-node.sh
+start_node $PORT --latency 0 --parallel 64 --force-embed-parallel
 LUA=$(mktemp --suffix .lua)
 cat > "$LUA" <<'LUA'
 wrk.method = "POST"

@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p harness -p mock-ollama
 REPEATS=${1:-3}
 PORT=18190
-./target/release/mock-ollama --port $PORT --latency 0 --parallel 128 --force-embed-parallel >/dev/null 2>&1 &
-NODE=$!
-trap 'kill $NODE' EXIT
-for _ in $(seq 50); do
-    curl -sf http://127.0.0.1:$PORT/api/version >/dev/null && break
-    sleep 0.1
-done
+. examples/mock-node.sh
+start_node $PORT --latency 0 --parallel 128 --force-embed-parallel
 ./target/release/harness --out results/peak-external --repeats "$REPEATS" \
     --node http://127.0.0.1:$PORT run peak

@@ -80,17 +80,15 @@ pub fn sample(
         requests: settings.throughput_requests,
         service: Duration::ZERO,
     };
-    let (pool, engine) = throughput.run(variant, options, pool_first)?;
+    let (pool, engine, _) = throughput.run(variant, options, pool_first)?;
     let latency = Part {
         workers: settings.latency_workers,
         requests: settings.latency_requests,
         service: Duration::from_micros(settings.latency_service_us),
     };
-    let (pool_lat, engine_lat) = latency.run(variant, options, pool_first)?;
-    let added = |q: f64| {
-        let served = pool_lat.served_p50_us;
-        added_us(&pool_lat.latency, q, served) / added_us(&engine_lat.latency, q, served)
-    };
+    let (pool_lat, engine_lat, served) = latency.run(variant, options, pool_first)?;
+    let added =
+        |q: f64| added_us(&pool_lat.latency, q, served) / added_us(&engine_lat.latency, q, served);
     Ok(CostSample {
         overhead: pool.throughput / engine.throughput.max(1e-9),
         connections_per_request: pool.connections as f64 / pool.requests.max(1) as f64,
@@ -111,8 +109,6 @@ struct Side {
     requests: u64,
     connections: u64,
     latency: Histogram<u64>,
-    /// The node's median served time over the whole part (both sides), microseconds.
-    served_p50_us: f64,
 }
 
 /// One closed-loop load, run by the pool and by the engine on one fresh node.
@@ -124,13 +120,14 @@ struct Part {
 }
 
 impl Part {
-    /// Runs both sides on a fresh node with twice as many slots as workers; returns (pool, engine).
+    /// Runs both sides on a fresh node with twice as many slots as workers; returns the pool's
+    /// side, the engine's, and the node's median served time over both, microseconds.
     fn run(
         &self,
         variant: Variant,
         options: PoolOptions,
         pool_first: bool,
-    ) -> anyhow::Result<(Side, Side)> {
+    ) -> anyhow::Result<(Side, Side, f64)> {
         let spec = ClusterSpec::uniform(1, 2 * self.workers, self.service);
         let Cluster::Embedded(cluster) = Cluster::start(&spec, &[])? else {
             anyhow::bail!("cost figures need embedded nodes");
@@ -147,11 +144,7 @@ impl Part {
             .served_quantile(0.5)
             .map_or(0.0, |d| d.as_secs_f64() * 1e6);
         cluster.shutdown();
-        let with_served = |side: Side| Side {
-            served_p50_us,
-            ..side
-        };
-        Ok((with_served(pool), with_served(engine)))
+        Ok((pool, engine, served_p50_us))
     }
 
     fn pool_side(
@@ -177,7 +170,6 @@ impl Part {
             requests: run.ok,
             connections: node.counters().connections_accepted - before,
             latency: run.latency,
-            served_p50_us: 0.0,
         })
     }
 
@@ -204,7 +196,6 @@ impl Part {
             requests: run.ok(),
             connections: 0,
             latency: run.latency,
-            served_p50_us: 0.0,
         })
     }
 }

@@ -29,9 +29,23 @@ pub fn measure(
     workload: &Workload,
     accounting: &mut Accounting,
 ) -> anyhow::Result<Measurement> {
+    measure_with(variant, cluster, options, accounting, |pool| {
+        closed_loop(pool, workload)
+    })
+}
+
+/// [`measure`], with `drive` sending the load while the pool is alive (a scenario that reads
+/// something of the pool's own threads during the run wraps `closed_loop` in it).
+pub fn measure_with(
+    variant: Variant,
+    cluster: &Cluster,
+    options: PoolOptions,
+    accounting: &mut Accounting,
+    drive: impl FnOnce(&pool::Pool) -> RunResult,
+) -> anyhow::Result<Measurement> {
     let before = cluster.tally();
     let pool = variant.build(&cluster.urls(), options)?;
-    let run = closed_loop(&pool, workload);
+    let run = drive(&pool);
     let stats = pool.stats();
     let lock = pool.ledger().lock_timings();
     drop(pool);

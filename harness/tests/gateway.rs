@@ -110,6 +110,20 @@ async fn embed(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) 
     }
 }
 
+/// Streamed chat, round-robin, read whole before answering (a buffering proxy).
+async fn chat(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let k = gw.next.fetch_add(1, Ordering::Relaxed) as usize;
+    let url = format!("{}/api/chat", gw.nodes[k % gw.nodes.len()]);
+    let answer = gw.client.post(url).body(body).send().await;
+    match answer {
+        Ok(r) => match r.bytes().await {
+            Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        },
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
 /// Starts the gateway on its own runtime thread; returns its URL.
 fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -129,6 +143,7 @@ fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
             let app = Router::new()
                 .route("/api/version", get(|| async { r#"{"version":"test"}"# }))
                 .route("/api/embed", post(embed))
+                .route("/api/chat", post(chat))
                 .with_state(gw);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -377,6 +392,40 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
     assert_eq!(served() - before, 2 * (30 + 200 + 200 + 30 + 30));
     assert!(
         result.verdicts.iter().any(|v| v.starts_with("overhead:")),
+        "{:?}",
+        result.verdicts
+    );
+}
+
+#[test]
+fn the_streaming_cell_reads_every_stream_whole_and_restores_the_token_time() {
+    let nodes =
+        MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = settings(target, "streaming", Duration::ZERO, CellKind::Streaming);
+    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let report = result
+        .cells
+        .iter()
+        .find_map(|c| c.streaming.clone())
+        .expect("the streaming cell");
+    assert_eq!((report.streams, report.broken), (20, 0), "{report:?}");
+    for node in nodes.nodes() {
+        assert_eq!(
+            node.config().latency.per_token,
+            Duration::ZERO,
+            "token time restored"
+        );
+    }
+    // 20 streams straight at node 0 and 20 through the gateway, round-robin over both nodes.
+    let chats: Vec<u64> = nodes
+        .counters()
+        .iter()
+        .map(|c| c.succeeded("/api/chat"))
+        .collect();
+    assert_eq!(chats, [30, 10]);
+    assert!(
+        result.verdicts.iter().any(|v| v.starts_with("streaming:")),
         "{:?}",
         result.verdicts
     );

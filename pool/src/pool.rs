@@ -26,7 +26,7 @@ use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
-use crate::testing::{Degradation, Unrecorded};
+use crate::testing::{Degradation, Dropped, Dropping};
 
 /// How a pool routes, talks HTTP and probes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -211,7 +211,10 @@ impl Pool {
             _answer: PhantomData,
         };
         if unrecorded {
-            self.ledger.run(Unrecorded(exchange))
+            self.ledger.run(Dropping {
+                body: exchange,
+                dropped: Dropped::Record,
+            })
         } else {
             self.ledger.run(exchange)
         }

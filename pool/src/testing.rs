@@ -86,36 +86,65 @@ impl Degradation {
     }
 }
 
-/// `Degradation::unrecorded_every`: runs a request body over steps that drop every `record`.
-pub(crate) struct Unrecorded<B>(pub(crate) B);
+/// A bookkeeping step a broken request path drops: the seam of `Degradation::unrecorded_every`
+/// and of the loom model's twin that leaves a gauge marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Every `record` (the attempt is made, the books never see it).
+    Record,
+    /// The un-mark after an attempt recorded as a node fault (a gauge left marked).
+    UnmarkAfterFault,
+}
 
-impl<B: RequestBody> RequestBody for Unrecorded<B> {
+/// Runs a request body over steps that drop one kind of step.
+pub(crate) struct Dropping<B> {
+    pub(crate) body: B,
+    pub(crate) dropped: Dropped,
+}
+
+impl<B: RequestBody> RequestBody for Dropping<B> {
     type Output = B::Output;
 
     fn run<S: Steps>(self, steps: &mut S) -> Self::Output {
-        self.0.run(&mut UnrecordedSteps(steps))
+        self.body.run(&mut DroppingSteps {
+            inner: steps,
+            dropped: self.dropped,
+            faulted: false,
+        })
     }
 }
 
-/// `S` with `record` dropped; every other step (begin, mark, un-mark, fail) still happens.
-struct UnrecordedSteps<'a, S>(&'a mut S);
+/// `S` with one kind of step dropped; every other step happens.
+struct DroppingSteps<'a, S> {
+    inner: &'a mut S,
+    dropped: Dropped,
+    /// The last recorded outcome was a node fault.
+    faulted: bool,
+}
 
-impl<S: Steps> Steps for UnrecordedSteps<'_, S> {
+impl<S: Steps> Steps for DroppingSteps<'_, S> {
     type Pick = S::Pick;
     fn begin(&mut self) {
-        self.0.begin()
+        self.inner.begin()
     }
     fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<S::Pick> {
-        self.0.select(strategy, tried)
+        self.inner.select(strategy, tried)
     }
     fn mark_active(&mut self, pick: &S::Pick) -> bool {
-        self.0.mark_active(pick)
+        self.inner.mark_active(pick)
     }
-    fn record(&mut self, _: &S::Pick, _: ledger::Outcome) {}
+    fn record(&mut self, pick: &S::Pick, outcome: ledger::Outcome) {
+        self.faulted = matches!(outcome, ledger::Outcome::NodeFault);
+        if self.dropped != Dropped::Record {
+            self.inner.record(pick, outcome)
+        }
+    }
     fn unmark_active(&mut self, pick: &S::Pick) {
-        self.0.unmark_active(pick)
+        if !(self.dropped == Dropped::UnmarkAfterFault && self.faulted) {
+            self.inner.unmark_active(pick)
+        }
     }
     fn fail(&mut self) {
-        self.0.fail()
+        self.inner.fail()
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mock_ollama::{CountersSnapshot, MockCluster};
+use mock_ollama::CountersSnapshot;
 use serde::{Deserialize, Serialize};
 
 /// Routes the load itself uses (both dialects); everything else is control plane.
@@ -31,12 +31,7 @@ pub struct EndpointTraffic {
     pub per_second: f64,
 }
 
-/// Every node's requests by endpoint now.
-pub(super) fn snapshot(nodes: &MockCluster) -> Vec<CountersSnapshot> {
-    nodes.counters()
-}
-
-/// The non-inference requests between two snapshots, over `elapsed`.
+/// The non-inference requests between two snapshots of every node's counters, over `elapsed`.
 pub(super) fn traffic(
     before: &[CountersSnapshot],
     after: &[CountersSnapshot],

@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mock_ollama::{LatencyModel, MockCluster, NodeConfig, ServedEntry, SlotPolicy};
+use mock_ollama::{
+    LatencyModel, MockCluster, MockNode, NodeConfig, ServedEntry, SettingsPatch, SlotPolicy,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineRun, Schedule, Target, Template};
@@ -384,19 +386,40 @@ fn distribution(
 /// The last node at 1/4 speed, changed through its control API; the capacity ideal is measured
 /// again at the new settings, and the speed restored after.
 fn slow_node(engine: &Engine, nodes: &MockCluster, settings: &Settings) -> anyhow::Result<Cell> {
-    let last = &nodes.nodes()[nodes.nodes().len() - 1];
-    let speed = last.config().speed;
-    let slow = |speed: f64| {
-        last.update(&mock_ollama::SettingsPatch {
-            speed: Some(speed),
-            ..mock_ollama::SettingsPatch::default()
-        })
+    let last = &nodes.nodes()[nodes.nodes().len() - 1..];
+    let speed = |speed: f64| SettingsPatch {
+        speed: Some(speed),
+        ..SettingsPatch::default()
     };
-    slow(speed / 4.0)?;
-    let measured = direct(engine, nodes, settings)
-        .and_then(|(_, capacity)| distribution("slow-node", engine, nodes, settings, &capacity));
-    slow(speed)?;
-    measured
+    while_patched(
+        last,
+        |c| speed(c.speed / 4.0),
+        |c| speed(c.speed),
+        || {
+            let (_, capacity) = direct(engine, nodes, settings)?;
+            distribution("slow-node", engine, nodes, settings, &capacity)
+        },
+    )
+}
+
+/// Runs `run` with each of `targets` changed by `patch` (made from its settings) through the
+/// control API, then puts each back with `restore` (made from its settings before the change),
+/// whether `run` succeeded or not.
+fn while_patched<R>(
+    targets: &[MockNode],
+    patch: impl Fn(&NodeConfig) -> SettingsPatch,
+    restore: impl Fn(&NodeConfig) -> SettingsPatch,
+    run: impl FnOnce() -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    let saved: Vec<SettingsPatch> = targets.iter().map(|n| restore(&n.config())).collect();
+    for node in targets {
+        node.update(&patch(&node.config()))?;
+    }
+    let result = run();
+    for (node, back) in targets.iter().zip(&saved) {
+        node.update(back)?;
+    }
+    result
 }
 
 /// The last node failing as `fault` in the middle of each repeat.
@@ -564,7 +587,7 @@ pub fn start_nodes(settings: &Settings) -> anyhow::Result<MockCluster> {
 /// Waits for the gateway in front of `nodes`, then measures the cells.
 pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<GatewayResult> {
     wait_ready(&settings.target, settings.ready_timeout)?;
-    let (counted_from, started) = (control_plane::snapshot(nodes), Instant::now());
+    let (counted_from, started) = (nodes.counters(), Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
     let mut cells = vec![direct_cell];
@@ -583,11 +606,7 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
             CellKind::Streaming => streaming::streaming(nodes, settings)?,
         });
     }
-    let control_plane = control_plane::traffic(
-        &counted_from,
-        &control_plane::snapshot(nodes),
-        started.elapsed(),
-    );
+    let control_plane = control_plane::traffic(&counted_from, &nodes.counters(), started.elapsed());
     let mut verdicts = verdicts(&cells, settings.service.as_secs_f64() * 1e3);
     verdicts.push(control_plane::verdict(&control_plane));
     Ok(GatewayResult {

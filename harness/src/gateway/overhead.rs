@@ -12,7 +12,7 @@
 use mock_ollama::{MockCluster, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Settings, run_once};
+use super::{Cell, Settings, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -75,12 +75,21 @@ pub(super) fn overhead(
         p99.push(gl.p99 - dl.p99);
         latencies = Some((dl, gl));
     }
-    let restore = zero_service(nodes)?;
-    let peaks = (0..settings.repeats)
-        .map(|r| paired(settings.workers, settings.requests, r, "p"))
-        .collect::<anyhow::Result<Vec<_>>>();
-    restore()?;
-    for (d, g) in peaks? {
+    let latency = |text: String| SettingsPatch {
+        latency: Some(text),
+        ..SettingsPatch::default()
+    };
+    let peaks = while_patched(
+        nodes.nodes(),
+        |_| latency("0ns".into()),
+        |c| latency(format!("{}ns", c.latency.base.as_nanos())),
+        || {
+            (0..settings.repeats)
+                .map(|r| paired(settings.workers, settings.requests, r, "p"))
+                .collect::<anyhow::Result<Vec<_>>>()
+        },
+    )?;
+    for (d, g) in peaks {
         direct_peak.push(d.throughput());
         gateway_peak.push(g.throughput());
     }
@@ -104,30 +113,6 @@ pub(super) fn overhead(
         faults: Vec::new(),
         overhead: Some(report),
         streaming: None,
-    })
-}
-
-/// Sets every node's service time to zero; returns how to put each one back.
-fn zero_service(nodes: &MockCluster) -> anyhow::Result<impl FnOnce() -> anyhow::Result<()> + '_> {
-    let saved: Vec<String> = nodes
-        .nodes()
-        .iter()
-        .map(|n| format!("{}ns", n.config().latency.base.as_nanos()))
-        .collect();
-    let set = |node: &mock_ollama::MockNode, latency: String| {
-        node.update(&SettingsPatch {
-            latency: Some(latency),
-            ..SettingsPatch::default()
-        })
-    };
-    for node in nodes.nodes() {
-        set(node, "0ns".into())?;
-    }
-    Ok(move || {
-        for (node, latency) in nodes.nodes().iter().zip(saved) {
-            set(node, latency)?;
-        }
-        Ok(())
     })
 }
 

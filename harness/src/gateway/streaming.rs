@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use mock_ollama::{MockCluster, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Settings};
+use super::{Cell, Settings, while_patched};
 use crate::summary::{Latency, Summary};
 
 /// Tokens per answer.
@@ -122,22 +122,6 @@ fn whole_stream(lines: &[Vec<u8>]) -> bool {
         .is_some_and(|done| done.last() == Some(&true) && done.iter().filter(|d| **d).count() == 1)
 }
 
-/// Sets every node's per-token time; returns the previous ones to restore.
-fn set_per_token(nodes: &MockCluster, per_token: &[String]) -> anyhow::Result<Vec<String>> {
-    let saved = nodes
-        .nodes()
-        .iter()
-        .map(|n| format!("{}ns", n.config().latency.per_token.as_nanos()))
-        .collect();
-    for (node, value) in nodes.nodes().iter().zip(per_token.iter().cycle()) {
-        node.update(&SettingsPatch {
-            per_token: Some(value.clone()),
-            ..SettingsPatch::default()
-        })?;
-    }
-    Ok(saved)
-}
-
 fn times(streams: &[Stream]) -> StreamTimes {
     let median = |f: fn(&Stream) -> Duration| {
         Summary::of(streams.iter().map(|s| f(s).as_secs_f64() * 1e3).collect()).median
@@ -155,37 +139,48 @@ pub(super) fn streaming(nodes: &MockCluster, settings: &Settings) -> anyhow::Res
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let saved = set_per_token(nodes, &[PER_TOKEN.to_owned()])?;
-    let measured = runtime.block_on(async {
-        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
-        for r in 0..settings.repeats {
-            for i in 0..STREAMS {
-                let id = format!("s{r}-{i}");
-                direct.push(stream_once(&node0, &format!("{id}d")).await?);
-                gateway.push(stream_once(&settings.target, &format!("{id}g")).await?);
+    let per_token = |text: String| SettingsPatch {
+        per_token: Some(text),
+        ..SettingsPatch::default()
+    };
+    let streams = || {
+        runtime.block_on(async {
+            let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+            for r in 0..settings.repeats {
+                for i in 0..STREAMS {
+                    let id = format!("s{r}-{i}");
+                    direct.push(stream_once(&node0, &format!("{id}d")).await?);
+                    gateway.push(stream_once(&settings.target, &format!("{id}g")).await?);
+                }
             }
-        }
-        Ok::<_, anyhow::Error>((direct, gateway))
-    });
-    set_per_token(nodes, &saved)?;
-    let (direct, gateway) = measured?;
+            Ok::<_, anyhow::Error>((direct, gateway))
+        })
+    };
+    let (direct, gateway) = while_patched(
+        nodes.nodes(),
+        |_| per_token(PER_TOKEN.into()),
+        |c| per_token(format!("{}ns", c.latency.per_token.as_nanos())),
+        streams,
+    )?;
     let report = StreamingReport {
         direct: times(&direct),
         gateway: times(&gateway),
         broken: gateway.iter().filter(|s| !s.whole).count() as u64,
         streams: gateway.len() as u64,
     };
-    let first: Vec<f64> = gateway
-        .iter()
-        .map(|s| s.first.as_secs_f64() * 1e3)
-        .collect();
+    // One client sends the streams one after another: its rate is one over a stream's length,
+    // and the cell's latency is the whole answer's.
     let mut histogram = crate::summary::new_histogram();
     for s in &gateway {
-        histogram.saturating_record(s.first.as_micros() as u64);
+        histogram.saturating_record(s.last.as_micros() as u64);
     }
+    let rates = gateway
+        .iter()
+        .map(|s| 1.0 / s.last.as_secs_f64().max(1e-9))
+        .collect();
     Ok(Cell {
         name: "streaming".into(),
-        throughput: Summary::of(first),
+        throughput: Summary::of(rates),
         efficiency: None,
         latency: Latency::of(&histogram),
         shares: Vec::new(),

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::ServerTally;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::engine::{Engine, Schedule, Target, Template};
 use crate::load::{Workload, closed_loop};
 use crate::machine::{cpu_time, threads_cpu};
-use crate::measure::check;
+use crate::measure::measure_with;
 use crate::results::{Accounting, Row};
 use crate::summary::Summary;
 use crate::variant::Variant;
@@ -71,7 +70,7 @@ fn io_thread(name: &str) -> bool {
 }
 
 /// One pool run, checked like every other scenario's; returns the answers, the run's length and
-/// the CPU its client I/O thread used (read before the pool, and that thread, go away).
+/// the CPU its client I/O thread used (read while the pool, and that thread, are alive).
 fn pool_run(
     variant: Variant,
     cluster: &Cluster,
@@ -79,19 +78,14 @@ fn pool_run(
     workload: &Workload,
     accounting: &mut Accounting,
 ) -> anyhow::Result<(u64, Duration, Duration)> {
-    let before = cluster.tally();
-    let pool = variant.build(&cluster.urls(), ctx.pool_options())?;
-    let io_before = threads_cpu(io_thread);
-    let run = closed_loop(&pool, workload);
-    let io = threads_cpu(io_thread).saturating_sub(io_before);
-    let stats = pool.stats();
-    drop(pool);
-    let served = cluster
-        .tally()
-        .zip(before)
-        .map(|(after, before)| ServerTally::since(&after, &before));
-    check(variant, &run, &stats, served.as_ref(), accounting);
-    Ok((run.ok, run.elapsed, io))
+    let mut io = Duration::ZERO;
+    let m = measure_with(variant, cluster, ctx.pool_options(), accounting, |pool| {
+        let before = threads_cpu(io_thread);
+        let run = closed_loop(pool, workload);
+        io = threads_cpu(io_thread).saturating_sub(before);
+        run
+    })?;
+    Ok((m.run.ok, m.run.elapsed, io))
 }
 
 /// Runs `client` once with `workers`, measuring CPU by layer around it.
@@ -202,47 +196,70 @@ fn summary(samples: &[Sample], field: fn(&Sample) -> f64) -> Summary {
     Summary::of(samples.iter().map(field).collect())
 }
 
+/// A figure of every run, reported as one row per client and worker count.
+struct Figure {
+    metric: &'static str,
+    unit: &'static str,
+    field: fn(&Sample) -> f64,
+    /// Only pools have reqwest's I/O thread.
+    pools_only: bool,
+    /// The node's CPU is only visible when it runs in this process.
+    in_process_only: bool,
+}
+
+const FIGURES: [Figure; 4] = [
+    Figure {
+        metric: "throughput",
+        unit: "req/s",
+        field: |s| s.throughput,
+        pools_only: false,
+        in_process_only: false,
+    },
+    Figure {
+        metric: "client CPU per request",
+        unit: "us",
+        field: |s| s.client_us,
+        pools_only: false,
+        in_process_only: false,
+    },
+    Figure {
+        metric: "client I/O thread CPU per request",
+        unit: "us",
+        field: |s| s.io_thread_us,
+        pools_only: true,
+        in_process_only: false,
+    },
+    Figure {
+        metric: "node CPU per request",
+        unit: "us",
+        field: |s| s.node_us,
+        pools_only: false,
+        in_process_only: true,
+    },
+];
+
 fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     for ((client, w), runs) in samples {
-        let case = format!("workers={w}");
-        rows.push(Row::new(
-            client.name(),
-            &case,
-            "throughput",
-            "req/s",
-            summary(runs, |s| s.throughput),
-        ));
-        rows.push(Row::new(
-            client.name(),
-            &case,
-            "client CPU per request",
-            "us",
-            summary(runs, |s| s.client_us),
-        ));
-        if matches!(client, Client::Pool(_)) {
-            rows.push(Row::new(
+        let is_pool = matches!(client, Client::Pool(_));
+        for f in &FIGURES {
+            if (f.pools_only && !is_pool) || (f.in_process_only && !embedded) {
+                continue;
+            }
+            let value = summary(runs, f.field);
+            let row = Row::new(
                 client.name(),
-                &case,
-                "client I/O thread CPU per request",
-                "us",
-                summary(runs, |s| s.io_thread_us),
-            ));
-        }
-        if embedded {
-            rows.push(
-                Row::new(
-                    client.name(),
-                    &case,
-                    "node CPU per request",
-                    "us",
-                    summary(runs, |s| s.node_us),
-                )
-                .note(format!(
-                    "node threads busy {:.2} cores",
-                    summary(runs, |s| s.node_cores).median
-                )),
+                format!("workers={w}"),
+                f.metric,
+                f.unit,
+                value,
             );
+            rows.push(if f.in_process_only {
+                let cores = summary(runs, |s| s.node_cores).median;
+                row.note(format!("node threads busy {cores:.2} cores"))
+            } else {
+                row
+            });
         }
     }
     rows

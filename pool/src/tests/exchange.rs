@@ -19,11 +19,12 @@ use super::twins::assert_caught;
 use crate::api::{EmbedResponse, Reply};
 use crate::error::{FailureReason, PoolError};
 use crate::http::{AttemptError, Transport};
-use crate::ledger::{AtomicCore, LedgerCore, MutexCore, Outcome, RequestBody, Steps};
+use crate::ledger::{AtomicCore, LedgerCore, MutexCore};
 use crate::node::NodeAddr;
 use crate::pool::Exchange;
 use crate::strategy::Strategy;
 use crate::sync::test_families::{LoomSync, Unfenced};
+use crate::testing::{Dropped, Dropping};
 
 /// Node `a:1` answers 500, every other node answers one vector; the flag says whether an attempt
 /// on `b:2` is in progress.
@@ -71,50 +72,6 @@ enum Path {
     ForgetsUnmarkAfterFault,
 }
 
-/// Bookkeeping that forwards to `S` but leaves the node marked after an attempt that failed.
-struct ForgetfulSteps<'a, S> {
-    inner: &'a mut S,
-    faulted: bool,
-}
-
-impl<S: Steps> Steps for ForgetfulSteps<'_, S> {
-    type Pick = S::Pick;
-    fn begin(&mut self) {
-        self.inner.begin();
-    }
-    fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<Self::Pick> {
-        self.inner.select(strategy, tried)
-    }
-    fn mark_active(&mut self, pick: &Self::Pick) -> bool {
-        self.inner.mark_active(pick)
-    }
-    fn record(&mut self, pick: &Self::Pick, outcome: Outcome) {
-        self.faulted = matches!(outcome, Outcome::NodeFault);
-        self.inner.record(pick, outcome);
-    }
-    fn unmark_active(&mut self, pick: &Self::Pick) {
-        if !self.faulted {
-            self.inner.unmark_active(pick);
-        }
-    }
-    fn fail(&mut self) {
-        self.inner.fail();
-    }
-}
-
-/// Runs a request body over [`ForgetfulSteps`].
-struct Forgetful<B>(B);
-
-impl<B: RequestBody> RequestBody for Forgetful<B> {
-    type Output = B::Output;
-    fn run<S: Steps>(self, steps: &mut S) -> Self::Output {
-        self.0.run(&mut ForgetfulSteps {
-            inner: steps,
-            faulted: false,
-        })
-    }
-}
-
 /// One request through the shipped path (or its twin).
 fn request<L: LedgerCore>(
     ledger: &L,
@@ -132,7 +89,13 @@ fn request<L: LedgerCore>(
     };
     match path {
         Path::Shipped => ledger.run(hold_lock, exchange),
-        Path::ForgetsUnmarkAfterFault => ledger.run(hold_lock, Forgetful(exchange)),
+        Path::ForgetsUnmarkAfterFault => ledger.run(
+            hold_lock,
+            Dropping {
+                body: exchange,
+                dropped: Dropped::UnmarkAfterFault,
+            },
+        ),
     }
 }
 
