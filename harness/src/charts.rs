@@ -25,7 +25,8 @@ pub fn charts_for(scenario: &str) -> Vec<String> {
     }
 }
 
-type Series = BTreeMap<String, Vec<(f64, f64)>>;
+/// Named lines of (x, y) points.
+pub type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
 /// Strong, distinguishable colours (plotters' `Palette99` includes pale ones that vanish on white).
 const COLORS: [RGBColor; 10] = [
@@ -58,7 +59,7 @@ fn series(result: &ScenarioResult, metric: &str, x_of: impl Fn(&str) -> Option<f
 }
 
 /// p50, p90, p99, p99.9 and max as (percentile, ms) points.
-fn spectrum_points(l: &crate::summary::Latency) -> Vec<(f64, f64)> {
+pub fn spectrum_points(l: &crate::summary::Latency) -> Vec<(f64, f64)> {
     vec![
         (50.0, l.p50),
         (90.0, l.p90),
@@ -69,7 +70,7 @@ fn spectrum_points(l: &crate::summary::Latency) -> Vec<(f64, f64)> {
 }
 
 /// A latency percentile spectrum, one line per series, log latency axis.
-fn draw_spectrum(path: &Path, title: &str, series: Series) -> anyhow::Result<()> {
+pub fn draw_spectrum(path: &Path, title: &str, series: Series) -> anyhow::Result<()> {
     draw_lines(
         path,
         Lines {
@@ -88,14 +89,22 @@ fn number_after(case: &str, prefix: &str) -> Option<f64> {
     case.strip_prefix(prefix)?.parse().ok()
 }
 
-struct Lines<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    log_x: bool,
-    log_y: bool,
-    series: Series,
-    ideal: Option<Vec<(f64, f64)>>,
+/// One line chart.
+pub(crate) struct Lines<'a> {
+    /// Caption.
+    pub title: &'a str,
+    /// X axis.
+    pub x_label: &'a str,
+    /// Y axis.
+    pub y_label: &'a str,
+    /// Log-scale x axis.
+    pub log_x: bool,
+    /// Log-scale y axis.
+    pub log_y: bool,
+    /// The lines.
+    pub series: Series,
+    /// A black line with no markers.
+    pub ideal: Option<Vec<(f64, f64)>>,
 }
 
 fn bounds(lines: &Lines) -> ((f64, f64), (f64, f64)) {
@@ -119,7 +128,7 @@ fn bounds(lines: &Lines) -> ((f64, f64), (f64, f64)) {
     ((x0, x1.max(x0 + 1.0)), (y0, y1 * 1.15))
 }
 
-fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
+pub(crate) fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let ((x0, x1), (y0, y1)) = bounds(&lines);
@@ -179,28 +188,75 @@ fn draw_lines(path: &Path, lines: Lines) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One row of a [`draw_points`] chart: a median with its min-max bar, and the row's own ideal.
+pub struct PointRow {
+    /// Label on the left.
+    pub name: String,
+    /// The point.
+    pub median: f64,
+    /// Left end of the bar.
+    pub min: f64,
+    /// Right end of the bar.
+    pub max: f64,
+    /// A black tick where the row would be if nothing were lost.
+    pub ideal: Option<f64>,
+}
+
+/// A vertical reference line across every row, with its legend text.
+pub struct Reference<'a> {
+    /// Where.
+    pub x: f64,
+    /// Legend.
+    pub label: &'a str,
+}
+
 /// Speedups as horizontal points with min-max bars, each beside its own ideal (black tick) and
 /// SOLLOL's measured 1.12x (red line).
-// Long on purpose: plotters configures one figure through a sequence of builder calls; split up,
-// each piece would only pass the drawing area on.
 fn draw_speedups(
     path: &Path,
     result: &ScenarioResult,
     metric: &str,
     title: &str,
 ) -> anyhow::Result<()> {
-    let rows: Vec<_> = result.rows.iter().filter(|r| r.metric == metric).collect();
-    let names: Vec<String> = rows
+    let rows: Vec<PointRow> = result
+        .rows
         .iter()
-        .map(|r| format!("{}: {}", r.variant, r.case))
+        .filter(|r| r.metric == metric)
+        .map(|r| PointRow {
+            name: format!("{}: {}", r.variant, r.case),
+            median: r.value.median,
+            min: r.value.min,
+            max: r.value.max,
+            ideal: r.ideal,
+        })
         .collect();
+    let sollol = Reference {
+        x: 1.12,
+        label: "SOLLOL measured 1.12x",
+    };
+    draw_points(path, title, "speedup (x)", &rows, Some(sollol))
+}
+
+/// Horizontal points with min-max bars, each beside its own ideal (black tick), and an optional
+/// reference line (red).
+// Long on purpose: plotters configures one figure through a sequence of builder calls; split up,
+// each piece would only pass the drawing area on.
+pub fn draw_points(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    rows: &[PointRow],
+    reference: Option<Reference>,
+) -> anyhow::Result<()> {
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     let height = 120 + 34 * rows.len() as u32;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let right = rows
         .iter()
-        .map(|r| r.value.max.max(r.ideal.unwrap_or(0.0)))
-        .fold(2.0, f64::max)
+        .map(|r| r.max.max(r.ideal.unwrap_or(0.0)))
+        .chain(reference.as_ref().map(|r| r.x))
+        .fold(f64::MIN_POSITIVE, f64::max)
         * 1.1;
     let n = rows.len() as f64;
     let mut chart = ChartBuilder::on(&root)
@@ -215,20 +271,24 @@ fn draw_speedups(
         .y_label_formatter(&|y| {
             let i = y.round();
             if (y - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
+                names
+                    .get(i as usize)
+                    .map_or_else(String::new, |s| (*s).to_owned())
             } else {
                 String::new()
             }
         })
-        .x_desc("speedup (x)")
+        .x_desc(x_desc)
         .draw()?;
-    chart
-        .draw_series(LineSeries::new(
-            [(1.12, -0.5), (1.12, n - 0.5)],
-            RED.stroke_width(1),
-        ))?
-        .label("SOLLOL measured 1.12x")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+    if let Some(reference) = &reference {
+        chart
+            .draw_series(LineSeries::new(
+                [(reference.x, -0.5), (reference.x, n - 0.5)],
+                RED.stroke_width(1),
+            ))?
+            .label(reference.label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+    }
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
             let y = i as f64;
@@ -248,13 +308,13 @@ fn draw_speedups(
         let y = i as f64;
         chart.draw_series([ErrorBar::new_horizontal(
             y,
-            r.value.min,
-            r.value.median,
-            r.value.max,
+            r.min,
+            r.median,
+            r.max,
             color.stroke_width(2),
             10,
         )])?;
-        chart.draw_series([Circle::new((r.value.median, y), 5, color.filled())])?;
+        chart.draw_series([Circle::new((r.median, y), 5, color.filled())])?;
     }
     chart
         .configure_series_labels()

@@ -57,6 +57,13 @@ enum Command {
         /// passes the clean pool.
         #[arg(long, conflicts_with_all = ["candidate", "update_baseline"])]
         self_test: bool,
+        /// Judge this `harness gateway` result (results/gateways/LABEL.json) against
+        /// `--bounds` instead of measuring the pools.
+        #[arg(long, requires = "bounds", conflicts_with_all = ["candidate", "update_baseline", "self_test"])]
+        gateway: Option<PathBuf>,
+        /// The gateway bounds file (see examples/gateways/bounds.json).
+        #[arg(long, requires = "gateway")]
+        bounds: Option<PathBuf>,
     },
     /// Drive any URL with the load engine, as oha or wrk would: closed loop with --workers
     /// connections, or open loop at --rate; prints requests/s, latency and CPU per request.
@@ -124,6 +131,9 @@ struct GatewayArgs {
     /// (counted as "answered without a node"); requests are then joined by x-request-id only.
     #[arg(long)]
     repeat_inputs: bool,
+    /// How long the node-stall cell holds each request on the stalled node.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    stall: Duration,
     /// Speed factor of each node, e.g. 1,0.25 (missing ones are 1).
     #[arg(long, value_delimiter = ',')]
     speeds: Vec<f64>,
@@ -138,6 +148,18 @@ struct GatewayArgs {
     /// {node_index} are repeated per node).
     #[arg(long, requires = "cmd")]
     config_template: Option<PathBuf>,
+    /// A mock-ollama node started elsewhere (repeatable), driven through its control API and
+    /// served log instead of starting nodes here; the gateway must route to these URLs. Start
+    /// them with --force-embed-parallel for --slots above 1 and the scaling cell.
+    #[arg(long = "mock-node")]
+    mock_nodes: Vec<String>,
+    /// The --mock-node's control token (Authorization: Bearer).
+    #[arg(long, requires = "mock_nodes")]
+    control_token: Option<String>,
+    /// Judge the result against this bounds file (cell.measure -> op, value) and exit 1 when a
+    /// bound fails: a gateway project's CI check (see examples/gateways/bounds.json).
+    #[arg(long)]
+    bounds: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -340,13 +362,18 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gate {
+            gateway: Some(result),
+            bounds: Some(bounds),
+            ..
+        }) => judge_gateway_file(&result, &bounds),
+        Some(Command::Gate {
             self_test: true, ..
         }) => gate_self_test(&cli.common),
         Some(Command::Gate {
             candidate,
             baseline,
             update_baseline,
-            self_test: false,
+            ..
         }) => run_gate(&cli.common, candidate, baseline, update_baseline),
         Some(Command::Gateway(args)) => run_gateway(&cli.common, args),
         Some(Command::Load(args)) => run_load(&cli.common, &args),
@@ -411,12 +438,19 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
 /// `harness gateway`: measures the cells, writes the result and prints the verdicts.
 fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let options = common.options(3)?;
+    anyhow::ensure!(
+        args.mock_nodes.is_empty() || options.nodes.is_none(),
+        "--nodes and --mock-node exclude each other: the nodes are the --mock-node URLs"
+    );
     let settings = crate::gateway::Settings {
         target: args.target.trim_end_matches('/').to_owned(),
-        nodes: options.nodes.unwrap_or(2),
+        nodes: match args.mock_nodes.len() {
+            0 => options.nodes.unwrap_or(2),
+            n => n,
+        },
         port: args.port,
         api: args.api,
-        label: args.label,
+        label: args.label.clone(),
         workers: options.workers.unwrap_or(8),
         requests: options.requests.unwrap_or(2_000) as u64,
         service: options.service.unwrap_or(Duration::from_millis(5)),
@@ -428,14 +462,25 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         cells: args.cells.clone(),
         phase: args.phase,
         repeat_inputs: args.repeat_inputs,
+        stall: args.stall,
     };
     anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
-    let result = match &args.cmd {
-        None => crate::gateway::run(&settings)?,
-        Some(cmd) => {
-            run_with_gateway(&settings, cmd, args.config_template.as_deref(), &common.out)?
-        }
-    };
+    // Read before measuring, so a bad bounds file costs nothing.
+    let bounds = args
+        .bounds
+        .as_deref()
+        .map(read_gateway_bounds)
+        .transpose()?;
+    let result = with_fleet(&settings, &args, |fleet| match &args.cmd {
+        None => crate::gateway::measure(&settings, fleet),
+        Some(cmd) => run_with_gateway(
+            &settings,
+            fleet,
+            cmd,
+            args.config_template.as_deref(),
+            &common.out,
+        ),
+    })?;
     let path = crate::gateway::write(&common.out, &result)?;
     println!("== gateway {} ({})", result.label, result.target);
     for verdict in &result.verdicts {
@@ -445,13 +490,77 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = report::regenerate(&common.out) {
         eprintln!("REPORT.md not updated: {e:#}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match bounds {
+        Some(bounds) => judged_exit(&result, &bounds),
+        None => ExitCode::SUCCESS,
+    })
 }
 
-/// Starts the nodes, then the gateway from `cmd`, measures, and stops both; an error carries the
-/// gateway's last output.
+fn read_gateway_bounds(path: &std::path::Path) -> anyhow::Result<crate::gateway::bounds::Bounds> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::gateway::bounds::parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn judged_exit(
+    result: &crate::gateway::GatewayResult,
+    bounds: &crate::gateway::bounds::Bounds,
+) -> ExitCode {
+    let judged = crate::gateway::bounds::judge(result, bounds);
+    if crate::gateway::bounds::print(&result.label, &judged) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `harness gate --gateway RESULT --bounds FILE`: judges a result already written.
+fn judge_gateway_file(
+    result: &std::path::Path,
+    bounds: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let bounds = read_gateway_bounds(bounds)?;
+    let text =
+        std::fs::read_to_string(result).with_context(|| format!("reading {}", result.display()))?;
+    let result: crate::gateway::GatewayResult =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", result.display()))?;
+    Ok(judged_exit(&result, &bounds))
+}
+
+/// Runs `measure` on the nodes: embedded ones started here (and stopped after), or the
+/// `--mock-node`s, set to the run's service time, slots, speeds and error rates.
+fn with_fleet(
+    settings: &crate::gateway::Settings,
+    args: &GatewayArgs,
+    measure: impl FnOnce(&crate::gateway::Fleet) -> anyhow::Result<crate::gateway::GatewayResult>,
+) -> anyhow::Result<crate::gateway::GatewayResult> {
+    use crate::gateway::{Fleet, RemoteNode};
+    if args.mock_nodes.is_empty() {
+        let nodes = crate::gateway::start_nodes(settings)?;
+        eprintln!("mock nodes: {}", nodes.urls().join(" "));
+        let result = measure(&Fleet::Embedded(&nodes));
+        nodes.shutdown();
+        return result;
+    }
+    let remote = args
+        .mock_nodes
+        .iter()
+        .map(|url| RemoteNode {
+            url: url.trim_end_matches('/').to_owned(),
+            token: args.control_token.clone(),
+        })
+        .collect();
+    let fleet = Fleet::remote(remote)?;
+    crate::gateway::configure_remote(&fleet, settings)?;
+    eprintln!("mock nodes (remote): {}", fleet.urls().join(" "));
+    measure(&fleet)
+}
+
+/// Starts the gateway from `cmd` in front of `nodes`, measures, and stops it; an error carries
+/// the gateway's last output.
 fn run_with_gateway(
     settings: &crate::gateway::Settings,
+    nodes: &crate::gateway::Fleet,
     cmd: &str,
     template: Option<&std::path::Path>,
     out: &std::path::Path,
@@ -461,7 +570,6 @@ fn run_with_gateway(
         .ok()
         .and_then(|u| u.port_or_known_default())
         .with_context(|| format!("--target {} has no port", settings.target))?;
-    let nodes = crate::gateway::start_nodes(settings)?;
     let bindings = Bindings {
         dir: out.join("gateways").join(format!("{}.run", settings.label)),
         port,
@@ -474,11 +582,10 @@ fn run_with_gateway(
         bindings.render(cmd),
         gateway.log_path().display()
     );
-    let result = crate::gateway::measure(settings, &nodes)
+    let result = crate::gateway::measure(settings, nodes)
         .with_context(|| format!("the gateway's last output:\n{}", gateway.last_output(20)));
     let alive = gateway.check_alive();
     drop(gateway);
-    nodes.shutdown();
     let result = result?;
     alive.context("the gateway died during the run")?;
     Ok(result)

@@ -197,26 +197,38 @@ pub fn bounds() -> anyhow::Result<BTreeMap<Metric, Bound>> {
     parse_bounds(BOUNDS)
 }
 
-impl Bound {
-    /// Whether `value` satisfies the bound.
-    pub fn holds(&self, value: f64) -> bool {
-        match self.op {
-            Op::AtLeast => value >= self.value,
-            Op::AtMost => value <= self.value,
-            Op::Equals => value == self.value,
+impl Op {
+    /// Whether `value` satisfies `limit` under this comparison.
+    pub fn holds(self, value: f64, limit: f64) -> bool {
+        match self {
+            Op::AtLeast => value >= limit,
+            Op::AtMost => value <= limit,
+            Op::Equals => value == limit,
             Op::Report => true,
         }
     }
 
     /// `>= 1.8`, or `reported`.
-    pub fn describe(&self) -> String {
-        let op = match self.op {
+    pub fn describe(self, limit: f64) -> String {
+        let op = match self {
             Op::AtLeast => ">=",
             Op::AtMost => "<=",
             Op::Equals => "==",
             Op::Report => return "reported".into(),
         };
-        format!("{op} {}", self.value)
+        format!("{op} {limit}")
+    }
+}
+
+impl Bound {
+    /// Whether `value` satisfies the bound.
+    pub fn holds(&self, value: f64) -> bool {
+        self.op.holds(value, self.value)
+    }
+
+    /// `>= 1.8`, or `reported`.
+    pub fn describe(&self) -> String {
+        self.op.describe(self.value)
     }
 }
 

@@ -180,6 +180,19 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
     let path = dir.join("REPORT.md");
     let text = render(&results) + &crate::gateway::report_section(dir)?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // The gate's metrics join the BMF file when a gate run left its report here.
+    let gate: Option<serde_json::Value> = std::fs::read_to_string(dir.join("gate.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let mut entries = bmf(&results, gate.as_ref());
+    if let Some(map) = entries.as_object_mut() {
+        map.extend(crate::gateway::bounds::bmf(&crate::gateway::read_results(
+            dir,
+        )?));
+    }
+    let path = dir.join("bmf.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&entries)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(results)
 }
 

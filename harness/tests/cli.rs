@@ -109,3 +109,18 @@ fn zero_repeats_probe_interval_and_cap_are_errors_naming_the_flag() {
         assert!(stderr.contains(flag), "{args:?} must name {flag}: {stderr}");
     }
 }
+
+#[test]
+fn a_mock_node_that_is_not_there_is_a_clear_error_and_excludes_nodes() {
+    let target = ["gateway", "--target", "http://127.0.0.1:9", "--no-progress"];
+    let node = ["--mock-node", "http://127.0.0.1:9"];
+    let (code, stderr) = harness(&[&target[..], &node[..], &["--nodes", "2"]].concat());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("exclude each other"), "{stderr}");
+    let (code, stderr) = harness(&[&target[..], &node[..]].concat());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("does not answer as a mock-ollama node"),
+        "{stderr}"
+    );
+}

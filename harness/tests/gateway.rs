@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use harness::gateway::{self, Api, Audit, CellKind, Settings};
+use harness::gateway::{self, Api, Audit, CellKind, Fleet, RemoteNode, Settings};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
 /// What the test gateway does with request number k (counted from 0 on the embed route).
@@ -110,10 +110,11 @@ async fn embed(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-/// Streamed chat, round-robin, read whole before answering (a buffering proxy).
-async fn chat(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+/// Streamed chat on either dialect's route, round-robin, read whole before answering (a
+/// buffering proxy).
+async fn chat(State(gw): State<Arc<Gateway>>, uri: Uri, body: Bytes) -> Response {
     let k = gw.next.fetch_add(1, Ordering::Relaxed) as usize;
-    let url = format!("{}/api/chat", gw.nodes[k % gw.nodes.len()]);
+    let url = format!("{}{}", gw.nodes[k % gw.nodes.len()], uri.path());
     let answer = gw.client.post(url).body(body).send().await;
     match answer {
         Ok(r) => match r.bytes().await {
@@ -144,6 +145,7 @@ fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
                 .route("/api/version", get(|| async { r#"{"version":"test"}"# }))
                 .route("/api/embed", post(embed))
                 .route("/api/chat", post(chat))
+                .route("/v1/chat/completions", post(chat))
                 .with_state(gw);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -154,6 +156,15 @@ fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
         });
     });
     rx.recv().expect("gateway url")
+}
+
+/// Every node's configuration now, to check that a cell put back what it changed.
+fn configs(nodes: &MockCluster) -> Vec<NodeConfig> {
+    nodes
+        .nodes()
+        .iter()
+        .map(|n| (*n.config()).clone())
+        .collect()
 }
 
 /// Settings for two one-slot nodes behind `target`: 4 workers, 40 requests, one repeat, one cell.
@@ -175,6 +186,7 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
         cells: vec![cell],
         phase: Duration::from_secs(1),
         repeat_inputs: false,
+        stall: Duration::from_millis(200),
     }
 }
 
@@ -200,7 +212,7 @@ fn measured_with(behaviour: Behaviour, repeat_inputs: bool) -> gateway::GatewayR
             CellKind::Distribution,
         )
     };
-    gateway::measure(&settings, &nodes).expect("measured")
+    gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured")
 }
 
 fn audit_of(behaviour: Behaviour) -> Audit {
@@ -313,7 +325,7 @@ fn a_gateway_that_never_answers_is_a_clear_error() {
             CellKind::Distribution,
         )
     };
-    let error = gateway::measure(&settings, &nodes)
+    let error = gateway::measure(&settings, &Fleet::Embedded(&nodes))
         .expect_err("no gateway there")
         .to_string();
     assert!(error.contains("did not answer GET /api/version"), "{error}");
@@ -336,7 +348,7 @@ fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use(
             CellKind::NodeRefuse,
         )
     };
-    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
         .iter()
@@ -375,7 +387,7 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
             .sum()
     };
     let before = served();
-    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
     let o = result
         .cells
         .iter()
@@ -399,11 +411,23 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
 
 #[test]
 fn the_streaming_cell_reads_every_stream_whole_and_restores_the_token_time() {
+    streams_whole_through_a_buffering_gateway(Api::Ollama, "/api/chat");
+}
+
+#[test]
+fn the_streaming_cell_reads_openai_event_streams_whole() {
+    streams_whole_through_a_buffering_gateway(Api::Openai, "/v1/chat/completions");
+}
+
+fn streams_whole_through_a_buffering_gateway(api: Api, route: &str) {
     let nodes =
         MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO); 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
-    let settings = settings(target, "streaming", Duration::ZERO, CellKind::Streaming);
-    let result = gateway::measure(&settings, &nodes).expect("measured");
+    let settings = Settings {
+        api,
+        ..settings(target, "streaming", Duration::ZERO, CellKind::Streaming)
+    };
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
     let report = result
         .cells
         .iter()
@@ -421,7 +445,7 @@ fn the_streaming_cell_reads_every_stream_whole_and_restores_the_token_time() {
     let chats: Vec<u64> = nodes
         .counters()
         .iter()
-        .map(|c| c.succeeded("/api/chat"))
+        .map(|c| c.succeeded(route))
         .collect();
     assert_eq!(chats, [30, 10]);
     assert!(
@@ -429,4 +453,237 @@ fn the_streaming_cell_reads_every_stream_whole_and_restores_the_token_time() {
         "{:?}",
         result.verdicts
     );
+}
+
+/// Each settings fault is set for the middle phase only and undone after: resets fail requests
+/// the node never served, a stall and a slow control plane fail nothing, and every node's
+/// settings are back as they were.
+#[test]
+fn the_settings_faults_land_in_their_classes_and_are_undone() {
+    let service = Duration::from_micros(500);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let before = configs(&nodes);
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = Settings {
+        phase: Duration::from_millis(300),
+        cells: vec![
+            CellKind::NodeReset,
+            CellKind::NodeStall,
+            CellKind::NodeErrors,
+            CellKind::SlowControlPlane,
+        ],
+        ..settings(target, "settings-faults", service, CellKind::NodeReset)
+    };
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let report = |name: &str| {
+        result
+            .cells
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.faults[0].clone())
+            .unwrap_or_else(|| panic!("no {name} cell"))
+    };
+    let reset = report("node-reset");
+    assert!(reset.client_failures > 0, "{reset:?}");
+    assert_eq!(reset.audit.never_served, reset.client_failures, "{reset:?}");
+    assert_eq!(reset.audit.nodes[0].attempts, reset.audit.nodes[0].served);
+    // Round-robin sends work to the stalled node and waits for it: late, never lost.
+    let stall = report("node-stall");
+    assert_eq!(stall.client_failures, 0, "{stall:?}");
+    assert!(stall.audit.clean(), "{stall:?}");
+    // Inference never touches the control plane.
+    let slow_control = report("slow-control-plane");
+    assert_eq!(slow_control.client_failures, 0, "{slow_control:?}");
+    let errors = report("node-errors");
+    assert_eq!(
+        errors.audit.never_served, errors.client_failures,
+        "{errors:?}"
+    );
+    let after = configs(&nodes);
+    assert_eq!(after, before, "every setting restored");
+}
+
+/// Workers 1, 2, 4 on nodes given a slot per worker: every request audited, the slots restored.
+#[test]
+fn the_scaling_cell_doubles_the_workers_on_spare_slots_and_restores_them() {
+    let service = Duration::from_micros(300);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = settings(target, "scaling", service, CellKind::Scaling);
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let cell = result
+        .cells
+        .iter()
+        .find(|c| c.name == "scaling")
+        .expect("cell");
+    let report = cell.scaling.clone().expect("report");
+    let workers: Vec<usize> = report.steps.iter().map(|s| s.workers).collect();
+    assert_eq!(workers, [1, 2, 4]);
+    assert_eq!(report.slots, 2, "4 workers over 2 nodes");
+    let audit = cell.audit.clone().expect("audited");
+    // 40 requests / 4 workers = 10 per worker (at least 20): 20 x (1 + 2 + 4).
+    assert_eq!(audit.requests, 140, "{audit:?}");
+    assert!(audit.clean(), "{audit:?}");
+    for node in nodes.nodes() {
+        assert_eq!(node.config().slots.parallel, 1, "slots restored");
+    }
+}
+
+/// Three load levels, each sending `rate x phase` requests, all audited clean.
+#[test]
+fn the_open_loop_cell_sends_each_rate_for_one_phase() {
+    let service = Duration::from_micros(300);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = Settings {
+        phase: Duration::from_millis(200),
+        ..settings(target, "open-loop", service, CellKind::OpenLoop)
+    };
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let cell = result
+        .cells
+        .iter()
+        .find(|c| c.name == "open-loop")
+        .expect("cell");
+    let report = cell.open_loop.clone().expect("report");
+    let ideal: f64 = result.capacity.iter().sum();
+    assert_eq!(report.ideal, ideal);
+    let loads: Vec<f64> = report.steps.iter().map(|s| s.load).collect();
+    assert_eq!(loads, [0.5, 0.8, 0.95]);
+    let expected: u64 = report
+        .steps
+        .iter()
+        .map(|s| (s.rate * 0.2).ceil() as u64)
+        .sum();
+    let audit = cell.audit.clone().expect("audited");
+    assert_eq!(audit.requests, expected, "{audit:?}");
+    assert!(audit.clean(), "{audit:?}");
+}
+
+/// The last node at 1/3 and then 1/7 speed: two cells, each with the capacity measured again,
+/// and the speed restored.
+#[test]
+fn the_heterogeneous_cells_slow_the_last_node_and_restore_it() {
+    let service = Duration::from_micros(300);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = settings(target, "heterogeneous", service, CellKind::Heterogeneous);
+    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let names: Vec<&str> = result.cells.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["direct", "slow-node-3x", "slow-node-7x"]);
+    for cell in &result.cells[1..] {
+        let audit = cell.audit.clone().expect("audited");
+        assert!(audit.clean(), "{audit:?}");
+        // Round-robin gives the slow node half the work whatever its capacity.
+        assert_eq!(audit.nodes[0].served, audit.nodes[1].served);
+        assert!(cell.shares[1].1 < 0.5, "{:?}", cell.shares);
+    }
+    assert_eq!(nodes.nodes()[1].config().speed, 1.0, "speed restored");
+}
+
+/// `harness gate --gateway RESULT --bounds FILE` fails a gateway that serves requests twice and
+/// passes a plain one; a typo in the bounds is an error before anything is judged.
+#[test]
+fn gateway_bounds_fail_a_gateway_that_serves_twice() {
+    let dir = std::env::temp_dir().join(format!("gateway-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bounds = dir.join("bounds.json");
+    std::fs::write(
+        &bounds,
+        r#"{"metrics": {
+            "distribution.served_more_than_once": {"op": "==", "value": 0, "reason": "a retry after the work"},
+            "distribution.never_served": {"op": "==", "value": 0}
+        }}"#,
+    )
+    .expect("bounds");
+    let judge = |behaviour: Behaviour| {
+        let path = dir.join(format!("{behaviour:?}.json"));
+        let result = serde_json::to_vec(&measured(behaviour)).expect("json");
+        std::fs::write(&path, result).expect("result");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["gate", "--gateway", path.to_str().expect("utf-8")])
+            .args(["--bounds", bounds.to_str().expect("utf-8")])
+            .output()
+            .expect("harness runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = judge(Behaviour::Twice);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("FAIL  distribution.served_more_than_once"),
+        "{text}"
+    );
+    assert!(text.contains("pass  distribution.never_served"), "{text}");
+    let (code, text) = judge(Behaviour::RoundRobin);
+    assert_eq!(code, Some(0), "{text}");
+    std::fs::write(
+        &bounds,
+        r#"{"metrics": {"distribution.served_twice": {"op": "==", "value": 0}}}"#,
+    )
+    .expect("bounds");
+    let (code, _) = judge(Behaviour::RoundRobin);
+    assert_eq!(code, Some(2), "a bad bounds file is an error");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Nodes reached only over HTTP (`--mock-node`, with a control token): the audit, the slow node
+/// and a refusing node work as with embedded nodes, every setting is restored, and a wrong
+/// token is a clear error before anything is measured.
+#[test]
+fn remote_nodes_are_driven_and_audited_through_their_control_api() {
+    let service = Duration::from_micros(300);
+    let config = NodeConfig {
+        control: mock_ollama::ControlAccess::Token("secret".into()),
+        ..NodeConfig::with_latency(service)
+    };
+    let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
+    let remote = |token: &str| {
+        nodes
+            .urls()
+            .into_iter()
+            .map(|url| RemoteNode {
+                url,
+                token: Some(token.into()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let wrong = Fleet::remote(remote("guess"))
+        .expect_err("wrong token")
+        .to_string();
+    assert!(wrong.contains("control API"), "{wrong}");
+    let fleet = Fleet::remote(remote("secret")).expect("remote fleet");
+    let before = configs(&nodes);
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = Settings {
+        phase: Duration::from_millis(300),
+        cells: vec![
+            CellKind::Distribution,
+            CellKind::Heterogeneous,
+            CellKind::NodeRefuse,
+            CellKind::SlowControlPlane,
+        ],
+        ..settings(target, "remote", service, CellKind::Distribution)
+    };
+    let result = gateway::measure(&settings, &fleet).expect("measured");
+    let cell = |name: &str| {
+        result
+            .cells
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} cell"))
+    };
+    let audit = cell("distribution").audit.clone().expect("audited");
+    assert!(audit.clean(), "{audit:?}");
+    assert_eq!((audit.nodes[0].served, audit.nodes[1].served), (20, 20));
+    assert!(cell("slow-node-7x").shares[1].1 < 0.5);
+    let refuse = &cell("node-refuse").faults[0];
+    assert!(refuse.client_failures > 0, "{refuse:?}");
+    assert_eq!(refuse.audit.never_served, refuse.client_failures);
+    assert!(nodes.nodes()[1].is_serving(), "back after refusing");
+    let after = configs(&nodes);
+    assert_eq!(after, before, "every setting restored");
+    assert_eq!(result.params["remote_nodes"], true);
 }

@@ -172,7 +172,7 @@ impl SettingsPatch {
 }
 
 /// The settings the control API reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Whether and how the node answers.
     pub availability: Availability,

@@ -47,7 +47,7 @@ pub mod server;
 pub mod timer;
 
 pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy, Timer};
-pub use control::{Availability, ControlAccess, SettingsPatch};
+pub use control::{Availability, ControlAccess, Settings as NodeSettings, SettingsPatch};
 pub use faults::{FAULT_HEADER, Fault};
 pub use hold::{Held, HoldGuard};
 pub use metrics::CountersSnapshot;

@@ -15,11 +15,12 @@
 //! `capacity` entries, grown as it fills (not allocated up front), and a count of entries dropped
 //! from its front, so a reader knows when exact accounting is no longer possible.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest id kept, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -29,7 +30,7 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A 2xx answer after its service time.
@@ -49,12 +50,13 @@ pub enum Outcome {
 }
 
 /// One finished request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Position in the log, from 0.
     pub seq: u64,
-    /// The route (`/api/embed`, `/v1/chat/completions`, ...).
-    pub endpoint: &'static str,
+    /// The route (`/api/embed`, `/v1/chat/completions`, ...): borrowed from the router's table
+    /// on the node, owned when read back over HTTP.
+    pub endpoint: Cow<'static, str>,
     /// The `[rid:...]` marker in the body, if any.
     pub marker: Option<String>,
     /// The `x-request-id` header, if any.
@@ -261,7 +263,7 @@ impl Drop for Trace {
         let ns = |at: Option<Instant>| at.map(|at| self.log.ns(at));
         let entry = Entry {
             seq: 0,
-            endpoint: self.endpoint,
+            endpoint: Cow::Borrowed(self.endpoint),
             outcome: Self::outcome(&live),
             status: live.status,
             stalled: live.stalled,

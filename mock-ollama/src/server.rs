@@ -180,6 +180,11 @@ impl MockNode {
         self.state.availability.set(availability);
     }
 
+    /// Whether the node answers normally, busy or not at all.
+    pub fn availability(&self) -> Availability {
+        self.state.availability.get()
+    }
+
     /// Keeps every piece of work of kind `what` from finishing until the guard drops: a test
     /// observes a busy node for as long as it needs, with no service time to outlast
     /// ([`crate::hold`]).

@@ -136,7 +136,7 @@ async fn outcomes_by_cause_and_the_openai_route() {
     assert_eq!(by_marker("m").outcome, ServedOutcome::Error);
     let o = by_marker("o");
     assert_eq!(
-        (o.endpoint, o.items, o.outcome),
+        (o.endpoint.as_ref(), o.items, o.outcome),
         ("/v1/embeddings", 2, ServedOutcome::Served)
     );
     assert_eq!(all(&node).len(), 5);

@@ -179,7 +179,7 @@ mod tests {
     fn entry(marker: &str, outcome: ServedOutcome) -> ServedEntry {
         ServedEntry {
             seq: 0,
-            endpoint: "/api/embed",
+            endpoint: "/api/embed".into(),
             marker: Some(marker.into()),
             header_id: None,
             id_truncated: false,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mock_ollama::CountersSnapshot;
 use serde::{Deserialize, Serialize};
 
 /// Routes the load itself uses (both dialects); everything else is control plane.
@@ -33,21 +32,13 @@ pub struct EndpointTraffic {
 
 /// The non-inference requests between two snapshots of every node's counters, over `elapsed`.
 pub(super) fn traffic(
-    before: &[CountersSnapshot],
-    after: &[CountersSnapshot],
+    before: &[BTreeMap<String, u64>],
+    after: &[BTreeMap<String, u64>],
     elapsed: Duration,
 ) -> Vec<EndpointTraffic> {
     let mut by_endpoint: BTreeMap<String, u64> = BTreeMap::new();
-    let totals = |snap: &CountersSnapshot| {
-        let mut out: BTreeMap<String, u64> = BTreeMap::new();
-        for ((endpoint, _status), n) in &snap.requests {
-            *out.entry(endpoint.clone()).or_default() += n;
-        }
-        out
-    };
     for (b, a) in before.iter().zip(after) {
-        let (b, a) = (totals(b), totals(a));
-        for (endpoint, n) in a {
+        for (endpoint, n) in a.clone() {
             let grew = n - b.get(&endpoint).copied().unwrap_or(0);
             if grew > 0 && !INFERENCE.contains(&endpoint.as_str()) {
                 *by_endpoint.entry(endpoint).or_default() += grew;
@@ -83,14 +74,13 @@ pub(super) fn verdict(traffic: &[EndpointTraffic]) -> String {
 mod tests {
     use super::*;
 
-    fn snap(counts: &[(&str, &str, u64)]) -> CountersSnapshot {
-        CountersSnapshot {
-            requests: counts
-                .iter()
-                .map(|(e, s, n)| ((e.to_string(), s.to_string()), *n))
-                .collect(),
-            ..CountersSnapshot::default()
+    /// Per-endpoint totals, statuses summed as [`super::super::Fleet::counters`] sums them.
+    fn snap(counts: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (endpoint, _status, n) in counts {
+            *out.entry(endpoint.to_string()).or_default() += n;
         }
+        out
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Fault cells: the load through the gateway for three equal phases, with the last node taken
-//! down the way real nodes fail (refusing connections, answering 503 busy, or hanging) during
-//! the middle one, through the node's control API and without restarting the gateway.
+//! Fault cells: the load through the gateway for three equal phases, with a fault during the
+//! middle one, set through the nodes' control API without restarting the gateway: the last node
+//! down the way real nodes fail (refusing connections, answering 503 busy, hanging, resetting
+//! connections, stalling every request, answering 5% with 500), or every node's control plane
+//! (`/api/tags`, `/api/ps`, `/v1/models`) taking a second to answer.
 //!
 //! Reported beside the audit: throughput in each phase (requests by send time), the requests that
 //! failed at the client, how long after the fault began failures kept reaching the client (the
@@ -9,14 +11,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mock_ollama::{Availability, MockCluster};
+use mock_ollama::{Availability, NodeSettings, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
-use super::{Settings, log_heads, logs_since, target};
+use super::{Fleet, Settings, log_heads, logs_since, target};
 use crate::engine::{Engine, EngineRun, Schedule};
 
-/// How the last node fails during the middle phase.
+/// What fails during the middle phase (the last node, unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeFault {
@@ -26,6 +28,89 @@ pub enum NodeFault {
     Busy,
     /// Requests read and never answered (until the client's timeout).
     Hang,
+    /// Every inference request's connection aborted before any service (nothing served).
+    Reset,
+    /// Every inference request held this long before its service: a node that froze and came
+    /// back. The harness cannot know the gateway's timeout, so the length is reported with what
+    /// happened.
+    Stall {
+        /// The stall, ms.
+        ms: u64,
+    },
+    /// 5% of inference requests answered 500 (drawn per request, seeded).
+    Errors,
+    /// Every node's control plane (`/api/tags`, `/api/ps`, `/v1/models`) answers after 1 s;
+    /// inference is untouched. Shows whether the gateway's health checks or model lists sit in
+    /// the request path.
+    SlowControlPlane,
+}
+
+/// The injected 500 rate of [`NodeFault::Errors`].
+pub const ERROR_RATE: f64 = 0.05;
+
+/// The control-plane latency of [`NodeFault::SlowControlPlane`].
+pub const SLOW_CONTROL_PLANE: Duration = Duration::from_secs(1);
+
+impl NodeFault {
+    /// The nodes it hits, out of `nodes`.
+    fn nodes(self, nodes: usize) -> std::ops::Range<usize> {
+        match self {
+            NodeFault::SlowControlPlane => 0..nodes,
+            _ => nodes.saturating_sub(1)..nodes,
+        }
+    }
+
+    /// For faults set as node settings: the change, and the way back from `config`.
+    fn patches(self, config: &NodeSettings) -> Option<(SettingsPatch, SettingsPatch)> {
+        let us = |d: Duration| Some(format!("{}us", d.as_micros()));
+        let ns = |n: u64| Some(format!("{n}ns"));
+        let (on, off) = match self {
+            NodeFault::Refuse | NodeFault::Busy | NodeFault::Hang => return None,
+            NodeFault::Reset => (
+                SettingsPatch {
+                    reset_rate: Some(1.0),
+                    ..SettingsPatch::default()
+                },
+                SettingsPatch {
+                    reset_rate: Some(config.reset_rate),
+                    ..SettingsPatch::default()
+                },
+            ),
+            NodeFault::Stall { ms } => (
+                SettingsPatch {
+                    stall_rate: Some(1.0),
+                    stall: us(Duration::from_millis(ms)),
+                    ..SettingsPatch::default()
+                },
+                SettingsPatch {
+                    stall_rate: Some(config.stall_rate),
+                    stall: ns(config.stall_ns),
+                    ..SettingsPatch::default()
+                },
+            ),
+            NodeFault::Errors => (
+                SettingsPatch {
+                    error_rate: Some(ERROR_RATE),
+                    ..SettingsPatch::default()
+                },
+                SettingsPatch {
+                    error_rate: Some(config.error_rate),
+                    ..SettingsPatch::default()
+                },
+            ),
+            NodeFault::SlowControlPlane => (
+                SettingsPatch {
+                    control_latency: us(SLOW_CONTROL_PLANE),
+                    ..SettingsPatch::default()
+                },
+                SettingsPatch {
+                    control_latency: ns(config.control_latency_ns),
+                    ..SettingsPatch::default()
+                },
+            ),
+        };
+        Some((on, off))
+    }
 }
 
 /// What one fault run showed.
@@ -39,11 +124,18 @@ pub struct FaultReport {
     pub throughput: [f64; 3],
     /// Requests that failed at the client.
     pub client_failures: u64,
+    /// Requests sent during the fault, and of those, failed at the client.
+    #[serde(default)]
+    pub during_fault: (u64, u64),
     /// From the fault's start to the send of the last request that failed at the client, ms
     /// (`None`: no request failed).
     pub failures_for_ms: Option<f64>,
     /// From the node's recovery to its first logged arrival, ms (`None`: no work came back).
     pub back_in_use_after_ms: Option<f64>,
+    /// From the fault's start to the last request the last node logged during it, ms: how long
+    /// the gateway kept sending it work (`None`: nothing logged, as for refused connections).
+    #[serde(default)]
+    pub sent_to_node_for_ms: Option<f64>,
     /// The per-request audit.
     pub audit: Audit,
 }
@@ -61,59 +153,107 @@ fn phase_throughput(run: &EngineRun, phase: Duration) -> [f64; 3] {
     ok.map(|n| n as f64 / phase.as_secs_f64())
 }
 
-fn start_fault(nodes: &MockCluster, last: usize, fault: NodeFault) {
-    match fault {
-        NodeFault::Refuse => nodes.pause_node(last),
-        NodeFault::Busy => nodes.nodes()[last].set_availability(Availability::Busy),
-        NodeFault::Hang => nodes.nodes()[last].set_availability(Availability::Hang),
-    }
+/// Requests sent in the middle phase, and of those, failed.
+fn sent_and_failed_during(run: &EngineRun, phase: Duration) -> (u64, u64) {
+    let phase_us = phase.as_micros() as u64;
+    let during: Vec<_> = run
+        .records
+        .iter()
+        .filter(|r| (phase_us..2 * phase_us).contains(&r.sent_us))
+        .collect();
+    let failed = during.iter().filter(|r| !r.ok()).count() as u64;
+    (during.len() as u64, failed)
 }
 
-fn end_fault(nodes: &MockCluster, last: usize, fault: NodeFault) -> anyhow::Result<()> {
-    match fault {
-        NodeFault::Refuse => nodes.resume_node(last)?,
-        NodeFault::Busy | NodeFault::Hang => nodes.nodes()[last].set_availability(Availability::Up),
+/// Starts `fault` on its nodes for `phase`, pushing onto `undo` the settings that undo each
+/// change made (so a failure halfway still leaves what was changed to be undone).
+fn start_fault(
+    nodes: &Fleet,
+    fault: NodeFault,
+    phase: Duration,
+    undo: &mut Vec<(usize, SettingsPatch)>,
+) -> anyhow::Result<()> {
+    for i in fault.nodes(nodes.len()) {
+        // A refusing node cannot be asked for its settings: availability faults change nothing
+        // else.
+        match fault {
+            NodeFault::Refuse => nodes.refuse(i, phase)?,
+            NodeFault::Busy => nodes.set_availability(i, Availability::Busy)?,
+            NodeFault::Hang => nodes.set_availability(i, Availability::Hang)?,
+            _ => {
+                if let Some((on, off)) = fault.patches(&nodes.settings(i)?) {
+                    nodes.update(i, &on)?;
+                    undo.push((i, off));
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// One run with the last node failing as `fault` during the middle of three `phase`s.
+fn end_fault(
+    nodes: &Fleet,
+    fault: NodeFault,
+    undo: &[(usize, SettingsPatch)],
+) -> anyhow::Result<()> {
+    for i in fault.nodes(nodes.len()) {
+        match fault {
+            NodeFault::Refuse => nodes.resume(i)?,
+            NodeFault::Busy | NodeFault::Hang => nodes.set_availability(i, Availability::Up)?,
+            _ => {}
+        }
+    }
+    for (i, off) in undo {
+        nodes.update(*i, off)?;
+    }
+    Ok(())
+}
+
+/// One run with `fault` during the middle of three `phase`s.
 pub fn run(
     engine: &Engine,
-    nodes: &MockCluster,
+    nodes: &Fleet,
     settings: &Settings,
     fault: NodeFault,
     phase: Duration,
     run_id: &str,
 ) -> anyhow::Result<FaultReport> {
-    let last = nodes.nodes().len() - 1;
-    let heads = log_heads(nodes);
+    let last = nodes.len() - 1;
+    let heads = log_heads(nodes)?;
     let target = target(&settings.target, settings);
     let schedule = Schedule::Closed {
         workers: settings.workers,
         requests: u64::MAX / 2,
         cap: Some(phase * 3),
     };
-    let (run, back_at) = std::thread::scope(|scope| {
+    let (run, fault_at, back_at) = std::thread::scope(|scope| {
         let load = scope.spawn(|| engine.run(&target, schedule, run_id));
         std::thread::sleep(phase);
-        let fault_at = std::time::Instant::now();
-        start_fault(nodes, last, fault);
+        let (fault_at, fault_wall) = (std::time::Instant::now(), SystemTime::now());
+        let mut undo = Vec::new();
+        let started = start_fault(nodes, fault, phase, &mut undo);
         std::thread::sleep(phase.saturating_sub(fault_at.elapsed()));
-        let ended = end_fault(nodes, last, fault);
+        let ended = started.and(end_fault(nodes, fault, &undo));
         let back_at = SystemTime::now();
         let run = load
             .join()
             .map_err(|_| anyhow::anyhow!("the load thread panicked"))?;
         ended?;
-        anyhow::Ok((run?, back_at))
+        anyhow::Ok((run?, fault_wall, back_at))
     })?;
     // The fault starts one phase after the load thread starts; the engine's own start-up (a
     // runtime and its clients, well under a millisecond) makes its clock lag by that much.
     let fault_offset_us = phase.as_micros() as u64;
-    let logs = logs_since(nodes, &heads);
-    let page = nodes.nodes()[last].served(u64::MAX, 0);
+    let logs = logs_since(nodes, &heads)?;
+    let page = nodes.served(last, u64::MAX, 0)?;
     let back_ns = unix_ns(back_at).saturating_sub(page.started_unix_ns) as u64;
+    let fault_ns = unix_ns(fault_at).saturating_sub(page.started_unix_ns) as u64;
+    let sent_to_node_for_ms = logs[last]
+        .0
+        .iter()
+        .filter(|e| (fault_ns..back_ns).contains(&e.arrival_ns))
+        .map(|e| (e.arrival_ns - fault_ns) as f64 / 1e6)
+        .reduce(f64::max);
     let back_in_use_after_ms = logs[last]
         .0
         .iter()
@@ -131,8 +271,10 @@ pub fn run(
         phase_ms: phase.as_millis() as u64,
         throughput: phase_throughput(&run, phase),
         client_failures: run.failed(),
+        during_fault: sent_and_failed_during(&run, phase),
         failures_for_ms,
         back_in_use_after_ms,
+        sent_to_node_for_ms,
         audit: audit::audit(&run, &logs),
     })
 }

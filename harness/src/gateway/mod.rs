@@ -14,21 +14,27 @@
 //! with every node's served log. Results go to `results/gateways/<label>.json`.
 
 pub mod audit;
+pub mod bounds;
+mod charts;
 pub mod control_plane;
 pub mod faults;
+pub mod fleet;
+pub mod open_loop;
 pub mod overhead;
 pub mod process;
+pub mod scaling;
 pub mod streaming;
 mod table;
+mod verdicts;
 
-pub use table::report_section;
+pub use table::{read as read_results, report_section};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mock_ollama::{
-    LatencyModel, MockCluster, MockNode, NodeConfig, ServedEntry, SettingsPatch, SlotPolicy,
+    LatencyModel, MockCluster, NodeConfig, NodeSettings, ServedEntry, SettingsPatch, SlotPolicy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,14 +43,15 @@ use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 
 pub use audit::{Audit, Class};
+pub use fleet::{Fleet, RemoteNode};
 
 /// Which dialect the load speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
-    /// `POST /api/embed`.
+    /// `POST /api/embed` (streamed `/api/chat` in the streaming cell).
     Ollama,
-    /// `POST /v1/embeddings`.
+    /// `POST /v1/embeddings` (streamed `/v1/chat/completions` in the streaming cell).
     Openai,
 }
 
@@ -63,14 +70,27 @@ impl Api {
 pub enum CellKind {
     /// Equal nodes, closed loop: efficiency, shares, audit.
     Distribution,
-    /// The last node at 1/4 speed (set through its control API, capacity re-measured).
-    SlowNode,
+    /// The last node at 1/3 speed, then at 1/7 (set through its control API, capacity
+    /// re-measured): two cells, `slow-node-3x` and `slow-node-7x`.
+    Heterogeneous,
+    /// Spare slots on every node, closed-loop workers 1, 2, 4, … `--workers`.
+    Scaling,
+    /// Poisson arrivals at 50%, 80% and 95% of the capacity ideal.
+    OpenLoop,
     /// The last node refusing connections for the middle third of the run.
     NodeRefuse,
     /// The last node answering 503 busy for the middle third.
     NodeBusy,
     /// The last node hanging for the middle third.
     NodeHang,
+    /// The last node resetting every inference connection for the middle third.
+    NodeReset,
+    /// The last node holding every inference request for `--stall` in the middle third.
+    NodeStall,
+    /// The last node answering 5% of inference requests with 500 in the middle third.
+    NodeErrors,
+    /// Every node's `/api/tags`, `/api/ps` and `/v1/models` taking 1 s in the middle third.
+    SlowControlPlane,
     /// Latency the gateway adds at low load, and its peak rate at zero service time.
     Overhead,
     /// Streamed chat: time to the first line and gaps against direct, and whole streams (on
@@ -80,21 +100,34 @@ pub enum CellKind {
 
 impl CellKind {
     /// The default set.
-    pub const DEFAULT: [CellKind; 5] = [
+    pub const DEFAULT: [CellKind; 12] = [
         CellKind::Distribution,
         CellKind::Overhead,
-        CellKind::SlowNode,
+        CellKind::Heterogeneous,
+        CellKind::Scaling,
+        CellKind::OpenLoop,
         CellKind::NodeRefuse,
         CellKind::NodeBusy,
+        CellKind::NodeHang,
+        CellKind::NodeReset,
+        CellKind::NodeStall,
+        CellKind::NodeErrors,
+        CellKind::SlowControlPlane,
     ];
 
     fn name(self) -> &'static str {
         match self {
             CellKind::Distribution => "distribution",
-            CellKind::SlowNode => "slow-node",
+            CellKind::Heterogeneous => "heterogeneous",
+            CellKind::Scaling => "scaling",
+            CellKind::OpenLoop => "open-loop",
             CellKind::NodeRefuse => "node-refuse",
             CellKind::NodeBusy => "node-busy",
             CellKind::NodeHang => "node-hang",
+            CellKind::NodeReset => "node-reset",
+            CellKind::NodeStall => "node-stall",
+            CellKind::NodeErrors => "node-errors",
+            CellKind::SlowControlPlane => "slow-control-plane",
             CellKind::Overhead => "overhead",
             CellKind::Streaming => "streaming",
         }
@@ -137,6 +170,8 @@ pub struct Settings {
     pub phase: Duration,
     /// Send one input in every request (cache hits show as "answered without a node").
     pub repeat_inputs: bool,
+    /// How long the `node-stall` cell holds each request.
+    pub stall: Duration,
 }
 
 /// One cell's measurements.
@@ -163,6 +198,32 @@ pub struct Cell {
     /// The streaming cell's figures.
     #[serde(default)]
     pub streaming: Option<streaming::StreamingReport>,
+    /// The scaling cell's figures.
+    #[serde(default)]
+    pub scaling: Option<scaling::ScalingReport>,
+    /// The open-loop cell's figures.
+    #[serde(default)]
+    pub open_loop: Option<open_loop::OpenLoopReport>,
+}
+
+impl Cell {
+    /// A cell with only its name, throughput and latency; the other fields are set by the cells
+    /// that measure them (`Cell { audit: …, ..Cell::new(…) }`).
+    fn new(name: &str, throughput: Summary, latency: Latency) -> Cell {
+        Cell {
+            name: name.into(),
+            throughput,
+            efficiency: None,
+            latency,
+            shares: Vec::new(),
+            audit: None,
+            faults: Vec::new(),
+            overhead: None,
+            streaming: None,
+            scaling: None,
+            open_loop: None,
+        }
+    }
 }
 
 /// The whole result, as written to `gateways/<label>.json`.
@@ -198,9 +259,11 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
                 base: settings.service,
                 ..LatencyModel::default()
             },
+            // The nodes stand for whatever the gateway balances, so their slots are the harness's
+            // choice even for embedding models (Ollama itself gives those one).
             slots: SlotPolicy {
                 parallel: settings.slots,
-                force_embed_parallel: settings.slots > 1,
+                force_embed_parallel: true,
             },
             seed: 0x5eed + i as u64,
             speed: settings.speeds.get(i).copied().unwrap_or(1.0),
@@ -235,23 +298,20 @@ fn wait_ready(target: &str, timeout: Duration) -> anyhow::Result<()> {
 }
 
 /// Every node's log entries after `since[i]`, and whether entries were dropped.
-fn logs_since(nodes: &MockCluster, since: &[u64]) -> Vec<(Vec<ServedEntry>, bool)> {
-    nodes
-        .nodes()
+fn logs_since(nodes: &Fleet, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
+    since
         .iter()
-        .zip(since)
-        .map(|(node, from)| {
-            let page = node.served(*from, usize::MAX);
-            (page.entries, page.dropped > 0)
+        .enumerate()
+        .map(|(i, from)| {
+            let page = nodes.served(i, *from, usize::MAX)?;
+            Ok((page.entries, page.dropped > 0))
         })
         .collect()
 }
 
-fn log_heads(nodes: &MockCluster) -> Vec<u64> {
-    nodes
-        .nodes()
-        .iter()
-        .map(|n| n.served(u64::MAX, 0).next)
+fn log_heads(nodes: &Fleet) -> anyhow::Result<Vec<u64>> {
+    (0..nodes.len())
+        .map(|i| Ok(nodes.served(i, u64::MAX, 0)?.next))
         .collect()
 }
 
@@ -275,6 +335,11 @@ fn target(url: &str, settings: &Settings) -> Target {
     }
 }
 
+/// The longest a closed-loop run keeps sending: a node made 7x slower would otherwise stretch a
+/// fixed request count into minutes. Throughput is complete answers over the run's time, so a
+/// capped run measures the same rate on fewer requests.
+const RUN_CAP: Duration = Duration::from_secs(5);
+
 fn run_once(
     engine: &Engine,
     url: &str,
@@ -287,18 +352,14 @@ fn run_once(
     let schedule = Schedule::Closed {
         workers,
         requests,
-        cap: None,
+        cap: Some(RUN_CAP),
     };
     Ok(engine.run(&target, schedule, run_id)?)
 }
 
 /// Each node's throughput measured straight at it, median over repeats.
-fn direct(
-    engine: &Engine,
-    nodes: &MockCluster,
-    settings: &Settings,
-) -> anyhow::Result<(Cell, Vec<f64>)> {
-    let per_node = (settings.requests / nodes.urls().len().max(1) as u64).max(1);
+fn direct(engine: &Engine, nodes: &Fleet, settings: &Settings) -> anyhow::Result<(Cell, Vec<f64>)> {
+    let per_node = (settings.requests / nodes.len().max(1) as u64).max(1);
     let mut capacity = Vec::new();
     let mut totals = vec![0.0; settings.repeats];
     let mut latency = None;
@@ -321,17 +382,11 @@ fn direct(
         }
         capacity.push(Summary::of(samples).median);
     }
-    let cell = Cell {
-        name: "direct".into(),
-        throughput: Summary::of(totals),
-        efficiency: None,
-        latency: latency.unwrap_or_else(|| Latency::of(&crate::summary::new_histogram())),
-        shares: Vec::new(),
-        audit: None,
-        faults: Vec::new(),
-        overhead: None,
-        streaming: None,
-    };
+    let cell = Cell::new(
+        "direct",
+        Summary::of(totals),
+        latency.unwrap_or_else(no_latency),
+    );
     Ok((cell, capacity))
 }
 
@@ -339,7 +394,7 @@ fn direct(
 fn distribution(
     name: &str,
     engine: &Engine,
-    nodes: &MockCluster,
+    nodes: &Fleet,
     settings: &Settings,
     capacity: &[f64],
 ) -> anyhow::Result<Cell> {
@@ -348,7 +403,7 @@ fn distribution(
     let mut total = Audit::default();
     let (mut shares, mut latency) = (Vec::new(), None);
     for r in 0..settings.repeats {
-        let heads = log_heads(nodes);
+        let heads = log_heads(nodes)?;
         let run = run_once(
             engine,
             &settings.target,
@@ -357,7 +412,7 @@ fn distribution(
             settings.requests,
             &format!("{name}{r}"),
         )?;
-        let audit = audit::audit(&run, &logs_since(nodes, &heads));
+        let audit = audit::audit(&run, &logs_since(nodes, &heads)?);
         throughput.push(run.throughput());
         efficiency.push(run.throughput() / ideal.max(1e-9));
         let served: u64 = audit.nodes.iter().map(|n| n.served).sum();
@@ -371,33 +426,41 @@ fn distribution(
         merge(&mut total, audit);
     }
     Ok(Cell {
-        name: name.into(),
-        throughput: Summary::of(throughput),
         efficiency: Some(Summary::of(efficiency)),
-        latency: latency.unwrap_or_else(|| Latency::of(&crate::summary::new_histogram())),
         shares,
         audit: Some(total),
-        faults: Vec::new(),
-        overhead: None,
-        streaming: None,
+        ..Cell::new(
+            name,
+            Summary::of(throughput),
+            latency.unwrap_or_else(no_latency),
+        )
     })
 }
 
-/// The last node at 1/4 speed, changed through its control API; the capacity ideal is measured
-/// again at the new settings, and the speed restored after.
-fn slow_node(engine: &Engine, nodes: &MockCluster, settings: &Settings) -> anyhow::Result<Cell> {
-    let last = &nodes.nodes()[nodes.nodes().len() - 1..];
+/// How many times slower the last node is in the `heterogeneous` cells.
+const SLOWDOWNS: [u32; 2] = [3, 7];
+
+/// The last node `slowdown` times slower, changed through its control API; the capacity ideal is
+/// measured again at the new settings, and the speed restored after.
+fn slow_node(
+    engine: &Engine,
+    nodes: &Fleet,
+    settings: &Settings,
+    slowdown: u32,
+) -> anyhow::Result<Cell> {
     let speed = |speed: f64| SettingsPatch {
         speed: Some(speed),
         ..SettingsPatch::default()
     };
     while_patched(
-        last,
-        |c| speed(c.speed / 4.0),
+        nodes,
+        nodes.len() - 1..nodes.len(),
+        |c| speed(c.speed / f64::from(slowdown)),
         |c| speed(c.speed),
         || {
             let (_, capacity) = direct(engine, nodes, settings)?;
-            distribution("slow-node", engine, nodes, settings, &capacity)
+            let name = format!("slow-node-{slowdown}x");
+            distribution(&name, engine, nodes, settings, &capacity)
         },
     )
 }
@@ -406,18 +469,28 @@ fn slow_node(engine: &Engine, nodes: &MockCluster, settings: &Settings) -> anyho
 /// control API, then puts each back with `restore` (made from its settings before the change),
 /// whether `run` succeeded or not.
 fn while_patched<R>(
-    targets: &[MockNode],
-    patch: impl Fn(&NodeConfig) -> SettingsPatch,
-    restore: impl Fn(&NodeConfig) -> SettingsPatch,
+    nodes: &Fleet,
+    targets: std::ops::Range<usize>,
+    patch: impl Fn(&NodeSettings) -> SettingsPatch,
+    restore: impl Fn(&NodeSettings) -> SettingsPatch,
     run: impl FnOnce() -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
-    let saved: Vec<SettingsPatch> = targets.iter().map(|n| restore(&n.config())).collect();
-    for node in targets {
-        node.update(&patch(&node.config()))?;
+    let before: Vec<NodeSettings> = targets
+        .clone()
+        .map(|i| nodes.settings(i))
+        .collect::<anyhow::Result<_>>()?;
+    let mut changed = Vec::new();
+    let mut result = Ok(());
+    for (i, settings) in targets.zip(&before) {
+        result = nodes.update(i, &patch(settings));
+        if result.is_err() {
+            break;
+        }
+        changed.push((i, restore(settings)));
     }
-    let result = run();
-    for (node, back) in targets.iter().zip(&saved) {
-        node.update(back)?;
+    let result = result.and_then(|()| run());
+    for (i, back) in &changed {
+        nodes.update(*i, back)?;
     }
     result
 }
@@ -425,7 +498,7 @@ fn while_patched<R>(
 /// The last node failing as `fault` in the middle of each repeat.
 fn fault_cell(
     engine: &Engine,
-    nodes: &MockCluster,
+    nodes: &Fleet,
     settings: &Settings,
     kind: CellKind,
     fault: faults::NodeFault,
@@ -449,17 +522,26 @@ fn fault_cell(
         merge(&mut total, report.audit.clone());
         reports.push(report);
     }
+    let during = Summary::of(reports.iter().map(|r| r.throughput[1]).collect());
     Ok(Cell {
-        name: kind.name().into(),
-        throughput: Summary::of(reports.iter().map(|r| r.throughput[1]).collect()),
-        efficiency: None,
-        latency: Latency::of(&crate::summary::new_histogram()),
-        shares: Vec::new(),
         audit: Some(total),
         faults: reports,
-        overhead: None,
-        streaming: None,
+        ..Cell::new(kind.name(), during, no_latency())
     })
+}
+
+/// A stepped cell's headline figures: its last step's (the most workers, the highest load).
+/// Steps are never empty, so the fallback only keeps this total.
+fn last_step_figures(last: Option<(&Summary, Latency)>) -> (Summary, Latency) {
+    last.map_or_else(
+        || (Summary::of(Vec::new()), no_latency()),
+        |(throughput, latency)| (throughput.clone(), latency),
+    )
+}
+
+/// The latency of a cell that has none to report.
+fn no_latency() -> Latency {
+    Latency::of(&crate::summary::new_histogram())
 }
 
 fn merge(total: &mut Audit, one: Audit) {
@@ -484,90 +566,22 @@ fn merge(total: &mut Audit, one: Audit) {
     }
 }
 
-fn fault_verdict(cell: &Cell) -> Option<String> {
-    let reports = &cell.faults;
-    if reports.is_empty() {
-        return None;
+/// Sets remote nodes to the settings' service time, slots, speeds and error rates (embedded
+/// ones start that way).
+pub fn configure_remote(nodes: &Fleet, settings: &Settings) -> anyhow::Result<()> {
+    for i in 0..nodes.len() {
+        let patch = SettingsPatch {
+            latency: Some(format!("{}ns", settings.service.as_nanos())),
+            parallel: Some(settings.slots),
+            speed: Some(settings.speeds.get(i).copied().unwrap_or(1.0)),
+            error_rate: Some(settings.error_rates.get(i).copied().unwrap_or(0.0)),
+            ..SettingsPatch::default()
+        };
+        nodes
+            .update(i, &patch)
+            .with_context(|| format!("setting up {}", nodes.urls()[i]))?;
     }
-    let median = |f: &dyn Fn(&faults::FaultReport) -> f64| {
-        Summary::of(reports.iter().map(f).collect()).median
-    };
-    let during = median(&|r| r.throughput[1] / r.throughput[0].max(1e-9));
-    let after = median(&|r| r.throughput[2] / r.throughput[0].max(1e-9));
-    let failures = median(&|r| r.client_failures as f64);
-    let failed = if failures == 0.0 {
-        "no request failed at the client".to_owned()
-    } else {
-        let until = median(&|r| r.failures_for_ms.unwrap_or(0.0));
-        format!(
-            "{failures:.0} requests failed at the client, the last sent {until:.0} ms into the fault"
-        )
-    };
-    let back = reports
-        .iter()
-        .filter_map(|r| r.back_in_use_after_ms)
-        .collect::<Vec<_>>();
-    let back = if back.is_empty() {
-        "the node got no work after it came back".to_owned()
-    } else {
-        format!(
-            "work reached the recovered node {:.0} ms after it came back",
-            Summary::of(back).median
-        )
-    };
-    Some(format!(
-        "{}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {back} (medians of {} runs of 3 x {} ms).",
-        cell.name,
-        reports.len(),
-        reports[0].phase_ms
-    ))
-}
-
-fn verdicts(cells: &[Cell], service_ms: f64) -> Vec<String> {
-    let mut out: Vec<String> = cells.iter().filter_map(fault_verdict).collect();
-    out.extend(
-        cells
-            .iter()
-            .filter_map(|c| overhead::verdict(c, service_ms)),
-    );
-    out.extend(cells.iter().filter_map(streaming::verdict));
-    for cell in cells.iter().filter(|c| c.audit.is_some()) {
-        if let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) {
-            out.push(format!(
-                "{}: {:.0} req/s through the gateway, {:.2} of the capacity ideal (median of {}; range {:.2}-{:.2}).",
-                cell.name, cell.throughput.median, eff.median, eff.samples.len(), eff.min, eff.max
-            ));
-            let shares: Vec<String> = cell
-                .shares
-                .iter()
-                .enumerate()
-                .map(|(i, (work, cap))| {
-                    format!(
-                        "node {i} {:.0}% of the work for {:.0}% of the capacity",
-                        work * 100.0,
-                        cap * 100.0
-                    )
-                })
-                .collect();
-            out.push(format!("{}: {}.", cell.name, shares.join("; ")));
-            out.push(format!(
-                "{}: of {} requests, {} served once, {} served more than once, {} answered without a node, {} failed but served, {} never served; {} retries, {} recovered after a failed attempt{}.",
-                cell.name, a.requests, a.served_once, a.served_more_than_once, a.answered_without_node,
-                a.failed_but_served, a.never_served, a.retries, a.recovered,
-                if a.incomplete { " (a node's log dropped entries: not exact)" } else { "" }
-            ));
-        }
-    }
-    out
-}
-
-/// Starts the nodes on their fixed ports, measures the cells, and stops the nodes.
-pub fn run(settings: &Settings) -> anyhow::Result<GatewayResult> {
-    let nodes = start_nodes(settings)?;
-    eprintln!("mock nodes: {}", nodes.urls().join(" "));
-    let result = measure(settings, &nodes);
-    nodes.shutdown();
-    result
+    Ok(())
 }
 
 /// The settings' mock nodes, node i on `port + i`.
@@ -585,29 +599,23 @@ pub fn start_nodes(settings: &Settings) -> anyhow::Result<MockCluster> {
 }
 
 /// Waits for the gateway in front of `nodes`, then measures the cells.
-pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<GatewayResult> {
+pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResult> {
+    anyhow::ensure!(
+        !nodes.is_empty() && settings.workers >= 1 && settings.repeats >= 1,
+        "at least one node, one worker and one repeat are needed"
+    );
     wait_ready(&settings.target, settings.ready_timeout)?;
-    let (counted_from, started) = (nodes.counters(), Instant::now());
+    let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
     let mut cells = vec![direct_cell];
     for kind in &settings.cells {
-        use faults::NodeFault;
         eprintln!("  cell {}", kind.name());
-        cells.push(match kind {
-            CellKind::Distribution => {
-                distribution("distribution", &engine, nodes, settings, &capacity)?
-            }
-            CellKind::SlowNode => slow_node(&engine, nodes, settings)?,
-            CellKind::NodeRefuse => fault_cell(&engine, nodes, settings, *kind, NodeFault::Refuse)?,
-            CellKind::NodeBusy => fault_cell(&engine, nodes, settings, *kind, NodeFault::Busy)?,
-            CellKind::NodeHang => fault_cell(&engine, nodes, settings, *kind, NodeFault::Hang)?,
-            CellKind::Overhead => overhead::overhead(&engine, nodes, settings)?,
-            CellKind::Streaming => streaming::streaming(nodes, settings)?,
-        });
+        cells.extend(measure_cell(*kind, &engine, nodes, settings, &capacity)?);
     }
-    let control_plane = control_plane::traffic(&counted_from, &nodes.counters(), started.elapsed());
-    let mut verdicts = verdicts(&cells, settings.service.as_secs_f64() * 1e3);
+    let control_plane =
+        control_plane::traffic(&counted_from, &nodes.counters()?, started.elapsed());
+    let mut verdicts = verdicts::all(&cells, settings.service.as_secs_f64() * 1e3);
     verdicts.push(control_plane::verdict(&control_plane));
     Ok(GatewayResult {
         label: settings.label.clone(),
@@ -615,15 +623,50 @@ pub fn measure(settings: &Settings, nodes: &MockCluster) -> anyhow::Result<Gatew
         api: settings.api,
         machine: Machine::detect(),
         params: serde_json::json!({
-            "nodes": nodes.urls().len(), "workers": settings.workers, "requests": settings.requests,
+            "nodes": nodes.len(), "remote_nodes": matches!(nodes, Fleet::Remote(..)), "workers": settings.workers, "requests": settings.requests,
             "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
             "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
+            "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
         }),
         capacity,
         control_plane: Some(control_plane),
         verdicts,
         cells,
     })
+}
+
+/// One kind's cells (`heterogeneous` measures two).
+fn measure_cell(
+    kind: CellKind,
+    engine: &Engine,
+    nodes: &Fleet,
+    settings: &Settings,
+    capacity: &[f64],
+) -> anyhow::Result<Vec<Cell>> {
+    use faults::NodeFault;
+    let fault = |fault| fault_cell(engine, nodes, settings, kind, fault);
+    Ok(vec![match kind {
+        CellKind::Distribution => distribution("distribution", engine, nodes, settings, capacity)?,
+        CellKind::Heterogeneous => {
+            return SLOWDOWNS
+                .iter()
+                .map(|s| slow_node(engine, nodes, settings, *s))
+                .collect();
+        }
+        CellKind::Scaling => scaling::scaling(engine, nodes, settings)?,
+        CellKind::OpenLoop => open_loop::open_loop(engine, nodes, settings, capacity)?,
+        CellKind::NodeRefuse => fault(NodeFault::Refuse)?,
+        CellKind::NodeBusy => fault(NodeFault::Busy)?,
+        CellKind::NodeHang => fault(NodeFault::Hang)?,
+        CellKind::NodeReset => fault(NodeFault::Reset)?,
+        CellKind::NodeStall => fault(NodeFault::Stall {
+            ms: settings.stall.as_millis() as u64,
+        })?,
+        CellKind::NodeErrors => fault(NodeFault::Errors)?,
+        CellKind::SlowControlPlane => fault(NodeFault::SlowControlPlane)?,
+        CellKind::Overhead => overhead::overhead(engine, nodes, settings)?,
+        CellKind::Streaming => streaming::streaming(nodes, settings)?,
+    }])
 }
 
 /// Writes `result` to `dir/gateways/<label>.json`.

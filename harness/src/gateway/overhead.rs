@@ -9,10 +9,10 @@
 //!   On one machine the gateway, the nodes and the load engine share the cores, so this is the
 //!   rate the whole path sustains here, not the gateway's own limit on a machine of its own.
 
-use mock_ollama::{MockCluster, SettingsPatch};
+use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Settings, run_once, while_patched};
+use super::{Cell, Fleet, Settings, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -39,7 +39,7 @@ pub struct OverheadReport {
 /// Measures the cell.
 pub(super) fn overhead(
     engine: &Engine,
-    nodes: &MockCluster,
+    nodes: &Fleet,
     settings: &Settings,
 ) -> anyhow::Result<Cell> {
     let node0 = nodes.urls().first().cloned().unwrap_or_default();
@@ -80,9 +80,10 @@ pub(super) fn overhead(
         ..SettingsPatch::default()
     };
     let peaks = while_patched(
-        nodes.nodes(),
+        nodes,
+        0..nodes.len(),
         |_| latency("0ns".into()),
-        |c| latency(format!("{}ns", c.latency.base.as_nanos())),
+        |c| latency(format!("{}ns", c.latency_ns)),
         || {
             (0..settings.repeats)
                 .map(|r| paired(settings.workers, settings.requests, r, "p"))
@@ -104,15 +105,8 @@ pub(super) fn overhead(
         gateway_peak: Summary::of(gateway_peak.clone()),
     };
     Ok(Cell {
-        name: "overhead".into(),
-        throughput: Summary::of(gateway_peak),
-        efficiency: None,
-        latency: gateway_latency,
-        shares: Vec::new(),
-        audit: None,
-        faults: Vec::new(),
         overhead: Some(report),
-        streaming: None,
+        ..Cell::new("overhead", Summary::of(gateway_peak), gateway_latency)
     })
 }
 

@@ -1,11 +1,13 @@
 //! The `streaming` cell: streamed chat through the gateway against straight at a node.
 //!
 //! The nodes are set through their control API to a per-token time (restored after), so a
-//! 20-token answer streams for about 100 ms. One client at a time sends streamed `/api/chat`
-//! requests, alternately straight at node 0 and through the gateway, and reads each answer frame
-//! by frame: time to the first line, time to the last, the longest gap between two lines, and
-//! whether the stream is whole (every line JSON, exactly one `"done":true`, and it last). A proxy
-//! that buffers answers shows a first line that arrives with the last.
+//! 20-token answer streams for about 100 ms. One client at a time sends streamed chat requests
+//! (`/api/chat`, or `/v1/chat/completions` with `--api openai`), alternately straight at node 0
+//! and through the gateway, and reads each answer frame by frame: time to the first line, time to
+//! the last, the longest gap between two lines, and whether the stream is whole (Ollama: every
+//! line JSON, exactly one `"done":true`, and it last; OpenAI: every `data:` event JSON until
+//! exactly one `data: [DONE]`, last). A proxy that buffers answers shows a first line that
+//! arrives with the last.
 
 use std::time::{Duration, Instant};
 
@@ -13,10 +15,10 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use mock_ollama::{MockCluster, SettingsPatch};
+use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Settings, while_patched};
+use super::{Api, Cell, Fleet, Settings, while_patched};
 use crate::summary::{Latency, Summary};
 
 /// Tokens per answer.
@@ -59,12 +61,29 @@ struct Stream {
     whole: bool,
 }
 
+/// The route and body of a streamed chat request in `api`'s dialect.
+fn chat_request(api: Api, id: &str) -> (&'static str, String) {
+    let messages = format!(r#"[{{"role":"user","content":"gateway stream [rid:{id}]"}}]"#);
+    match api {
+        Api::Ollama => (
+            "/api/chat",
+            format!(
+                r#"{{"model":"llama3.2","messages":{messages},"stream":true,"options":{{"num_predict":{TOKENS}}}}}"#
+            ),
+        ),
+        Api::Openai => (
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model":"llama3.2","messages":{messages},"stream":true,"max_tokens":{TOKENS}}}"#
+            ),
+        ),
+    }
+}
+
 /// Reads one streamed chat answer from `base` (`http://host:port`).
-async fn stream_once(base: &str, id: &str) -> anyhow::Result<Stream> {
+async fn stream_once(base: &str, api: Api, id: &str) -> anyhow::Result<Stream> {
     let addr = base.trim_start_matches("http://").to_owned();
-    let body = format!(
-        r#"{{"model":"llama3.2","messages":[{{"role":"user","content":"gateway stream [rid:{id}]"}}],"stream":true,"options":{{"num_predict":{TOKENS}}}}}"#
-    );
+    let (path, body) = chat_request(api, id);
     let started = Instant::now();
     let tcp = tokio::net::TcpStream::connect(&addr)
         .await
@@ -72,7 +91,7 @@ async fn stream_once(base: &str, id: &str) -> anyhow::Result<Stream> {
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let request = hyper::Request::post("/api/chat")
+    let request = hyper::Request::post(path)
         .header("host", &addr)
         .header("content-type", "application/json")
         .header("x-request-id", id)
@@ -90,11 +109,20 @@ async fn stream_once(base: &str, id: &str) -> anyhow::Result<Stream> {
         pending.extend_from_slice(&data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
+            // Server-sent events separate events with a blank line: not a line of the answer.
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
             lines.push(line);
             times.push(at);
         }
     }
-    let whole = ok && pending.is_empty() && whole_stream(&lines);
+    let whole = ok
+        && pending.is_empty()
+        && match api {
+            Api::Ollama => whole_stream(&lines),
+            Api::Openai => whole_event_stream(&lines),
+        };
     let max_gap = times
         .windows(2)
         .map(|w| w[1] - w[0])
@@ -122,6 +150,21 @@ fn whole_stream(lines: &[Vec<u8>]) -> bool {
         .is_some_and(|done| done.last() == Some(&true) && done.iter().filter(|d| **d).count() == 1)
 }
 
+/// Every event `data: {json}` until exactly one `data: [DONE]`, the last.
+fn whole_event_stream(lines: &[Vec<u8>]) -> bool {
+    let Some((last, events)) = lines.split_last() else {
+        return false;
+    };
+    let data = |line: &[u8]| -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(line).ok()?.trim_end();
+        text.strip_prefix("data: ").map(|d| d.as_bytes().to_vec())
+    };
+    data(last).is_some_and(|d| d == b"[DONE]")
+        && events.iter().all(|line| {
+            data(line).is_some_and(|d| serde_json::from_slice::<serde_json::Value>(&d).is_ok())
+        })
+}
+
 fn times(streams: &[Stream]) -> StreamTimes {
     let median = |f: fn(&Stream) -> Duration| {
         Summary::of(streams.iter().map(|s| f(s).as_secs_f64() * 1e3).collect()).median
@@ -134,7 +177,7 @@ fn times(streams: &[Stream]) -> StreamTimes {
 }
 
 /// Measures the cell.
-pub(super) fn streaming(nodes: &MockCluster, settings: &Settings) -> anyhow::Result<Cell> {
+pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Cell> {
     let node0 = nodes.urls().first().cloned().context("no node")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,17 +192,19 @@ pub(super) fn streaming(nodes: &MockCluster, settings: &Settings) -> anyhow::Res
             for r in 0..settings.repeats {
                 for i in 0..STREAMS {
                     let id = format!("s{r}-{i}");
-                    direct.push(stream_once(&node0, &format!("{id}d")).await?);
-                    gateway.push(stream_once(&settings.target, &format!("{id}g")).await?);
+                    let api = settings.api;
+                    direct.push(stream_once(&node0, api, &format!("{id}d")).await?);
+                    gateway.push(stream_once(&settings.target, api, &format!("{id}g")).await?);
                 }
             }
             Ok::<_, anyhow::Error>((direct, gateway))
         })
     };
     let (direct, gateway) = while_patched(
-        nodes.nodes(),
+        nodes,
+        0..nodes.len(),
         |_| per_token(PER_TOKEN.into()),
-        |c| per_token(format!("{}ns", c.latency.per_token.as_nanos())),
+        |c| per_token(format!("{}ns", c.per_token_ns)),
         streams,
     )?;
     let report = StreamingReport {
@@ -179,15 +224,8 @@ pub(super) fn streaming(nodes: &MockCluster, settings: &Settings) -> anyhow::Res
         .map(|s| 1.0 / s.last.as_secs_f64().max(1e-9))
         .collect();
     Ok(Cell {
-        name: "streaming".into(),
-        throughput: Summary::of(rates),
-        efficiency: None,
-        latency: Latency::of(&histogram),
-        shares: Vec::new(),
-        audit: None,
-        faults: Vec::new(),
-        overhead: None,
         streaming: Some(report),
+        ..Cell::new("streaming", Summary::of(rates), Latency::of(&histogram))
     })
 }
 
@@ -237,5 +275,33 @@ mod tests {
         );
         assert!(!whole_stream(&[line("{\"done\":fa"), done]), "a cut line");
         assert!(!whole_stream(&[]), "nothing");
+    }
+
+    #[test]
+    fn an_event_stream_is_whole_only_with_json_events_then_one_done() {
+        let line = |s: &str| s.as_bytes().to_vec();
+        let (event, done) = (line("data: {\"id\":1}\n"), line("data: [DONE]\n"));
+        assert!(whole_event_stream(&[
+            event.clone(),
+            event.clone(),
+            done.clone()
+        ]));
+        assert!(
+            !whole_event_stream(std::slice::from_ref(&event)),
+            "no [DONE]"
+        );
+        assert!(
+            !whole_event_stream(&[done.clone(), event.clone()]),
+            "an event after [DONE]"
+        );
+        assert!(
+            !whole_event_stream(&[event.clone(), done.clone(), done.clone()]),
+            "two [DONE]"
+        );
+        assert!(
+            !whole_event_stream(&[line("data: {\"id"), done]),
+            "a cut event"
+        );
+        assert!(!whole_event_stream(&[]), "nothing");
     }
 }

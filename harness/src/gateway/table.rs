@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use super::GatewayResult;
 
 /// Every gateway result in `dir/gateways/`, by label.
-fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
+pub fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
     let dir = dir.join("gateways");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
@@ -79,9 +79,16 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
             cell.latency.p99,
         );
     }
+    out.push_str(&scaling_table(&results));
+    out.push_str(&open_loop_table(&results));
     out.push_str(&fault_table(&results));
     out.push_str(&overhead_table(&results));
     out.push_str(&control_plane_lines(&results));
+    let drawn = super::charts::draw(dir, &results).context("drawing the gateway charts")?;
+    out.push('\n');
+    for (file, caption) in drawn {
+        let _ = writeln!(out, "![{caption}]({file})");
+    }
     if let Some(first) = results.first() {
         let _ = writeln!(
             out,
@@ -110,10 +117,12 @@ fn node_description(r: &GatewayResult) -> String {
 /// The fault cells: one row per gateway and fault, medians over repeats.
 fn fault_table(results: &[GatewayResult]) -> String {
     let mut out = String::from(
-        "\nThe last node failing for the middle of three phases (through its control API, the \
-         gateway not restarted); medians over repeats:\n\n\
-         | gateway | fault | throughput during / before | after / before | failed at the client | failures until (ms into the fault) | recovered node used again after (ms) |\n\
-         |---|---|---:|---:|---:|---:|---:|\n",
+        "\nA fault for the middle of three phases, set through the nodes' control API with the \
+         gateway not restarted: the last node refusing, busy (503), hanging, resetting, stalling \
+         every request, or answering 5% with 500; or every node's control plane answering in 1 s. \
+         Retries are node-side attempts beyond one per client request; medians over repeats:\n\n\
+         | gateway | fault | throughput during / before | after / before | failed at the client (% of those sent during the fault) | failures until (ms into the fault) | retries | faulty node sent work until (ms into the fault) | recovered node used again after (ms) |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut any = false;
     for r in results {
@@ -135,16 +144,89 @@ fn fault_table(results: &[GatewayResult]) -> String {
                     .collect();
                 crate::summary::Summary::of(values).median
             };
+            let failed_during = crate::summary::Summary::of(
+                cell.faults
+                    .iter()
+                    .map(|f| 100.0 * f.during_fault.1 as f64 / f.during_fault.0.max(1) as f64)
+                    .collect(),
+            )
+            .median;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {} ({failed_during:.1}%) | {} | {} | {} | {} |",
                 r.label,
                 cell.name,
                 ratio(1),
                 ratio(2),
                 median(&|f| Some(f.client_failures as f64)),
                 median(&|f| f.failures_for_ms),
+                median(&|f| Some(f.audit.retries as f64)),
+                median(&|f| f.sent_to_node_for_ms),
                 median(&|f| f.back_in_use_after_ms),
+            );
+        }
+    }
+    if any { out } else { String::new() }
+}
+
+/// The scaling cells: efficiency per worker count, medians over repeats.
+fn scaling_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nThe `scaling` cell: every node given a slot per worker, closed-loop workers doubling; \
+         efficiency is requests/s over workers x one worker straight at a node; medians over \
+         repeats:\n\n| gateway | slots per node | workers: efficiency (req/s) |\n|---|---:|---|\n",
+    );
+    let mut any = false;
+    for r in results {
+        for s in r.cells.iter().filter_map(|c| c.scaling.as_ref()) {
+            any = true;
+            let steps: Vec<String> = s
+                .steps
+                .iter()
+                .map(|step| {
+                    format!(
+                        "{}: **{:.2}** ({:.0})",
+                        step.workers, step.efficiency.median, step.throughput.median
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "| {} | {} | {} |", r.label, s.slots, steps.join(", "));
+        }
+    }
+    if any { out } else { String::new() }
+}
+
+/// The open-loop cells: latency from the intended send at each load, medians over repeats.
+fn open_loop_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nThe `open-loop` cell: Poisson arrivals at fractions of the capacity ideal for one phase \
+         each, latency from the intended send time (p50 of the last repeat, p99 median over \
+         repeats):\n\n| gateway | ideal req/s | load: p50 / p99 ms | late sends | failed |\n|---|---:|---|---:|---:|\n",
+    );
+    let mut any = false;
+    for r in results {
+        for o in r.cells.iter().filter_map(|c| c.open_loop.as_ref()) {
+            any = true;
+            let steps: Vec<String> = o
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:.0}%: {:.1} / **{:.1}**",
+                        s.load * 100.0,
+                        s.latency.p50,
+                        s.p99_ms.median
+                    )
+                })
+                .collect();
+            let late: u64 = o.steps.iter().map(|s| s.late).sum();
+            let failed: u64 = o.steps.iter().map(|s| s.failed).sum();
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {late} | {failed} |",
+                r.label,
+                o.ideal,
+                steps.join(", ")
             );
         }
     }

@@ -1,0 +1,322 @@
+//! Bounds on a gateway's result, for a gateway project's own CI: `harness gateway … --bounds FILE`
+//! measures and then judges; `harness gate --gateway RESULT.json --bounds FILE` judges a result
+//! already written.
+//!
+//! A bound names a cell and a measure, `distribution.served_more_than_once` or
+//! `node-busy.client_failures`; both parts are checked when the file is read, so a typo is an
+//! error, not a bound that never applies. A bound on a cell the result lacks fails (the run did
+//! not measure what the bounds ask for), as does a measure the cell does not carry.
+//!
+//! Audit classes are totals over the cell's repeats (a single served-twice request is a
+//! finding); every other measure is the median over repeats.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::{Cell, GatewayResult};
+use crate::gate::Op;
+use crate::summary::Summary;
+
+/// What a bound measures in its cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Measure {
+    /// Throughput over the capacity ideal (distribution, slow-node cells; the scaling cell's at
+    /// its most workers).
+    Efficiency,
+    /// Requests/s through the gateway.
+    Throughput,
+    /// Audit class totals.
+    ServedMoreThanOnce,
+    /// Audit class totals.
+    AnsweredWithoutNode,
+    /// Audit class totals.
+    FailedButServed,
+    /// Audit class totals.
+    NeverServed,
+    /// Node-side attempts beyond one per client request.
+    Retries,
+    /// Fault cells: requests that failed at the client.
+    ClientFailures,
+    /// Fault cells: throughput during the fault over before it.
+    DuringOverBefore,
+    /// Fault cells: throughput after the fault over before it.
+    AfterOverBefore,
+    /// Overhead cell: p50 added at low load, ms.
+    AddedP50Ms,
+    /// Overhead cell: p99 added at low load, ms.
+    AddedP99Ms,
+    /// Overhead cell: peak through the gateway over direct.
+    PeakRatio,
+    /// Open-loop cell: p99 at the highest load, ms.
+    P99Ms,
+}
+
+const MEASURES: [(Measure, &str); 14] = [
+    (Measure::Efficiency, "efficiency"),
+    (Measure::Throughput, "throughput"),
+    (Measure::ServedMoreThanOnce, "served_more_than_once"),
+    (Measure::AnsweredWithoutNode, "answered_without_node"),
+    (Measure::FailedButServed, "failed_but_served"),
+    (Measure::NeverServed, "never_served"),
+    (Measure::Retries, "retries"),
+    (Measure::ClientFailures, "client_failures"),
+    (Measure::DuringOverBefore, "during_over_before"),
+    (Measure::AfterOverBefore, "after_over_before"),
+    (Measure::AddedP50Ms, "added_p50_ms"),
+    (Measure::AddedP99Ms, "added_p99_ms"),
+    (Measure::PeakRatio, "peak_ratio"),
+    (Measure::P99Ms, "p99_ms"),
+];
+
+/// The cells a result can hold, by name.
+const CELLS: [&str; 16] = [
+    "direct",
+    "distribution",
+    "slow-node-3x",
+    "slow-node-7x",
+    "scaling",
+    "open-loop",
+    "overhead",
+    "streaming",
+    "node-refuse",
+    "node-busy",
+    "node-hang",
+    "node-reset",
+    "node-stall",
+    "node-errors",
+    "slow-control-plane",
+    "slow-node",
+];
+
+/// `cell.measure`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Metric {
+    /// The cell's name.
+    pub cell: String,
+    /// What is measured in it.
+    pub measure: Measure,
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = MEASURES
+            .iter()
+            .find(|(m, _)| *m == self.measure)
+            .map_or("?", |(_, n)| n);
+        write!(f, "{}.{name}", self.cell)
+    }
+}
+
+impl FromStr for Metric {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (cell, measure) = text
+            .rsplit_once('.')
+            .ok_or_else(|| format!("{text:?}: expected CELL.MEASURE"))?;
+        if !CELLS.contains(&cell) {
+            return Err(format!(
+                "{text:?}: no cell {cell:?} (cells: {})",
+                CELLS.join(", ")
+            ));
+        }
+        let measure = MEASURES
+            .iter()
+            .find(|(_, n)| *n == measure)
+            .map(|(m, _)| *m)
+            .ok_or_else(|| {
+                let names: Vec<&str> = MEASURES.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "{text:?}: no measure {measure:?} (measures: {})",
+                    names.join(", ")
+                )
+            })?;
+        Ok(Metric {
+            cell: cell.to_owned(),
+            measure,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One bound and why.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    /// How the value compares with `value`.
+    pub op: Op,
+    /// The limit.
+    pub value: f64,
+    /// Why this bound.
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoundsFile {
+    #[serde(default, rename = "comment")]
+    _comment: String,
+    metrics: Bounds,
+}
+
+/// Every bound of a file, by metric.
+pub type Bounds = BTreeMap<Metric, Bound>;
+
+/// Parses a bounds file's text.
+pub fn parse(text: &str) -> anyhow::Result<Bounds> {
+    Ok(serde_json::from_str::<BoundsFile>(text)
+        .context("parsing the gateway bounds")?
+        .metrics)
+}
+
+/// One judged bound.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    /// `cell.measure`.
+    pub metric: String,
+    /// The value (`None`: the result does not carry it).
+    pub value: Option<f64>,
+    /// The bound in words.
+    pub bound: String,
+    /// Whether it passed.
+    pub pass: bool,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let values: Vec<f64> = values.collect();
+    (!values.is_empty()).then(|| Summary::of(values).median)
+}
+
+/// The value of `measure` in `cell`, if the cell carries it.
+fn value(cell: &Cell, measure: Measure) -> Option<f64> {
+    let audit = cell.audit.as_ref();
+    let faults = || cell.faults.iter();
+    match measure {
+        Measure::Efficiency => cell.efficiency.as_ref().map(|e| e.median).or_else(|| {
+            let s = cell.scaling.as_ref()?;
+            Some(s.steps.last()?.efficiency.median)
+        }),
+        Measure::Throughput => Some(cell.throughput.median),
+        Measure::ServedMoreThanOnce => audit.map(|a| a.served_more_than_once as f64),
+        Measure::AnsweredWithoutNode => audit.map(|a| a.answered_without_node as f64),
+        Measure::FailedButServed => audit.map(|a| a.failed_but_served as f64),
+        Measure::NeverServed => audit.map(|a| a.never_served as f64),
+        Measure::Retries => audit.map(|a| a.retries as f64),
+        Measure::ClientFailures => median(faults().map(|f| f.client_failures as f64)),
+        Measure::DuringOverBefore => {
+            median(faults().map(|f| f.throughput[1] / f.throughput[0].max(1e-9)))
+        }
+        Measure::AfterOverBefore => {
+            median(faults().map(|f| f.throughput[2] / f.throughput[0].max(1e-9)))
+        }
+        Measure::AddedP50Ms => cell.overhead.as_ref().map(|o| o.added_p50_ms.median),
+        Measure::AddedP99Ms => cell.overhead.as_ref().map(|o| o.added_p99_ms.median),
+        Measure::PeakRatio => cell
+            .overhead
+            .as_ref()
+            .map(|o| o.gateway_peak.median / o.direct_peak.median.max(1e-9)),
+        Measure::P99Ms => Some(cell.open_loop.as_ref()?.steps.last()?.p99_ms.median),
+    }
+}
+
+/// Judges `result` against `bounds`, in the bounds' order.
+pub fn judge(result: &GatewayResult, bounds: &Bounds) -> Vec<Judged> {
+    bounds
+        .iter()
+        .map(|(metric, bound)| {
+            let value = result
+                .cells
+                .iter()
+                .find(|c| c.name == metric.cell)
+                .and_then(|c| value(c, metric.measure));
+            Judged {
+                metric: metric.to_string(),
+                value,
+                bound: bound.op.describe(bound.value),
+                pass: value.is_some_and(|v| bound.op.holds(v, bound.value)),
+            }
+        })
+        .collect()
+}
+
+/// Bencher Metric Format entries: one benchmark per gateway and cell
+/// (`gateway/LABEL/CELL`), one measure per figure the cell carries, named as in bounds files.
+pub fn bmf(results: &[GatewayResult]) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for result in results {
+        for cell in &result.cells {
+            let measures: serde_json::Map<String, serde_json::Value> = MEASURES
+                .iter()
+                .filter_map(|(m, name)| {
+                    let v = value(cell, *m).filter(|v| v.is_finite())?;
+                    Some(((*name).to_owned(), serde_json::json!({ "value": v })))
+                })
+                .collect();
+            out.insert(
+                format!("gateway/{}/{}", result.label, cell.name),
+                serde_json::Value::Object(measures),
+            );
+        }
+    }
+    out
+}
+
+/// Prints the judged bounds; returns whether all passed.
+pub fn print(label: &str, judged: &[Judged]) -> bool {
+    println!("== gateway bounds for {label}");
+    for j in judged {
+        let value = j
+            .value
+            .map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3}"));
+        let verdict = if j.pass { "pass" } else { "FAIL" };
+        println!("  {verdict}  {:<40} {value:>14}  ({})", j.metric, j.bound);
+    }
+    judged.iter().all(|j| j.pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_round_trip_and_typos_are_errors() {
+        let m: Metric = "node-busy.client_failures".parse().expect("parses");
+        assert_eq!(m.to_string(), "node-busy.client_failures");
+        let cell = "distrbution.efficiency"
+            .parse::<Metric>()
+            .expect_err("typo");
+        assert!(cell.contains("no cell"), "{cell}");
+        let measure = "distribution.eficiency"
+            .parse::<Metric>()
+            .expect_err("typo");
+        assert!(measure.contains("no measure"), "{measure}");
+        assert!(parse(r#"{"metrics": {"distribution.x": {"op": ">=", "value": 1}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_bound_on_a_cell_not_measured_fails() {
+        let result: GatewayResult = serde_json::from_value(serde_json::json!({
+            "label": "x", "target": "t", "api": "ollama",
+            "machine": crate::machine::Machine::detect(), "params": {}, "capacity": [],
+            "cells": [], "verdicts": []
+        }))
+        .expect("result");
+        let bounds =
+            parse(r#"{"metrics": {"distribution.efficiency": {"op": ">=", "value": 0.5}}}"#)
+                .expect("bounds");
+        let judged = judge(&result, &bounds);
+        assert_eq!((judged[0].value, judged[0].pass), (None, false));
+    }
+}

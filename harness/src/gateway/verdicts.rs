@@ -1,0 +1,133 @@
+//! The sentences printed after a gateway run and kept in its result: each computed from the
+//! cell's numbers, in the order the cells ran.
+
+use super::{Audit, Cell};
+use crate::summary::Summary;
+
+fn fault(cell: &Cell) -> Option<String> {
+    let reports = &cell.faults;
+    let first = reports.first()?;
+    let median = |f: &dyn Fn(&super::faults::FaultReport) -> f64| {
+        Summary::of(reports.iter().map(f).collect()).median
+    };
+    let during = median(&|r| r.throughput[1] / r.throughput[0].max(1e-9));
+    let after = median(&|r| r.throughput[2] / r.throughput[0].max(1e-9));
+    let failures = median(&|r| r.client_failures as f64);
+    let failed = if failures == 0.0 {
+        "no request failed at the client".to_owned()
+    } else {
+        let rate = median(&|r| r.during_fault.1 as f64 / r.during_fault.0.max(1) as f64);
+        let until = median(&|r| r.failures_for_ms.unwrap_or(0.0));
+        format!(
+            "{failures:.0} requests failed at the client ({:.1}% of those sent during the fault), the last sent {until:.0} ms into it",
+            rate * 100.0
+        )
+    };
+    let retries = median(&|r| r.audit.retries as f64);
+    let sent = reports
+        .iter()
+        .filter_map(|r| r.sent_to_node_for_ms)
+        .collect::<Vec<_>>();
+    let sent = if sent.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the node got work until {:.0} ms into the fault",
+            Summary::of(sent).median
+        )
+    };
+    let back = reports
+        .iter()
+        .filter_map(|r| r.back_in_use_after_ms)
+        .collect::<Vec<_>>();
+    let back = if back.is_empty() {
+        "the node got no work after it came back".to_owned()
+    } else {
+        format!(
+            "work reached the recovered node {:.0} ms after it came back",
+            Summary::of(back).median
+        )
+    };
+    let what = match first.fault {
+        super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{}{what}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).",
+        cell.name,
+        reports.len(),
+        first.phase_ms
+    ))
+}
+
+/// Every cell's verdicts, in the order the cells were measured.
+pub(super) fn all(cells: &[Cell], service_ms: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    for cell in cells {
+        out.extend(fault(cell));
+        out.extend(super::overhead::verdict(cell, service_ms));
+        out.extend(super::streaming::verdict(cell));
+        out.extend(super::scaling::verdict(cell));
+        out.extend(super::open_loop::verdict(cell, service_ms));
+        out.extend(distribution(cell));
+        if let Some(a) = cell
+            .audit
+            .as_ref()
+            .filter(|a| cell.efficiency.is_none() && !a.clean())
+        {
+            out.push(audit_line(&cell.name, a));
+        }
+    }
+    out
+}
+
+/// Efficiency, shares and the audit of a cell measured against the capacity ideal.
+fn distribution(cell: &Cell) -> Vec<String> {
+    let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
+        return Vec::new();
+    };
+    let shares: Vec<String> = cell
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(i, (work, cap))| {
+            format!(
+                "node {i} {:.0}% of the work for {:.0}% of the capacity",
+                work * 100.0,
+                cap * 100.0
+            )
+        })
+        .collect();
+    vec![
+        format!(
+            "{}: {:.0} req/s through the gateway, {:.2} of the capacity ideal (median of {}; range {:.2}-{:.2}).",
+            cell.name,
+            cell.throughput.median,
+            eff.median,
+            eff.samples.len(),
+            eff.min,
+            eff.max
+        ),
+        format!("{}: {}.", cell.name, shares.join("; ")),
+        audit_line(&cell.name, a),
+    ]
+}
+
+fn audit_line(name: &str, a: &Audit) -> String {
+    format!(
+        "{name}: of {} requests, {} served once, {} served more than once, {} answered without a node, {} failed but served, {} never served; {} retries, {} recovered after a failed attempt{}.",
+        a.requests,
+        a.served_once,
+        a.served_more_than_once,
+        a.answered_without_node,
+        a.failed_but_served,
+        a.never_served,
+        a.retries,
+        a.recovered,
+        if a.incomplete {
+            " (a node's log dropped entries: not exact)"
+        } else {
+            ""
+        }
+    )
+}
