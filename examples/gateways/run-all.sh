@@ -1,32 +1,44 @@
 #!/bin/sh
 # Runs harness gateway against nginx (round-robin, least_conn) and HAProxy (roundrobin,
-# leastconn): the default cells (equal nodes, the gateway's own overhead, one node slowed to 1/4
-# speed, one node refusing
-# and then busy for 2 s mid-run, all through the nodes' control API), and a run with 5% injected
-# 500s on one node. Needs nginx and haproxy on PATH (apt-get install nginx haproxy). Results go
-# to results/gateways/. About 12 minutes on a 2-core machine.
+# leastconn with maxconn 4): every default cell (equal nodes, the gateway's own overhead, the
+# last node 3x and 7x slower, spare-slot scaling, open loop at 50/80/95%, and the last node
+# refusing, busy, hanging, resetting, stalling 1 s or answering 5% with 500 for 2 s mid-run, and
+# every node's control plane taking 1 s), all through the nodes' control API; then HAProxy with
+# an active health check, nginx retrying 500/503, streamed chat through each, and repeated
+# inputs. Each result is then judged against examples/gateways/bounds.json (written to
+# results/gateways/bounds.txt). Needs nginx and haproxy on PATH (apt-get install nginx haproxy).
+# Results go to results/gateways/. About 30 minutes on a 2-core machine.
 set -eu
 cd "$(dirname "$0")/../.."
 cargo build --release -p harness
 H=./target/release/harness
-COMMON="--target http://127.0.0.1:18080 --requests 1000 --workers 8 --service 5ms --repeats 3 --no-progress"
-run() {
-    label=$1; cmd=$2; conf=$3; shift 3
-    $H gateway $COMMON --label "$label" --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
-    $H gateway $COMMON --label "$label-errors" --cells distribution --error-rates 0,0.05 --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
-}
+COMMON="--target http://127.0.0.1:18080 --requests 2000 --workers 8 --service 5ms --repeats 3 --no-progress"
 NGINX='nginx -p {dir} -c {config} -g "daemon off;"'
 HAPROXY='haproxy -db -f {config}'
-run nginx-round-robin "$NGINX" nginx-round-robin.conf
-run nginx-least-conn "$NGINX" nginx-least-conn.conf
-run haproxy-roundrobin "$HAPROXY" haproxy-roundrobin.cfg
-run haproxy-leastconn "$HAPROXY" haproxy-leastconn.cfg
+gw() {
+    label=$1; cmd=$2; conf=$3; shift 3
+    $H gateway $COMMON --label "$label" --cmd "$cmd" --config-template "examples/gateways/$conf" "$@"
+}
+gw nginx-round-robin "$NGINX" nginx-round-robin.conf
+gw nginx-least-conn "$NGINX" nginx-least-conn.conf
+gw haproxy-roundrobin "$HAPROXY" haproxy-roundrobin.cfg
+gw haproxy-leastconn "$HAPROXY" haproxy-leastconn.cfg
 # HAProxy with an active health check on /api/tags: what the checks cost, and what they see.
-$H gateway $COMMON --label haproxy-leastconn-check --cells distribution,node-refuse,node-busy --cmd "$HAPROXY" --config-template examples/gateways/haproxy-leastconn-check.cfg
+gw haproxy-leastconn-check "$HAPROXY" haproxy-leastconn-check.cfg \
+    --cells distribution,node-refuse,node-busy,node-hang,slow-control-plane
+# nginx retrying 500s and 503s on the other node: fewer client-visible errors, but see where
+# the load goes.
+gw nginx-least-conn-retry "$NGINX" nginx-least-conn-retry.conf \
+    --cells distribution,node-busy,node-reset,node-errors
 # Streamed chat: nginx passes lines through; HAProxy holds each answer whole unless told
 # option http-no-delay.
-$H gateway $COMMON --label nginx-round-robin-streaming --cells streaming --cmd "$NGINX" --config-template examples/gateways/nginx-round-robin.conf
-$H gateway $COMMON --label haproxy-roundrobin-streaming --cells streaming --cmd "$HAPROXY" --config-template examples/gateways/haproxy-roundrobin.cfg
-$H gateway $COMMON --label haproxy-roundrobin-no-delay-streaming --cells streaming --cmd "$HAPROXY" --config-template examples/gateways/haproxy-roundrobin-no-delay.cfg
-# nginx retrying 500s on the other node: no client-visible error, but see where the load goes.
-$H gateway $COMMON --label nginx-least-conn-retry-errors --cells distribution --error-rates 0,0.05 --cmd "$NGINX" --config-template examples/gateways/nginx-least-conn-retry.conf
+gw nginx-round-robin-streaming "$NGINX" nginx-round-robin.conf --cells streaming
+gw haproxy-roundrobin-streaming "$HAPROXY" haproxy-roundrobin.cfg --cells streaming
+gw haproxy-roundrobin-no-delay-streaming "$HAPROXY" haproxy-roundrobin-no-delay.cfg --cells streaming
+# One input for every request: joined by x-request-id; a cache would show as answers without a node.
+gw nginx-round-robin-repeat-inputs "$NGINX" nginx-round-robin.conf --cells distribution --repeat-inputs
+# The four main configs against the example bounds (a failing bound is a finding, not an error).
+for label in nginx-round-robin nginx-least-conn haproxy-roundrobin haproxy-leastconn; do
+    $H gate --gateway "results/gateways/$label.json" --bounds examples/gateways/bounds.json || true
+done > results/gateways/bounds.txt
+cat results/gateways/bounds.txt

@@ -486,6 +486,7 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     for verdict in &result.verdicts {
         println!("  - {verdict}");
     }
+    print!("{}", crate::gateway::glance(&result));
     println!("Wrote {}", path.display());
     if let Err(e) = report::regenerate(&common.out) {
         eprintln!("REPORT.md not updated: {e:#}");

@@ -687,3 +687,30 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
     assert_eq!(after, before, "every setting restored");
     assert_eq!(result.params["remote_nodes"], true);
 }
+
+/// Settling before a fault run ends once every node has served a burst's request, and gives up
+/// (rather than waiting forever) on a gateway that never sends a node anything.
+#[test]
+fn settling_waits_for_every_node_and_gives_up_on_a_gateway_that_never_uses_one() {
+    let service = Duration::from_micros(100);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let fleet = Fleet::Embedded(&nodes);
+    let engine = harness::engine::Engine::default();
+    let round_robin = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings_rr = settings(round_robin, "settle", service, CellKind::NodeBusy);
+    let settled =
+        gateway::faults::settle(&engine, &fleet, &settings_rr, Duration::from_secs(10), "a")
+            .expect("settled");
+    assert!(settled.is_some());
+    let first_only = start_gateway(nodes.urls(), Behaviour::FirstOnly);
+    let settings_first = settings(first_only, "settle", service, CellKind::NodeBusy);
+    let gave_up = gateway::faults::settle(
+        &engine,
+        &fleet,
+        &settings_first,
+        Duration::from_millis(300),
+        "b",
+    )
+    .expect("measured");
+    assert_eq!(gave_up, None, "node 1 never gets work through this gateway");
+}

@@ -7,8 +7,10 @@
 //! settings it arrived with (the scheduler keeps a per-request snapshot). Ways down, as real nodes
 //! fail, each with its policy for open connections:
 //! - **busy**: every inference request answers Ollama's 503 at once; control-plane calls answer;
-//! - **hang**: every request except `/mock/` is read, logged as hung and never answered (a client
-//!   needs its own timeout; open connections stay open);
+//! - **hang**: every request except `/mock/` is read, logged as hung and not answered while the
+//!   node hangs (a client needs its own timeout); when the node leaves hang, the connections of
+//!   its hung requests are reset, as a restarted process drops them, so a proxy that kept them
+//!   open does not carry them into what follows;
 //! - **refuse**: the node stops listening (open keep-alive connections are closed once their
 //!   requests finish, new connects are refused) and comes back on the same port. Over HTTP it
 //!   must say for how long, since a refusing node cannot be reached to bring it back. While down
@@ -35,28 +37,48 @@ pub enum Availability {
     Hang,
 }
 
-/// The node's availability, readable on every request without a lock.
+/// The node's availability, readable on every request without a lock; hung requests wait on
+/// `changed` for the node to leave hang.
 #[derive(Debug, Default)]
-pub struct AvailabilityCell(AtomicU8);
+pub struct AvailabilityCell {
+    state: AtomicU8,
+    changed: tokio::sync::Notify,
+}
 
 impl AvailabilityCell {
     /// The current state.
     pub fn get(&self) -> Availability {
-        match self.0.load(Ordering::Relaxed) {
+        match self.state.load(Ordering::Relaxed) {
             1 => Availability::Busy,
             2 => Availability::Hang,
             _ => Availability::Up,
         }
     }
 
-    /// Sets the state for requests that arrive from now on.
+    /// Sets the state for requests that arrive from now on, and wakes every
+    /// [`AvailabilityCell::left`] waiter to look again.
     pub fn set(&self, state: Availability) {
         let code = match state {
             Availability::Up => 0,
             Availability::Busy => 1,
             Availability::Hang => 2,
         };
-        self.0.store(code, Ordering::Relaxed);
+        self.state.store(code, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Returns once the state is no longer `state`.
+    pub async fn left(&self, state: Availability) {
+        loop {
+            // Registered before the state is read, so a change between the two still wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.get() != state {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 

@@ -38,14 +38,16 @@ impl Holds {
         &self.0[what as usize]
     }
 
-    /// Returns once no hold of kind `what` is alive.
-    pub(crate) async fn released(&self, what: Held) {
+    /// Returns once no hold of kind `what` is alive: `false` at once when none was, `true`
+    /// after waiting for the last one to drop.
+    pub(crate) async fn released(&self, what: Held) -> bool {
         let cell = self.cell(what);
         if *cell.borrow() == 0 {
-            return;
+            return false;
         }
         // The sender lives in `self`, so the wait can only end by the count reaching 0.
         let _ = cell.subscribe().wait_for(|holds| *holds == 0).await;
+        true
     }
 
     /// Holds work of kind `what` until the guard drops.

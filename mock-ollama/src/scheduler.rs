@@ -89,24 +89,39 @@ pub struct Slot {
     model: Arc<ModelRuntime>,
     /// How long the item waited for the slot.
     pub waited: Duration,
-    /// When the item's service starts: now for a slot that was free, or the moment the slot was
-    /// freed for an item that waited for it. Service times count from here, so handing a busy
-    /// slot to the next waiter (a task wake-up, tens of microseconds in this simulator, nothing
-    /// on a GPU) does not eat into the node's capacity.
+    /// When the item's service starts: now for a slot that was free, or, for an item that
+    /// waited, the moment the slot's previous item was due to finish (see [`Slot::finished_on_time`])
+    /// or was freed, but never before the item asked. Service times count from here, so neither
+    /// handing a busy slot to the next waiter (a task wake-up, tens of microseconds in this
+    /// simulator, nothing on a GPU) nor the OS waking the node's timer late eats into the node's
+    /// capacity: back-to-back items on a slot take exactly their service times.
     pub started: std::time::Instant,
+    /// When the item's service was due to end, once it ended by its timer alone.
+    due: Option<std::time::Instant>,
     // Declared last: the permit goes back after `Drop` has recorded the release.
     _permit: OwnedSemaphorePermit,
 }
 
+impl Slot {
+    /// The item's service ended by its timer, which was due at `due` (the timer fires at or
+    /// after it): the slot counts as freed at `due`, so the next waiter's service starts there
+    /// and the timer's lateness does not carry over. Not called when a test held the service
+    /// ([`crate::hold`]): a held slot is freed when it is really let go.
+    pub fn finished_on_time(&mut self, due: std::time::Instant) {
+        self.due = Some(due);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
+        let freed = self.due.unwrap_or_else(std::time::Instant::now);
         let mut released = self
             .model
             .released
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if released.len() < self.model.slots_total.load(Ordering::Relaxed) {
-            released.push_back(std::time::Instant::now());
+            released.push_back(freed);
         }
     }
 }
@@ -340,6 +355,7 @@ impl Scheduler {
                 model: Arc::clone(model),
                 waited: Duration::ZERO,
                 started: asked,
+                due: None,
                 _permit: permit,
             });
         }
@@ -362,6 +378,7 @@ impl Scheduler {
             model: Arc::clone(model),
             waited: start.elapsed(),
             started,
+            due: None,
             _permit: permit,
         })
     }
@@ -502,6 +519,30 @@ mod tests {
         let asked = std::time::Instant::now();
         let third = s.slot(&model, &metrics, true).await.unwrap();
         assert!(third.started >= asked);
+    }
+
+    #[tokio::test]
+    async fn a_slot_that_ended_on_time_hands_its_due_time_to_the_next_waiter() {
+        let s = scheduler(NodeConfig::default());
+        let metrics = Metrics::default();
+        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let mut first = s.slot(&model, &metrics, true).await.unwrap();
+        let mut waiting = Box::pin(s.slot(&model, &metrics, true));
+        assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+        // The first item was due a moment ago, after the second asked; its timer woke late.
+        let due = std::time::Instant::now();
+        first.finished_on_time(due);
+        drop(first);
+        let mut second = waiting.await.unwrap();
+        assert_eq!(second.started, due, "the lateness does not carry over");
+        // Due before the next waiter asked: that waiter cannot start before it asked.
+        let early = std::time::Instant::now();
+        let mut third_waiting = Box::pin(s.slot(&model, &metrics, true));
+        assert!(futures_util::poll!(third_waiting.as_mut()).is_pending());
+        second.finished_on_time(early);
+        drop(second);
+        let third = third_waiting.await.unwrap();
+        assert!(third.started > early, "never before the item asked");
     }
 
     #[tokio::test]

@@ -352,14 +352,16 @@ fn service_start(live: &mut Live, slot: Instant, started: Instant) {
     live.service_start.get_or_insert(started);
 }
 
-/// One item's service ended now.
-pub(crate) fn note_service_end() {
-    note(service_end);
+/// One item's service ended at `at`: now, or the time it was due when its timer ended it (the
+/// node's timeline, which the timer's wake-up lateness does not stretch; see
+/// [`crate::scheduler::Slot::finished_on_time`]).
+pub(crate) fn note_service_end(at: Instant) {
+    note(|live| service_end(live, at));
 }
 
-fn service_end(live: &mut Live) {
+fn service_end(live: &mut Live, at: Instant) {
     live.items += 1;
-    live.service_end = Some(Instant::now());
+    live.service_end = Some(at);
 }
 
 impl Trace {
@@ -370,7 +372,7 @@ impl Trace {
 
     /// For a stream's task: its last line was written.
     pub(crate) fn service_end(&self) {
-        self.with(service_end);
+        self.with(|live| service_end(live, Instant::now()));
     }
 
     /// The node is hanging: this request will not be answered.

@@ -173,6 +173,42 @@ async fn a_hung_request_is_logged_and_never_answered() {
     assert_eq!(embed(&node, "after").await.unwrap().status(), 200);
 }
 
+/// A request still hung when the node leaves hang has its connection reset (a proxy holding it
+/// open would otherwise carry it into whatever follows); it stays logged as hung.
+#[tokio::test]
+async fn leaving_hang_resets_the_hung_requests() {
+    let node = MockNode::spawn(config(Duration::ZERO)).await.unwrap();
+    node.set_availability(Availability::Hang);
+    let url = node.url();
+    let hung = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/embed"))
+            .json(&json!({ "model": "all-minilm", "input": "[rid:stuck]" }))
+            .send()
+            .await
+    });
+    let mut polls = 0;
+    while node.counters().in_flight == 0 {
+        assert!(polls < 5_000, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        polls += 1;
+    }
+    node.set_availability(Availability::Up);
+    // A node that kept it hung would never end it: bounded, so that fails instead of hanging.
+    let outcome = tokio::time::timeout(Duration::from_secs(10), hung)
+        .await
+        .expect("the hung request ended when the node left hang")
+        .unwrap();
+    assert!(outcome.is_err(), "reset, not answered: {outcome:?}");
+    let mut polls = 0;
+    while node.served(0, 10).entries.is_empty() {
+        assert!(polls < 5_000, "the hung request was never logged");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        polls += 1;
+    }
+    assert_eq!(node.served(0, 10).entries[0].outcome, ServedOutcome::Hung);
+}
+
 #[tokio::test]
 async fn refuse_over_http_needs_a_duration_then_comes_back_on_the_same_port() {
     let node = MockNode::spawn(config(Duration::ZERO)).await.unwrap();

@@ -199,6 +199,13 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     (!values.is_empty()).then(|| Summary::of(values).median)
 }
 
+/// The value of `measure` in `result`'s cell named `cell`, if it has that cell and the cell
+/// carries the measure.
+pub(super) fn value_in(result: &GatewayResult, cell: &str, measure: Measure) -> Option<f64> {
+    let cell = result.cells.iter().find(|c| c.name == cell)?;
+    value(cell, measure)
+}
+
 /// The value of `measure` in `cell`, if the cell carries it.
 fn value(cell: &Cell, measure: Measure) -> Option<f64> {
     let audit = cell.audit.as_ref();
@@ -236,11 +243,7 @@ pub fn judge(result: &GatewayResult, bounds: &Bounds) -> Vec<Judged> {
     bounds
         .iter()
         .map(|(metric, bound)| {
-            let value = result
-                .cells
-                .iter()
-                .find(|c| c.name == metric.cell)
-                .and_then(|c| value(c, metric.measure));
+            let value = value_in(result, &metric.cell, metric.measure);
             Judged {
                 metric: metric.to_string(),
                 value,

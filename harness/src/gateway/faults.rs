@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mock_ollama::{Availability, NodeSettings, SettingsPatch};
+use mock_ollama::{Availability, NodeSettings, ServedOutcome, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
@@ -136,6 +136,10 @@ pub struct FaultReport {
     /// the gateway kept sending it work (`None`: nothing logged, as for refused connections).
     #[serde(default)]
     pub sent_to_node_for_ms: Option<f64>,
+    /// How long the gateway took, before this run, to send every node work again after what
+    /// came before (`None`: it did not within the settle limit, or nothing was asked).
+    #[serde(default)]
+    pub settled_after_ms: Option<f64>,
     /// The per-request audit.
     pub audit: Audit,
 }
@@ -151,6 +155,48 @@ fn phase_throughput(run: &EngineRun, phase: Duration) -> [f64; 3] {
         ok[i] += 1;
     }
     ok.map(|n| n as f64 / phase.as_secs_f64())
+}
+
+/// The longest [`settle`] waits: longer than nginx's default `fail_timeout` (10 s), the longest a
+/// common gateway keeps a failed node out on its own.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(12);
+
+/// How long each settling burst sends.
+const SETTLE_BURST: Duration = Duration::from_millis(100);
+
+/// Sends short bursts through the gateway until every node has served one of them, for up to
+/// `limit`; returns how long that took (`None`: not within `limit`). A gateway that still avoids
+/// a node because of the previous fault (a passive health mark, a connection pool that has not
+/// recovered) would otherwise show that aftermath as the next fault's "before".
+pub fn settle(
+    engine: &Engine,
+    nodes: &Fleet,
+    settings: &Settings,
+    limit: Duration,
+    run_id: &str,
+) -> anyhow::Result<Option<Duration>> {
+    let started = std::time::Instant::now();
+    let target = target(&settings.target, settings);
+    let mut seen = vec![false; nodes.len()];
+    for burst in 0.. {
+        if started.elapsed() >= limit {
+            return Ok(None);
+        }
+        let heads = log_heads(nodes)?;
+        let schedule = Schedule::Closed {
+            workers: settings.workers,
+            requests: u64::MAX / 2,
+            cap: Some(SETTLE_BURST),
+        };
+        engine.run(&target, schedule, &format!("{run_id}settle{burst}"))?;
+        for (node, (entries, _)) in seen.iter_mut().zip(logs_since(nodes, &heads)?) {
+            *node |= entries.iter().any(|e| e.outcome == ServedOutcome::Served);
+        }
+        if seen.iter().all(|s| *s) {
+            return Ok(Some(started.elapsed()));
+        }
+    }
+    Ok(None)
 }
 
 /// Requests sent in the middle phase, and of those, failed.
@@ -275,6 +321,7 @@ pub fn run(
         failures_for_ms,
         back_in_use_after_ms,
         sent_to_node_for_ms,
+        settled_after_ms: None,
         audit: audit::audit(&run, &logs),
     })
 }

@@ -27,7 +27,7 @@ pub mod streaming;
 mod table;
 mod verdicts;
 
-pub use table::{read as read_results, report_section};
+pub use table::{glance, read as read_results, report_section};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -510,17 +510,20 @@ fn fault_cell(
     };
     let mut reports = Vec::new();
     let mut total = Audit::default();
+    // A gateway that does not settle once will not the next time either: stop asking.
+    let mut settle_limit = faults::SETTLE_LIMIT;
     for r in 0..settings.repeats {
-        let report = faults::run(
-            &engine,
-            nodes,
-            settings,
-            fault,
-            settings.phase,
-            &format!("{}{r}", kind.name()),
-        )?;
+        let id = format!("{}{r}", kind.name());
+        let settled = faults::settle(&engine, nodes, settings, settle_limit, &id)?;
+        if settled.is_none() {
+            settle_limit = Duration::ZERO;
+        }
+        let report = faults::run(&engine, nodes, settings, fault, settings.phase, &id)?;
         merge(&mut total, report.audit.clone());
-        reports.push(report);
+        reports.push(faults::FaultReport {
+            settled_after_ms: settled.map(|d| d.as_secs_f64() * 1e3),
+            ..report
+        });
     }
     let during = Summary::of(reports.iter().map(|r| r.throughput[1]).collect());
     Ok(Cell {

@@ -34,9 +34,10 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
     if results.is_empty() {
         return Ok(String::new());
     }
-    let mut out = String::from(
-        "\n## Gateways (`harness gateway`)\n\n\
-         Each row is one `results/gateways/LABEL.json`: load through the gateway against the \
+    let mut out = String::from("\n## Gateways (`harness gateway`)\n");
+    out.push_str(&glance_table(&results));
+    out.push_str(
+        "\nEach row is one `results/gateways/LABEL.json`: load through the gateway against the \
          capacity ideal (each node's throughput measured straight at it, summed), each node's \
          share of the served work beside its share of the capacity, and every request classified \
          by joining the client's outcome with the nodes' served logs.\n\n\
@@ -97,6 +98,80 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+/// The at-a-glance row of one result (empty when it lacks a default cell), for the terminal.
+pub fn glance(result: &GatewayResult) -> String {
+    glance_table(std::slice::from_ref(result))
+}
+
+/// One row per gateway measured with the default cells: the figures that tell gateways apart,
+/// medians over repeats.
+fn glance_table(results: &[GatewayResult]) -> String {
+    use super::bounds::{Measure, value_in};
+    const COLUMNS: [(&str, &str, Measure, usize); 9] = [
+        ("equal nodes", "distribution", Measure::Efficiency, 2),
+        ("a node 3x slower", "slow-node-3x", Measure::Efficiency, 2),
+        ("a node 7x slower", "slow-node-7x", Measure::Efficiency, 2),
+        (
+            "spare slots, most workers",
+            "scaling",
+            Measure::Efficiency,
+            2,
+        ),
+        ("p99 ms at 95% load", "open-loop", Measure::P99Ms, 1),
+        (
+            "busy node (503): client failures",
+            "node-busy",
+            Measure::ClientFailures,
+            0,
+        ),
+        (
+            "refusing node: after / before",
+            "node-refuse",
+            Measure::AfterOverBefore,
+            2,
+        ),
+        (
+            "hung node: after / before",
+            "node-hang",
+            Measure::AfterOverBefore,
+            2,
+        ),
+        ("added p50 ms", "overhead", Measure::AddedP50Ms, 3),
+    ];
+    let full: Vec<&GatewayResult> = results
+        .iter()
+        .filter(|r| {
+            COLUMNS
+                .iter()
+                .all(|(_, cell, ..)| r.cells.iter().any(|c| c.name == *cell))
+        })
+        .collect();
+    if full.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nAt a glance, every gateway measured with the default cells (efficiency is throughput \
+         over the capacity ideal; fault cells are 3 phases of `--phase`, the fault in the middle; \
+         medians over repeats; details below):\n\n| gateway |",
+    );
+    for (title, ..) in COLUMNS {
+        let _ = write!(out, " {title} |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(COLUMNS.len()));
+    out.push('\n');
+    for r in full {
+        let _ = write!(out, "| {} |", r.label);
+        for (_, cell, measure, decimals) in COLUMNS {
+            let text = value_in(r, cell, measure)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"));
+            let _ = write!(out, " {text} |");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn node_description(r: &GatewayResult) -> String {

@@ -48,12 +48,28 @@ fn fault(cell: &Cell) -> Option<String> {
             Summary::of(back).median
         )
     };
+    let settled: Vec<f64> = reports.iter().filter_map(|r| r.settled_after_ms).collect();
+    let unsettled = reports.len() - settled.len();
+    let slowest = settled.iter().copied().fold(0.0, f64::max);
+    let settle = if unsettled > 0 {
+        format!(
+            " Before {unsettled} of the runs the gateway still did not send every node work {:.0} s after what came before.",
+            super::faults::SETTLE_LIMIT.as_secs_f64()
+        )
+    } else if slowest > 1_000.0 {
+        format!(
+            " Before the runs the gateway took up to {:.1} s to send every node work again after what came before.",
+            slowest / 1e3
+        )
+    } else {
+        String::new()
+    };
     let what = match first.fault {
         super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
         _ => String::new(),
     };
     Some(format!(
-        "{}{what}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).",
+        "{}{what}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).{settle}",
         cell.name,
         reports.len(),
         first.phase_ms

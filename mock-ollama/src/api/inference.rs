@@ -82,13 +82,18 @@ async fn apply_fault(
 /// Holds the slot until `took` after its service started (see [`Slot::started`]), and past that
 /// while a test holds inference ([`crate::hold`]); a zero service time does not even yield, so the
 /// node's own overhead can be measured.
-async fn serve(state: &NodeState, slot: &Slot, took: Duration) {
+async fn serve(state: &NodeState, slot: &mut Slot, took: Duration) {
     served::note_service_start(Instant::now(), slot.started);
     let _in_service = state.metrics.in_service();
-    crate::timer::sleep_until(state.scheduler.config().timer, slot.started + took).await;
+    let due = slot.started + took;
+    crate::timer::sleep_until(state.scheduler.config().timer, due).await;
     let holds = state.scheduler.holds();
-    holds.released(crate::hold::Held::Service).await;
-    served::note_service_end();
+    if holds.released(crate::hold::Held::Service).await {
+        served::note_service_end(Instant::now());
+    } else {
+        slot.finished_on_time(due);
+        served::note_service_end(due);
+    }
     state.metrics.observe_service(took);
     if !took.is_zero() {
         state.metrics.observe_served(slot.started.elapsed());
@@ -132,8 +137,8 @@ async fn embed_items(
         let item_tokens = estimate_tokens(input);
         tokens += item_tokens;
         let took = state.scheduler.service_time(item_tokens, rng);
-        let slot = state.scheduler.slot(model, &state.metrics, i == 0).await?;
-        serve(state, &slot, took).await;
+        let mut slot = state.scheduler.slot(model, &state.metrics, i == 0).await?;
+        serve(state, &mut slot, took).await;
         drop(slot);
         emit(table, input);
     }
@@ -528,13 +533,13 @@ async fn run_generation(
         body["done_reason"] = json!(reason);
         return Ok(json_response(StatusCode::OK, &body));
     }
-    let slot = state
+    let mut slot = state
         .scheduler
         .slot(&job.model, &state.metrics, true)
         .await?;
     let timing = Timing::draw(&state, &job, load_wait, &mut rng);
     if !job.stream {
-        serve(&state, &slot, timing.prefill + timing.decode).await;
+        serve(&state, &mut slot, timing.prefill + timing.decode).await;
         let held = (slot, in_use);
         drop(held);
         let mut words = Words::new(&job.prompt);

@@ -267,7 +267,8 @@ async fn count_requests(
 
 /// What a busy or hanging node does instead of handling the request (`Err` with the answer):
 /// a busy node answers every inference request 503; a hanging one reads every request but its
-/// `/mock/` ones (so the served log has its ids) and never answers.
+/// `/mock/` ones (so the served log has its ids) and answers none until it leaves hang, when it
+/// resets their connections.
 async fn availability_answer(
     state: &NodeState,
     endpoint: &str,
@@ -290,8 +291,12 @@ async fn availability_answer(
                 served::note_body(&body);
             }
             let mut stops = state.stops.subscribe();
-            // Until the node stops (or forever): a hung request is never answered.
-            let _ = stops.changed().await;
+            // Not answered while the node hangs: its connection is reset when the node leaves
+            // hang or stops.
+            tokio::select! {
+                _ = stops.changed() => {}
+                () = state.availability.left(Availability::Hang) => {}
+            }
             Err(reset_response())
         }
     }
