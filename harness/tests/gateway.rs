@@ -142,7 +142,10 @@ fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
                 client: reqwest::Client::new(),
             });
             let app = Router::new()
-                .route("/api/version", get(|| async { r#"{"version":"test"}"# }))
+                .route(
+                    "/api/version",
+                    get(|| async { ([("server", "test-gateway/1")], r#"{"version":"test"}"#) }),
+                )
                 .route("/api/embed", post(embed))
                 .route("/api/chat", post(chat))
                 .route("/v1/chat/completions", post(chat))
@@ -241,6 +244,11 @@ fn a_round_robin_gateway_is_clean_and_spreads_the_work() {
 fn a_gateways_own_requests_to_the_nodes_are_reported_as_control_plane_traffic() {
     let quiet = measured(Behaviour::RoundRobin);
     assert_eq!(quiet.control_plane, Some(Vec::new()));
+    assert_eq!(
+        quiet.server.as_deref(),
+        Some("test-gateway/1"),
+        "named by its Server header"
+    );
     let chatty = measured(Behaviour::HealthCheckFirst).control_plane;
     let endpoints: Vec<(&str, u64)> = chatty
         .iter()

@@ -238,7 +238,7 @@ fn value(cell: &Cell, measure: Measure) -> Option<f64> {
     }
 }
 
-/// Judges `result` against `bounds`, in the bounds' order.
+/// Judges `result` against `bounds`, sorted by cell and measure.
 pub fn judge(result: &GatewayResult, bounds: &Bounds) -> Vec<Judged> {
     bounds
         .iter()

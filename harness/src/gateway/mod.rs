@@ -235,6 +235,10 @@ pub struct GatewayResult {
     pub target: String,
     /// Dialect.
     pub api: Api,
+    /// The `Server` header the gateway answered with, if any (nginx names itself and its
+    /// version; HAProxy sends none by default).
+    #[serde(default)]
+    pub server: Option<String>,
     /// Where and when.
     pub machine: Machine,
     /// Nodes, workers, requests, service, slots, repeats.
@@ -276,8 +280,9 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
         .collect()
 }
 
-/// Waits until `GET {target}/api/version` answers 2xx.
-fn wait_ready(target: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until `GET {target}/api/version` answers 2xx; returns the answer's `Server` header,
+/// which names many gateways and their version (`nginx/1.22.1`).
+fn wait_ready(target: &str, timeout: Duration) -> anyhow::Result<Option<String>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
@@ -286,7 +291,10 @@ fn wait_ready(target: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut last = String::from("no answer yet");
     while started.elapsed() < timeout {
         match client.get(&url).send() {
-            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().is_success() => {
+                let server = r.headers().get(reqwest::header::SERVER);
+                return Ok(server.and_then(|v| v.to_str().ok()).map(str::to_owned));
+            }
             Ok(r) => last = format!("status {}", r.status()),
             Err(e) => last = e.to_string(),
         }
@@ -607,7 +615,7 @@ pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResu
         !nodes.is_empty() && settings.workers >= 1 && settings.repeats >= 1,
         "at least one node, one worker and one repeat are needed"
     );
-    wait_ready(&settings.target, settings.ready_timeout)?;
+    let server = wait_ready(&settings.target, settings.ready_timeout)?;
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
@@ -624,6 +632,7 @@ pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResu
         label: settings.label.clone(),
         target: settings.target.clone(),
         api: settings.api,
+        server,
         machine: Machine::detect(),
         params: serde_json::json!({
             "nodes": nodes.len(), "remote_nodes": matches!(nodes, Fleet::Remote(..)), "workers": settings.workers, "requests": settings.requests,

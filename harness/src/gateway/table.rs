@@ -163,7 +163,14 @@ fn glance_table(results: &[GatewayResult]) -> String {
     out.push_str(&"---:|".repeat(COLUMNS.len()));
     out.push('\n');
     for r in full {
-        let _ = write!(out, "| {} |", r.label);
+        match &r.server {
+            Some(server) => {
+                let _ = write!(out, "| {} ({server}) |", r.label);
+            }
+            None => {
+                let _ = write!(out, "| {} |", r.label);
+            }
+        }
         for (_, cell, measure, decimals) in COLUMNS {
             let text = value_in(r, cell, measure)
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"));
