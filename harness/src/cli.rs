@@ -465,6 +465,10 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         stall: args.stall,
     };
     anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
+    anyhow::ensure!(
+        settings.stall >= Duration::from_millis(1),
+        "--stall must be at least 1ms"
+    );
     // Read before measuring, so a bad bounds file costs nothing.
     let bounds = args
         .bounds

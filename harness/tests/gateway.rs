@@ -499,10 +499,22 @@ fn the_settings_faults_land_in_their_classes_and_are_undone() {
     let stall = report("node-stall");
     assert_eq!(stall.client_failures, 0, "{stall:?}");
     assert!(stall.audit.clean(), "{stall:?}");
+    let stalled = nodes.nodes()[1]
+        .served(0, usize::MAX)
+        .entries
+        .iter()
+        .filter(|e| e.stalled)
+        .count();
+    assert!(
+        stalled > 0,
+        "the last node stalled requests during the fault"
+    );
     // Inference never touches the control plane.
     let slow_control = report("slow-control-plane");
     assert_eq!(slow_control.client_failures, 0, "{slow_control:?}");
+    // Hundreds of requests reach the failing node during the fault: a 5% rate shows.
     let errors = report("node-errors");
+    assert!(errors.client_failures > 0, "{errors:?}");
     assert_eq!(
         errors.audit.never_served, errors.client_failures,
         "{errors:?}"
@@ -663,7 +675,13 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
         .to_string();
     assert!(wrong.contains("control API"), "{wrong}");
     let fleet = Fleet::remote(remote("secret")).expect("remote fleet");
-    let before = configs(&nodes);
+    // A node left changed by an earlier run is set back to the run's settings.
+    nodes.nodes()[1]
+        .update(&mock_ollama::SettingsPatch {
+            reset_rate: Some(0.5),
+            ..mock_ollama::SettingsPatch::default()
+        })
+        .expect("patched");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = Settings {
         phase: Duration::from_millis(300),
@@ -675,6 +693,9 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
         ],
         ..settings(target, "remote", service, CellKind::Distribution)
     };
+    gateway::configure_remote(&fleet, &settings).expect("configured");
+    assert_eq!(nodes.nodes()[1].config().faults.reset_rate, 0.0);
+    let before = configs(&nodes);
     let result = gateway::measure(&settings, &fleet).expect("measured");
     let cell = |name: &str| {
         result
@@ -694,6 +715,8 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
     let after = configs(&nodes);
     assert_eq!(after, before, "every setting restored");
     assert_eq!(result.params["remote_nodes"], true);
+    // The harness's own calls (control API, served log, metrics) are not the gateway's.
+    assert_eq!(result.control_plane, Some(Vec::new()));
 }
 
 /// Settling before a fault run ends once every node has served a burst's request, and gives up

@@ -103,9 +103,10 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The item's service ended by its timer, which was due at `due` (the timer fires at or
-    /// after it): the slot counts as freed at `due`, so the next waiter's service starts there
-    /// and the timer's lateness does not carry over. Not called when a test held the service
+    /// The item's service ended by its timer, which was due at `due` (the precise timer fires
+    /// close to it, usually a little after, sometimes a little before): the slot counts as freed
+    /// at `due`, so the next waiter's service starts there and the timer's error does not carry
+    /// over. Not called when a test held the service
     /// ([`crate::hold`]): a held slot is freed when it is really let go.
     pub fn finished_on_time(&mut self, due: std::time::Instant) {
         self.due = Some(due);
@@ -536,7 +537,7 @@ mod tests {
         let mut second = waiting.await.unwrap();
         assert_eq!(second.started, due, "the lateness does not carry over");
         // Due before the next waiter asked: that waiter cannot start before it asked.
-        let early = std::time::Instant::now();
+        let early = std::time::Instant::now() - Duration::from_millis(1);
         let mut third_waiting = Box::pin(s.slot(&model, &metrics, true));
         assert!(futures_util::poll!(third_waiting.as_mut()).is_pending());
         second.finished_on_time(early);

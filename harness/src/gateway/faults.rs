@@ -237,22 +237,21 @@ fn start_fault(
     Ok(())
 }
 
+/// Ends `fault` on every node it hit and undoes every setting, trying each even when one fails;
+/// returns the first error.
 fn end_fault(
     nodes: &Fleet,
     fault: NodeFault,
     undo: &[(usize, SettingsPatch)],
 ) -> anyhow::Result<()> {
-    for i in fault.nodes(nodes.len()) {
-        match fault {
-            NodeFault::Refuse => nodes.resume(i)?,
-            NodeFault::Busy | NodeFault::Hang => nodes.set_availability(i, Availability::Up)?,
-            _ => {}
-        }
-    }
-    for (i, off) in undo {
-        nodes.update(*i, off)?;
-    }
-    Ok(())
+    let ended = fault.nodes(nodes.len()).map(|i| match fault {
+        NodeFault::Refuse => nodes.resume(i),
+        NodeFault::Busy | NodeFault::Hang => nodes.set_availability(i, Availability::Up),
+        _ => Ok(()),
+    });
+    let undone = undo.iter().map(|(i, off)| nodes.update(*i, off));
+    let errors: Vec<anyhow::Error> = ended.chain(undone).filter_map(Result::err).collect();
+    errors.into_iter().next().map_or(Ok(()), Err)
 }
 
 /// One run with `fault` during the middle of three `phase`s.
@@ -324,4 +323,35 @@ pub fn run(
         settled_after_ms: None,
         audit: audit::audit(&run, &logs),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each settings fault changes its field and the way back restores the value it found.
+    #[test]
+    fn settings_faults_set_their_field_and_restore_what_they_found() {
+        let before = NodeSettings::of(&mock_ollama::NodeConfig::default(), Availability::Up);
+        let (on, off) = NodeFault::SlowControlPlane
+            .patches(&before)
+            .expect("a settings fault");
+        let config = mock_ollama::NodeConfig::default();
+        let slow = on.apply(&config).expect("valid");
+        assert_eq!(slow.control_latency, SLOW_CONTROL_PLANE);
+        assert_eq!(off.apply(&slow).expect("valid"), config);
+        let (on, off) = NodeFault::Stall { ms: 250 }
+            .patches(&before)
+            .expect("a settings fault");
+        let stalled = on.apply(&config).expect("valid");
+        assert_eq!(
+            (stalled.faults.stall_rate, stalled.faults.stall),
+            (1.0, Duration::from_millis(250))
+        );
+        assert_eq!(off.apply(&stalled).expect("valid"), config);
+        assert!(
+            NodeFault::Hang.patches(&before).is_none(),
+            "availability, not settings"
+        );
+    }
 }

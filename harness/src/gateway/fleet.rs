@@ -3,9 +3,12 @@
 //! through their control API and served log over HTTP.
 //!
 //! Every cell reaches the nodes only through [`Fleet`], so both kinds are measured and audited
-//! alike. The one difference is a refusing node: an embedded node is taken down and brought back
+//! alike, with two differences. A refusing node: an embedded node is taken down and brought back
 //! by the harness; a remote one is told to refuse for the fault's length and comes back on its
-//! own (it cannot be reached to be told).
+//! own (it cannot be reached to be told). And clocks: the fault cells place a node's log entries
+//! on the harness's wall clock through the node's reported start time, so a remote host's clock
+//! offset shifts "until when the node got work" and "used again after" by that offset (the
+//! audit's counts do not depend on it). Keep the hosts' clocks synchronised (NTP) for those two.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -172,14 +175,15 @@ impl<'a> Fleet<'a> {
     }
 
     /// Brings node `i` back after [`Fleet::refuse`]: an embedded node listens again now; a remote
-    /// one is waited for (its `/api/version` answering) for up to [`CONTROL_TIMEOUT`].
+    /// one is waited for (its control API answering, a route no gateway's traffic is counted
+    /// under) for up to [`CONTROL_TIMEOUT`].
     pub fn resume(&self, i: usize) -> anyhow::Result<()> {
         match self {
             Fleet::Embedded(c) => Ok(c.resume_node(i)?),
             Fleet::Remote(..) => {
                 let started = Instant::now();
                 loop {
-                    let probe = self.call(i, reqwest::Method::GET, "/api/version")?;
+                    let probe = self.call(i, reqwest::Method::GET, "/mock/config")?;
                     if probe.send().is_ok_and(|r| r.status().is_success()) {
                         return Ok(());
                     }

@@ -497,10 +497,32 @@ fn while_patched<R>(
         changed.push((i, restore(settings)));
     }
     let result = result.and_then(|()| run());
-    for (i, back) in &changed {
-        nodes.update(*i, back)?;
+    // Every node is put back even when one fails; the run's own error comes first.
+    let restored: Vec<anyhow::Error> = changed
+        .iter()
+        .filter_map(|(i, back)| nodes.update(*i, back).err())
+        .collect();
+    with_restore_errors(result, restored)
+}
+
+/// `result`, or, when it succeeded but restoring settings failed, the first restore error; a
+/// failed `result` keeps its own error with the restore errors added as context.
+fn with_restore_errors<R>(
+    result: anyhow::Result<R>,
+    restored: Vec<anyhow::Error>,
+) -> anyhow::Result<R> {
+    if restored.is_empty() {
+        return result;
     }
-    result
+    let text: Vec<String> = restored.iter().map(|e| format!("{e:#}")).collect();
+    let context = format!("and restoring node settings failed: {}", text.join("; "));
+    match result {
+        Ok(_) => Err(anyhow::anyhow!(
+            "restoring node settings failed: {}",
+            text.join("; ")
+        )),
+        Err(e) => Err(e.context(context)),
+    }
 }
 
 /// The last node failing as `fault` in the middle of each repeat.
@@ -577,20 +599,27 @@ fn merge(total: &mut Audit, one: Audit) {
     }
 }
 
-/// Sets remote nodes to the settings' service time, slots, speeds and error rates (embedded
-/// ones start that way).
+/// Sets remote nodes as embedded ones start: up, the settings' service time, slots, speeds and
+/// error rates, and no per-token time, stalls, resets or control-plane latency (a node left
+/// changed by an interrupted run would otherwise be measured as it was left).
 pub fn configure_remote(nodes: &Fleet, settings: &Settings) -> anyhow::Result<()> {
     for i in 0..nodes.len() {
         let patch = SettingsPatch {
             latency: Some(format!("{}ns", settings.service.as_nanos())),
+            per_token: Some("0ns".into()),
             parallel: Some(settings.slots),
             speed: Some(settings.speeds.get(i).copied().unwrap_or(1.0)),
             error_rate: Some(settings.error_rates.get(i).copied().unwrap_or(0.0)),
+            stall_rate: Some(0.0),
+            reset_rate: Some(0.0),
+            control_latency: Some("0ns".into()),
             ..SettingsPatch::default()
         };
+        let url = &nodes.urls()[i];
         nodes
-            .update(i, &patch)
-            .with_context(|| format!("setting up {}", nodes.urls()[i]))?;
+            .set_availability(i, mock_ollama::Availability::Up)
+            .and_then(|()| nodes.update(i, &patch))
+            .with_context(|| format!("setting up {url}"))?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The `scaling` cell: nodes with spare slots, closed-loop workers 1, 2, 4, … up to `--workers`
 //! through the gateway.
 //!
-//! Every node gets enough slots for all the workers to be served at once (set through the control
-//! API, restored after), so nothing has to queue: an ideal gateway passes `w` workers at `w`
-//! times the rate of one worker straight at a node. That one-worker rate is measured, not
+//! Every node gets enough slots for the most workers spread evenly, `max(--slots, workers /
+//! nodes)` (set through the control API, restored after), so a gateway that spreads the load
+//! queues nothing: an ideal one passes `w` workers at `w` times the rate of one worker straight
+//! at a node. That one-worker rate is measured, not
 //! computed from the configured service time, so the ideal carries the nodes' own overhead. A
 //! gateway that serialises (one upstream connection, a global lock) falls behind as `w` grows.
 //!

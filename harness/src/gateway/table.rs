@@ -254,7 +254,8 @@ fn fault_table(results: &[GatewayResult]) -> String {
 /// The scaling cells: efficiency per worker count, medians over repeats.
 fn scaling_table(results: &[GatewayResult]) -> String {
     let mut out = String::from(
-        "\nThe `scaling` cell: every node given a slot per worker, closed-loop workers doubling; \
+        "\nThe `scaling` cell: every node given enough slots for the most workers spread evenly \
+         (`max(--slots, workers / nodes)`), closed-loop workers doubling; \
          efficiency is requests/s over workers x one worker straight at a node; medians over \
          repeats:\n\n| gateway | slots per node | workers: efficiency (req/s) |\n|---|---:|---|\n",
     );

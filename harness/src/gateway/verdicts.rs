@@ -53,7 +53,7 @@ fn fault(cell: &Cell) -> Option<String> {
     let slowest = settled.iter().copied().fold(0.0, f64::max);
     let settle = if unsettled > 0 {
         format!(
-            " Before {unsettled} of the runs the gateway still did not send every node work {:.0} s after what came before.",
+            " Before {unsettled} of the runs the gateway did not send every node work within {:.0} s of what came before (after the first such run the rest started without waiting).",
             super::faults::SETTLE_LIMIT.as_secs_f64()
         )
     } else if slowest > 1_000.0 {
