@@ -28,6 +28,17 @@ pub enum Jitter {
     },
 }
 
+/// The form [`Jitter`]'s `FromStr` reads back (`fixed`, `uniform:0.2`, `lognormal:0.5`).
+impl std::fmt::Display for Jitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Jitter::Fixed => write!(f, "fixed"),
+            Jitter::Uniform { spread } => write!(f, "uniform:{spread}"),
+            Jitter::LogNormal { sigma } => write!(f, "lognormal:{sigma}"),
+        }
+    }
+}
+
 impl std::str::FromStr for Jitter {
     type Err = String;
 

@@ -146,6 +146,28 @@ fn duration(field: &'static str, text: &str) -> Result<Duration, PatchError> {
 }
 
 impl SettingsPatch {
+    /// The change that puts back, as `before` reports them, every field this one changes: what
+    /// a caller applies after a temporary change, whatever the change was.
+    pub fn undo(&self, before: &Settings) -> SettingsPatch {
+        let ns = |n: u64| format!("{n}ns");
+        SettingsPatch {
+            speed: self.speed.map(|_| before.speed),
+            latency: self.latency.as_ref().map(|_| ns(before.latency_ns)),
+            per_token: self.per_token.as_ref().map(|_| ns(before.per_token_ns)),
+            jitter: self.jitter.as_ref().map(|_| before.jitter.clone()),
+            parallel: self.parallel.map(|_| before.parallel),
+            max_queue: self.max_queue.map(|_| before.max_queue),
+            error_rate: self.error_rate.map(|_| before.error_rate),
+            stall_rate: self.stall_rate.map(|_| before.stall_rate),
+            stall: self.stall.as_ref().map(|_| ns(before.stall_ns)),
+            reset_rate: self.reset_rate.map(|_| before.reset_rate),
+            control_latency: self
+                .control_latency
+                .as_ref()
+                .map(|_| ns(before.control_latency_ns)),
+        }
+    }
+
     /// `config` with this change applied and validated.
     pub fn apply(&self, config: &NodeConfig) -> Result<NodeConfig, PatchError> {
         let mut next = config.clone();
@@ -204,6 +226,10 @@ pub struct Settings {
     pub latency_ns: u64,
     /// Extra time per token, ns.
     pub per_token_ns: u64,
+    /// Spread of service times (`fixed`, `uniform:S`, `lognormal:S`; empty from a node older
+    /// than this field).
+    #[serde(default)]
+    pub jitter: String,
     /// Slots per model (as configured; embedding models keep one unless forced).
     pub parallel: usize,
     /// Waits allowed before 503.
@@ -229,6 +255,7 @@ impl Settings {
             speed: config.speed,
             latency_ns: ns(config.latency.base),
             per_token_ns: ns(config.latency.per_token),
+            jitter: config.latency.jitter.to_string(),
             parallel: config.slots.parallel,
             max_queue: config.max_queue,
             error_rate: config.faults.error_rate,
@@ -243,6 +270,42 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A patch of every field, undone from the settings it found, gives back the configuration.
+    #[test]
+    fn undo_restores_every_field_a_patch_changes() {
+        let config = NodeConfig::default();
+        let patch = SettingsPatch {
+            speed: Some(0.5),
+            latency: Some("7ms".into()),
+            per_token: Some("3ms".into()),
+            jitter: Some("lognormal:0.7".into()),
+            parallel: Some(3),
+            max_queue: Some(9),
+            error_rate: Some(0.1),
+            stall_rate: Some(0.2),
+            stall: Some("1s".into()),
+            reset_rate: Some(0.3),
+            control_latency: Some("250ms".into()),
+        };
+        let changed = patch.apply(&config).expect("valid");
+        assert_ne!(changed, config);
+        let undo = patch.undo(&Settings::of(&config, Availability::Up));
+        assert_eq!(undo.apply(&changed).expect("valid"), config);
+        let only_speed = SettingsPatch {
+            speed: Some(2.0),
+            ..SettingsPatch::default()
+        };
+        let undo = only_speed.undo(&Settings::of(&config, Availability::Up));
+        assert_eq!(
+            undo,
+            SettingsPatch {
+                speed: Some(config.speed),
+                ..SettingsPatch::default()
+            },
+            "only the fields the patch changes"
+        );
+    }
 
     #[test]
     fn a_patch_changes_only_its_fields_and_refuses_bad_values_whole() {

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, GatewayResult};
+use super::{Cell, CellKind, GatewayResult};
 use crate::gate::Op;
 use crate::summary::Summary;
 
@@ -72,25 +72,14 @@ const MEASURES: [(Measure, &str); 14] = [
     (Measure::P99Ms, "p99_ms"),
 ];
 
-/// The cells a result can hold, by name.
-const CELLS: [&str; 16] = [
-    "direct",
-    "distribution",
-    "slow-node-3x",
-    "slow-node-7x",
-    "scaling",
-    "open-loop",
-    "overhead",
-    "streaming",
-    "node-refuse",
-    "node-busy",
-    "node-hang",
-    "node-reset",
-    "node-stall",
-    "node-errors",
-    "slow-control-plane",
-    "slow-node",
-];
+/// The cells a result can hold, by name: `direct` and every cell kind's cells, derived from
+/// [`CellKind`] so a new cell is boundable as soon as it exists.
+fn cells() -> Vec<String> {
+    let kinds = <CellKind as clap::ValueEnum>::value_variants();
+    std::iter::once("direct".to_owned())
+        .chain(kinds.iter().flat_map(|k| k.cell_names()))
+        .collect()
+}
 
 /// `cell.measure`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,10 +107,11 @@ impl FromStr for Metric {
         let (cell, measure) = text
             .rsplit_once('.')
             .ok_or_else(|| format!("{text:?}: expected CELL.MEASURE"))?;
-        if !CELLS.contains(&cell) {
+        let cells = cells();
+        if !cells.iter().any(|c| c == cell) {
             return Err(format!(
                 "{text:?}: no cell {cell:?} (cells: {})",
-                CELLS.join(", ")
+                cells.join(", ")
             ));
         }
         let measure = MEASURES

@@ -38,11 +38,11 @@ pub(super) fn traffic(
 ) -> Vec<EndpointTraffic> {
     let mut by_endpoint: BTreeMap<String, u64> = BTreeMap::new();
     for (b, a) in before.iter().zip(after) {
-        for (endpoint, n) in a.clone() {
+        for (endpoint, n) in a {
             // A remote node that restarted mid-run counts from 0 again: no growth, not a wrap.
-            let grew = n.saturating_sub(b.get(&endpoint).copied().unwrap_or(0));
-            if grew > 0 && !INFERENCE.contains(&endpoint.as_str()) && !harness_own(&endpoint) {
-                *by_endpoint.entry(endpoint).or_default() += grew;
+            let grew = n.saturating_sub(b.get(endpoint).copied().unwrap_or(0));
+            if grew > 0 && !INFERENCE.contains(&endpoint.as_str()) && !harness_own(endpoint) {
+                *by_endpoint.entry(endpoint.clone()).or_default() += grew;
             }
         }
     }

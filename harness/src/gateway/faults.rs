@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mock_ollama::{Availability, NodeSettings, ServedOutcome, SettingsPatch};
+use mock_ollama::{Availability, ServedOutcome, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
@@ -60,56 +60,30 @@ impl NodeFault {
         }
     }
 
-    /// For faults set as node settings: the change, and the way back from `config`.
-    fn patches(self, config: &NodeSettings) -> Option<(SettingsPatch, SettingsPatch)> {
+    /// For faults set as node settings, the change (undone with [`SettingsPatch::undo`]).
+    fn patch(self) -> Option<SettingsPatch> {
         let us = |d: Duration| Some(format!("{}us", d.as_micros()));
-        let ns = |n: u64| Some(format!("{n}ns"));
-        let (on, off) = match self {
+        let patch = match self {
             NodeFault::Refuse | NodeFault::Busy | NodeFault::Hang => return None,
-            NodeFault::Reset => (
-                SettingsPatch {
-                    reset_rate: Some(1.0),
-                    ..SettingsPatch::default()
-                },
-                SettingsPatch {
-                    reset_rate: Some(config.reset_rate),
-                    ..SettingsPatch::default()
-                },
-            ),
-            NodeFault::Stall { ms } => (
-                SettingsPatch {
-                    stall_rate: Some(1.0),
-                    stall: us(Duration::from_millis(ms)),
-                    ..SettingsPatch::default()
-                },
-                SettingsPatch {
-                    stall_rate: Some(config.stall_rate),
-                    stall: ns(config.stall_ns),
-                    ..SettingsPatch::default()
-                },
-            ),
-            NodeFault::Errors => (
-                SettingsPatch {
-                    error_rate: Some(ERROR_RATE),
-                    ..SettingsPatch::default()
-                },
-                SettingsPatch {
-                    error_rate: Some(config.error_rate),
-                    ..SettingsPatch::default()
-                },
-            ),
-            NodeFault::SlowControlPlane => (
-                SettingsPatch {
-                    control_latency: us(SLOW_CONTROL_PLANE),
-                    ..SettingsPatch::default()
-                },
-                SettingsPatch {
-                    control_latency: ns(config.control_latency_ns),
-                    ..SettingsPatch::default()
-                },
-            ),
+            NodeFault::Reset => SettingsPatch {
+                reset_rate: Some(1.0),
+                ..SettingsPatch::default()
+            },
+            NodeFault::Stall { ms } => SettingsPatch {
+                stall_rate: Some(1.0),
+                stall: us(Duration::from_millis(ms)),
+                ..SettingsPatch::default()
+            },
+            NodeFault::Errors => SettingsPatch {
+                error_rate: Some(ERROR_RATE),
+                ..SettingsPatch::default()
+            },
+            NodeFault::SlowControlPlane => SettingsPatch {
+                control_latency: us(SLOW_CONTROL_PLANE),
+                ..SettingsPatch::default()
+            },
         };
-        Some((on, off))
+        Some(patch)
     }
 }
 
@@ -227,9 +201,10 @@ fn start_fault(
             NodeFault::Busy => nodes.set_availability(i, Availability::Busy)?,
             NodeFault::Hang => nodes.set_availability(i, Availability::Hang)?,
             _ => {
-                if let Some((on, off)) = fault.patches(&nodes.settings(i)?) {
+                if let Some(on) = fault.patch() {
+                    let before = nodes.settings(i)?;
                     nodes.update(i, &on)?;
-                    undo.push((i, off));
+                    undo.push((i, on.undo(&before)));
                 }
             }
         }
@@ -328,29 +303,30 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mock_ollama::NodeSettings;
 
-    /// Each settings fault changes its field and the way back restores the value it found.
+    /// Each settings fault changes its field, and its undo restores the value it found.
     #[test]
     fn settings_faults_set_their_field_and_restore_what_they_found() {
-        let before = NodeSettings::of(&mock_ollama::NodeConfig::default(), Availability::Up);
-        let (on, off) = NodeFault::SlowControlPlane
-            .patches(&before)
-            .expect("a settings fault");
         let config = mock_ollama::NodeConfig::default();
+        let before = NodeSettings::of(&config, Availability::Up);
+        let on = NodeFault::SlowControlPlane
+            .patch()
+            .expect("a settings fault");
         let slow = on.apply(&config).expect("valid");
         assert_eq!(slow.control_latency, SLOW_CONTROL_PLANE);
-        assert_eq!(off.apply(&slow).expect("valid"), config);
-        let (on, off) = NodeFault::Stall { ms: 250 }
-            .patches(&before)
+        assert_eq!(on.undo(&before).apply(&slow).expect("valid"), config);
+        let on = NodeFault::Stall { ms: 250 }
+            .patch()
             .expect("a settings fault");
         let stalled = on.apply(&config).expect("valid");
         assert_eq!(
             (stalled.faults.stall_rate, stalled.faults.stall),
             (1.0, Duration::from_millis(250))
         );
-        assert_eq!(off.apply(&stalled).expect("valid"), config);
+        assert_eq!(on.undo(&before).apply(&stalled).expect("valid"), config);
         assert!(
-            NodeFault::Hang.patches(&before).is_none(),
+            NodeFault::Hang.patch().is_none(),
             "availability, not settings"
         );
     }

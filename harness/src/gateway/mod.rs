@@ -115,6 +115,14 @@ impl CellKind {
         CellKind::SlowControlPlane,
     ];
 
+    /// The names of the cells this kind measures (`heterogeneous` measures one per slowdown).
+    pub fn cell_names(self) -> Vec<String> {
+        match self {
+            CellKind::Heterogeneous => SLOWDOWNS.iter().map(|s| slow_node_name(*s)).collect(),
+            other => vec![other.name().to_owned()],
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             CellKind::Distribution => "distribution",
@@ -445,6 +453,11 @@ fn distribution(
     })
 }
 
+/// The cell of the last node `slowdown` times slower.
+fn slow_node_name(slowdown: u32) -> String {
+    format!("slow-node-{slowdown}x")
+}
+
 /// How many times slower the last node is in the `heterogeneous` cells.
 const SLOWDOWNS: [u32; 2] = [3, 7];
 
@@ -464,37 +477,44 @@ fn slow_node(
         nodes,
         nodes.len() - 1..nodes.len(),
         |c| speed(c.speed / f64::from(slowdown)),
-        |c| speed(c.speed),
         || {
             let (_, capacity) = direct(engine, nodes, settings)?;
-            let name = format!("slow-node-{slowdown}x");
-            distribution(&name, engine, nodes, settings, &capacity)
+            distribution(
+                &slow_node_name(slowdown),
+                engine,
+                nodes,
+                settings,
+                &capacity,
+            )
         },
     )
 }
 
 /// Runs `run` with each of `targets` changed by `patch` (made from its settings) through the
-/// control API, then puts each back with `restore` (made from its settings before the change),
-/// whether `run` succeeded or not.
+/// control API, then puts back what the patch changed ([`SettingsPatch::undo`]), whether `run`
+/// succeeded or not.
 fn while_patched<R>(
     nodes: &Fleet,
     targets: std::ops::Range<usize>,
     patch: impl Fn(&NodeSettings) -> SettingsPatch,
-    restore: impl Fn(&NodeSettings) -> SettingsPatch,
     run: impl FnOnce() -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
-    let before: Vec<NodeSettings> = targets
-        .clone()
-        .map(|i| nodes.settings(i))
-        .collect::<anyhow::Result<_>>()?;
     let mut changed = Vec::new();
     let mut result = Ok(());
-    for (i, settings) in targets.zip(&before) {
-        result = nodes.update(i, &patch(settings));
+    for i in targets {
+        let before = match nodes.settings(i) {
+            Ok(before) => before,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let change = patch(&before);
+        result = nodes.update(i, &change);
         if result.is_err() {
             break;
         }
-        changed.push((i, restore(settings)));
+        changed.push((i, change.undo(&before)));
     }
     let result = result.and_then(|()| run());
     // Every node is put back even when one fails; the run's own error comes first.
@@ -505,8 +525,8 @@ fn while_patched<R>(
     with_restore_errors(result, restored)
 }
 
-/// `result`, or, when it succeeded but restoring settings failed, the first restore error; a
-/// failed `result` keeps its own error with the restore errors added as context.
+/// `result`, with the errors of restoring node settings added: the run's own error stays first
+/// (wrapped in them as context), and a run that succeeded fails with the restore errors.
 fn with_restore_errors<R>(
     result: anyhow::Result<R>,
     restored: Vec<anyhow::Error>,
@@ -515,13 +535,10 @@ fn with_restore_errors<R>(
         return result;
     }
     let text: Vec<String> = restored.iter().map(|e| format!("{e:#}")).collect();
-    let context = format!("and restoring node settings failed: {}", text.join("; "));
+    let failed = format!("restoring node settings failed: {}", text.join("; "));
     match result {
-        Ok(_) => Err(anyhow::anyhow!(
-            "restoring node settings failed: {}",
-            text.join("; ")
-        )),
-        Err(e) => Err(e.context(context)),
+        Ok(_) => Err(anyhow::anyhow!(failed)),
+        Err(e) => Err(e.context(failed)),
     }
 }
 

@@ -83,7 +83,6 @@ pub(super) fn overhead(
         nodes,
         0..nodes.len(),
         |_| latency("0ns".into()),
-        |c| latency(format!("{}ns", c.latency_ns)),
         || {
             (0..settings.repeats)
                 .map(|r| paired(settings.workers, settings.requests, r, "p"))

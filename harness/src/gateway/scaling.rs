@@ -64,7 +64,6 @@ pub(super) fn scaling(engine: &Engine, nodes: &Fleet, settings: &Settings) -> an
         nodes,
         0..nodes.len(),
         |_| parallel(slots),
-        |c| parallel(c.parallel),
         || measure(engine, nodes, settings, slots),
     )
 }

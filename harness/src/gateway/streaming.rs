@@ -204,7 +204,6 @@ pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Ce
         nodes,
         0..nodes.len(),
         |_| per_token(PER_TOKEN.into()),
-        |c| per_token(format!("{}ns", c.per_token_ns)),
         streams,
     )?;
     let report = StreamingReport {

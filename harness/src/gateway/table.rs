@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::GatewayResult;
+use super::bounds::Measure;
 
 /// Every gateway result in `dir/gateways/`, by label.
 pub fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
@@ -100,6 +101,39 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The at-a-glance columns: title, cell, measure, decimals.
+const COLUMNS: [(&str, &str, Measure, usize); 9] = [
+    ("equal nodes", "distribution", Measure::Efficiency, 2),
+    ("a node 3x slower", "slow-node-3x", Measure::Efficiency, 2),
+    ("a node 7x slower", "slow-node-7x", Measure::Efficiency, 2),
+    (
+        "spare slots, most workers",
+        "scaling",
+        Measure::Efficiency,
+        2,
+    ),
+    ("p99 ms at 95% load", "open-loop", Measure::P99Ms, 1),
+    (
+        "busy node (503): client failures",
+        "node-busy",
+        Measure::ClientFailures,
+        0,
+    ),
+    (
+        "refusing node: after / before",
+        "node-refuse",
+        Measure::AfterOverBefore,
+        2,
+    ),
+    (
+        "hung node: after / before",
+        "node-hang",
+        Measure::AfterOverBefore,
+        2,
+    ),
+    ("added p50 ms", "overhead", Measure::AddedP50Ms, 3),
+];
+
 /// The at-a-glance row of one result (empty when it lacks a default cell), for the terminal.
 pub fn glance(result: &GatewayResult) -> String {
     glance_table(std::slice::from_ref(result))
@@ -108,38 +142,7 @@ pub fn glance(result: &GatewayResult) -> String {
 /// One row per gateway measured with the default cells: the figures that tell gateways apart,
 /// medians over repeats.
 fn glance_table(results: &[GatewayResult]) -> String {
-    use super::bounds::{Measure, value_in};
-    const COLUMNS: [(&str, &str, Measure, usize); 9] = [
-        ("equal nodes", "distribution", Measure::Efficiency, 2),
-        ("a node 3x slower", "slow-node-3x", Measure::Efficiency, 2),
-        ("a node 7x slower", "slow-node-7x", Measure::Efficiency, 2),
-        (
-            "spare slots, most workers",
-            "scaling",
-            Measure::Efficiency,
-            2,
-        ),
-        ("p99 ms at 95% load", "open-loop", Measure::P99Ms, 1),
-        (
-            "busy node (503): client failures",
-            "node-busy",
-            Measure::ClientFailures,
-            0,
-        ),
-        (
-            "refusing node: after / before",
-            "node-refuse",
-            Measure::AfterOverBefore,
-            2,
-        ),
-        (
-            "hung node: after / before",
-            "node-hang",
-            Measure::AfterOverBefore,
-            2,
-        ),
-        ("added p50 ms", "overhead", Measure::AddedP50Ms, 3),
-    ];
+    use super::bounds::value_in;
     let full: Vec<&GatewayResult> = results
         .iter()
         .filter(|r| {
@@ -364,4 +367,24 @@ fn control_plane_lines(results: &[GatewayResult]) -> String {
         let _ = writeln!(out, "- {}: {seen}", r.label);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A misspelt cell in the table would show "-" for every gateway: each column must name a
+    /// cell and measure that bounds accept.
+    #[test]
+    fn every_glance_column_names_a_known_cell() {
+        use super::super::bounds::Metric;
+        for (title, cell, measure, _) in COLUMNS {
+            let name = Metric {
+                cell: cell.into(),
+                measure,
+            }
+            .to_string();
+            assert!(name.parse::<Metric>().is_ok(), "{title}: {name}");
+        }
+    }
 }
