@@ -203,9 +203,32 @@ struct Common {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
-    /// Blocking HTTP clients per pool, each with its own I/O thread (see `run peak`).
+    /// With `--http-client blocking`: blocking HTTP clients per pool, each with its own I/O
+    /// thread (see `run peak`).
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     http_clients: u16,
+    /// Which HTTP client carries the pools' requests [default: per-caller; `run peak` measures
+    /// both unless one is named].
+    #[arg(long, global = true, value_enum)]
+    http_client: Option<HttpClientArg>,
+}
+
+/// `--http-client`: `pool::HttpClient` (the pool crate does not depend on clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HttpClientArg {
+    /// reqwest::blocking: every request through the client's one I/O thread.
+    Blocking,
+    /// Each calling thread drives its own request on a borrowed single-threaded runtime.
+    PerCaller,
+}
+
+impl From<HttpClientArg> for pool::HttpClient {
+    fn from(arg: HttpClientArg) -> Self {
+        match arg {
+            HttpClientArg::Blocking => pool::HttpClient::Blocking,
+            HttpClientArg::PerCaller => pool::HttpClient::PerCaller,
+        }
+    }
 }
 
 /// A scenario named on the command line, or `all`.
@@ -288,6 +311,7 @@ impl Common {
             probe_interval: self.probe_interval,
             progress: !self.no_progress,
             http_clients: usize::from(self.http_clients),
+            http_client: self.http_client.map(Into::into),
             ..Options::default()
         })
     }
@@ -414,6 +438,7 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let target = Target {
         url: args.url.clone(),
         template: Template::new(&args.body),
+        decode: None,
     };
     let cpu_before = crate::machine::cpu_time();
     let run = engine.run(&target, schedule, "load")?;

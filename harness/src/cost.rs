@@ -177,6 +177,7 @@ impl Part {
         let target = Target {
             url: format!("{}/api/embed", node.url()),
             template: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#),
+            decode: None,
         };
         let schedule = Schedule::Closed {
             workers: self.workers,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use pool::testing::Degradation;
 use pool::{
-    AtomicLedger, BareLedger, HttpConfig, Ledger, LockScope, MutexLedger, Pool, PoolConfig,
-    PoolError, ProbeConfig, Strategy,
+    AtomicLedger, BareLedger, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger, Pool,
+    PoolConfig, PoolError, ProbeConfig, Strategy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,8 @@ pub struct PoolOptions {
     pub keep_alive: bool,
     /// Blocking HTTP clients the pool spreads its calling threads over (`HttpConfig::clients`).
     pub http_clients: usize,
+    /// Which HTTP client carries the pool's requests.
+    pub http_client: HttpClient,
 }
 
 impl Default for PoolOptions {
@@ -102,6 +104,7 @@ impl Default for PoolOptions {
             degradation: Degradation::default(),
             keep_alive: true,
             http_clients: 1,
+            http_client: HttpClient::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ impl Variant {
                 timeout: options.timeout,
                 max_idle_per_host: if options.keep_alive { usize::MAX } else { 0 },
                 clients: options.http_clients,
+                client: options.http_client,
                 ..HttpConfig::default()
             },
             probe: options.probe,

@@ -12,7 +12,31 @@ fn embed_target(url: &str) -> Target {
     Target {
         url: format!("{url}/api/embed"),
         template: Template::new(r#"{"model":"all-minilm","input":"text {rid} [rid:{rid}]"}"#),
+        decode: None,
     }
+}
+
+#[test]
+fn a_decoder_sees_every_answer_and_its_refusals_are_failures() {
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
+    let closed = Schedule::Closed {
+        workers: 3,
+        requests: 60,
+        cap: None,
+    };
+    let run = |decode| {
+        let target = Target {
+            decode: Some(decode),
+            ..embed_target(&nodes.urls()[0])
+        };
+        Engine::default().run(&target, closed, "d").expect("run")
+    };
+    let embeds = |body: &[u8]| serde_json::from_slice::<pool::EmbedResponse>(body).is_ok();
+    let decoded = run(embeds);
+    assert_eq!((decoded.ok(), decoded.failed()), (60, 0));
+    let refused = run(|_| false);
+    assert_eq!((refused.ok(), refused.failed()), (0, 60));
+    assert!(refused.records.iter().all(|r| r.status.is_none()));
 }
 
 #[test]

@@ -67,7 +67,7 @@ mod tests;
 
 pub use api::{ChatMessage, ChatResponse, EmbedInput, EmbedResponse, GenerateResponse, Reply};
 pub use error::{FailureReason, NodeFailure, PoolError};
-pub use http::HttpConfig;
+pub use http::{HttpClient, HttpConfig};
 pub use ledger::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger};
 pub use lock_timing::{LockTimingSummary, Percentiles};
 pub use node::NodeAddr;

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::blocking::Client;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,7 +19,7 @@ use crate::api::{
     GenerateRequest, GenerateResponse, Reply,
 };
 use crate::error::{NodeFailure, PoolError};
-use crate::http::{AttemptError, Clients, HttpConfig, Transport};
+use crate::http::{AttemptError, Http, HttpConfig, Transport};
 use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober, probe_node};
@@ -44,11 +43,11 @@ pub struct PoolConfig {
 /// A load-balancing pool over Ollama nodes.
 ///
 /// The API is blocking, for OS threads, as SOLLOL's `ThreadPoolExecutor` callers use it; the
-/// threads share one keep-alive HTTP client, or `HttpConfig::clients` of them. Do not call it
-/// from inside an async runtime.
+/// threads share one keep-alive HTTP client (`HttpConfig::clients` of them), or each call drives
+/// its own I/O (`HttpClient::PerCaller`). Do not call it from inside an async runtime.
 pub struct Pool {
     ledger: Arc<Ledger>,
-    clients: Clients,
+    http: Http,
     config: PoolConfig,
     requests: AtomicU64,
     _prober: Option<Prober>,
@@ -80,7 +79,7 @@ impl Pool {
         if config.degradation.stuck_round_robin {
             ledger.stick_cursor();
         }
-        let clients = config.http.clients()?;
+        let http = config.http.http()?;
         let ledger = Arc::new(ledger);
         for url in nodes {
             let (key, base) = parse_node_url(url.as_ref())?;
@@ -89,7 +88,7 @@ impl Pool {
         let prober = match (config.probe, &*ledger) {
             (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => Some(Prober::spawn(
                 Arc::clone(&ledger),
-                clients.for_this_thread().clone(),
+                http.probe_client().clone(),
                 probe,
                 config.degradation.lenient_probe,
             )?),
@@ -97,7 +96,7 @@ impl Pool {
         };
         Ok(Self {
             ledger,
-            clients,
+            http,
             config,
             requests: AtomicU64::new(0),
             _prober: prober,
@@ -146,7 +145,7 @@ impl Pool {
             .map_or(Duration::from_secs(2), |p| p.timeout);
         let lenient = self.config.degradation.lenient_probe;
         self.ledger
-            .probe(&mut |node| probe_node(self.clients.for_this_thread(), node, timeout, lenient));
+            .probe(&mut |node| probe_node(self.http.probe_client(), node, timeout, lenient));
     }
 
     /// `POST /api/embed` with one input or a batch.
@@ -202,8 +201,8 @@ impl Pool {
         // panic, should a future field change that.
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
         let unrecorded = self.degrade_request();
-        let exchange = Exchange::<T, Client> {
-            transport: self.clients.for_this_thread(),
+        let exchange = Exchange::<T, Http> {
+            transport: &self.http,
             strategy: self.config.strategy,
             attempt_delay: self.config.degradation.attempt_delay,
             path,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
 use pool::{
-    AtomicLedger, BareLedger, ChatMessage, Ledger, LockScope, MutexLedger, Pool, PoolConfig,
-    Strategy,
+    AtomicLedger, BareLedger, ChatMessage, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger,
+    Pool, PoolConfig, Strategy,
 };
 
 fn cluster(n: usize, latency: Duration) -> MockCluster {
@@ -38,7 +38,18 @@ fn hammer(pool: &Pool, threads: usize, per_thread: usize) -> (u64, u64) {
     (ok.into_inner(), failed.into_inner())
 }
 
-fn agrees_with_servers(ledger: impl Into<Ledger>) {
+/// The default configuration, on `client`.
+fn on(client: HttpClient) -> PoolConfig {
+    PoolConfig {
+        http: HttpConfig {
+            client,
+            ..HttpConfig::default()
+        },
+        ..PoolConfig::default()
+    }
+}
+
+fn agrees_with_servers(ledger: impl Into<Ledger>, client: HttpClient) {
     let nodes = MockCluster::start(vec![
         NodeConfig {
             faults: FaultConfig {
@@ -50,10 +61,10 @@ fn agrees_with_servers(ledger: impl Into<Ledger>) {
         2
     ])
     .unwrap();
-    let pool = Pool::new(ledger, PoolConfig::default(), &nodes.urls()).unwrap();
+    let pool = Pool::new(ledger, on(client), &nodes.urls()).unwrap();
     let (ok, failed) = hammer(&pool, 8, 40);
     let stats = pool.stats();
-    let kind = pool.ledger().kind();
+    let kind = format!("{}/{}", pool.ledger().kind(), client.name());
     assert_eq!(ok + failed, 320, "{kind}: every request accounted for");
     assert_eq!(
         (
@@ -88,13 +99,16 @@ fn agrees_with_servers(ledger: impl Into<Ledger>) {
 
 #[test]
 fn atomic_counts_agree_with_server_side_counters() {
-    agrees_with_servers(AtomicLedger::new());
+    agrees_with_servers(AtomicLedger::new(), HttpClient::Blocking);
+    agrees_with_servers(AtomicLedger::new(), HttpClient::PerCaller);
 }
 
 #[test]
 fn mutex_counts_agree_with_server_side_counters() {
-    agrees_with_servers(MutexLedger::new(LockScope::Counters));
-    agrees_with_servers(MutexLedger::new(LockScope::Request));
+    for client in [HttpClient::Blocking, HttpClient::PerCaller] {
+        agrees_with_servers(MutexLedger::new(LockScope::Counters), client);
+        agrees_with_servers(MutexLedger::new(LockScope::Request), client);
+    }
 }
 
 fn key_set(value: &serde_json::Value) -> BTreeSet<String> {
@@ -419,8 +433,14 @@ fn a_stuck_round_robin_sends_everything_to_the_first_node() {
 /// `/metrics` counters, the pool's stats and the client's tally agree exactly, per node.
 #[test]
 fn ten_thousand_requests_agree_with_the_served_logs_id_by_id() {
+    for client in [HttpClient::Blocking, HttpClient::PerCaller] {
+        id_by_id(client);
+    }
+}
+
+fn id_by_id(client: HttpClient) {
     let nodes = cluster(2, Duration::ZERO);
-    let pool = Pool::new(AtomicLedger::new(), PoolConfig::default(), &nodes.urls()).unwrap();
+    let pool = Pool::new(AtomicLedger::new(), on(client), &nodes.urls()).unwrap();
     let sent: Vec<String> = (0..10_000).map(|i| format!("r{i}")).collect();
     std::thread::scope(|s| {
         for chunk in sent.chunks(1_250) {

@@ -4,7 +4,7 @@
 //! (the HTTP client's, the nodes' runtime's and the prober's) and file descriptors return to where
 //! they started.
 //!
-//! The soak is also run once on a pool that leaves one request in seven out of its books
+//! Every pool runs it on both HTTP clients. The soak is also run once on a pool that leaves one request in seven out of its books
 //! (`Degradation::unrecorded_every`), and must fail on it.
 //!
 //! A binary of its own, with one test: thread and descriptor counts are process-wide.
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
 use pool::{
-    AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, ProbeConfig,
-    testing::Degradation,
+    AtomicLedger, BareLedger, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger, Pool,
+    PoolConfig, ProbeConfig, testing::Degradation,
 };
 
 const REQUESTS: u64 = 1_500;
@@ -103,7 +103,7 @@ fn soak(pool: &Pool, nodes: &MockCluster) -> Tally {
     tally
 }
 
-fn check(name: &str, ledger: impl Into<Ledger>, degradation: Degradation) {
+fn check(name: &str, ledger: impl Into<Ledger>, client: HttpClient, degradation: Degradation) {
     let nodes = faulty_nodes();
     let before: u64 = nodes
         .counters()
@@ -120,6 +120,10 @@ fn check(name: &str, ledger: impl Into<Ledger>, degradation: Degradation) {
     let config = PoolConfig {
         probe,
         degradation,
+        http: HttpConfig {
+            client,
+            ..HttpConfig::default()
+        },
         ..PoolConfig::default()
     };
     let pool = Pool::new(ledger, config, &nodes.urls()).expect("pool builds");
@@ -141,7 +145,7 @@ fn check(name: &str, ledger: impl Into<Ledger>, degradation: Degradation) {
         served - before,
         "{name}: each answer was served once by a node"
     );
-    if name != "bare" {
+    if !name.starts_with("bare") {
         assert_eq!(
             (
                 stats.total_requests,
@@ -179,14 +183,23 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
     mock_ollama::timer::start();
     let start = process_counts();
     let clean = Degradation::default();
-    check("atomic", AtomicLedger::new(), clean);
-    check(
-        "mutex-counters",
-        MutexLedger::new(LockScope::Counters),
-        clean,
-    );
-    check("mutex-request", MutexLedger::new(LockScope::Request), clean);
-    check("bare", BareLedger::new(), clean);
+    for client in [HttpClient::Blocking, HttpClient::PerCaller] {
+        let name = |ledger: &str| format!("{ledger}/{}", client.name());
+        check(&name("atomic"), AtomicLedger::new(), client, clean);
+        check(
+            &name("mutex-counters"),
+            MutexLedger::new(LockScope::Counters),
+            client,
+            clean,
+        );
+        check(
+            &name("mutex-request"),
+            MutexLedger::new(LockScope::Request),
+            client,
+            clean,
+        );
+        check(&name("bare"), BareLedger::new(), client, clean);
+    }
     assert_eq!(
         process_counts(),
         start,
@@ -198,7 +211,12 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
         ..Degradation::default()
     };
     let caught = catch_unwind(AssertUnwindSafe(|| {
-        check("atomic-unrecorded", AtomicLedger::new(), unrecorded)
+        check(
+            "atomic-unrecorded",
+            AtomicLedger::new(),
+            HttpClient::default(),
+            unrecorded,
+        )
     }));
     let message = caught.expect_err("the soak passed a pool that misses attempts in its books");
     let message = message

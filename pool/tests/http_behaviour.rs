@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use pool::{
-    AtomicLedger, FailureReason, HttpConfig, LockScope, MutexLedger, Pool, PoolConfig, PoolError,
-    testing::Degradation,
+    AtomicLedger, FailureReason, HttpClient, HttpConfig, LockScope, MutexLedger, Pool, PoolConfig,
+    PoolError, testing::Degradation,
 };
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -77,22 +77,34 @@ const SHORT: Duration = Duration::from_millis(300);
 /// The delay of a node that must time out.
 const NEVER: Duration = Duration::from_secs(60);
 
-/// Runs `check` for every ledger and lock scope that keeps per-request stats.
+/// Both HTTP clients, so each behaviour below is checked for both.
+const CLIENTS: [HttpClient; 2] = [HttpClient::Blocking, HttpClient::PerCaller];
+
+/// `config` carried by `client`.
+fn on(client: HttpClient, mut config: PoolConfig) -> PoolConfig {
+    config.http.client = client;
+    config
+}
+
+/// Runs `check` for every ledger and lock scope that keeps per-request stats, on each client.
 fn each_variant(check: impl Fn(&str, &dyn Fn(&[String]) -> Pool)) {
     each_variant_with(config(), check);
 }
 
 fn each_variant_with(config: PoolConfig, check: impl Fn(&str, &dyn Fn(&[String]) -> Pool)) {
-    let atomic_config = config.clone();
-    check("atomic", &move |urls| {
-        Pool::new(AtomicLedger::new(), atomic_config.clone(), urls).unwrap()
-    });
-    for scope in [LockScope::Counters, LockScope::Request] {
-        let name = format!("mutex-{scope:?}");
-        let config = config.clone();
-        check(&name, &move |urls| {
-            Pool::new(MutexLedger::new(scope), config.clone(), urls).unwrap()
+    for client in CLIENTS {
+        let config = on(client, config.clone());
+        let atomic_config = config.clone();
+        check(&format!("atomic/{}", client.name()), &move |urls| {
+            Pool::new(AtomicLedger::new(), atomic_config.clone(), urls).unwrap()
         });
+        for scope in [LockScope::Counters, LockScope::Request] {
+            let name = format!("mutex-{scope:?}/{}", client.name());
+            let config = config.clone();
+            check(&name, &move |urls| {
+                Pool::new(MutexLedger::new(scope), config.clone(), urls).unwrap()
+            });
+        }
     }
 }
 
@@ -283,22 +295,29 @@ fn connection_refused_is_a_node_failure() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let pool = Pool::new(
-        AtomicLedger::new(),
-        config(),
-        &[dead.clone(), nodes.urls()[0].clone()],
-    )
-    .unwrap();
-    pool.embed("m", "x").unwrap();
-    let stats = pool.stats();
-    assert_eq!(
-        stats.node_performance[dead.trim_start_matches("http://")].failed_requests,
-        1
-    );
-    assert!(matches!(
-        Pool::new(AtomicLedger::new(), config(), &[dead]).unwrap().embed("m", "x"),
-        Err(PoolError::AllNodesFailed { failures }) if matches!(failures[0].reason, FailureReason::Connect(_))
-    ));
+    for client in CLIENTS {
+        let config = on(client, config());
+        let pool = Pool::new(
+            AtomicLedger::new(),
+            config.clone(),
+            &[dead.clone(), nodes.urls()[0].clone()],
+        )
+        .unwrap();
+        pool.embed("m", "x").unwrap();
+        let stats = pool.stats();
+        assert_eq!(
+            stats.node_performance[dead.trim_start_matches("http://")].failed_requests,
+            1,
+            "{client:?}"
+        );
+        assert!(
+            matches!(
+                Pool::new(AtomicLedger::new(), config, std::slice::from_ref(&dead)).unwrap().embed("m", "x"),
+                Err(PoolError::AllNodesFailed { failures }) if matches!(failures[0].reason, FailureReason::Connect(_))
+            ),
+            "{client:?}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::EngineError;
+use super::{Decoder, EngineError};
 
 /// Where requests go, parsed once.
 #[derive(Debug, Clone)]
@@ -48,14 +48,16 @@ impl Endpoint {
 pub(super) struct Conn {
     endpoint: Endpoint,
     timeout: Duration,
+    decode: Option<Decoder>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
-    pub(super) fn new(endpoint: Endpoint, timeout: Duration) -> Self {
+    pub(super) fn new(endpoint: Endpoint, timeout: Duration, decode: Option<Decoder>) -> Self {
         Self {
             endpoint,
             timeout,
+            decode,
             sender: None,
         }
     }
@@ -99,7 +101,12 @@ impl Conn {
             .ok()?;
         let response = sender.send_request(request).await.ok()?;
         let status = response.status().as_u16();
-        response.into_body().collect().await.ok()?;
-        Some(status)
+        let body = response.into_body().collect().await.ok()?;
+        match self.decode {
+            Some(decode) if (200..300).contains(&status) => {
+                decode(&body.to_bytes()).then_some(status)
+            }
+            _ => Some(status),
+        }
     }
 }

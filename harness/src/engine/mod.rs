@@ -31,7 +31,14 @@ pub struct Target {
     pub url: String,
     /// The body, with `{rid}` where the request's id goes.
     pub template: Template,
+    /// Decodes each 2xx answer, for comparisons with a client that does (`run peak`'s
+    /// `engine+decode`); `None` reads the answer and drops it.
+    pub decode: Option<Decoder>,
 }
+
+/// Decodes one 2xx body; `false` (not what was expected) records the request as failed, without
+/// a status.
+pub type Decoder = fn(&[u8]) -> bool;
 
 /// When requests arrive in an open loop.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -53,7 +53,11 @@ impl Tally {
 
 /// One worker's connection to the target.
 fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
-    Ok(Conn::new(Endpoint::parse(&target.url)?, engine.timeout))
+    Ok(Conn::new(
+        Endpoint::parse(&target.url)?,
+        engine.timeout,
+        target.decode,
+    ))
 }
 
 /// Sends request `id` and reads its whole answer; the status, or `None` when the answer never

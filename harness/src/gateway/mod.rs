@@ -348,6 +348,7 @@ fn target(url: &str, settings: &Settings) -> Target {
     Target {
         url: format!("{url}{}", settings.api.path()),
         template: embed_template(settings.repeat_inputs),
+        decode: None,
     }
 }
 

@@ -230,6 +230,9 @@ pub struct Options {
     pub keep_alive: bool,
     /// Blocking HTTP clients per pool (`pool::HttpConfig::clients`).
     pub http_clients: usize,
+    /// Which HTTP client carries the pools' requests; `None` is the default client, and both
+    /// in `peak`.
+    pub http_client: Option<pool::HttpClient>,
 }
 
 impl Default for Options {
@@ -250,6 +253,7 @@ impl Default for Options {
             degradation: Degradation::default(),
             keep_alive: true,
             http_clients: 1,
+            http_client: None,
         }
     }
 }
@@ -283,6 +287,7 @@ impl Ctx {
             degradation: self.opts.degradation,
             keep_alive: self.opts.keep_alive,
             http_clients: self.opts.http_clients,
+            http_client: self.opts.http_client.unwrap_or_default(),
             ..PoolOptions::default()
         }
     }

@@ -1,0 +1,284 @@
+//! The per-caller client: the calling thread drives its own request, on a single-threaded tokio
+//! runtime (a "core") borrowed for the call, over hyper's HTTP/1.1 connection API.
+//!
+//! `reqwest::blocking` hands each request to one internal I/O thread and waits for it to hand
+//! the answer back; `harness run peak` measured about half of a pool's client CPU there, and
+//! that thread caps one client's rate whatever the cores. Here there is no second thread: the
+//! caller takes an idle core from a lock-free queue (the only state callers share), runs the
+//! exchange with `block_on`, and puts the core back before decoding the answer. A core serves
+//! one call at a time, so it keeps at most one keep-alive connection per node; there are as many
+//! cores as calls were ever in flight at once.
+//!
+//! A core's connections make progress only while the core runs a call: no task is spawned, each
+//! call drives its connection's [`Driver`] beside its request ([`drive`]). So a node that closed
+//! an idle connection is seen at the next call to it ([`Conn::still_open`] lets the runtime
+//! collect socket events first), and a request hyper had not begun to write when its connection
+//! turned out closed goes out once more on a new connection. A request that may have reached the
+//! node is never sent again: a POST is not replayed.
+
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_queue::SegQueue;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+
+use super::{AttemptError, HttpConfig, decode, with_causes};
+use crate::error::FailureReason;
+use crate::node::NodeAddr;
+
+/// A connection's I/O side: it reads and writes only while polled.
+type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+type Request = hyper::Request<Full<Bytes>>;
+
+/// The idle cores of one pool.
+pub(crate) struct Cores {
+    idle: SegQueue<Core>,
+    config: HttpConfig,
+}
+
+impl std::fmt::Debug for Cores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cores")
+            .field("idle", &self.idle.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cores {
+    pub(super) fn new(config: HttpConfig) -> Self {
+        Self {
+            idle: SegQueue::new(),
+            config,
+        }
+    }
+
+    /// `POST node.url + path` on an idle core (a new one when none is idle), decoded as `T`.
+    pub(super) fn post<T: DeserializeOwned>(
+        &self,
+        node: &NodeAddr,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, AttemptError> {
+        let mut core = match self.idle.pop() {
+            Some(core) => core,
+            None => Core::new()?,
+        };
+        let answer = core.exchange(&self.config, node, path, body);
+        self.idle.push(core);
+        let (status, body) = answer?;
+        decode(status, &body)
+    }
+}
+
+/// A single-threaded runtime and its connections, by node id.
+struct Core {
+    runtime: Runtime,
+    conns: HashMap<u64, Conn>,
+}
+
+impl Core {
+    fn new() -> Result<Self, AttemptError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| {
+                AttemptError::Retry(FailureReason::Transport(format!(
+                    "cannot start the caller's runtime: {e}"
+                )))
+            })?;
+        Ok(Self {
+            runtime,
+            conns: HashMap::new(),
+        })
+    }
+
+    /// One exchange within the attempt timeout: the status and the whole body.
+    fn exchange(
+        &mut self,
+        config: &HttpConfig,
+        node: &NodeAddr,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), AttemptError> {
+        let Core { runtime, conns } = self;
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(config.timeout, attempt(conns, config, node, path, body)).await
+        });
+        // On a timeout the connection was inside the dropped future, so it is closed.
+        outcome.unwrap_or(Err(AttemptError::Retry(FailureReason::Timeout)))
+    }
+}
+
+/// Sends on the node's kept connection if it is still open, else on a new one, and keeps the
+/// connection for the next call when the exchange completed and reuse is on.
+async fn attempt(
+    conns: &mut HashMap<u64, Conn>,
+    config: &HttpConfig,
+    node: &NodeAddr,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Bytes), AttemptError> {
+    let fresh = |conn: &Conn| {
+        config
+            .idle_timeout
+            .is_none_or(|t| conn.idle_since.elapsed() < t)
+    };
+    let mut kept = conns.remove(&node.id).filter(fresh);
+    if let Some(conn) = &mut kept
+        && !conn.still_open().await
+    {
+        kept = None;
+    }
+    let mut conn = match kept {
+        Some(conn) => conn,
+        None => {
+            // Connections are looked at only when their node is chosen; a node removed from
+            // the pool is never chosen again, so its connections go when they time out here.
+            conns.retain(|_, conn| fresh(conn));
+            Conn::open(node, config).await?
+        }
+    };
+    let request = hyper::Request::post(path)
+        .header(HOST, conn.host.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| AttemptError::Retry(FailureReason::Transport(e.to_string())))?;
+    let answer = match conn.send(request).await {
+        // It never left: send it on a new connection, once.
+        Sent::Unsent(request, _) => {
+            conn = Conn::open(node, config).await?;
+            conn.send(*request).await
+        }
+        sent => sent,
+    };
+    match answer {
+        Sent::Answer { status, body } => {
+            if config.max_idle_per_host > 0 && conn.driver.is_some() {
+                conn.idle_since = Instant::now();
+                conns.insert(node.id, conn);
+            }
+            Ok((status, body))
+        }
+        Sent::Unsent(_, error) => Err(AttemptError::Retry(transport(&error))),
+        Sent::Failed(reason) => Err(AttemptError::Retry(reason)),
+    }
+}
+
+/// How one send ended.
+enum Sent {
+    /// A complete answer.
+    Answer { status: u16, body: Bytes },
+    /// The connection closed before hyper began to write the request, which comes back (boxed:
+    /// a rare path, and the request is ten times the size of the other variants).
+    Unsent(Box<Request>, hyper::Error),
+    /// The request may have reached the node; it is not sent again.
+    Failed(FailureReason),
+}
+
+/// One keep-alive connection to one node.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    /// `None` once the connection ended.
+    driver: Option<Pin<Box<Driver>>>,
+    host: HeaderValue,
+    idle_since: Instant,
+}
+
+impl Conn {
+    async fn open(node: &NodeAddr, config: &HttpConfig) -> Result<Self, AttemptError> {
+        let connect_failed = |why: String| AttemptError::Retry(FailureReason::Connect(why));
+        let Some(addr) = node.url.strip_prefix("http://") else {
+            return Err(connect_failed(format!(
+                "{}: the per-caller client speaks plain http only",
+                node.url
+            )));
+        };
+        let host = HeaderValue::from_str(addr).map_err(|e| connect_failed(e.to_string()))?;
+        let connect = TcpStream::connect(addr);
+        let stream = match config.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connect)
+                .await
+                .map_err(|_| AttemptError::Retry(FailureReason::Timeout))?,
+            None => connect.await,
+        }
+        .map_err(|e| connect_failed(format!("tcp connect to {addr}: {}", with_causes(&e))))?;
+        // As reqwest does: a request is one write, and waiting to coalesce it only adds latency.
+        let _ = stream.set_nodelay(true);
+        let (sender, driver) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| connect_failed(with_causes(&e)))?;
+        Ok(Self {
+            sender,
+            driver: Some(Box::pin(driver)),
+            host,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Whether the connection survived its idle time. The runtime first collects the socket
+    /// events that arrived since the core last ran, so a node's close is seen here rather than
+    /// after the request was written into a dead connection.
+    async fn still_open(&mut self) -> bool {
+        drive(&mut self.driver, tokio::task::yield_now()).await;
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+
+    async fn send(&mut self, request: Request) -> Sent {
+        let sender = &mut self.sender;
+        drive(&mut self.driver, async move {
+            if let Err(error) = sender.ready().await {
+                return Sent::Unsent(Box::new(request), error);
+            }
+            let response = match sender.try_send_request(request).await {
+                Ok(response) => response,
+                Err(mut error) => {
+                    return match error.take_message() {
+                        Some(request) => Sent::Unsent(Box::new(request), error.into_error()),
+                        None => Sent::Failed(transport(&error.into_error())),
+                    };
+                }
+            };
+            let status = response.status().as_u16();
+            match response.into_body().collect().await {
+                Ok(body) => Sent::Answer {
+                    status,
+                    body: body.to_bytes(),
+                },
+                Err(e) => Sent::Failed(FailureReason::Body(with_causes(&e))),
+            }
+        })
+        .await
+    }
+}
+
+/// Runs `work` while polling the connection's driver, which does the reading and writing `work`
+/// waits on. A driver that finishes is dropped at once: that hands any request it never wrote
+/// back to its sender, which `work` then sees.
+async fn drive<F: Future>(driver: &mut Option<Pin<Box<Driver>>>, work: F) -> F::Output {
+    let mut work = pin!(work);
+    poll_fn(|cx| {
+        if let Some(running) = driver.as_mut()
+            && running.as_mut().poll(cx).is_ready()
+        {
+            *driver = None;
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// A hyper error during an exchange as a [`FailureReason`].
+fn transport(error: &hyper::Error) -> FailureReason {
+    FailureReason::Transport(with_causes(error))
+}
