@@ -211,6 +211,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             "service_ms": 0,
             "nodes": if embedded { "one in-process mock node" } else { "--node (out of process)" },
             "http_clients": o.http_clients,
+            "http_client": o.http_client.map_or("both", pool::HttpClient::name),
         }),
         rows,
         verdicts,

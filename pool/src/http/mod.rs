@@ -58,10 +58,12 @@ pub struct HttpConfig {
     /// Connect timeout; `None` leaves it to `timeout`.
     pub connect_timeout: Option<Duration>,
     /// Idle keep-alive connections kept per node; 0 opens a new connection per request. The
-    /// per-caller client keeps at most one per node per runtime (a runtime serves one call at a
-    /// time, so it never needs two): any value above 0 means "reuse".
+    /// per-caller client takes any value above 0 as "reuse": each of its runtimes keeps one
+    /// connection per node (a runtime serves one call at a time, so it never needs two), so a
+    /// node sees at most as many as calls were ever in flight at once.
     pub max_idle_per_host: usize,
-    /// How long an idle connection is kept; `None` keeps it until the node closes it.
+    /// How long an idle connection is kept; `None` keeps it until the node closes it. The
+    /// per-caller client closes a connection idle past it at the next call its runtime serves.
     pub idle_timeout: Option<Duration>,
     /// Independent blocking clients, each with its own I/O thread and connections; each calling
     /// thread uses one. A `reqwest::blocking` client drives every request on one internal

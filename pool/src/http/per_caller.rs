@@ -7,7 +7,9 @@
 //! caller takes an idle core from a lock-free queue (the only state callers share), runs the
 //! exchange with `block_on`, and puts the core back before decoding the answer. A core serves
 //! one call at a time, so it keeps at most one keep-alive connection per node; there are as many
-//! cores as calls were ever in flight at once.
+//! cores as calls were ever in flight at once, kept until the pool drops. The queue is
+//! first-in first-out, so under steady traffic every core is used in turn and its connections
+//! are looked at (those idle past `idle_timeout` are closed at each call).
 //!
 //! A core's connections make progress only while the core runs a call: no task is spawned, each
 //! call drives its connection's [`Driver`] beside its request ([`drive`]). So a node that closed
@@ -15,9 +17,14 @@
 //! collect socket events first), and a request hyper had not begun to write when its connection
 //! turned out closed goes out once more on a new connection. A request that may have reached the
 //! node is never sent again: a POST is not replayed.
+//!
+//! Unlike reqwest, it follows no redirects (a 3xx is a node failure; Ollama sends none), and it
+//! resolves a node's host name on the calling thread, address by address, where reqwest uses a
+//! resolver thread.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::{Pin, pin};
 use std::time::Instant;
 
@@ -129,12 +136,12 @@ async fn attempt(
     path: &str,
     body: Bytes,
 ) -> Result<(u16, Bytes), AttemptError> {
-    let fresh = |conn: &Conn| {
-        config
-            .idle_timeout
-            .is_none_or(|t| conn.idle_since.elapsed() < t)
-    };
-    let mut kept = conns.remove(&node.id).filter(fresh);
+    if let Some(limit) = config.idle_timeout {
+        // Every connection of this core, not just this node's: a node removed from the pool is
+        // never chosen again, and its connections close here once idle past the limit.
+        conns.retain(|_, conn| conn.idle_since.elapsed() < limit);
+    }
+    let mut kept = conns.remove(&node.id);
     if let Some(conn) = &mut kept
         && !conn.still_open().await
     {
@@ -142,12 +149,7 @@ async fn attempt(
     }
     let mut conn = match kept {
         Some(conn) => conn,
-        None => {
-            // Connections are looked at only when their node is chosen; a node removed from
-            // the pool is never chosen again, so its connections go when they time out here.
-            conns.retain(|_, conn| fresh(conn));
-            Conn::open(node, config).await?
-        }
+        None => Conn::open(node, config).await?,
     };
     let request = hyper::Request::post(path)
         .header(HOST, conn.host.clone())
@@ -205,7 +207,13 @@ impl Conn {
             )));
         };
         let host = HeaderValue::from_str(addr).map_err(|e| connect_failed(e.to_string()))?;
-        let connect = TcpStream::connect(addr);
+        // On this thread, which is the caller's: tokio would resolve a name on a thread of its
+        // own. An address literal (the harness's nodes) is parsed, not looked up.
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| connect_failed(format!("resolve {addr}: {e}")))?
+            .collect();
+        let connect = TcpStream::connect(&addrs[..]);
         let stream = match config.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, connect)
                 .await
@@ -228,7 +236,10 @@ impl Conn {
 
     /// Whether the connection survived its idle time. The runtime first collects the socket
     /// events that arrived since the core last ran, so a node's close is seen here rather than
-    /// after the request was written into a dead connection.
+    /// after the request was written into a dead connection. That rests on tokio's
+    /// current-thread scheduler polling its I/O driver before it wakes a yielded future (1.54
+    /// does; `yield_now` does not promise it): should that change, hyper still hands back a
+    /// request it had not begun to write, and `tests/connections.rs` fails only when both fail.
     async fn still_open(&mut self) -> bool {
         drive(&mut self.driver, tokio::task::yield_now()).await;
         self.driver.is_some() && !self.sender.is_closed()
