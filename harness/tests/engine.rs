@@ -17,6 +17,24 @@ fn embed_target(url: &str) -> Target {
 }
 
 #[test]
+fn blocking_threads_send_each_id_once_over_one_connection_per_thread() {
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
+    let before = nodes.nodes()[0].counters().connections_accepted;
+    let run = Engine::default()
+        .run_on_threads(&embed_target(&nodes.urls()[0]), 3, 61, "b")
+        .expect("run");
+    assert_eq!((run.ok(), run.failed()), (61, 0));
+    let sent: BTreeSet<u64> = run.records.iter().map(|r| r.n).collect();
+    assert_eq!(sent, (0..61).collect(), "every number once");
+    assert_eq!(nodes.nodes()[0].counters().connections_accepted - before, 3);
+    assert!(
+        Engine::default()
+            .run_on_threads(&embed_target(&nodes.urls()[0]), 0, 1, "z")
+            .is_err()
+    );
+}
+
+#[test]
 fn a_decoder_sees_every_answer_and_its_refusals_are_failures() {
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
     let closed = Schedule::Closed {

@@ -6,9 +6,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool::{AtomicLedger, HttpClient, HttpConfig, Pool, PoolConfig, PoolError};
@@ -23,6 +23,9 @@ enum AfterAnswer {
     /// Answer, then close without a `Connection: close` header, as a node restarting or timing
     /// out idle connections does: the client learns it only from the socket.
     Close,
+    /// Answer, then close when the test says so (`Node::close_idle`): the close reaches a
+    /// client whose connection has long been idle, as a node's idle timeout does.
+    CloseWhenTold,
     /// Close without answering, as a node that crashed mid-request does.
     Vanish,
 }
@@ -35,6 +38,8 @@ struct Node {
     /// Requests read in full (answered or not).
     received: Arc<AtomicUsize>,
     closed: mpsc::Receiver<()>,
+    /// For `CloseWhenTold`: one message closes one idle connection.
+    close_now: mpsc::Sender<()>,
 }
 
 impl Node {
@@ -43,14 +48,16 @@ impl Node {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (accepted, received): (Arc<AtomicUsize>, Arc<AtomicUsize>) = Default::default();
         let (closed_tx, closed) = mpsc::channel();
+        let (close_now, told) = mpsc::channel();
+        let told = Arc::new(Mutex::new(told));
         let (a, n) = (Arc::clone(&accepted), Arc::clone(&received));
         // The threads end with the test binary; each serves one connection at a time.
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                let (n, closed_tx) = (Arc::clone(&n), closed_tx.clone());
-                std::thread::spawn(move || serve(stream, after, &n, &closed_tx));
+                let (n, closed_tx, told) = (Arc::clone(&n), closed_tx.clone(), Arc::clone(&told));
+                std::thread::spawn(move || serve(stream, after, &n, &closed_tx, &told));
             }
         });
         Self {
@@ -58,7 +65,14 @@ impl Node {
             accepted,
             received,
             closed,
+            close_now,
         }
+    }
+
+    /// `CloseWhenTold`: closes one idle connection and waits until it is closed.
+    fn close_idle(&self) {
+        self.close_now.send(()).expect("the node listens");
+        self.await_close();
     }
 
     /// Waits until the node has closed one more connection (bounded: the test fails if not).
@@ -77,7 +91,13 @@ impl Node {
     }
 }
 
-fn serve(stream: TcpStream, after: AfterAnswer, received: &AtomicUsize, closed: &mpsc::Sender<()>) {
+fn serve(
+    stream: TcpStream,
+    after: AfterAnswer,
+    received: &AtomicUsize,
+    closed: &mpsc::Sender<()>,
+    told: &Mutex<mpsc::Receiver<()>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     while let Some(length) = read_request(&mut reader) {
@@ -95,6 +115,10 @@ fn serve(stream: TcpStream, after: AfterAnswer, received: &AtomicUsize, closed: 
             ANSWER.len()
         );
         if writer.write_all(response.as_bytes()).is_err() || after == AfterAnswer::Close {
+            break;
+        }
+        if after == AfterAnswer::CloseWhenTold {
+            let _ = told.lock().unwrap().recv();
             break;
         }
     }
@@ -187,6 +211,27 @@ fn a_connection_idle_past_the_idle_timeout_is_not_reused() {
             pool.embed("m", "x").unwrap();
         }
         assert_eq!(node.counts(), (5, 5), "{client:?}: (connections, answers)");
+    }
+}
+
+/// The close arrives while the client's connection has been idle for a while: the client must
+/// see it from the socket before writing, not only when the close came with the answer.
+#[test]
+fn a_node_closing_a_long_idle_connection_costs_no_failure() {
+    for client in CLIENTS {
+        let node = Node::start(AfterAnswer::CloseWhenTold);
+        let pool = pool(client, usize::MAX, &node);
+        for round in 1..=10 {
+            pool.embed("m", "x")
+                .unwrap_or_else(|e| panic!("{client:?}, request {round}: {e}"));
+            node.close_idle();
+        }
+        assert_eq!(pool.stats().failed_requests, 0, "{client:?}");
+        assert_eq!(
+            node.counts(),
+            (10, 10),
+            "{client:?}: each request sent once"
+        );
     }
 }
 

@@ -181,6 +181,22 @@ impl Engine {
         let run = runtime.block_on(worker::drive(self, target, schedule, run_id))?;
         Ok(run)
     }
+
+    /// A closed loop of `requests` on `workers` OS threads, each blocking on a runtime and a
+    /// connection of its own: a blocking pool's I/O model without the pool (`run peak`'s
+    /// `threads+decode`). `threads` is not used.
+    pub fn run_on_threads(
+        &self,
+        target: &Target,
+        workers: usize,
+        requests: u64,
+        run_id: &str,
+    ) -> Result<EngineRun, EngineError> {
+        if workers == 0 {
+            return Err(EngineError::Schedule("workers must be at least 1"));
+        }
+        worker::closed_on_threads(self, target, run_id, workers, requests)
+    }
 }
 
 fn validate(schedule: Schedule) -> Result<(), EngineError> {

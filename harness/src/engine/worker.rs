@@ -89,7 +89,11 @@ pub(super) async fn drive(
             open(engine, target, run_id, connections, offsets).await?
         }
     };
-    let elapsed = started.elapsed();
+    Ok(merge(run_id, started.elapsed(), tallies))
+}
+
+/// The workers' tallies as one run.
+fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> EngineRun {
     let mut run = EngineRun {
         run_id: run_id.to_owned(),
         elapsed,
@@ -102,7 +106,49 @@ pub(super) async fn drive(
         crate::summary::merge(&mut run.latency, &tally.latency);
         run.late += tally.late;
     }
-    Ok(run)
+    run
+}
+
+/// The closed loop on `workers` OS threads, each blocking on a single-threaded runtime of its
+/// own with its own connection: a pool's I/O model (one thread per call in flight, as
+/// `pool::HttpClient::PerCaller` does it) without the pool, so `run peak` can tell what the
+/// pool costs from what the model costs.
+pub(super) fn closed_on_threads(
+    engine: &Engine,
+    target: &Target,
+    run_id: &str,
+    workers: usize,
+    requests: u64,
+) -> Result<EngineRun, EngineError> {
+    let start = Instant::now();
+    let tallies = std::thread::scope(|s| {
+        let mut threads = Vec::with_capacity(workers);
+        for w in 0..workers as u64 {
+            let mut conn = client(engine, target)?;
+            threads.push(s.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| EngineError::Start(e.to_string()))?;
+                let mut tally = Tally::new(start);
+                for n in (w..requests).step_by(workers) {
+                    let id = super::template::request_id(run_id, n);
+                    let sent = Instant::now();
+                    let status = runtime.block_on(send(&mut conn, target, &id));
+                    tally.record(n, status, sent);
+                }
+                Ok(tally)
+            }));
+        }
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| EngineError::Start("a worker thread panicked".into()))?
+            })
+            .collect::<Result<Vec<_>, EngineError>>()
+    })?;
+    Ok(merge(run_id, start.elapsed(), tallies))
 }
 
 async fn closed(
