@@ -3,7 +3,9 @@
 //!
 //! Groups: `ledger` (one request's bookkeeping at 1-100 threads), `select` (one request's
 //! bookkeeping, single thread, per strategy over 2-16 nodes), `snapshot` (`stats()` while 12 writers run), `end_to_end` (one request through
-//! each pool to an in-process mock node, beside a plain `reqwest` call; and a 12-worker batch).
+//! each pool to an in-process mock node, beside a plain `reqwest::blocking` call and the atomic
+//! pool on that same client; and a 12-worker batch). The pools use their default (per-caller)
+//! HTTP client unless a row names another.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -17,7 +19,10 @@ use criterion::{
 use crossbeam_utils::CachePadded;
 use mock_ollama::{MockCluster, NodeConfig, SlotPolicy};
 use pool::testing::{Outcome, simulate_request};
-use pool::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, Strategy};
+use pool::{
+    AtomicLedger, BareLedger, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger, Pool,
+    PoolConfig, Strategy,
+};
 
 const THREADS: [usize; 5] = [1, 2, 4, 12, 100];
 
@@ -222,6 +227,22 @@ fn end_to_end_group(c: &mut Criterion) {
     let mutex = Pool::new(locked(LockScope::Counters), config(), single).unwrap();
     let mutex_request = Pool::new(locked(LockScope::Request), config(), single).unwrap();
     let bare = Pool::new(BareLedger::new(), config(), single).unwrap();
+    // The plain call's own client under the pool: what the pool adds to that call.
+    let on_reqwest = Pool::new(
+        AtomicLedger::new(),
+        PoolConfig {
+            http: HttpConfig {
+                client: HttpClient::Blocking,
+                ..HttpConfig::default()
+            },
+            ..PoolConfig::default()
+        },
+        single,
+    )
+    .unwrap();
+    group.bench_function("atomic pool on reqwest::blocking, 1 request", |b| {
+        b.iter(|| black_box(on_reqwest.embed("mxbai-embed-large", "chunk").unwrap()))
+    });
     group.bench_function("atomic pool, 1 request", |b| {
         b.iter(|| black_box(atomic.embed("mxbai-embed-large", "chunk").unwrap()))
     });
