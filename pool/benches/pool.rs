@@ -228,18 +228,14 @@ fn end_to_end_group(c: &mut Criterion) {
     let mutex_request = Pool::new(locked(LockScope::Request), config(), single).unwrap();
     let bare = Pool::new(BareLedger::new(), config(), single).unwrap();
     // The plain call's own client under the pool: what the pool adds to that call.
-    let on_reqwest = Pool::new(
-        AtomicLedger::new(),
-        PoolConfig {
-            http: HttpConfig {
-                client: HttpClient::Blocking,
-                ..HttpConfig::default()
-            },
-            ..PoolConfig::default()
+    let blocking = || PoolConfig {
+        http: HttpConfig {
+            client: HttpClient::Blocking,
+            ..HttpConfig::default()
         },
-        single,
-    )
-    .unwrap();
+        ..PoolConfig::default()
+    };
+    let on_reqwest = Pool::new(AtomicLedger::new(), blocking(), single).unwrap();
     group.bench_function("atomic pool on reqwest::blocking, 1 request", |b| {
         b.iter(|| black_box(on_reqwest.embed("mxbai-embed-large", "chunk").unwrap()))
     });
@@ -259,6 +255,20 @@ fn end_to_end_group(c: &mut Criterion) {
     for workers in [12, 100] {
         let atomic = Pool::new(AtomicLedger::new(), config(), &urls).unwrap();
         let mutex = Pool::new(locked(LockScope::Counters), config(), &urls).unwrap();
+        let on_reqwest = Pool::new(AtomicLedger::new(), blocking(), &urls).unwrap();
+        group.bench_function(
+            BenchmarkId::new(
+                "atomic pool on reqwest::blocking, 2 nodes, workers",
+                workers,
+            ),
+            |b| {
+                b.iter_custom(|iters| {
+                    on_threads(workers, iters, || {
+                        drop(on_reqwest.embed("mxbai-embed-large", "chunk").unwrap())
+                    })
+                })
+            },
+        );
         group.bench_function(
             BenchmarkId::new("atomic pool, 2 nodes, workers", workers),
             |b| {
