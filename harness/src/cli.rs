@@ -90,9 +90,13 @@ struct LoadArgs {
     /// Runtime threads of the engine (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Spacing of open-loop arrivals: even (as oha's -q and wrk2's -R) or Poisson.
+    /// Spacing of open-loop arrivals: even (what wrk2's -R intends; oha's -q measured burstier,
+    /// see results/bench.md) or Poisson.
     #[arg(long, value_enum, default_value = "poisson")]
     arrivals: ArrivalKind,
+    /// A new connection for every request instead of one kept per worker.
+    #[arg(long)]
+    no_keep_alive: bool,
 }
 
 /// `--arrivals`.
@@ -433,6 +437,7 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = Engine {
         threads: args.threads.unwrap_or(Engine::default().threads),
+        keep_alive: !args.no_keep_alive,
         ..Engine::default()
     };
     let target = Target {

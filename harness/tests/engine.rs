@@ -17,6 +17,33 @@ fn embed_target(url: &str) -> Target {
 }
 
 #[test]
+fn without_keep_alive_every_request_opens_a_connection() {
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
+    let node = &nodes.nodes()[0];
+    let closed = Schedule::Closed {
+        workers: 3,
+        requests: 40,
+        cap: None,
+    };
+    for (keep_alive, connections) in [(false, 40), (true, 3)] {
+        let before = node.counters().connections_accepted;
+        let engine = Engine {
+            keep_alive,
+            ..Engine::default()
+        };
+        let run = engine
+            .run(&embed_target(&nodes.urls()[0]), closed, "k")
+            .expect("run");
+        assert_eq!((run.ok(), run.failed()), (40, 0), "keep-alive {keep_alive}");
+        assert_eq!(
+            node.counters().connections_accepted - before,
+            connections,
+            "keep-alive {keep_alive}"
+        );
+    }
+}
+
+#[test]
 fn blocking_threads_send_each_id_once_over_one_connection_per_thread() {
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
     let before = nodes.nodes()[0].counters().connections_accepted;

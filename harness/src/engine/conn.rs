@@ -1,6 +1,7 @@
 //! One HTTP/1.1 keep-alive connection per worker, on hyper's connection API directly (as oha
 //! does): no client pool, no per-request lookup of an idle connection, no shared state between
-//! workers. A connection that fails is dropped and the next request opens a new one.
+//! workers. A connection that fails is dropped and the next request opens a new one; without
+//! keep-alive every request does.
 
 use std::time::Duration;
 
@@ -48,15 +49,22 @@ impl Endpoint {
 pub(super) struct Conn {
     endpoint: Endpoint,
     timeout: Duration,
+    keep_alive: bool,
     decode: Option<Decoder>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
-    pub(super) fn new(endpoint: Endpoint, timeout: Duration, decode: Option<Decoder>) -> Self {
+    pub(super) fn new(
+        endpoint: Endpoint,
+        timeout: Duration,
+        keep_alive: bool,
+        decode: Option<Decoder>,
+    ) -> Self {
         Self {
             endpoint,
             timeout,
+            keep_alive,
             decode,
             sender: None,
         }
@@ -78,7 +86,13 @@ impl Conn {
     /// arrived within the timeout.
     pub(super) async fn post(&mut self, id: &str, body: Bytes) -> Option<u16> {
         match tokio::time::timeout(self.timeout, self.exchange(id, body)).await {
-            Ok(Some(status)) => Some(status),
+            Ok(Some(status)) => {
+                if !self.keep_alive {
+                    // The connection's task closes it once its sender is gone.
+                    self.sender = None;
+                }
+                Some(status)
+            }
             // A failed or timed-out exchange leaves the connection in an unknown state.
             _ => {
                 self.sender = None;

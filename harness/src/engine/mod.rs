@@ -4,7 +4,8 @@
 //!
 //! It is what drives third-party gateways (`harness gateway`), so it must never be what limits a
 //! measurement: a tokio multi-thread runtime, one keep-alive connection per worker (each worker
-//! owns its connection, so connection counts at the nodes mean something), per-worker histograms and
+//! owns its connection, so connection counts at the nodes mean something; `keep_alive: false`
+//! opens one per request instead), per-worker histograms and
 //! outcome lists merged at the end, a static split of request ids in the closed loop, and no lock
 //! on the hot path (the open loop's one shared atomic hands out arrival slots). Every request
 //! carries a unique id (`x-request-id` and the template's `{rid}`), and its outcome is kept, so
@@ -142,6 +143,9 @@ pub struct Engine {
     pub threads: usize,
     /// Per-request timeout (a request past it is a failure with no status).
     pub timeout: Duration,
+    /// Keep each worker's connection open between its requests; `false` opens a new connection
+    /// for every request (what a client without keep-alive costs a gateway or a node).
+    pub keep_alive: bool,
 }
 
 impl Default for Engine {
@@ -149,6 +153,7 @@ impl Default for Engine {
         Self {
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             timeout: Duration::from_secs(60),
+            keep_alive: true,
         }
     }
 }

@@ -56,6 +56,7 @@ fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
     Ok(Conn::new(
         Endpoint::parse(&target.url)?,
         engine.timeout,
+        engine.keep_alive,
         target.decode,
     ))
 }
