@@ -3,6 +3,7 @@
 //! timing assertions.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harness::engine::{Arrivals, Engine, Schedule, Target, Template};
@@ -76,12 +77,23 @@ fn a_decoder_sees_every_answer_and_its_refusals_are_failures() {
         };
         Engine::default().run(&target, closed, "d").expect("run")
     };
-    let embeds = |body: &[u8]| serde_json::from_slice::<pool::EmbedResponse>(body).is_ok();
+    static DECODED: AtomicUsize = AtomicUsize::new(0);
+    let embeds = |body: &[u8]| {
+        DECODED.fetch_add(1, Ordering::Relaxed);
+        serde_json::from_slice::<pool::EmbedResponse>(body).is_ok()
+    };
     let decoded = run(embeds);
     assert_eq!((decoded.ok(), decoded.failed()), (60, 0));
+    assert_eq!(DECODED.load(Ordering::Relaxed), 60, "every answer decoded");
+    let before = nodes.nodes()[0].counters().connections_accepted;
     let refused = run(|_| false);
     assert_eq!((refused.ok(), refused.failed()), (0, 60));
     assert!(refused.records.iter().all(|r| r.status.is_none()));
+    assert_eq!(
+        nodes.nodes()[0].counters().connections_accepted - before,
+        3,
+        "a refused answer keeps its connection"
+    );
 }
 
 #[test]

@@ -84,24 +84,28 @@ impl Conn {
 
     /// POSTs `body` and reads the whole answer; the status, or `None` when no complete answer
     /// arrived within the timeout.
+    /// A 2xx answer the decoder refuses is `None` too, but its connection is kept: the exchange
+    /// itself completed.
     pub(super) async fn post(&mut self, id: &str, body: Bytes) -> Option<u16> {
-        match tokio::time::timeout(self.timeout, self.exchange(id, body)).await {
-            Ok(Some(status)) => {
-                if !self.keep_alive {
-                    // The connection's task closes it once its sender is gone.
-                    self.sender = None;
-                }
-                Some(status)
-            }
+        let Ok(Some((status, body))) =
+            tokio::time::timeout(self.timeout, self.exchange(id, body)).await
+        else {
             // A failed or timed-out exchange leaves the connection in an unknown state.
-            _ => {
-                self.sender = None;
-                None
-            }
+            self.sender = None;
+            return None;
+        };
+        if !self.keep_alive {
+            // The connection's task closes it once its sender is gone.
+            self.sender = None;
+        }
+        match self.decode {
+            Some(decode) if (200..300).contains(&status) => decode(&body).then_some(status),
+            _ => Some(status),
         }
     }
 
-    async fn exchange(&mut self, id: &str, body: Bytes) -> Option<u16> {
+    /// The status and the whole body.
+    async fn exchange(&mut self, id: &str, body: Bytes) -> Option<(u16, Bytes)> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.sender = Some(self.connect().await?);
         }
@@ -116,11 +120,6 @@ impl Conn {
         let response = sender.send_request(request).await.ok()?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?;
-        match self.decode {
-            Some(decode) if (200..300).contains(&status) => {
-                decode(&body.to_bytes()).then_some(status)
-            }
-            _ => Some(status),
-        }
+        Some((status, body.to_bytes()))
     }
 }

@@ -121,16 +121,25 @@ pub(super) fn closed_on_threads(
     workers: usize,
     requests: u64,
 ) -> Result<EngineRun, EngineError> {
-    let start = Instant::now();
+    // The clock starts when every thread has its runtime, as `Engine::run`'s starts after its
+    // runtime is built.
+    let ready = std::sync::Barrier::new(workers + 1);
+    let start = std::sync::OnceLock::new();
+    // Every connection before any thread, so no thread waits at the barrier for one that failed.
+    let conns = (0..workers)
+        .map(|_| client(engine, target))
+        .collect::<Result<Vec<_>, _>>()?;
     let tallies = std::thread::scope(|s| {
         let mut threads = Vec::with_capacity(workers);
-        for w in 0..workers as u64 {
-            let mut conn = client(engine, target)?;
+        for (w, mut conn) in (0..workers as u64).zip(conns) {
+            let (ready, start) = (&ready, &start);
             threads.push(s.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()
-                    .map_err(|e| EngineError::Start(e.to_string()))?;
+                    .build();
+                ready.wait();
+                let runtime = runtime.map_err(|e| EngineError::Start(e.to_string()))?;
+                let start = *start.get_or_init(Instant::now);
                 let mut tally = Tally::new(start);
                 for n in (w..requests).step_by(workers) {
                     let id = super::template::request_id(run_id, n);
@@ -141,15 +150,19 @@ pub(super) fn closed_on_threads(
                 Ok(tally)
             }));
         }
-        threads
+        ready.wait();
+        let started = *start.get_or_init(Instant::now);
+        let tallies = threads
             .into_iter()
             .map(|t| {
                 t.join()
                     .map_err(|_| EngineError::Start("a worker thread panicked".into()))?
             })
-            .collect::<Result<Vec<_>, EngineError>>()
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok::<_, EngineError>((started, tallies))
     })?;
-    Ok(merge(run_id, start.elapsed(), tallies))
+    let (started, tallies) = tallies;
+    Ok(merge(run_id, started.elapsed(), tallies))
 }
 
 async fn closed(

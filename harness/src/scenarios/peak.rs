@@ -359,7 +359,7 @@ fn verdicts(
         .min_by(|a, b| a.1.total_cmp(&b.1))
     {
         out.push(format!(
-            "Each reqwest::blocking client drives all of its requests on one internal thread: {io:.1} us of those threads' CPU per request at best (atomic, {w} workers), so {http_clients} client(s) (--http-clients) cap the pool at about {:.0} req/s however many cores the machine has.",
+            "Each reqwest::blocking client drives all of its requests on one internal thread: {io:.1} us of those threads' CPU per request at best (atomic on the blocking client, {w} workers), so {http_clients} client(s) (--http-clients) cap the pool at about {:.0} req/s however many cores the machine has.",
             http_clients as f64 * 1e6 / io
         ));
     }

@@ -20,7 +20,8 @@
 //!
 //! Unlike reqwest, it follows no redirects (a 3xx is a node failure; Ollama sends none), and it
 //! resolves a node's host name on the calling thread, address by address, where reqwest uses a
-//! resolver thread.
+//! resolver thread; that lookup is not under the attempt's timeout (an address literal needs
+//! none).
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -292,4 +293,37 @@ async fn drive<F: Future>(driver: &mut Option<Pin<Box<Driver>>>, work: F) -> F::
 /// A hyper error during an exchange as a [`FailureReason`].
 fn transport(error: &hyper::Error) -> FailureReason {
     FailureReason::Transport(with_causes(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// The check `tests/connections.rs` cannot isolate (hyper also notices a close when it reads
+    /// before writing): a connection whose node closed it while idle is seen closed before any
+    /// request is written. Seen failing with the runtime's event collection removed.
+    #[test]
+    fn a_connection_its_node_closed_is_not_still_open() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let node = NodeAddr::new(1, &addr.to_string(), &format!("http://{addr}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let Ok(mut conn) = runtime.block_on(Conn::open(&node, &HttpConfig::default())) else {
+            panic!("connect to {addr}");
+        };
+        let (peer, _) = listener.accept().unwrap();
+        assert!(
+            runtime.block_on(conn.still_open()),
+            "open while the node keeps it"
+        );
+        drop(peer);
+        // Bounded: the close is on its way through loopback, not on a timer.
+        let seen = (0..1_000).any(|_| !runtime.block_on(conn.still_open()));
+        assert!(seen, "the node's close was never seen");
+    }
 }
