@@ -22,7 +22,7 @@ use crate::error::{NodeFailure, PoolError};
 use crate::http::{AttemptError, Http, HttpConfig, Transport};
 use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
-use crate::prober::{ProbeConfig, Prober, probe_node};
+use crate::prober::{ProbeConfig, Prober};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
 use crate::testing::{Degradation, Dropped, Dropping};
@@ -47,7 +47,7 @@ pub struct PoolConfig {
 /// its own I/O (`HttpClient::PerCaller`). Do not call it from inside an async runtime.
 pub struct Pool {
     ledger: Arc<Ledger>,
-    http: Http,
+    http: Arc<Http>,
     config: PoolConfig,
     requests: AtomicU64,
     _prober: Option<Prober>,
@@ -79,7 +79,7 @@ impl Pool {
         if config.degradation.stuck_round_robin {
             ledger.stick_cursor();
         }
-        let http = config.http.http()?;
+        let http = Arc::new(config.http.http()?);
         let ledger = Arc::new(ledger);
         for url in nodes {
             let (key, base) = parse_node_url(url.as_ref())?;
@@ -88,7 +88,7 @@ impl Pool {
         let prober = match (config.probe, &*ledger) {
             (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => Some(Prober::spawn(
                 Arc::clone(&ledger),
-                http.probe_client().clone(),
+                Arc::clone(&http),
                 probe,
                 config.degradation.lenient_probe,
             )?),
@@ -145,7 +145,7 @@ impl Pool {
             .map_or(Duration::from_secs(2), |p| p.timeout);
         let lenient = self.config.degradation.lenient_probe;
         self.ledger
-            .probe(&mut |node| probe_node(self.http.probe_client(), node, timeout, lenient));
+            .probe(&mut |node| self.http.probe(node, timeout, lenient));
     }
 
     /// `POST /api/embed` with one input or a batch.
@@ -202,7 +202,7 @@ impl Pool {
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
         let unrecorded = self.degrade_request();
         let exchange = Exchange::<T, Http> {
-            transport: &self.http,
+            transport: &*self.http,
             strategy: self.config.strategy,
             attempt_delay: self.config.degradation.attempt_delay,
             path,

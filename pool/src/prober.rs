@@ -10,11 +10,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use reqwest::blocking::Client;
-
 use crate::error::PoolError;
+use crate::http::Http;
 use crate::ledger::Ledger;
-use crate::node::NodeAddr;
 
 /// How often and how patiently to probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,27 +32,6 @@ impl Default for ProbeConfig {
     }
 }
 
-/// Whether `node` answers `/api/ps` and `/api/tags` within `timeout`.
-///
-/// `lenient` is `Degradation::lenient_probe`: any complete answer counts as healthy, a 500
-/// included.
-pub(crate) fn probe_node(
-    client: &Client,
-    node: &NodeAddr,
-    timeout: Duration,
-    lenient: bool,
-) -> bool {
-    ["/api/ps", "/api/tags"].iter().all(|path| {
-        client
-            .get(format!("{}{path}", node.url))
-            .timeout(timeout)
-            .send()
-            .and_then(|r| if lenient { Ok(r) } else { r.error_for_status() })
-            .and_then(|r| r.bytes())
-            .is_ok()
-    })
-}
-
 /// The probing thread; stops and is joined when dropped.
 pub(crate) struct Prober {
     stop: Option<mpsc::Sender<()>>,
@@ -66,7 +43,7 @@ impl Prober {
     /// lock across each round.
     pub(crate) fn spawn(
         ledger: Arc<Ledger>,
-        client: Client,
+        http: Arc<Http>,
         config: ProbeConfig,
         lenient: bool,
     ) -> Result<Self, PoolError> {
@@ -76,7 +53,7 @@ impl Prober {
             .spawn(move || {
                 // One round at once, then one per interval, so even a short run sees the probe.
                 loop {
-                    ledger.probe(&mut |node| probe_node(&client, node, config.timeout, lenient));
+                    ledger.probe(&mut |node| http.probe(node, config.timeout, lenient));
                     if !matches!(
                         stopped.recv_timeout(config.interval),
                         Err(RecvTimeoutError::Timeout)

@@ -362,9 +362,15 @@ async fn control_plane(server: &MockServer, ps: ResponseTemplate) {
         .await;
 }
 
-/// One probe cycle per ledger and scope: healthy, a 500, recovered, too slow; panics naming the
-/// step whose verdict was wrong.
+/// One probe cycle per client, ledger and scope: healthy, a 500, recovered, too slow; panics
+/// naming the step whose verdict was wrong.
 fn probe_cycle(degradation: Degradation) {
+    for client in CLIENTS {
+        probe_cycle_on(client, degradation);
+    }
+}
+
+fn probe_cycle_on(client: HttpClient, degradation: Degradation) {
     let runtime = Runtime::new().unwrap();
     let server = runtime.block_on(MockServer::start());
     let key = server.uri().trim_start_matches("http://").to_owned();
@@ -374,13 +380,18 @@ fn probe_cycle(degradation: Degradation) {
         MutexLedger::new(LockScope::Probe).into(),
     ];
     for ledger in ledgers {
-        let kind = format!("{} {:?}", ledger.kind(), ledger.lock_scope());
+        let kind = format!(
+            "{} {:?} on {}",
+            ledger.kind(),
+            ledger.lock_scope(),
+            client.name()
+        );
         runtime.block_on(control_plane(&server, ResponseTemplate::new(200)));
         // No background prober (it would race the rounds this test drives); `probe_now` then
         // uses a 2 s probe timeout, 30 times shorter than the slow answer below.
         let config = PoolConfig {
             degradation,
-            ..config()
+            ..on(client, config())
         };
         let pool = Pool::new(ledger, config, &[server.uri()]).unwrap();
         let available = |pool: &Pool| pool.stats().node_performance[&key].available;

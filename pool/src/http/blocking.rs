@@ -1,5 +1,7 @@
 //! The `reqwest::blocking` client: every request is handed to the client's one internal I/O
-//! thread and the caller waits for the answer. Also the client of the health probes.
+//! thread and the caller waits for the answer.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::blocking::Client;
@@ -70,6 +72,17 @@ impl Transport for Client {
             .map_err(|e| AttemptError::Retry(transport_reason(&e)))?;
         decode(status, &bytes)
     }
+}
+
+/// `GET node.url + path` within `timeout`: the status of a complete answer, or `None`.
+pub(super) fn get(client: &Client, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
+    let response = client
+        .get(format!("{}{path}", node.url))
+        .timeout(timeout)
+        .send()
+        .ok()?;
+    let status = response.status().as_u16();
+    response.bytes().ok().map(|_| status)
 }
 
 /// A transport error as a [`FailureReason`], with its whole chain of causes.

@@ -4,7 +4,7 @@
 //! undecodable bodies are the node's fault; a 4xx is the request's, so another node would refuse
 //! it too. Two clients carry the attempts ([`HttpClient`]): `reqwest::blocking` ([`blocking`])
 //! and a per-caller async core ([`per_caller`]); both end in [`decode`], so they classify an
-//! answer the same way. Health probes always use a `reqwest::blocking` client.
+//! answer the same way, and each also carries the health probes ([`Http::probe`]).
 
 mod blocking;
 mod per_caller;
@@ -12,7 +12,6 @@ mod per_caller;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::blocking::Client;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -89,27 +88,37 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// The pool's HTTP side these settings describe.
     pub(crate) fn http(&self) -> Result<Http, PoolError> {
-        let per_caller = self.client == HttpClient::PerCaller;
-        // The per-caller client keeps one blocking client, for the health probes.
-        let blocking = if per_caller { 1 } else { self.clients };
-        Ok(Http {
-            blocking: Clients::new(self, blocking)?,
-            per_caller: per_caller.then(|| Cores::new(*self)),
+        Ok(match self.client {
+            HttpClient::Blocking => Http::Blocking(Clients::new(self, self.clients)?),
+            HttpClient::PerCaller => Http::PerCaller(Box::new(Cores::new(*self))),
         })
     }
 }
 
-/// The pool's HTTP side: the client that carries requests, and one for the health probes.
+/// The pool's HTTP side: the client that carries its requests and its health probes.
 #[derive(Debug)]
-pub(crate) struct Http {
-    blocking: Clients,
-    per_caller: Option<Cores>,
+pub(crate) enum Http {
+    /// `reqwest::blocking`: every request through a client's I/O thread.
+    Blocking(Clients),
+    /// The calling thread's own exchange on a borrowed runtime (boxed: the idle queue is
+    /// cache-padded, ten times the size of the other variant).
+    PerCaller(Box<Cores>),
 }
 
 impl Http {
-    /// The client health probes use (the calling thread's blocking client).
-    pub(crate) fn probe_client(&self) -> &Client {
-        self.blocking.for_this_thread()
+    /// Whether `node` answers `GET /api/ps` and `GET /api/tags`, each completely and within
+    /// `timeout`, with a 2xx unless `lenient` (`Degradation::lenient_probe`: any complete
+    /// answer, a 500 included, counts as healthy).
+    pub(crate) fn probe(&self, node: &NodeAddr, timeout: Duration, lenient: bool) -> bool {
+        ["/api/ps", "/api/tags"].iter().all(|path| {
+            let status = match self {
+                Http::Blocking(clients) => {
+                    blocking::get(clients.for_this_thread(), node, path, timeout)
+                }
+                Http::PerCaller(cores) => cores.get(node, path, timeout),
+            };
+            status.is_some_and(|s| lenient || (200..300).contains(&s))
+        })
     }
 }
 
@@ -120,9 +129,9 @@ impl Transport for Http {
         path: &str,
         body: Bytes,
     ) -> Result<T, AttemptError> {
-        match &self.per_caller {
-            Some(cores) => cores.post(node, path, body),
-            None => Transport::post(self.blocking.for_this_thread(), node, path, body),
+        match self {
+            Http::PerCaller(cores) => cores.post(node, path, body),
+            Http::Blocking(clients) => Transport::post(clients.for_this_thread(), node, path, body),
         }
     }
 }

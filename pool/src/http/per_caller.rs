@@ -27,11 +27,12 @@ use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::{Pin, pin};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 use http_body_util::{BodyExt as _, Full};
+use hyper::Method;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -70,22 +71,55 @@ impl Cores {
         }
     }
 
-    /// `POST node.url + path` on an idle core (a new one when none is idle), decoded as `T`.
+    /// `POST node.url + path` with a JSON body, decoded as `T`.
     pub(super) fn post<T: DeserializeOwned>(
         &self,
         node: &NodeAddr,
         path: &str,
         body: Bytes,
     ) -> Result<T, AttemptError> {
+        let request = Outgoing {
+            method: Method::POST,
+            path,
+            body: Some(body),
+            timeout: self.config.timeout,
+        };
+        let (status, body) = self.exchange(node, request)?;
+        decode(status, &body)
+    }
+
+    /// `GET node.url + path` within `timeout`: the status of a complete answer, or `None`.
+    pub(super) fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
+        let request = Outgoing {
+            method: Method::GET,
+            path,
+            body: None,
+            timeout,
+        };
+        self.exchange(node, request).ok().map(|(status, _)| status)
+    }
+
+    /// One exchange on an idle core (a new one when none is idle), returned before the answer
+    /// is decoded.
+    fn exchange(&self, node: &NodeAddr, request: Outgoing) -> Result<(u16, Bytes), AttemptError> {
         let mut core = match self.idle.pop() {
             Some(core) => core,
             None => Core::new()?,
         };
-        let answer = core.exchange(&self.config, node, path, body);
+        let answer = core.exchange(&self.config, node, request);
         self.idle.push(core);
-        let (status, body) = answer?;
-        decode(status, &body)
+        answer
     }
+}
+
+/// What one exchange sends.
+struct Outgoing<'a> {
+    method: Method,
+    path: &'a str,
+    /// A JSON body; `None` sends none.
+    body: Option<Bytes>,
+    /// Connect to last byte.
+    timeout: Duration,
 }
 
 /// A single-threaded runtime and its connections, by node id.
@@ -111,17 +145,17 @@ impl Core {
         })
     }
 
-    /// One exchange within the attempt timeout: the status and the whole body.
+    /// One exchange within the request's timeout: the status and the whole body.
     fn exchange(
         &mut self,
         config: &HttpConfig,
         node: &NodeAddr,
-        path: &str,
-        body: Bytes,
+        request: Outgoing,
     ) -> Result<(u16, Bytes), AttemptError> {
         let Core { runtime, conns } = self;
+        let timeout = request.timeout;
         let outcome = runtime.block_on(async {
-            tokio::time::timeout(config.timeout, attempt(conns, config, node, path, body)).await
+            tokio::time::timeout(timeout, attempt(conns, config, node, request)).await
         });
         // On a timeout the connection was inside the dropped future, so it is closed.
         outcome.unwrap_or(Err(AttemptError::Retry(FailureReason::Timeout)))
@@ -134,8 +168,7 @@ async fn attempt(
     conns: &mut HashMap<u64, Conn>,
     config: &HttpConfig,
     node: &NodeAddr,
-    path: &str,
-    body: Bytes,
+    outgoing: Outgoing<'_>,
 ) -> Result<(u16, Bytes), AttemptError> {
     if let Some(limit) = config.idle_timeout {
         // Every connection of this core, not just this node's: a node removed from the pool is
@@ -152,10 +185,15 @@ async fn attempt(
         Some(conn) => conn,
         None => Conn::open(node, config).await?,
     };
-    let request = hyper::Request::post(path)
-        .header(HOST, conn.host.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
+    let mut request = hyper::Request::builder()
+        .method(outgoing.method)
+        .uri(outgoing.path)
+        .header(HOST, conn.host.clone());
+    if outgoing.body.is_some() {
+        request = request.header(CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Full::new(outgoing.body.unwrap_or_default()))
         .map_err(|e| AttemptError::Retry(FailureReason::Transport(e.to_string())))?;
     let answer = match conn.send(request).await {
         // It never left: send it on a new connection, once.
