@@ -9,7 +9,8 @@
 //! one call at a time, so it keeps at most one keep-alive connection per node; there are as many
 //! cores as calls were ever in flight at once, kept until the pool drops. The queue is
 //! first-in first-out, so under steady traffic every core is used in turn and its connections
-//! are looked at (those idle past `idle_timeout` are closed at each call).
+//! are looked at (those idle past `idle_timeout` are closed at each call). The health probes'
+//! GETs borrow cores the same way.
 //!
 //! A core's connections make progress only while the core runs a call: no task is spawned, each
 //! call drives its connection's [`Driver`] beside its request ([`drive`]). So a node that closed
