@@ -1,4 +1,5 @@
-//! The command line rejects bad input with a clear error instead of panicking.
+//! The command line rejects bad input with a clear error instead of panicking, and measures what
+//! its flags name.
 
 use std::process::Command;
 
@@ -121,6 +122,69 @@ fn a_mock_node_that_is_not_there_is_a_clear_error_and_excludes_nodes() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains("does not answer as a mock-ollama node"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn peak_measures_the_named_http_client_only() {
+    let dir = std::env::temp_dir().join(format!("harness-peak-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "peak",
+            "--variants",
+            "atomic",
+            "--http-client",
+            "blocking",
+        ])
+        .args([
+            "--workers",
+            "2",
+            "--requests",
+            "40",
+            "--repeats",
+            "1",
+            "--no-progress",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("harness runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("peak.json")).expect("peak.json written");
+    let result: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let clients: std::collections::BTreeSet<&str> = result["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["variant"].as_str())
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            "atomic/blocking",
+            "engine",
+            "engine+decode",
+            "threads+decode"
+        ]
+        .into(),
+        "the named client only, beside the engine's rows"
+    );
+    assert_eq!(result["params"]["http_client"], "blocking");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unknown_http_client_is_an_error_listing_the_known_ones() {
+    let (code, stderr) = harness(&["run", "peak", "--http-client", "turbo"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("per-caller") && stderr.contains("blocking"),
         "{stderr}"
     );
 }
