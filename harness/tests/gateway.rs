@@ -580,6 +580,21 @@ fn the_open_loop_cell_sends_each_rate_for_one_phase() {
     assert!(audit.clean(), "{audit:?}");
 }
 
+/// The median service time, in us, of `node`'s requests whose id starts with `cell`.
+fn median_service_us(node: &mock_ollama::MockNode, cell: &str) -> u64 {
+    let mut times: Vec<u64> = node
+        .served(0, usize::MAX)
+        .entries
+        .iter()
+        .filter(|e| e.marker.as_deref().is_some_and(|m| m.starts_with(cell)))
+        .filter_map(|e| Some(e.service_end_ns? - e.service_start_ns?))
+        .map(|ns| ns / 1_000)
+        .collect();
+    assert!(!times.is_empty(), "{cell}: no requests served");
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
 /// The last node at 1/3 and then 1/7 speed: two cells, each with the capacity measured again,
 /// and the speed restored.
 #[test]
@@ -591,12 +606,21 @@ fn the_heterogeneous_cells_slow_the_last_node_and_restore_it() {
     let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
     let names: Vec<&str> = result.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["direct", "slow-node-3x", "slow-node-7x"]);
-    for cell in &result.cells[1..] {
+    for (cell, slowdown) in result.cells[1..].iter().zip([3, 7]) {
         let audit = cell.audit.clone().expect("audited");
         assert!(audit.clean(), "{audit:?}");
         // Round-robin gives the slow node half the work whatever its capacity.
         assert_eq!(audit.nodes[0].served, audit.nodes[1].served);
-        assert!(cell.shares[1].1 < 0.5, "{:?}", cell.shares);
+        // The slowdown is read from the nodes' own service times, which the due-time handoff
+        // keeps at their configured length whatever the machine's load (the measured capacity
+        // shares, by contrast, moved with other tests running beside this one).
+        let service = |node: usize| median_service_us(&nodes.nodes()[node], &cell.name);
+        let (fast, slow) = (service(0), service(1));
+        assert!(
+            slow >= fast * (slowdown - 1),
+            "{}: {slow} us against {fast} us",
+            cell.name
+        );
     }
     assert_eq!(nodes.nodes()[1].config().speed, 1.0, "speed restored");
 }
@@ -707,7 +731,13 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
     let audit = cell("distribution").audit.clone().expect("audited");
     assert!(audit.clean(), "{audit:?}");
     assert_eq!((audit.nodes[0].served, audit.nodes[1].served), (20, 20));
-    assert!(cell("slow-node-7x").shares[1].1 < 0.5);
+    // Slowed through the control API: the node's own service times say so (see the
+    // heterogeneous test for why not the measured capacity shares).
+    let (fast, slow) = (
+        median_service_us(&nodes.nodes()[0], "slow-node-7x"),
+        median_service_us(&nodes.nodes()[1], "slow-node-7x"),
+    );
+    assert!(slow >= fast * 6, "{slow} us against {fast} us");
     let refuse = &cell("node-refuse").faults[0];
     assert!(refuse.client_failures > 0, "{refuse:?}");
     assert_eq!(refuse.audit.never_served, refuse.client_failures);
