@@ -10,6 +10,7 @@
 //! A binary of its own, with one test: thread and descriptor counts are process-wide.
 //! `harness run soak` runs the same at full size (10,000 requests per pool).
 
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,16 +25,37 @@ use pool::{
 const REQUESTS: u64 = 1_500;
 const THREADS: u64 = 12;
 
-/// Threads and open descriptors of this process (Linux `/proc`).
-fn process_counts() -> (usize, usize) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
-    (threads, fds)
+/// This process's threads, by id (Linux `/proc`).
+fn threads() -> BTreeSet<u64> {
+    std::fs::read_dir("/proc/self/task").map_or_else(
+        |_| BTreeSet::new(),
+        |tasks| {
+            tasks
+                .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        },
+    )
+}
+
+/// This process's open descriptors.
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Threads started since `before` that still exist. A joined thread can still be listed for a
+/// moment after `join` returns (the kernel wakes the joiner before it removes the task), so
+/// this waits, bounded, for the list to settle; a thread that never ends fails the test. Threads
+/// are compared by id, not counted: one that was ending when `before` was read must not hide a
+/// new one.
+fn threads_left(before: &BTreeSet<u64>) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = threads().difference(before).copied().collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn faulty_nodes() -> MockCluster {
@@ -181,7 +203,7 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
     drop(mock_ollama::MockCluster::start(vec![]).expect("an empty cluster starts"));
     // Likewise the mock's precise timer: one thread per process, started with the first node.
     mock_ollama::timer::start();
-    let start = process_counts();
+    let (start_threads, start_descriptors) = (threads(), descriptors());
     let clean = Degradation::default();
     for client in [HttpClient::Blocking, HttpClient::PerCaller] {
         let name = |ledger: &str| format!("{ledger}/{}", client.name());
@@ -201,9 +223,14 @@ fn faults_and_a_node_down_and_back_lose_nothing() {
         check(&name("bare"), BareLedger::new(), client, clean);
     }
     assert_eq!(
-        process_counts(),
-        start,
-        "threads and descriptors back where they started"
+        threads_left(&start_threads),
+        Vec::<u64>::new(),
+        "every thread the soaks started has ended"
+    );
+    assert_eq!(
+        descriptors(),
+        start_descriptors,
+        "descriptors back where they started"
     );
     // The broken twin, after the leak check (a failed check unwinds past its shutdown).
     let unrecorded = Degradation {
