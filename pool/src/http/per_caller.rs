@@ -174,7 +174,8 @@ async fn attempt(
     if let Some(limit) = config.idle_timeout {
         // Every connection of this core, not just this node's: a node removed from the pool is
         // never chosen again, and its connections close here once idle past the limit.
-        conns.retain(|_, conn| conn.idle_since.elapsed() < limit);
+        let now = Instant::now();
+        conns.retain(|_, conn| now.duration_since(conn.idle_since) < limit);
     }
     let mut kept = conns.remove(&node.id);
     if let Some(conn) = &mut kept
