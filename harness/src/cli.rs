@@ -70,7 +70,7 @@ enum Command {
     Load(LoadArgs),
     /// Benchmark and audit an Ollama load balancer in front of mock nodes this command starts
     /// (node i on 127.0.0.1:PORT+i; point the gateway's upstreams at them).
-    Gateway(GatewayArgs),
+    Gateway(Box<GatewayArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +97,10 @@ struct LoadArgs {
     /// A new connection for every request instead of one kept per worker.
     #[arg(long)]
     no_keep_alive: bool,
+    /// A header on every request, `Name: value` (repeatable); `{rid}` in the value is the
+    /// request's id.
+    #[arg(long = "header")]
+    headers: Vec<String>,
 }
 
 /// `--arrivals`.
@@ -122,9 +126,21 @@ struct GatewayArgs {
     /// Name of the gateway in the results (results/gateways/LABEL.json).
     #[arg(long, default_value = "gateway")]
     label: String,
-    /// How long to wait for the gateway to answer GET /api/version.
+    /// How long to wait for the gateway to answer GET --ready-path.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     ready_timeout: Duration,
+    /// The path the harness GETs until the gateway is ready (default: /api/version with
+    /// --api ollama, /v1/models with --api openai, which an OpenAI-only proxy serves).
+    #[arg(long)]
+    ready_path: Option<String>,
+    /// The status that counts as ready (default: any 2xx).
+    #[arg(long)]
+    ready_status: Option<u16>,
+    /// A header on every request sent through the gateway, `Name: value` (repeatable): an API
+    /// key (`Authorization: Bearer sk-…`) or a user header; `{rid}` in the value is the
+    /// request's id. Values are redacted in results and printed output.
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// Cells through the gateway, after `direct`.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::gateway::CellKind::DEFAULT)]
     cells: Vec<crate::gateway::CellKind>,
@@ -403,7 +419,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             update_baseline,
             ..
         }) => run_gate(&cli.common, candidate, baseline, update_baseline),
-        Some(Command::Gateway(args)) => run_gateway(&cli.common, args),
+        Some(Command::Gateway(args)) => run_gateway(&cli.common, *args),
         Some(Command::Load(args)) => run_load(&cli.common, &args),
     }
 }
@@ -444,6 +460,7 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         url: args.url.clone(),
         template: Template::new(&args.body),
         decode: None,
+        headers: crate::engine::Headers::parse(&args.headers)?,
     };
     let cpu_before = crate::machine::cpu_time();
     let run = engine.run(&target, schedule, "load")?;
@@ -472,7 +489,12 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         args.mock_nodes.is_empty() || options.nodes.is_none(),
         "--nodes and --mock-node exclude each other: the nodes are the --mock-node URLs"
     );
+    // Refused before anything starts: a bad header would otherwise fail every request.
+    let headers = crate::engine::Headers::parse(&args.headers)?;
+    let ready = readiness(&args)?;
     let settings = crate::gateway::Settings {
+        headers,
+        ready,
         target: args.target.trim_end_matches('/').to_owned(),
         nodes: match args.mock_nodes.len() {
             0 => options.nodes.unwrap_or(2),
@@ -528,6 +550,26 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     Ok(match bounds {
         Some(bounds) => judged_exit(&result, &bounds),
         None => ExitCode::SUCCESS,
+    })
+}
+
+/// `--ready-path` and `--ready-status`, or the default for `--api`.
+fn readiness(args: &GatewayArgs) -> anyhow::Result<crate::gateway::Readiness> {
+    let default = crate::gateway::Readiness::for_api(args.api);
+    let path = args.ready_path.clone().unwrap_or(default.path);
+    anyhow::ensure!(
+        path.starts_with('/'),
+        "--ready-path {path:?} must start with / (a path on --target)"
+    );
+    if let Some(status) = args.ready_status {
+        anyhow::ensure!(
+            (100..=599).contains(&status),
+            "--ready-status {status} is not an HTTP status"
+        );
+    }
+    Ok(crate::gateway::Readiness {
+        path,
+        status: args.ready_status,
     })
 }
 
@@ -612,14 +654,22 @@ fn run_with_gateway(
     };
     let mut gateway = Gateway::start(cmd, template, &bindings)?;
     gateway.stop_on_ctrl_c();
+    let redact = |text: &str| settings.headers.redact(text);
     eprintln!(
         "gateway started ({}; output in {})",
-        bindings.render(cmd),
+        redact(&bindings.render(cmd)),
         gateway.log_path().display()
     );
-    let result = crate::gateway::measure(settings, nodes)
-        .with_context(|| format!("the gateway's last output:\n{}", gateway.last_output(20)));
-    let alive = gateway.check_alive();
+    let result = crate::gateway::measure_process(settings, nodes, Some(gateway.group()))
+        .with_context(|| {
+            format!(
+                "the gateway's last output:\n{}",
+                redact(&gateway.last_output(20))
+            )
+        });
+    let alive = gateway
+        .check_alive()
+        .map_err(|e| anyhow::anyhow!(redact(&format!("{e:#}"))));
     drop(gateway);
     let result = result?;
     alive.context("the gateway died during the run")?;

@@ -178,6 +178,7 @@ impl Part {
             url: format!("{}/api/embed", node.url()),
             template: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#),
             decode: None,
+            headers: Default::default(),
         };
         let schedule = Schedule::Closed {
             workers: self.workers,

@@ -11,7 +11,8 @@
 //! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
 //! - [`scenarios`]: the questions, each producing a [`results::ScenarioResult`];
 //! - [`results`], [`report`], [`charts`], [`printer`]: JSON, Markdown, SVG and the terminal summary;
-//! - [`gate`]: bounds, baseline and the CI verdict.
+//! - [`gate`]: bounds, baseline and the CI verdict;
+//! - [`wording`]: numbers in verdicts (ratios, counts, comparisons) worded one way everywhere.
 #![forbid(unsafe_code)]
 
 pub mod charts;
@@ -31,3 +32,4 @@ pub mod scenarios;
 pub mod self_test;
 pub mod summary;
 pub mod variant;
+pub mod wording;

@@ -14,6 +14,7 @@ fn embed_target(url: &str) -> Target {
         url: format!("{url}/api/embed"),
         template: Template::new(r#"{"model":"all-minilm","input":"text {rid} [rid:{rid}]"}"#),
         decode: None,
+        headers: Default::default(),
     }
 }
 

@@ -190,6 +190,8 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
         phase: Duration::from_secs(1),
         repeat_inputs: false,
         stall: Duration::from_millis(200),
+        headers: Default::default(),
+        ready: gateway::Readiness::for_api(Api::Ollama),
     }
 }
 
@@ -255,9 +257,9 @@ fn a_gateways_own_requests_to_the_nodes_are_reported_as_control_plane_traffic() 
         .flatten()
         .map(|t| (t.endpoint.as_str(), t.requests))
         .collect();
-    // One check per request through the gateway: the distribution cell's 40 (the direct cell
-    // goes straight to the nodes).
-    assert_eq!(endpoints, [("/api/tags", 40)]);
+    // One check per request through the gateway: the ceiling's 40 and the distribution cell's
+    // 40 (the direct cell goes straight to the nodes).
+    assert_eq!(endpoints, [("/api/tags", 80)]);
 }
 
 #[test]
@@ -407,9 +409,9 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
     for node in nodes.nodes() {
         assert_eq!(node.config().latency.base, service, "service time restored");
     }
-    // Per repeat: the direct cell (15 per node), 200 + 200 low-load requests and 30 + 30 at
-    // zero service time.
-    assert_eq!(served() - before, 2 * (30 + 200 + 200 + 30 + 30));
+    // Per repeat: the direct cell (15 per node), the gateway's ceiling (30), 200 + 200
+    // low-load requests and 30 + 30 at zero service time.
+    assert_eq!(served() - before, 2 * (30 + 30 + 200 + 200 + 30 + 30));
     assert!(
         result.verdicts.iter().any(|v| v.starts_with("overhead:")),
         "{:?}",

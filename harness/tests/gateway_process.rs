@@ -123,3 +123,66 @@ fn a_gateway_that_never_gets_ready_fails_the_run_with_its_output() {
         "the gateway's output is quoted: {stderr}"
     );
 }
+
+/// Runs `harness gateway` with `args` after a dead target, one node, a short readiness wait.
+fn gateway_run(name: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = dir(name);
+    let result = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "gateway",
+            "--target",
+            "http://127.0.0.1:9",
+            "--nodes",
+            "1",
+            "--port",
+            "0",
+            "--ready-timeout",
+            "300ms",
+        ])
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("harness runs");
+    (
+        result.status.code(),
+        String::from_utf8_lossy(&result.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_header_is_refused_before_the_gateway_starts() {
+    for (header, expected) in [
+        ("X-Request-ID: mine", "sets this header itself"),
+        ("Host: elsewhere", "sets this header itself"),
+        ("no colon here", "is not `Name: value`"),
+        ("X-Tenant: {tenant}", "unknown placeholder {tenant}"),
+    ] {
+        let marker = dir("bad-header").join("started");
+        let cmd = format!("touch {}; sleep 30", marker.display());
+        let (code, stderr) = gateway_run("bad-header", &["--header", header, "--cmd", &cmd]);
+        assert_eq!(code, Some(2), "{header}: {stderr}");
+        assert!(stderr.contains(expected), "{header}: {stderr}");
+        assert!(!marker.exists(), "{header}: the gateway was started");
+    }
+}
+
+#[test]
+fn header_values_are_redacted_in_the_printed_command_and_the_gateways_output() {
+    let (code, stderr) = gateway_run(
+        "redact",
+        &[
+            "--header",
+            "Authorization: Bearer sk-very-secret-1",
+            "--cmd",
+            "echo my key is sk-very-secret-1; KEY=sk-very-secret-1 sleep 30",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("did not answer GET /api/version"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("my key is <redacted>"), "{stderr}");
+    assert!(!stderr.contains("sk-very-secret-1"), "{stderr}");
+}

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::{Decoder, EngineError};
+use super::{Decoder, EngineError, Headers};
 
 /// Where requests go, parsed once.
 #[derive(Debug, Clone)]
@@ -51,6 +51,7 @@ pub(super) struct Conn {
     timeout: Duration,
     keep_alive: bool,
     decode: Option<Decoder>,
+    headers: Headers,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
@@ -60,12 +61,14 @@ impl Conn {
         timeout: Duration,
         keep_alive: bool,
         decode: Option<Decoder>,
+        headers: Headers,
     ) -> Self {
         Self {
             endpoint,
             timeout,
             keep_alive,
             decode,
+            headers,
             sender: None,
         }
     }
@@ -111,12 +114,14 @@ impl Conn {
         }
         let sender = self.sender.as_mut()?;
         sender.ready().await.ok()?;
-        let request = hyper::Request::post(self.endpoint.path.clone())
+        let mut request = hyper::Request::post(self.endpoint.path.clone())
             .header(hyper::header::HOST, self.endpoint.authority.clone())
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", id)
-            .body(Full::new(body))
-            .ok()?;
+            .header("x-request-id", id);
+        for header in self.headers.iter() {
+            request = request.header(header.name(), header.value(id));
+        }
+        let request = request.body(Full::new(body)).ok()?;
         let response = sender.send_request(request).await.ok()?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?;

@@ -16,6 +16,7 @@
 //! worker) reached 0.69 of wrk's requests/s at twice its CPU per request on the same target.
 
 mod conn;
+pub mod headers;
 pub mod template;
 mod worker;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+pub use headers::{HeaderError, Headers};
 pub use template::Template;
 
 /// What to send, and where.
@@ -35,6 +37,8 @@ pub struct Target {
     /// Decodes each 2xx answer, for comparisons with a client that does (`run peak`'s
     /// `engine+decode`); `None` reads the answer and drops it.
     pub decode: Option<Decoder>,
+    /// The user's headers on every request (keys, user ids), after the harness's own.
+    pub headers: Headers,
 }
 
 /// Decodes one 2xx body; `false` (not what was expected) records the request as failed, without

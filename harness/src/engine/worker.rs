@@ -58,6 +58,7 @@ fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
         engine.timeout,
         engine.keep_alive,
         target.decode,
+        target.headers.clone(),
     ))
 }
 

@@ -93,7 +93,7 @@ pub fn draw(
             p,
             Lines {
                 title: "Gateways, open loop: p99 latency from the intended send",
-                x_label: "load (% of the capacity ideal)",
+                x_label: "load (% of the capacity ideal, or of the gateway's ceiling if lower)",
                 y_label: "p99 (ms)",
                 log_x: false,
                 log_y: true,

@@ -15,13 +15,16 @@
 
 pub mod audit;
 pub mod bounds;
+pub mod ceiling;
 mod charts;
 pub mod control_plane;
 pub mod faults;
 pub mod fleet;
+pub mod footprint;
 pub mod open_loop;
 pub mod overhead;
 pub mod process;
+pub mod ready;
 pub mod scaling;
 pub mod streaming;
 mod table;
@@ -38,12 +41,13 @@ use mock_ollama::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EngineRun, Schedule, Target, Template};
+use crate::engine::{Engine, EngineRun, Headers, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 
 pub use audit::{Audit, Class};
 pub use fleet::{Fleet, RemoteNode};
+pub use ready::Readiness;
 
 /// Which dialect the load speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -180,6 +184,11 @@ pub struct Settings {
     pub repeat_inputs: bool,
     /// How long the `node-stall` cell holds each request.
     pub stall: Duration,
+    /// The user's headers on every request sent through the gateway (keys, user ids); never
+    /// sent straight to the nodes.
+    pub headers: Headers,
+    /// What the gateway answers when it is ready.
+    pub ready: Readiness,
 }
 
 /// One cell's measurements.
@@ -234,6 +243,31 @@ impl Cell {
     }
 }
 
+/// The figures every cell is judged against: the capacity ideal (the nodes' throughput measured
+/// straight at them, summed) and the gateway's own ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// The gateway's closed-loop rate at zero service time (median), if measured.
+    pub ceiling: Option<f64>,
+    /// The capacity ideal, requests/s.
+    pub ideal: f64,
+}
+
+impl Limits {
+    /// The most the gateway can be asked to pass: the ideal, or its own ceiling if lower.
+    pub fn reachable(&self) -> f64 {
+        self.ceiling.map_or(self.ideal, |c| c.min(self.ideal))
+    }
+
+    /// The limits `result` was measured against.
+    pub fn of(result: &GatewayResult) -> Self {
+        Self {
+            ceiling: result.ceiling.as_ref().map(|c| c.median),
+            ideal: result.capacity.iter().sum(),
+        }
+    }
+}
+
 /// The whole result, as written to `gateways/<label>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayResult {
@@ -255,6 +289,13 @@ pub struct GatewayResult {
     pub capacity: Vec<f64>,
     /// The cells.
     pub cells: Vec<Cell>,
+    /// The gateway's closed-loop rate at zero service time, `--workers` connections, per
+    /// repeat: its own ceiling on this machine (`None` in results from before it was measured).
+    #[serde(default)]
+    pub ceiling: Option<Summary>,
+    /// Memory and CPU of the gateway's processes, when the harness ran it (`--cmd`).
+    #[serde(default)]
+    pub footprint: Option<footprint::Footprint>,
     /// Requests the gateway sent the nodes on its own (health checks, model lists), per
     /// endpoint, over the whole measurement (`None` in results from before it was measured).
     #[serde(default)]
@@ -288,31 +329,6 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
         .collect()
 }
 
-/// Waits until `GET {target}/api/version` answers 2xx; returns the answer's `Server` header,
-/// which names many gateways and their version (`nginx/1.22.1`).
-fn wait_ready(target: &str, timeout: Duration) -> anyhow::Result<Option<String>> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let url = format!("{target}/api/version");
-    let started = Instant::now();
-    let mut last = String::from("no answer yet");
-    while started.elapsed() < timeout {
-        match client.get(&url).send() {
-            Ok(r) if r.status().is_success() => {
-                let server = r.headers().get(reqwest::header::SERVER);
-                return Ok(server.and_then(|v| v.to_str().ok()).map(str::to_owned));
-            }
-            Ok(r) => last = format!("status {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    anyhow::bail!(
-        "the gateway at {target} did not answer GET /api/version with 2xx within {timeout:?} (last: {last})"
-    )
-}
-
 /// Every node's log entries after `since[i]`, and whether entries were dropped.
 fn logs_since(nodes: &Fleet, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
     since
@@ -343,12 +359,18 @@ fn embed_template(repeat_inputs: bool) -> Template {
     }
 }
 
-/// The load's target at `url` (a node or the gateway).
+/// The load's target at `url` (a node or the gateway); the user's headers go to the gateway
+/// only.
 fn target(url: &str, settings: &Settings) -> Target {
     Target {
         url: format!("{url}{}", settings.api.path()),
         template: embed_template(settings.repeat_inputs),
         decode: None,
+        headers: if url == settings.target {
+            settings.headers.clone()
+        } else {
+            Headers::default()
+        },
     }
 }
 
@@ -658,23 +680,53 @@ pub fn start_nodes(settings: &Settings) -> anyhow::Result<MockCluster> {
 
 /// Waits for the gateway in front of `nodes`, then measures the cells.
 pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResult> {
+    measure_process(settings, nodes, None)
+}
+
+/// [`measure`], sampling the footprint of the gateway's process group `group` when given (the
+/// gateway the harness started).
+pub fn measure_process(
+    settings: &Settings,
+    nodes: &Fleet,
+    group: Option<u32>,
+) -> anyhow::Result<GatewayResult> {
     anyhow::ensure!(
         !nodes.is_empty() && settings.workers >= 1 && settings.repeats >= 1,
         "at least one node, one worker and one repeat are needed"
     );
-    let server = wait_ready(&settings.target, settings.ready_timeout)?;
+    let server = ready::wait(
+        &settings.target,
+        &settings.ready,
+        &settings.headers,
+        settings.ready_timeout,
+    )?;
+    let sampler = group.and_then(footprint::Sampler::start);
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
+    eprintln!("  the gateway's ceiling");
+    let before = sampler.as_ref().and_then(footprint::Sampler::now);
+    let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;
+    let ceiling_cpu = before
+        .zip(sampler.as_ref().and_then(footprint::Sampler::now))
+        .map(|(b, a)| (a.cpu.saturating_sub(b.cpu), sent));
+    let limits = Limits {
+        ceiling: Some(ceiling.median),
+        ideal: capacity.iter().sum(),
+    };
     let mut cells = vec![direct_cell];
     for kind in &settings.cells {
         eprintln!("  cell {}", kind.name());
-        cells.extend(measure_cell(*kind, &engine, nodes, settings, &capacity)?);
+        cells.extend(measure_cell(
+            *kind, &engine, nodes, settings, &capacity, limits,
+        )?);
     }
     let control_plane =
         control_plane::traffic(&counted_from, &nodes.counters()?, started.elapsed());
-    let mut verdicts = verdicts::all(&cells, settings.service.as_secs_f64() * 1e3);
+    let footprint = sampler.and_then(|s| s.finish(ceiling_cpu));
+    let mut verdicts = verdicts::all(&cells, settings.service.as_secs_f64() * 1e3, limits);
     verdicts.push(control_plane::verdict(&control_plane));
+    verdicts.extend(footprint.as_ref().map(footprint::verdict));
     Ok(GatewayResult {
         label: settings.label.clone(),
         target: settings.target.clone(),
@@ -686,8 +738,11 @@ pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResu
             "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
             "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
             "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
+            "headers": settings.headers.redacted(), "ready": settings.ready,
         }),
         capacity,
+        ceiling: Some(ceiling),
+        footprint,
         control_plane: Some(control_plane),
         verdicts,
         cells,
@@ -701,6 +756,7 @@ fn measure_cell(
     nodes: &Fleet,
     settings: &Settings,
     capacity: &[f64],
+    limits: Limits,
 ) -> anyhow::Result<Vec<Cell>> {
     use faults::NodeFault;
     let fault = |fault| fault_cell(engine, nodes, settings, kind, fault);
@@ -713,7 +769,7 @@ fn measure_cell(
                 .collect();
         }
         CellKind::Scaling => scaling::scaling(engine, nodes, settings)?,
-        CellKind::OpenLoop => open_loop::open_loop(engine, nodes, settings, capacity)?,
+        CellKind::OpenLoop => open_loop::open_loop(engine, nodes, settings, limits)?,
         CellKind::NodeRefuse => fault(NodeFault::Refuse)?,
         CellKind::NodeBusy => fault(NodeFault::Busy)?,
         CellKind::NodeHang => fault(NodeFault::Hang)?,

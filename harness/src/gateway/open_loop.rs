@@ -1,6 +1,8 @@
 //! The `open-loop` cell: requests arrive at a fixed rate through the gateway, at 50%, 80% and 95%
-//! of the capacity ideal (the nodes' throughput measured straight at them), Poisson-spaced, each
-//! rate for one `--phase`.
+//! of what it can be asked to pass: the capacity ideal (the nodes' throughput measured straight
+//! at them), or the gateway's own ceiling where that is lower (a proxy that passes 130 req/s in
+//! front of 400 req/s of nodes would otherwise be driven far past its limit and report only its
+//! own queue). Poisson-spaced, each rate for one `--phase`.
 //!
 //! Closed-loop load slows down when the gateway does and so hides queueing; here latency runs from
 //! each request's intended send time, so time spent waiting behind a badly placed request counts.
@@ -11,11 +13,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
-use super::{Cell, Fleet, Settings, log_heads, logs_since, merge, target};
+use super::{Cell, Fleet, Limits, Settings, log_heads, logs_since, merge, target};
 use crate::engine::{Arrivals, Engine, Schedule};
 use crate::summary::{Latency, Summary};
 
-/// The load levels, as fractions of the capacity ideal.
+/// The load levels, as fractions of the capacity ideal or the gateway's ceiling, the lower.
 pub const LOADS: [f64; 3] = [0.5, 0.8, 0.95];
 
 /// Connections per closed-loop worker the open-loop sender may use: enough that at 95% load a
@@ -25,7 +27,7 @@ const CONNECTIONS_PER_WORKER: usize = 4;
 /// One load level's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenLoopStep {
-    /// Fraction of the capacity ideal.
+    /// Fraction of the rate the levels are taken from ([`OpenLoopReport::base`]).
     pub load: f64,
     /// Arrivals per second asked for.
     pub rate: f64,
@@ -44,8 +46,14 @@ pub struct OpenLoopStep {
 /// What the open-loop cell measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenLoopReport {
-    /// The capacity ideal the rates are fractions of, requests/s.
+    /// The capacity ideal, requests/s.
     pub ideal: f64,
+    /// The gateway's ceiling, requests/s (`None` in results from before it was measured).
+    #[serde(default)]
+    pub ceiling: Option<f64>,
+    /// The rate the levels are fractions of: the lower of the two (the ideal in older results).
+    #[serde(default)]
+    pub base: Option<f64>,
     /// Each load level, in increasing order.
     pub steps: Vec<OpenLoopStep>,
 }
@@ -55,18 +63,19 @@ pub(super) fn open_loop(
     engine: &Engine,
     nodes: &Fleet,
     settings: &Settings,
-    capacity: &[f64],
+    limits: Limits,
 ) -> anyhow::Result<Cell> {
-    let ideal: f64 = capacity.iter().sum();
+    let base = limits.reachable();
     anyhow::ensure!(
-        ideal > 0.0,
-        "open-loop: the nodes served nothing directly, so there is no capacity to take fractions of"
+        base > 0.0,
+        "open-loop: nothing passed (the nodes directly or the gateway at zero service time), so \
+         there is no rate to take fractions of"
     );
     let target = target(&settings.target, settings);
     let mut total = Audit::default();
     let mut steps = Vec::new();
     for load in LOADS {
-        let rate = ideal * load;
+        let rate = base * load;
         let requests = ((rate * settings.phase.as_secs_f64()).ceil() as u64).max(1);
         let (mut throughput, mut p99, mut late, mut failed, mut latency) =
             (Vec::new(), Vec::new(), 0, 0, None);
@@ -105,7 +114,12 @@ pub(super) fn open_loop(
         super::last_step_figures(steps.last().map(|s| (&s.throughput, s.latency)));
     Ok(Cell {
         audit: Some(total),
-        open_loop: Some(OpenLoopReport { ideal, steps }),
+        open_loop: Some(OpenLoopReport {
+            ideal: limits.ideal,
+            ceiling: limits.ceiling,
+            base: Some(base),
+            steps,
+        }),
         ..Cell::new("open-loop", throughput, latency)
     })
 }
@@ -132,9 +146,17 @@ pub(super) fn verdict(cell: &Cell, service_ms: f64) -> Option<String> {
             )
         })
         .collect();
+    let base = o.base.unwrap_or(o.ideal);
+    let of = if base < o.ideal {
+        format!(
+            "the gateway's {base:.0} req/s ceiling (the capacity ideal, {:.0} req/s, is out of its reach; gateway-bound)",
+            o.ideal
+        )
+    } else {
+        format!("the {base:.0} req/s capacity ideal")
+    };
     Some(format!(
-        "open-loop: Poisson arrivals at fractions of the {:.0} req/s ideal, latency from the intended send ({service_ms} ms service): {}.",
-        o.ideal,
+        "open-loop: Poisson arrivals at fractions of {of}, latency from the intended send ({service_ms} ms service): {}.",
         steps.join("; ")
     ))
 }

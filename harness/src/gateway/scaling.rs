@@ -14,7 +14,7 @@ use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
-use super::{Cell, Fleet, Settings, log_heads, logs_since, merge, run_once, while_patched};
+use super::{Cell, Fleet, Limits, Settings, log_heads, logs_since, merge, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -120,8 +120,10 @@ fn measure(
     })
 }
 
-/// The cell's verdict: efficiency at the most workers, and where it first fell below 0.9.
-pub(super) fn verdict(cell: &Cell) -> Option<String> {
+/// The cell's verdict: efficiency at the most workers, and where it first fell below 0.9; or,
+/// when the most workers ran at the gateway's own ceiling, that.
+pub(super) fn verdict(cell: &Cell, limits: Limits) -> Option<String> {
+    use crate::wording::{count, ratio};
     let s = cell.scaling.as_ref()?;
     let last = s.steps.last()?;
     let knee = s
@@ -130,14 +132,23 @@ pub(super) fn verdict(cell: &Cell) -> Option<String> {
         .find(|step| step.efficiency.median < 0.9)
         .map_or_else(
             || "never below 0.9 of the ideal".to_owned(),
-            |step| format!("first below 0.9 of the ideal at {} workers", step.workers),
+            |step| {
+                format!(
+                    "first below 0.9 of the ideal at {}",
+                    count(step.workers as u64, "worker", "workers")
+                )
+            },
         );
+    let knee = match super::ceiling::at_ceiling(cell, limits) {
+        Some((c, ideal)) => format!("{knee}; {}", super::ceiling::clause(c, ideal)),
+        None => knee,
+    };
     Some(format!(
-        "scaling: with {} slots per node, {} workers pass {:.0} req/s, {:.2} of {} x one worker straight at a node ({:.0} req/s); {knee} (medians of {}).",
-        s.slots,
-        last.workers,
+        "scaling: with {} per node, {} pass {:.0} req/s, {} of {} x one worker straight at a node ({:.0} req/s); {knee} (medians of {}).",
+        count(s.slots as u64, "slot", "slots"),
+        count(last.workers as u64, "worker", "workers"),
         last.throughput.median,
-        last.efficiency.median,
+        ratio(last.efficiency.median),
         last.workers,
         s.one_worker_direct.median,
         last.efficiency.samples.len(),

@@ -19,6 +19,7 @@ use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
 use super::{Api, Cell, Fleet, Settings, while_patched};
+use crate::engine::Headers;
 use crate::summary::{Latency, Summary};
 
 /// Tokens per answer.
@@ -80,8 +81,8 @@ fn chat_request(api: Api, id: &str) -> (&'static str, String) {
     }
 }
 
-/// Reads one streamed chat answer from `base` (`http://host:port`).
-async fn stream_once(base: &str, api: Api, id: &str) -> anyhow::Result<Stream> {
+/// Reads one streamed chat answer from `base` (`http://host:port`), sending `headers` too.
+async fn stream_once(base: &str, api: Api, id: &str, headers: &Headers) -> anyhow::Result<Stream> {
     let addr = base.trim_start_matches("http://").to_owned();
     let (path, body) = chat_request(api, id);
     let started = Instant::now();
@@ -91,11 +92,14 @@ async fn stream_once(base: &str, api: Api, id: &str) -> anyhow::Result<Stream> {
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let request = hyper::Request::post(path)
+    let mut request = hyper::Request::post(path)
         .header("host", &addr)
         .header("content-type", "application/json")
-        .header("x-request-id", id)
-        .body(Full::new(Bytes::from(body)))?;
+        .header("x-request-id", id);
+    for header in headers.iter() {
+        request = request.header(header.name(), header.value(id));
+    }
+    let request = request.body(Full::new(Bytes::from(body)))?;
     let response = sender.send_request(request).await?;
     let ok = response.status().is_success();
     let mut body = response.into_body();
@@ -193,8 +197,9 @@ pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Ce
                 for i in 0..STREAMS {
                     let id = format!("s{r}-{i}");
                     let api = settings.api;
-                    direct.push(stream_once(&node0, api, &format!("{id}d")).await?);
-                    gateway.push(stream_once(&settings.target, api, &format!("{id}g")).await?);
+                    let (d, g) = (format!("{id}d"), format!("{id}g"));
+                    direct.push(stream_once(&node0, api, &d, &Headers::default()).await?);
+                    gateway.push(stream_once(&settings.target, api, &g, &settings.headers).await?);
                 }
             }
             Ok::<_, anyhow::Error>((direct, gateway))

@@ -156,14 +156,20 @@ fn glance_table(results: &[GatewayResult]) -> String {
     }
     let mut out = String::from(
         "\nAt a glance, every gateway measured with the default cells (efficiency is throughput \
-         over the capacity ideal; fault cells are 3 phases of `--phase`, the fault in the middle; \
+         over the capacity ideal; (gw): the cell ran at the gateway's own ceiling, so the figure \
+         is the gateway's throughput, not a grade of its routing; the ceiling is the gateway's \
+         rate at zero service time; fault cells are 3 phases of `--phase`, the fault in the \
+         middle; memory and CPU are the gateway's process group when the harness ran it; \
          medians over repeats; details below):\n\n| gateway |",
     );
     for (title, ..) in COLUMNS {
         let _ = write!(out, " {title} |");
     }
+    for title in FOOTPRINT_COLUMNS {
+        let _ = write!(out, " {title} |");
+    }
     out.push_str("\n|---|");
-    out.push_str(&"---:|".repeat(COLUMNS.len()));
+    out.push_str(&"---:|".repeat(COLUMNS.len() + FOOTPRINT_COLUMNS.len()));
     out.push('\n');
     for r in full {
         match &r.server {
@@ -174,14 +180,54 @@ fn glance_table(results: &[GatewayResult]) -> String {
                 let _ = write!(out, "| {} |", r.label);
             }
         }
+        let limits = super::Limits::of(r);
         for (_, cell, measure, decimals) in COLUMNS {
             let text = value_in(r, cell, measure)
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"));
+            let bound = measure == Measure::Efficiency
+                && r.cells
+                    .iter()
+                    .find(|c| c.name == cell)
+                    .and_then(|c| super::ceiling::at_ceiling(c, limits))
+                    .is_some();
+            let _ = write!(out, " {text}{} |", if bound { " (gw)" } else { "" });
+        }
+        for text in footprint_cells(r) {
             let _ = write!(out, " {text} |");
         }
         out.push('\n');
     }
     out
+}
+
+/// The columns after [`COLUMNS`]: the gateway's ceiling and its own footprint.
+const FOOTPRINT_COLUMNS: [&str; 3] = [
+    "ceiling req/s (of ideal)",
+    "memory MiB: ready / peak",
+    "CPU us per request at ceiling",
+];
+
+fn footprint_cells(r: &GatewayResult) -> [String; 3] {
+    let ideal: f64 = r.capacity.iter().sum();
+    let ceiling = r.ceiling.as_ref().map_or_else(
+        || "-".to_owned(),
+        |c| {
+            format!(
+                "{:.0} ({})",
+                c.median,
+                crate::wording::ratio(c.median / ideal.max(1e-9))
+            )
+        },
+    );
+    let f = r.footprint.as_ref();
+    let memory = f.map_or_else(
+        || "-".to_owned(),
+        |f| format!("{:.0} / {:.0}", f.idle_rss_mib, f.peak_rss_mib),
+    );
+    let cpu = f
+        .and_then(|f| f.cpu_us_per_request_at_ceiling)
+        .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
+    [ceiling, memory, cpu]
 }
 
 fn node_description(r: &GatewayResult) -> String {

@@ -1,17 +1,28 @@
 //! The sentences printed after a gateway run and kept in its result: each computed from the
-//! cell's numbers, in the order the cells ran.
+//! cell's numbers, in the order the cells ran. A cell that ran at the gateway's own ceiling
+//! ([`super::ceiling`]) says so instead of grading the routing.
 
-use super::{Audit, Cell};
+use super::{Audit, Cell, Limits};
 use crate::summary::Summary;
+use crate::wording::ratio;
 
-fn fault(cell: &Cell) -> Option<String> {
+fn fault(cell: &Cell, limits: Limits) -> Option<String> {
     let reports = &cell.faults;
     let first = reports.first()?;
     let median = |f: &dyn Fn(&super::faults::FaultReport) -> f64| {
         Summary::of(reports.iter().map(f).collect()).median
     };
-    let during = median(&|r| r.throughput[1] / r.throughput[0].max(1e-9));
-    let after = median(&|r| r.throughput[2] / r.throughput[0].max(1e-9));
+    let during = ratio(median(&|r| r.throughput[1] / r.throughput[0].max(1e-9)));
+    let after = ratio(median(&|r| r.throughput[2] / r.throughput[0].max(1e-9)));
+    let before = median(&|r| r.throughput[0]);
+    let bound = super::ceiling::at_ceiling(cell, limits).map_or_else(String::new, |(c, ideal)| {
+        format!(
+            " Before the fault the cell ran at {before:.0} req/s, at the gateway's own ceiling \
+             ({c:.0} req/s, {} of the {ideal:.0} req/s ideal): what the fault took away is \
+             measured from that ceiling, not from what the nodes could serve.",
+            ratio(c / ideal.max(1e-9)),
+        )
+    });
     let failures = median(&|r| r.client_failures as f64);
     let failed = if failures == 0.0 {
         "no request failed at the client".to_owned()
@@ -69,7 +80,7 @@ fn fault(cell: &Cell) -> Option<String> {
         _ => String::new(),
     };
     Some(format!(
-        "{}{what}: throughput during the fault {during:.2} and after it {after:.2} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).{settle}",
+        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).{settle}{bound}",
         cell.name,
         reports.len(),
         first.phase_ms
@@ -77,15 +88,27 @@ fn fault(cell: &Cell) -> Option<String> {
 }
 
 /// Every cell's verdicts, in the order the cells were measured.
-pub(super) fn all(cells: &[Cell], service_ms: f64) -> Vec<String> {
+pub(super) fn all(cells: &[Cell], service_ms: f64, limits: Limits) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(c) = limits.ceiling {
+        out.push(format!(
+            "ceiling: at zero service time the gateway passes {c:.0} req/s, {} of the {:.0} req/s capacity ideal{}.",
+            ratio(c / limits.ideal.max(1e-9)),
+            limits.ideal,
+            if c < super::ceiling::BELOW_IDEAL * limits.ideal {
+                ": cells that reach it measure the gateway, not its routing"
+            } else {
+                ""
+            }
+        ));
+    }
     for cell in cells {
-        out.extend(fault(cell));
+        out.extend(fault(cell, limits));
         out.extend(super::overhead::verdict(cell, service_ms));
         out.extend(super::streaming::verdict(cell));
-        out.extend(super::scaling::verdict(cell));
+        out.extend(super::scaling::verdict(cell, limits));
         out.extend(super::open_loop::verdict(cell, service_ms));
-        out.extend(distribution(cell));
+        out.extend(distribution(cell, limits));
         if let Some(a) = cell
             .audit
             .as_ref()
@@ -98,7 +121,7 @@ pub(super) fn all(cells: &[Cell], service_ms: f64) -> Vec<String> {
 }
 
 /// Efficiency, shares and the audit of a cell measured against the capacity ideal.
-fn distribution(cell: &Cell) -> Vec<String> {
+fn distribution(cell: &Cell, limits: Limits) -> Vec<String> {
     let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
         return Vec::new();
     };
@@ -114,15 +137,18 @@ fn distribution(cell: &Cell) -> Vec<String> {
             )
         })
         .collect();
+    let bound = super::ceiling::at_ceiling(cell, limits).map_or_else(String::new, |(c, ideal)| {
+        format!("; {}", super::ceiling::clause(c, ideal))
+    });
     vec![
         format!(
-            "{}: {:.0} req/s through the gateway, {:.2} of the capacity ideal (median of {}; range {:.2}-{:.2}).",
+            "{}: {:.0} req/s through the gateway, {} of the capacity ideal (median of {}; range {}-{}){bound}.",
             cell.name,
             cell.throughput.median,
-            eff.median,
+            ratio(eff.median),
             eff.samples.len(),
-            eff.min,
-            eff.max
+            ratio(eff.min),
+            ratio(eff.max)
         ),
         format!("{}: {}.", cell.name, shares.join("; ")),
         audit_line(&cell.name, a),

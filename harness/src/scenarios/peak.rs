@@ -145,6 +145,7 @@ fn sample(
                 url: format!("{url}/api/embed"),
                 template: Template::new(r#"{"model":"all-minilm","input":"peak {rid}"}"#),
                 decode: (client != Client::Engine).then_some(decode_embed as Decoder),
+                headers: Default::default(),
             };
             let requests = requests as u64;
             let engine = Engine::default();

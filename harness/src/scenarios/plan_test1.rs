@@ -109,10 +109,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             format!("all {requests} texts")
         };
         verdicts.push(format!(
-            "{variant}: {:.0} req/s, {}; {:.1}x slower than the fastest variant.",
+            "{variant}: {:.0} req/s, {}; {}.",
             thr.median,
             band(thr.median),
-            fastest / thr.median
+            crate::wording::slower_than_fastest(thr.median, fastest)
         ));
         rows.push(
             Row::new(
