@@ -22,6 +22,12 @@ pub fn count(n: impl Into<u64>, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
+/// "median of 1 run", "medians of 3 runs".
+pub fn medians_of(n: usize, singular: &str, plural: &str) -> String {
+    let medians = if n == 1 { "median" } else { "medians" };
+    format!("{medians} of {}", count(n as u64, singular, plural))
+}
+
 /// How `value` compares with `fastest` (both rates): "as fast as the fastest variant" within
 /// 5%, "N.Nx slower than the fastest variant" beyond.
 pub fn slower_than_fastest(value: f64, fastest: f64) -> String {
@@ -55,6 +61,8 @@ mod tests {
         assert_eq!(count(1u32, "worker", "workers"), "1 worker");
         assert_eq!(count(4u32, "worker", "workers"), "4 workers");
         assert_eq!(count(0u32, "worker", "workers"), "0 workers");
+        assert_eq!(medians_of(1, "run", "runs"), "median of 1 run");
+        assert_eq!(medians_of(3, "run", "runs"), "medians of 3 runs");
     }
 
     #[test]

@@ -132,13 +132,21 @@ async fn busy_answers_ollamas_503_and_up_serves_again() {
     assert_eq!(tags.status(), 200, "the control plane still answers");
     assert_eq!(set("up").await.unwrap().status(), 200);
     assert_eq!(embed(&node, "u").await.unwrap().status(), 200);
-    let outcomes: Vec<ServedOutcome> = node
+    let outcomes: Vec<(ServedOutcome, Option<String>)> = node
         .served(0, 10)
         .entries
         .iter()
-        .map(|e| e.outcome)
+        .map(|e| (e.outcome, e.marker.clone()))
         .collect();
-    assert_eq!(outcomes, [ServedOutcome::Busy, ServedOutcome::Served]);
+    // The busy answer's entry carries the body's marker: a gateway that does not pass
+    // x-request-id on still has its refused attempts joined to their requests.
+    assert_eq!(
+        outcomes,
+        [
+            (ServedOutcome::Busy, Some("b".into())),
+            (ServedOutcome::Served, Some("u".into()))
+        ]
+    );
     let bad = set("sideways").await.unwrap();
     assert_eq!(bad.status(), 400);
 }

@@ -5,11 +5,16 @@
 #   LITELLM_VENV      where the venv goes (default: ~/.cache/ollama-pool-bench/litellm-venv)
 #   LITELLM_VERSION   version to install (default: the pin below)
 #   PYTHON            interpreter for the venv (default: python3; LiteLLM needs >= 3.10)
+# prisma (the Python client only; no database is used) is installed too: without it LiteLLM
+# answers a request with no API key with 500 instead of 401 (its auth error path imports prisma).
 # Known-compromised releases are refused: 1.82.7 and 1.82.8 (credential stealer published
-# to PyPI on 2026-03-24, since deleted; BerriAI/litellm#24518). 1.107.0 is refused too: it is
-# mentioned as suspect and is absent from PyPI (1.106.12 -> 1.108.0), so it was never audited here.
+# to PyPI on 2026-03-24, since deleted; BerriAI/litellm#24518) and 1.107.0 (reported as a
+# compromised release, e.g. by the PyPI package litellm-check; absent from PyPI: 1.106.12 -> 1.108.0).
+# The pin is the newest release whose [proxy] extra resolves from this machine's registry:
+# 1.108.8 and later need litellm-enterprise / litellm-proxy-extras / litellm-proxy builds it lacks.
 set -eu
 PINNED=1.108.7
+PRISMA=0.15.0
 VERSION=${LITELLM_VERSION:-$PINNED}
 VENV=${LITELLM_VENV:-$HOME/.cache/ollama-pool-bench/litellm-venv}
 PY=${PYTHON:-python3}
@@ -22,12 +27,12 @@ case "$VERSION" in
         exit 1 ;;
 esac
 if [ -x "$VENV/bin/litellm" ] &&
-    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null)" = "$VERSION" ]; then
+    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"), m.version("prisma"))' 2>/dev/null)" = "$VERSION $PRISMA" ]; then
     echo "install.sh: litellm $VERSION already in $VENV" >&2
 else
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet "litellm[proxy]==$VERSION" >&2
+    "$VENV/bin/python" -m pip install --quiet "litellm[proxy]==$VERSION" "prisma==$PRISMA" >&2
 fi
 # The 2026-03 payload was a .pth file in site-packages (litellm_init.pth): refuse to go on if one exists.
 if find "$VENV/lib" -name 'litellm*.pth' | grep -q .; then

@@ -87,6 +87,23 @@ pub fn at_ceiling(cell: &Cell, limits: Limits) -> Option<(f64, f64)> {
     bound(throughput, Some(ceiling), ideal).then_some((ceiling, ideal))
 }
 
+/// What limited a cell, when the gateway's ceiling is below the cell's ideal: the gateway
+/// (the cell ran at its ceiling: [`clause`]), or the routing (the cell stayed below the
+/// ceiling, so the gateway could have passed more). `None` when the ceiling is not below the
+/// ideal (or not measured): the efficiency then grades the routing alone.
+pub fn limit_clause(cell: &Cell, limits: Limits) -> Option<String> {
+    if let Some((c, ideal)) = at_ceiling(cell, limits) {
+        return Some(clause(c, ideal));
+    }
+    let (throughput, ideal) = figures(cell, limits.ideal)?;
+    let c = limits.ceiling.filter(|c| *c < BELOW_IDEAL * ideal)?;
+    Some(format!(
+        "{} of the gateway's own {c:.0} req/s ceiling, which it did not reach: the routing, not \
+         the gateway's ceiling, cost the rest",
+        crate::wording::ratio(throughput / c.max(1e-9))
+    ))
+}
+
 /// The clause a verdict carries for a cell that ran at the ceiling: what it measured instead.
 pub fn clause(ceiling: f64, ideal: f64) -> String {
     format!(
@@ -111,5 +128,42 @@ mod tests {
         assert!(!bound(390.0, Some(395.0), 400.0));
         // No ceiling measured.
         assert!(!bound(120.0, None, 400.0));
+    }
+
+    /// A closed-loop cell that passed `throughput` at `efficiency` of its ideal.
+    fn cell(throughput: f64, efficiency: f64) -> Cell {
+        Cell {
+            efficiency: Some(Summary::of(vec![efficiency])),
+            ..Cell::new(
+                "distribution",
+                Summary::of(vec![throughput]),
+                super::super::no_latency(),
+            )
+        }
+    }
+
+    #[test]
+    fn a_clause_names_the_gateway_or_the_routing_as_the_limit() {
+        let low = Limits {
+            ceiling: Some(100.0),
+            ideal: 400.0,
+        };
+        let at = limit_clause(&cell(95.0, 95.0 / 400.0), low).expect("a clause");
+        assert!(at.starts_with("gateway-bound"), "{at}");
+        let below = limit_clause(&cell(60.0, 60.0 / 400.0), low).expect("a clause");
+        assert!(
+            below.starts_with("0.60 of the gateway's own 100 req/s ceiling")
+                && below.contains("routing"),
+            "{below}"
+        );
+        let high = Limits {
+            ceiling: Some(5000.0),
+            ideal: 400.0,
+        };
+        assert_eq!(
+            limit_clause(&cell(390.0, 0.975), high),
+            None,
+            "the routing alone"
+        );
     }
 }

@@ -146,9 +146,9 @@ pub fn verdict(f: &Footprint) -> String {
             format!(", {us:.0} us of CPU per request at its ceiling")
         });
     format!(
-        "footprint: the gateway's {} process(es) held {:.1} MiB resident when ready, {:.1} MiB at \
-         most and {:.1} MiB at the end; {:.1} s of CPU over {:.0} s ({:.0}% of one core){per_request}.",
-        f.processes,
+        "footprint: the gateway's {} held {:.1} MiB resident when ready, {:.1} MiB at most and \
+         {:.1} MiB at the end; {:.1} s of CPU over {:.0} s ({:.0}% of one core){per_request}.",
+        crate::wording::count(f.processes as u64, "process", "processes"),
         f.idle_rss_mib,
         f.peak_rss_mib,
         f.end_rss_mib,

@@ -113,10 +113,10 @@ pub(super) fn overhead(
 pub(super) fn verdict(cell: &Cell, service_ms: f64) -> Option<String> {
     let o = cell.overhead.as_ref()?;
     Some(format!(
-        "overhead: at low load (1 worker, {service_ms} ms service) the gateway adds {:.3} ms at p50 and {:.3} ms at p99 (medians of {} paired runs; direct p50 {:.3} ms); at zero service time it passes {:.0} req/s against {:.0} straight at one node ({}x).",
+        "overhead: at low load (1 worker, {service_ms} ms service) the gateway adds {:.3} ms at p50 and {:.3} ms at p99 ({}; direct p50 {:.3} ms); at zero service time it passes {:.0} req/s against {:.0} straight at one node ({}x).",
         o.added_p50_ms.median,
         o.added_p99_ms.median,
-        o.added_p50_ms.samples.len(),
+        crate::wording::medians_of(o.added_p50_ms.samples.len(), "paired run", "paired runs"),
         o.direct_latency.p50,
         o.gateway_peak.median,
         o.direct_peak.median,

@@ -2,8 +2,10 @@
 //! for the Ollama dialect and `/v1/models` for OpenAI's, which is all an OpenAI-only proxy
 //! answers) with the user's headers, until it answers 2xx or the status the user named.
 //!
-//! A 401 or 403 ends the wait at once: a gateway that refuses the harness's key will refuse
-//! every request, and a run of errors would hide that behind figures.
+//! A 400, 401, 403 or 407 ends the wait at once: a gateway that refuses the harness's key will
+//! refuse every request, and a run of errors would hide that behind figures. (A starting server
+//! answers nothing, 404 or 503, not these; LiteLLM's proxy answers a wrong key with 400 when it
+//! has no database.)
 
 use std::time::{Duration, Instant};
 
@@ -80,8 +82,9 @@ pub fn wait(
                 let status = r.status();
                 let body = r.text().unwrap_or_default();
                 anyhow::bail!(
-                    "the gateway at {target} refused GET {} with {status}: its key or headers are \
-                     not the ones it wants (--header; sent: {}). It answered: {}",
+                    "the gateway at {target} refused GET {} with {status}, which waiting will not \
+                     mend: are its key or headers the ones it wants? (--header; sent: {}). It \
+                     answered: {}",
                     ready.path,
                     sent(headers),
                     headers.redact(excerpt(&body)),
@@ -100,7 +103,7 @@ pub fn wait(
 }
 
 fn refused(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
+    [400, 401, 403, 407].contains(&status.as_u16())
 }
 
 fn sent(headers: &Headers) -> String {

@@ -123,7 +123,7 @@ fn measure(
 /// The cell's verdict: efficiency at the most workers, and where it first fell below 0.9; or,
 /// when the most workers ran at the gateway's own ceiling, that.
 pub(super) fn verdict(cell: &Cell, limits: Limits) -> Option<String> {
-    use crate::wording::{count, ratio};
+    use crate::wording::{count, medians_of, ratio};
     let s = cell.scaling.as_ref()?;
     let last = s.steps.last()?;
     let knee = s
@@ -139,19 +139,19 @@ pub(super) fn verdict(cell: &Cell, limits: Limits) -> Option<String> {
                 )
             },
         );
-    let knee = match super::ceiling::at_ceiling(cell, limits) {
-        Some((c, ideal)) => format!("{knee}; {}", super::ceiling::clause(c, ideal)),
+    let knee = match super::ceiling::limit_clause(cell, limits) {
+        Some(clause) => format!("{knee}; {clause}"),
         None => knee,
     };
     Some(format!(
-        "scaling: with {} per node, {} pass {:.0} req/s, {} of {} x one worker straight at a node ({:.0} req/s); {knee} (medians of {}).",
+        "scaling: with {} per node, {} pass {:.0} req/s, {} of {} x one worker straight at a node ({:.0} req/s); {knee} ({}).",
         count(s.slots as u64, "slot", "slots"),
         count(last.workers as u64, "worker", "workers"),
         last.throughput.median,
         ratio(last.efficiency.median),
         last.workers,
         s.one_worker_direct.median,
-        last.efficiency.samples.len(),
+        medians_of(last.efficiency.samples.len(), "run", "runs"),
     ))
 }
 

@@ -238,14 +238,14 @@ pub(super) fn verdict(cell: &Cell) -> Option<String> {
     let s = cell.streaming.as_ref()?;
     let buffered = s.gateway.first_line_ms > 0.8 * s.gateway.last_line_ms;
     Some(format!(
-        "streaming: first line after {:.1} ms through the gateway against {:.1} ms direct, last after {:.1} against {:.1} ms, longest gap {:.1} against {:.1} ms (medians of {} streams of {TOKENS} tokens at {PER_TOKEN} each){}; {} of {} streams broken.",
+        "streaming: first line after {:.1} ms through the gateway against {:.1} ms direct, last after {:.1} against {:.1} ms, longest gap {:.1} against {:.1} ms ({} of {TOKENS} tokens at {PER_TOKEN} each){}; {} of {} streams broken.",
         s.gateway.first_line_ms,
         s.direct.first_line_ms,
         s.gateway.last_line_ms,
         s.direct.last_line_ms,
         s.gateway.max_gap_ms,
         s.direct.max_gap_ms,
-        s.streams,
+        crate::wording::medians_of(s.streams as usize, "stream", "streams"),
         if buffered {
             ": the first line arrived with the last (the answer reached this client in one piece)"
         } else {

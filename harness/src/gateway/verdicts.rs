@@ -80,9 +80,9 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
         _ => String::new(),
     };
     Some(format!(
-        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} (medians of {} runs of 3 x {} ms).{settle}{bound}",
+        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{settle}{bound}",
         cell.name,
-        reports.len(),
+        crate::wording::medians_of(reports.len(), "run", "runs"),
         first.phase_ms
     ))
 }
@@ -137,9 +137,8 @@ fn distribution(cell: &Cell, limits: Limits) -> Vec<String> {
             )
         })
         .collect();
-    let bound = super::ceiling::at_ceiling(cell, limits).map_or_else(String::new, |(c, ideal)| {
-        format!("; {}", super::ceiling::clause(c, ideal))
-    });
+    let bound = super::ceiling::limit_clause(cell, limits)
+        .map_or_else(String::new, |clause| format!("; {clause}"));
     vec![
         format!(
             "{}: {:.0} req/s through the gateway, {} of the capacity ideal (median of {}; range {}-{}){bound}.",

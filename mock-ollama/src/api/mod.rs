@@ -266,9 +266,11 @@ async fn count_requests(
 }
 
 /// What a busy or hanging node does instead of handling the request (`Err` with the answer):
-/// a busy node answers every inference request 503; a hanging one reads every request but its
-/// `/mock/` ones (so the served log has its ids) and answers none until it leaves hang, when it
-/// resets their connections.
+/// a busy node reads every inference request and answers it 503, as Ollama's handlers bind the
+/// body before the scheduler refuses it; a hanging one reads every request but its `/mock/`
+/// ones and answers none until it leaves hang, when it resets their connections. Either way the
+/// body is read first, so the served log has the request's `[rid:ID]` even from a gateway that
+/// does not pass `x-request-id` on.
 async fn availability_answer(
     state: &NodeState,
     endpoint: &str,
@@ -280,7 +282,13 @@ async fn availability_answer(
     }
     match state.availability.get() {
         Availability::Up => Ok(request),
-        Availability::Busy if is_inference(endpoint) => Err(ApiError::busy().into_response()),
+        Availability::Busy if is_inference(endpoint) => {
+            let limit = state.scheduler.current().max_body_bytes;
+            if let Ok(body) = axum::body::to_bytes(request.into_body(), limit).await {
+                served::note_body(&body);
+            }
+            Err(ApiError::busy().into_response())
+        }
         Availability::Busy => Ok(request),
         Availability::Hang => {
             if let Some(trace) = trace {
