@@ -177,6 +177,8 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
     for r in &results {
         charts::draw(dir, r).with_context(|| format!("charting {}", r.scenario))?;
     }
+    // Gateway verdicts are worded from the figures now, not when they were measured.
+    crate::gateway::refresh_verdicts(dir).context("refreshing the gateway verdicts")?;
     let path = dir.join("REPORT.md");
     let text = render(&results) + &crate::gateway::report_section(dir)?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -777,3 +777,56 @@ fn settling_waits_for_every_node_and_gives_up_on_a_gateway_that_never_uses_one()
     .expect("measured");
     assert_eq!(gave_up, None, "node 1 never gets work through this gateway");
 }
+
+/// A gateway that never uses the node that fails has nothing to show about the fault, and the
+/// verdict says so; one that does use it gets no such remark (the twin).
+#[test]
+fn a_fault_on_a_node_the_gateway_never_used_is_called_out() {
+    let service = Duration::from_micros(300);
+    let verdict = |behaviour: Behaviour| {
+        let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+        let target = start_gateway(nodes.urls(), behaviour);
+        let settings = Settings {
+            phase: Duration::from_millis(200),
+            ..settings(target, "unused", service, CellKind::NodeBusy)
+        };
+        let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+        result
+            .verdicts
+            .into_iter()
+            .find(|v| v.starts_with("node-busy:"))
+            .expect("the fault verdict")
+    };
+    let unused = verdict(Behaviour::FirstOnly);
+    assert!(
+        unused.contains("sent the failing node no request in any run"),
+        "{unused}"
+    );
+    let used = verdict(Behaviour::RoundRobin);
+    assert!(!used.contains("no request in any run"), "{used}");
+}
+
+/// `harness report` rewords gateway verdicts from the figures: a result with stale verdicts is
+/// rewritten with the ones its numbers give, and a fresh one is left alone.
+#[test]
+fn stale_gateway_verdicts_are_refreshed_from_the_figures() {
+    let mut result = measured(Behaviour::RoundRobin);
+    let fresh = result.verdicts.clone();
+    assert_eq!(
+        gateway::verdicts_of(&result),
+        fresh,
+        "measured verdicts are current"
+    );
+    let dir = std::env::temp_dir().join(format!("harness-refresh-{}", std::process::id()));
+    result.verdicts = vec!["distribution: an old wording.".into()];
+    gateway::write(&dir, &result).expect("written");
+    assert_eq!(gateway::refresh_verdicts(&dir).expect("refreshed"), 1);
+    let read = gateway::read_results(&dir).expect("read");
+    assert_eq!(read[0].verdicts, fresh);
+    assert_eq!(
+        gateway::refresh_verdicts(&dir).expect("again"),
+        0,
+        "nothing left to change"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,7 +30,7 @@ pub mod streaming;
 mod table;
 mod verdicts;
 
-pub use table::{glance, read as read_results, report_section};
+pub use table::{glance, read as read_results, refresh_verdicts, report_section};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -724,10 +724,7 @@ pub fn measure_process(
     let control_plane =
         control_plane::traffic(&counted_from, &nodes.counters()?, started.elapsed());
     let footprint = sampler.and_then(|s| s.finish(ceiling_cpu));
-    let mut verdicts = verdicts::all(&cells, settings.service.as_secs_f64() * 1e3, limits);
-    verdicts.push(control_plane::verdict(&control_plane));
-    verdicts.extend(footprint.as_ref().map(footprint::verdict));
-    Ok(GatewayResult {
+    let mut result = GatewayResult {
         label: settings.label.clone(),
         target: settings.target.clone(),
         api: settings.api,
@@ -744,9 +741,21 @@ pub fn measure_process(
         ceiling: Some(ceiling),
         footprint,
         control_plane: Some(control_plane),
-        verdicts,
+        verdicts: Vec::new(),
         cells,
-    })
+    };
+    result.verdicts = verdicts_of(&result);
+    Ok(result)
+}
+
+/// The verdicts of `result`, computed from its figures alone, so a rewording reaches results
+/// already measured (`harness report` refreshes them) without a re-run.
+pub fn verdicts_of(result: &GatewayResult) -> Vec<String> {
+    let service_ms = result.params["service_ms"].as_f64().unwrap_or(f64::NAN);
+    let mut out = verdicts::all(&result.cells, service_ms, Limits::of(result));
+    out.extend(result.control_plane.as_deref().map(control_plane::verdict));
+    out.extend(result.footprint.as_ref().map(footprint::verdict));
+    out
 }
 
 /// One kind's cells (`heterogeneous` measures two).

@@ -8,6 +8,20 @@ use anyhow::Context as _;
 use super::GatewayResult;
 use super::bounds::Measure;
 
+/// Recomputes the verdicts of every gateway result in `dir/gateways/` from its figures and
+/// rewrites the files whose verdicts changed; returns how many changed.
+pub fn refresh_verdicts(dir: &Path) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    for result in read(dir)? {
+        let verdicts = super::verdicts_of(&result);
+        if verdicts != result.verdicts {
+            super::write(dir, &GatewayResult { verdicts, ..result })?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// Every gateway result in `dir/gateways/`, by label.
 pub fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
     let dir = dir.join("gateways");

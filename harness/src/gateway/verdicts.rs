@@ -75,12 +75,24 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
     } else {
         String::new()
     };
+    // A gateway that never used the node that failed has nothing to show about the fault.
+    let faulty = reports
+        .iter()
+        .map(|r| r.audit.nodes.last().map_or(0, |n| n.attempts))
+        .sum::<u64>();
+    let unused = if faulty == 0
+        && !matches!(first.fault, super::faults::NodeFault::SlowControlPlane)
+    {
+        " The gateway sent the failing node no request in any run, so this cell cannot say what it does with a failing node."
+    } else {
+        ""
+    };
     let what = match first.fault {
         super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
         _ => String::new(),
     };
     Some(format!(
-        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{settle}{bound}",
+        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{unused}{settle}{bound}",
         cell.name,
         crate::wording::medians_of(reports.len(), "run", "runs"),
         first.phase_ms
