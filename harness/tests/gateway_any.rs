@@ -281,4 +281,11 @@ fn a_gateway_above_the_ideal_is_graded_on_its_routing() {
     let verdicts = result.verdicts.join("\n");
     assert!(!verdicts.contains("gateway-bound"), "{verdicts}");
     assert!(result.ceiling.is_some());
+    // Graded on real traffic: every request went through and was served once.
+    let audit = result
+        .cells
+        .iter()
+        .find_map(|c| c.audit.clone())
+        .expect("audited");
+    assert_eq!(audit.served_once, 40, "{audit:?}");
 }

@@ -93,27 +93,8 @@ fn a_config_template_is_rendered_before_the_command_runs() {
 
 #[test]
 fn a_gateway_that_never_gets_ready_fails_the_run_with_its_output() {
-    let out = dir("ready");
-    let result = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
-            "gateway",
-            "--target",
-            "http://127.0.0.1:9",
-            "--nodes",
-            "1",
-            "--port",
-            "0",
-            "--ready-timeout",
-            "300ms",
-            "--cmd",
-            "echo starting up; sleep 30",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("harness runs");
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = gateway_run("ready", &["--cmd", "echo starting up; sleep 30"]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("did not answer GET /api/version"),
         "{stderr}"

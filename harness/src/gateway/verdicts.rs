@@ -14,15 +14,6 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
     };
     let during = ratio(median(&|r| r.throughput[1] / r.throughput[0].max(1e-9)));
     let after = ratio(median(&|r| r.throughput[2] / r.throughput[0].max(1e-9)));
-    let before = median(&|r| r.throughput[0]);
-    let bound = super::ceiling::at_ceiling(cell, limits).map_or_else(String::new, |(c, ideal)| {
-        format!(
-            " Before the fault the cell ran at {before:.0} req/s, at the gateway's own ceiling \
-             ({c:.0} req/s, {} of the {ideal:.0} req/s ideal): what the fault took away is \
-             measured from that ceiling, not from what the nodes could serve.",
-            ratio(c / ideal.max(1e-9)),
-        )
-    });
     let failures = median(&|r| r.client_failures as f64);
     let failed = if failures == 0.0 {
         "no request failed at the client".to_owned()
@@ -59,10 +50,27 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
             Summary::of(back).median
         )
     };
+    let what = match first.fault {
+        super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{unused}{settle}{bound}",
+        cell.name,
+        crate::wording::medians_of(reports.len(), "run", "runs"),
+        first.phase_ms,
+        unused = unused_node(reports),
+        settle = settle(reports),
+        bound = at_ceiling(cell, limits, median(&|r| r.throughput[0])),
+    ))
+}
+
+/// How long the gateway took to use every node again before the runs, when that was long.
+fn settle(reports: &[super::faults::FaultReport]) -> String {
     let settled: Vec<f64> = reports.iter().filter_map(|r| r.settled_after_ms).collect();
     let unsettled = reports.len() - settled.len();
     let slowest = settled.iter().copied().fold(0.0, f64::max);
-    let settle = if unsettled > 0 {
+    if unsettled > 0 {
         format!(
             " Before {unsettled} of the runs the gateway did not send every node work within {:.0} s of what came before (after the first such run the rest started without waiting).",
             super::faults::SETTLE_LIMIT.as_secs_f64()
@@ -74,29 +82,37 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
         )
     } else {
         String::new()
-    };
-    // A gateway that never used the node that failed has nothing to show about the fault.
-    let faulty = reports
+    }
+}
+
+/// The remark for a fault cell whose failing node the gateway never used: it has nothing to
+/// show about the fault (not for the slow control plane, which every node has).
+fn unused_node(reports: &[super::faults::FaultReport]) -> &'static str {
+    let faulty: u64 = reports
         .iter()
         .map(|r| r.audit.nodes.last().map_or(0, |n| n.attempts))
-        .sum::<u64>();
-    let unused = if faulty == 0
-        && !matches!(first.fault, super::faults::NodeFault::SlowControlPlane)
-    {
+        .sum();
+    let every_node = reports
+        .first()
+        .is_some_and(|r| matches!(r.fault, super::faults::NodeFault::SlowControlPlane));
+    if faulty == 0 && !every_node {
         " The gateway sent the failing node no request in any run, so this cell cannot say what it does with a failing node."
     } else {
         ""
-    };
-    let what = match first.fault {
-        super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
-        _ => String::new(),
-    };
-    Some(format!(
-        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{unused}{settle}{bound}",
-        cell.name,
-        crate::wording::medians_of(reports.len(), "run", "runs"),
-        first.phase_ms
-    ))
+    }
+}
+
+/// The remark for a fault cell whose "before" phase (at `before` req/s) ran at the gateway's
+/// own ceiling.
+fn at_ceiling(cell: &Cell, limits: Limits, before: f64) -> String {
+    super::ceiling::at_ceiling(cell, limits).map_or_else(String::new, |(c, ideal)| {
+        format!(
+            " Before the fault the cell ran at {before:.0} req/s, at the gateway's own ceiling \
+             ({c:.0} req/s, {} of the {ideal:.0} req/s ideal): what the fault took away is \
+             measured from that ceiling, not from what the nodes could serve.",
+            ratio(c / ideal.max(1e-9)),
+        )
+    })
 }
 
 /// Every cell's verdicts, in the order the cells were measured.

@@ -307,6 +307,8 @@ fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
     rows
 }
 
+// long: one sentence per layer of the peak comparison, each from the same samples; split with
+// the experiment model's typed figures (issue 25).
 fn verdicts(
     samples: &Samples,
     workers: &[usize],

@@ -52,6 +52,8 @@ fn band(throughput: f64) -> &'static str {
 }
 
 /// Runs the scenario.
+// long: one pass per variant measures, words the verdict and builds the rows together; it is
+// split when the scenario becomes an experiment with typed figures (issue 25).
 pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(1000));
