@@ -162,7 +162,7 @@ impl Part {
             model: "all-minilm".into(),
             text: None,
         };
-        let run = closed_loop(&pool, &workload);
+        let run = closed_loop(&*pool, &workload);
         drop(pool);
         anyhow::ensure!(run.failed == 0, "{} pool requests failed", run.failed);
         Ok(Side {

@@ -9,8 +9,8 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use crate::variant::PoolUnderTest;
 use hdrhistogram::Histogram;
-use pool::Pool;
 
 use crate::summary::new_histogram;
 
@@ -93,7 +93,7 @@ pub fn released<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> (D
 }
 
 /// Runs `workload` against `pool` and waits for every request to finish.
-pub fn closed_loop(pool: &Pool, workload: &Workload) -> RunResult {
+pub fn closed_loop(pool: &dyn PoolUnderTest, workload: &Workload) -> RunResult {
     let workers = workload.workers.max(1);
     let (elapsed, parts) = released(workers, |w| {
         let mut latency = new_histogram();
@@ -116,7 +116,7 @@ pub fn closed_loop(pool: &Pool, workload: &Workload) -> RunResult {
             };
             let sent = Instant::now();
             // The vectors are decoded (real client work) and dropped.
-            match pool.embed(&workload.model, input) {
+            match pool.embed(&workload.model, input.into()) {
                 Ok(_) => {
                     ok += 1;
                     window_ok += u64::from(workload.cap.is_none_or(|cap| began.elapsed() <= cap));

@@ -6,7 +6,7 @@ use pool::{LockTimingSummary, PoolStats};
 use crate::cluster::{Cluster, NodeTallies, ServerTally};
 use crate::load::{RunResult, Workload, closed_loop};
 use crate::results::Accounting;
-use crate::variant::{PoolOptions, Variant};
+use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 
 /// A run with what the pool and the nodes said about it.
 #[derive(Debug)]
@@ -41,11 +41,11 @@ pub fn measure_with(
     cluster: &Cluster,
     options: PoolOptions,
     accounting: &mut Accounting,
-    drive: impl FnOnce(&pool::Pool) -> RunResult,
+    drive: impl FnOnce(&dyn PoolUnderTest) -> RunResult,
 ) -> anyhow::Result<Measurement> {
     let before = cluster.tally();
     let pool = variant.build(&cluster.urls(), options)?;
-    let run = drive(&pool);
+    let run = drive(&*pool);
     let stats = pool.stats();
     let lock = pool.ledger().lock_timings();
     drop(pool);

@@ -1,12 +1,14 @@
-//! The pool variants under comparison: each one a ledger and lock scope, all built into the same
-//! `pool::Pool` type so every scenario drives them the same way.
+//! The pool variants under comparison: each one a ledger and lock scope, built into a
+//! `pool::Pool` (or, for the gate's self-test, a deliberately degraded one) that every scenario
+//! drives the same way, through [`PoolUnderTest`].
 
 use std::time::Duration;
 
-use pool::testing::Degradation;
+use pool::testing::{Degradation, degraded_pool};
 use pool::{
-    AtomicLedger, BareLedger, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger, Pool,
-    PoolConfig, PoolError, ProbeConfig, Strategy,
+    AtomicLedger, BareLedger, EmbedInput, EmbedResponse, HttpClient, HttpConfig, Ledger, LockScope,
+    MutexLedger, Pool, PoolConfig, PoolError, PoolStats, ProbeConfig, Reply, Strategy, Transport,
+    Wrap,
 };
 use serde::{Deserialize, Serialize};
 
@@ -109,9 +111,37 @@ impl Default for PoolOptions {
     }
 }
 
+/// What the harness asks of a pool, whatever its transport and request wrapper: a production
+/// `Pool` and a degraded one are different types, so scenarios hold either as this.
+pub trait PoolUnderTest: Send + Sync {
+    /// `POST /api/embed` through the pool.
+    fn embed(&self, model: &str, input: EmbedInput) -> Result<Reply<EmbedResponse>, PoolError>;
+    /// The pool's statistics (SOLLOL's `get_stats()`).
+    fn stats(&self) -> PoolStats;
+    /// The pool's bookkeeping.
+    fn ledger(&self) -> &Ledger;
+}
+
+impl<X: Transport, W: Wrap> PoolUnderTest for Pool<X, W> {
+    fn embed(&self, model: &str, input: EmbedInput) -> Result<Reply<EmbedResponse>, PoolError> {
+        Pool::embed(self, model, input)
+    }
+    fn stats(&self) -> PoolStats {
+        Pool::stats(self)
+    }
+    fn ledger(&self) -> &Ledger {
+        Pool::ledger(self)
+    }
+}
+
 impl Variant {
-    /// Builds this variant's pool over `urls`.
-    pub fn build(self, urls: &[String], options: PoolOptions) -> Result<Pool, PoolError> {
+    /// Builds this variant's pool over `urls`: a production pool, or a degraded one when
+    /// `options.degradation` asks for it.
+    pub fn build(
+        self,
+        urls: &[String],
+        options: PoolOptions,
+    ) -> Result<Box<dyn PoolUnderTest>, PoolError> {
         let config = PoolConfig {
             strategy: options.strategy,
             http: HttpConfig {
@@ -122,7 +152,6 @@ impl Variant {
                 ..HttpConfig::default()
             },
             probe: options.probe,
-            degradation: options.degradation,
         };
         let locked = |scope| {
             let ledger = MutexLedger::new(scope);
@@ -139,6 +168,10 @@ impl Variant {
             Variant::MutexRequest => locked(LockScope::Request).into(),
             Variant::Bare => BareLedger::new().into(),
         };
-        Pool::new(ledger, config, urls)
+        Ok(if options.degradation.is_none() {
+            Box::new(Pool::new(ledger, config, urls)?)
+        } else {
+            Box::new(degraded_pool(ledger, config, urls, options.degradation)?)
+        })
     }
 }

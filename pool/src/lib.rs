@@ -61,13 +61,14 @@ mod stats;
 mod strategy;
 mod sync;
 pub mod testing;
+mod wrap;
 
 #[cfg(test)]
 mod tests;
 
 pub use api::{ChatMessage, ChatResponse, EmbedInput, EmbedResponse, GenerateResponse, Reply};
 pub use error::{FailureReason, NodeFailure, PoolError};
-pub use http::{HttpClient, HttpConfig};
+pub use http::{AttemptError, Http, HttpClient, HttpConfig, Transport};
 pub use ledger::{AtomicLedger, BareLedger, Ledger, LockScope, MutexLedger};
 pub use lock_timing::{LockTimingSummary, Percentiles};
 pub use node::NodeAddr;
@@ -75,3 +76,4 @@ pub use pool::{Pool, PoolConfig};
 pub use prober::ProbeConfig;
 pub use stats::{NodePerformance, PoolStats};
 pub use strategy::Strategy;
+pub use wrap::{Plain, Wrap};

@@ -7,7 +7,6 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,25 +18,24 @@ use crate::api::{
     GenerateRequest, GenerateResponse, Reply,
 };
 use crate::error::{NodeFailure, PoolError};
-use crate::http::{AttemptError, Http, HttpConfig, Transport};
+use crate::http::{AttemptError, Http, HttpConfig, Transport, healthy};
 use crate::ledger::{ActiveGuard, Ledger, Outcome, Picked, RequestBody, Steps};
 use crate::node::{NodeAddr, parse_node_url};
 use crate::prober::{ProbeConfig, Prober};
 use crate::stats::PoolStats;
 use crate::strategy::Strategy;
-use crate::testing::{Degradation, Dropped, Dropping};
+use crate::wrap::{Plain, Wrap};
 
 /// How a pool routes, talks HTTP and probes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoolConfig {
     /// Node selection (a [`crate::BareLedger`] supports round-robin only).
     pub strategy: Strategy,
-    /// The HTTP client's timeouts and connection reuse.
+    /// The HTTP client's timeouts and connection reuse ([`Pool::new`] builds its [`Http`] from
+    /// them; a pool given its own transport ignores them).
     pub http: HttpConfig,
     /// Background health probing; `None` disables it.
     pub probe: Option<ProbeConfig>,
-    /// Deliberate regressions for the gate's self-test; the default degrades nothing.
-    pub degradation: Degradation,
 }
 
 /// A load-balancing pool over Ollama nodes.
@@ -45,41 +43,58 @@ pub struct PoolConfig {
 /// The API is blocking, for OS threads, as SOLLOL's `ThreadPoolExecutor` callers use it; the
 /// threads share one keep-alive HTTP client (`HttpConfig::clients` of them), or each call drives
 /// its own I/O (`HttpClient::PerCaller`). Do not call it from inside an async runtime.
-pub struct Pool {
+///
+/// `X` carries each attempt and probe ([`Http`] unless given with [`Pool::with_parts`]); `W`
+/// runs each request over the ledger ([`Plain`] in production; `crate::testing` has a worse one).
+pub struct Pool<X: Transport = Http, W: Wrap = Plain> {
     ledger: Arc<Ledger>,
-    http: Arc<Http>,
+    transport: Arc<X>,
+    wrap: W,
     config: PoolConfig,
-    requests: AtomicU64,
     _prober: Option<Prober>,
 }
 
-impl std::fmt::Debug for Pool {
+impl<X: Transport, W: Wrap> std::fmt::Debug for Pool<X, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("ledger", &self.ledger.kind())
             .field("config", &self.config)
+            .field("wrap", &self.wrap)
             .finish_non_exhaustive()
     }
 }
 
 impl Pool {
-    /// A pool over `nodes` (URLs such as `http://127.0.0.1:11434`) with `ledger`'s bookkeeping.
+    /// A pool over `nodes` (URLs such as `http://127.0.0.1:11434`) with `ledger`'s bookkeeping,
+    /// talking HTTP as `config.http` says.
     pub fn new<U: AsRef<str>>(
         ledger: impl Into<Ledger>,
         config: PoolConfig,
         nodes: &[U],
     ) -> Result<Self, PoolError> {
-        let mut ledger = ledger.into();
+        let http = Http::new(&config.http)?;
+        Self::with_parts(ledger, config, nodes, http, Plain)
+    }
+}
+
+impl<X: Transport, W: Wrap> Pool<X, W> {
+    /// A pool whose attempts and probes go through `transport` and whose requests run through
+    /// `wrap` (`config.http` is not used: the transport carries its own settings).
+    pub fn with_parts<U: AsRef<str>>(
+        ledger: impl Into<Ledger>,
+        config: PoolConfig,
+        nodes: &[U],
+        transport: X,
+        wrap: W,
+    ) -> Result<Self, PoolError> {
+        let ledger = ledger.into();
         if !ledger.supports(config.strategy) {
             return Err(PoolError::UnsupportedStrategy {
                 ledger: ledger.kind(),
                 strategy: config.strategy,
             });
         }
-        if config.degradation.stuck_round_robin {
-            ledger.stick_cursor();
-        }
-        let http = Arc::new(config.http.http()?);
+        let transport = Arc::new(transport);
         let ledger = Arc::new(ledger);
         for url in nodes {
             let (key, base) = parse_node_url(url.as_ref())?;
@@ -88,17 +103,16 @@ impl Pool {
         let prober = match (config.probe, &*ledger) {
             (Some(probe), Ledger::Mutex(_) | Ledger::Atomic(_)) => Some(Prober::spawn(
                 Arc::clone(&ledger),
-                Arc::clone(&http),
+                Arc::clone(&transport),
                 probe,
-                config.degradation.lenient_probe,
             )?),
             _ => None,
         };
         Ok(Self {
             ledger,
-            http,
+            transport,
+            wrap,
             config,
-            requests: AtomicU64::new(0),
             _prober: prober,
         })
     }
@@ -143,9 +157,8 @@ impl Pool {
             .config
             .probe
             .map_or(Duration::from_secs(2), |p| p.timeout);
-        let lenient = self.config.degradation.lenient_probe;
         self.ledger
-            .probe(&mut |node| self.http.probe(node, timeout, lenient));
+            .probe(&mut |node| healthy(&*self.transport, node, timeout));
     }
 
     /// `POST /api/embed` with one input or a batch.
@@ -200,41 +213,14 @@ impl Pool {
         // The request types hold strings only, so this cannot fail; it is still an error, not a
         // panic, should a future field change that.
         let body = Bytes::from(serde_json::to_vec(body).map_err(PoolError::Encode)?);
-        let unrecorded = self.degrade_request();
-        let exchange = Exchange::<T, Http> {
-            transport: &*self.http,
+        let exchange = Exchange::<T, X> {
+            transport: &*self.transport,
             strategy: self.config.strategy,
-            attempt_delay: self.config.degradation.attempt_delay,
             path,
             body,
             _answer: PhantomData,
         };
-        if unrecorded {
-            self.ledger.run(Dropping {
-                body: exchange,
-                dropped: Dropped::Record,
-            })
-        } else {
-            self.ledger.run(exchange)
-        }
-    }
-
-    /// The per-request degradations: `slow_path` (every Nth request blocks before its first
-    /// attempt) and `unrecorded_every` (returns whether this request's attempts go unrecorded).
-    fn degrade_request(&self) -> bool {
-        let degradation = &self.config.degradation;
-        if degradation.slow_path.is_none() && degradation.unrecorded_every.is_none() {
-            return false;
-        }
-        let n = self.requests.fetch_add(1, Relaxed);
-        if let Some(slow) = degradation.slow_path
-            && n.is_multiple_of(slow.every.get())
-        {
-            std::thread::sleep(slow.delay);
-        }
-        degradation
-            .unrecorded_every
-            .is_some_and(|every| n.is_multiple_of(every.get()))
+        self.wrap.run(&self.ledger, exchange)
     }
 }
 
@@ -243,7 +229,6 @@ impl Pool {
 pub(crate) struct Exchange<'a, T, X> {
     pub(crate) transport: &'a X,
     pub(crate) strategy: Strategy,
-    pub(crate) attempt_delay: Duration,
     pub(crate) path: &'static str,
     pub(crate) body: Bytes,
     pub(crate) _answer: PhantomData<T>,
@@ -270,9 +255,6 @@ impl<T: DeserializeOwned, X: Transport> RequestBody for Exchange<'_, T, X> {
                 continue;
             };
             let node = active.node().clone();
-            if !self.attempt_delay.is_zero() {
-                std::thread::sleep(self.attempt_delay);
-            }
             let started = Instant::now();
             match self
                 .transport

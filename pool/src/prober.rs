@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::PoolError;
-use crate::http::Http;
+use crate::http::{Transport, healthy};
 use crate::ledger::Ledger;
 
 /// How often and how patiently to probe.
@@ -41,11 +41,10 @@ pub(crate) struct Prober {
 impl Prober {
     /// Starts probing `ledger`'s nodes; a mutex ledger scoped to `LockScope::Probe` holds its
     /// lock across each round.
-    pub(crate) fn spawn(
+    pub(crate) fn spawn<X: Transport>(
         ledger: Arc<Ledger>,
-        http: Arc<Http>,
+        transport: Arc<X>,
         config: ProbeConfig,
-        lenient: bool,
     ) -> Result<Self, PoolError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -53,7 +52,7 @@ impl Prober {
             .spawn(move || {
                 // One round at once, then one per interval, so even a short run sees the probe.
                 loop {
-                    ledger.probe(&mut |node| http.probe(node, config.timeout, lenient));
+                    ledger.probe(&mut |node| healthy(&*transport, node, config.timeout));
                     if !matches!(
                         stopped.recv_timeout(config.interval),
                         Err(RecvTimeoutError::Timeout)

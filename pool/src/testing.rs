@@ -2,17 +2,28 @@
 //!
 //! - [`simulate_request`] runs one request's bookkeeping with no I/O, exactly as the request path
 //!   calls the ledger, so the cost and correctness of the ledgers can be measured apart from HTTP.
-//! - [`Degradation`] builds a deliberately worse pool through [`crate::PoolConfig::degradation`],
-//!   so a regression check can be shown catching each kind of regression it claims to catch
-//!   (slower attempts, a slow tail, a stuck cursor, attempts the books never record, a probe
-//!   that ignores errors).
+//! - [`degraded_pool`] builds a deliberately worse pool from a [`Degradation`], so a regression
+//!   check can be shown catching each kind of regression it claims to catch (slower attempts, a
+//!   slow tail, a stuck cursor, attempts the books never record, a probe that ignores errors).
+//!   It composes the pool from outside, through the seams a production pool has: a transport
+//!   wrapper ([`Degraded`]), a request wrapper ([`PerRequest`]) and a ledger whose cursor never
+//!   moves; the production path carries no field or check for any of it.
 //!   Connection reuse is not here: it is an ordinary setting, [`crate::HttpConfig`].
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::PoolError;
+use crate::http::{AttemptError, Http, Transport};
 use crate::ledger::{self, Ledger, Outcome as CoreOutcome, RequestBody, Steps, with_core};
+use crate::node::NodeAddr;
+use crate::pool::{Pool, PoolConfig};
 use crate::strategy::Strategy;
+use crate::wrap::{Wrap, sealed::RunRequest};
 
 /// How a simulated attempt ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +94,94 @@ impl Degradation {
     /// Whether anything is degraded.
     pub fn is_none(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// A pool over `nodes` degraded as `degradation` says: [`Pool::new`]'s pool with its HTTP
+/// wrapped in [`Degraded`], its requests in [`PerRequest`], and, for `stuck_round_robin`, a
+/// ledger whose cursor never advances.
+pub fn degraded_pool<U: AsRef<str>>(
+    ledger: impl Into<Ledger>,
+    config: PoolConfig,
+    nodes: &[U],
+    degradation: Degradation,
+) -> Result<Pool<Degraded, PerRequest>, PoolError> {
+    let mut ledger = ledger.into();
+    if degradation.stuck_round_robin {
+        ledger.stick_cursor();
+    }
+    let transport = Degraded {
+        inner: Http::new(&config.http)?,
+        attempt_delay: degradation.attempt_delay,
+        lenient_probe: degradation.lenient_probe,
+    };
+    let wrap = PerRequest {
+        slow_path: degradation.slow_path,
+        unrecorded_every: degradation.unrecorded_every,
+        requests: AtomicU64::new(0),
+    };
+    Pool::with_parts(ledger, config, nodes, transport, wrap)
+}
+
+/// A transport made worse: every attempt blocks first, and the probe may take any complete
+/// answer for health.
+#[derive(Debug)]
+pub struct Degraded<X = Http> {
+    inner: X,
+    attempt_delay: Duration,
+    lenient_probe: bool,
+}
+
+impl<X: Transport> Transport for Degraded<X> {
+    fn post<T: DeserializeOwned>(
+        &self,
+        node: &NodeAddr,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, AttemptError> {
+        if !self.attempt_delay.is_zero() {
+            std::thread::sleep(self.attempt_delay);
+        }
+        self.inner.post(node, path, body)
+    }
+
+    fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
+        let status = self.inner.get(node, path, timeout)?;
+        Some(if self.lenient_probe { 200 } else { status })
+    }
+}
+
+/// Requests made worse, counted per pool from the first: one in N blocks before its first
+/// attempt, one in N goes unrecorded in the books.
+#[derive(Debug)]
+pub struct PerRequest {
+    slow_path: Option<SlowPath>,
+    unrecorded_every: Option<NonZeroU64>,
+    requests: AtomicU64,
+}
+
+impl Wrap for PerRequest {}
+
+#[allow(private_bounds, private_interfaces)] // sealed: see `crate::wrap`
+impl RunRequest for PerRequest {
+    fn run<B: RequestBody>(&self, ledger: &Ledger, body: B) -> B::Output {
+        let n = self.requests.fetch_add(1, Relaxed);
+        if let Some(slow) = self.slow_path
+            && n.is_multiple_of(slow.every.get())
+        {
+            std::thread::sleep(slow.delay);
+        }
+        if self
+            .unrecorded_every
+            .is_some_and(|every| n.is_multiple_of(every.get()))
+        {
+            ledger.run(Dropping {
+                body,
+                dropped: Dropped::Record,
+            })
+        } else {
+            ledger.run(body)
+        }
     }
 }
 

@@ -396,12 +396,9 @@ fn the_bare_ledger_refuses_strategies_it_cannot_follow() {
 #[test]
 fn a_stuck_round_robin_sends_everything_to_the_first_node() {
     let nodes = cluster(2, Duration::ZERO);
-    let stuck = PoolConfig {
-        degradation: pool::testing::Degradation {
-            stuck_round_robin: true,
-            ..Default::default()
-        },
-        ..PoolConfig::default()
+    let stuck = pool::testing::Degradation {
+        stuck_round_robin: true,
+        ..Default::default()
     };
     let ledgers: [Ledger; 3] = [
         AtomicLedger::new().into(),
@@ -415,7 +412,8 @@ fn a_stuck_round_robin_sends_everything_to_the_first_node() {
             .iter()
             .map(|c| c.total("/api/embed"))
             .collect();
-        let pool = Pool::new(ledger, stuck.clone(), &nodes.urls()).unwrap();
+        let config = PoolConfig::default();
+        let pool = pool::testing::degraded_pool(ledger, config, &nodes.urls(), stuck).unwrap();
         for i in 0..6 {
             pool.embed("all-minilm", format!("{i}")).unwrap();
         }

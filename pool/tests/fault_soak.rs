@@ -19,7 +19,8 @@ use std::time::Duration;
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
 use pool::{
     AtomicLedger, BareLedger, HttpClient, HttpConfig, Ledger, LockScope, MutexLedger, Pool,
-    PoolConfig, ProbeConfig, testing::Degradation,
+    PoolConfig, ProbeConfig, Transport, Wrap,
+    testing::{Degradation, degraded_pool},
 };
 
 const REQUESTS: u64 = 1_500;
@@ -89,7 +90,7 @@ struct Tally {
 
 /// Sends `REQUESTS` embeds from `THREADS` threads; node 1 goes down after a third of them have
 /// finished and comes back after two thirds, driven by the count of finished requests.
-fn soak(pool: &Pool, nodes: &MockCluster) -> Tally {
+fn soak<X: Transport, W: Wrap>(pool: &Pool<X, W>, nodes: &MockCluster) -> Tally {
     let tally = Tally::default();
     let next = AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -132,7 +133,7 @@ fn check(name: &str, ledger: impl Into<Ledger>, client: HttpClient, degradation:
         .iter()
         .map(|c| c.succeeded("/api/embed"))
         .sum();
-    let ledger = ledger.into();
+    let ledger: Ledger = ledger.into();
     // Pools with stats probe every 10 ms, so the prober runs through the fault and its thread
     // must be stopped and joined when the pool is dropped (the thread count checks that).
     let probe = (!matches!(ledger, Ledger::Bare(_))).then_some(ProbeConfig {
@@ -141,14 +142,24 @@ fn check(name: &str, ledger: impl Into<Ledger>, client: HttpClient, degradation:
     });
     let config = PoolConfig {
         probe,
-        degradation,
         http: HttpConfig {
             client,
             ..HttpConfig::default()
         },
         ..PoolConfig::default()
     };
-    let pool = Pool::new(ledger, config, &nodes.urls()).expect("pool builds");
+    let urls = nodes.urls();
+    if degradation.is_none() {
+        let pool = Pool::new(ledger, config, &urls).expect("pool builds");
+        verify(name, pool, nodes, before);
+    } else {
+        let pool = degraded_pool(ledger, config, &urls, degradation).expect("pool builds");
+        verify(name, pool, nodes, before);
+    }
+}
+
+/// Soaks `pool` and checks that nothing was lost (`before`: the nodes' successes until now).
+fn verify<X: Transport, W: Wrap>(name: &str, pool: Pool<X, W>, nodes: MockCluster, before: u64) {
     let tally = soak(&pool, &nodes);
     let stats = pool.stats();
     let served: u64 = nodes

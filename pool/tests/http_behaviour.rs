@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use pool::{
     AtomicLedger, FailureReason, HttpClient, HttpConfig, LockScope, MutexLedger, Pool, PoolConfig,
-    PoolError, testing::Degradation,
+    PoolError, Transport, Wrap,
+    testing::{Degradation, degraded_pool},
 };
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -371,6 +372,21 @@ fn probe_cycle(degradation: Degradation) {
 }
 
 fn probe_cycle_on(client: HttpClient, degradation: Degradation) {
+    if degradation.is_none() {
+        probe_cycle_with(client, |ledger, config, urls| {
+            Pool::new(ledger, config, urls)
+        });
+    } else {
+        probe_cycle_with(client, |ledger, config, urls| {
+            degraded_pool(ledger, config, urls, degradation)
+        });
+    }
+}
+
+fn probe_cycle_with<X: Transport, W: Wrap>(
+    client: HttpClient,
+    build: impl Fn(pool::Ledger, PoolConfig, &[String]) -> Result<Pool<X, W>, PoolError>,
+) {
     let runtime = Runtime::new().unwrap();
     let server = runtime.block_on(MockServer::start());
     let key = server.uri().trim_start_matches("http://").to_owned();
@@ -389,12 +405,8 @@ fn probe_cycle_on(client: HttpClient, degradation: Degradation) {
         runtime.block_on(control_plane(&server, ResponseTemplate::new(200)));
         // No background prober (it would race the rounds this test drives); `probe_now` then
         // uses a 2 s probe timeout, 30 times shorter than the slow answer below.
-        let config = PoolConfig {
-            degradation,
-            ..on(client, config())
-        };
-        let pool = Pool::new(ledger, config, &[server.uri()]).unwrap();
-        let available = |pool: &Pool| pool.stats().node_performance[&key].available;
+        let pool = build(ledger, on(client, config()), &[server.uri()]).unwrap();
+        let available = |pool: &Pool<X, W>| pool.stats().node_performance[&key].available;
         pool.probe_now();
         assert!(available(&pool), "{kind}: healthy");
         runtime.block_on(control_plane(&server, ResponseTemplate::new(500)));

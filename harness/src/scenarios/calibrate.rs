@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use mock_ollama::{LatencyModel, MockCluster, NodeConfig, SlotPolicy, Timer};
-use pool::Pool;
 use serde_json::json;
 
 use super::open_loop::open_loop;
@@ -22,7 +21,7 @@ use super::{Ctx, Findings};
 use crate::load::{Workload, closed_loop};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary};
-use crate::variant::{PoolOptions, Variant};
+use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 
 /// Configured service times.
 const SERVICE_US: [u64; 8] = [250, 500, 1_000, 2_000, 5_000, 20_000, 100_000, 1_000_000];
@@ -48,7 +47,7 @@ fn node(timer: Timer, service: Duration, slots: usize) -> anyhow::Result<MockClu
     Ok(MockCluster::start(vec![config])?)
 }
 
-fn client(nodes: &MockCluster) -> anyhow::Result<Pool> {
+fn client(nodes: &MockCluster) -> anyhow::Result<Box<dyn PoolUnderTest>> {
     Ok(Variant::Bare.build(&nodes.urls(), PoolOptions::default())?)
 }
 
@@ -73,10 +72,10 @@ struct Served {
 /// `requests` sequential requests to a node of their own, after 50 of warm-up on another (in
 /// which the precise timer learns its lead for this length of sleep).
 fn sequential(timer: Timer, service: Duration, requests: usize) -> anyhow::Result<Served> {
-    closed_loop(&client(&node(timer, service, 1)?)?, &workload(1, 50, None));
+    closed_loop(&*client(&node(timer, service, 1)?)?, &workload(1, 50, None));
     let nodes = node(timer, service, 1)?;
     let pool = client(&nodes)?;
-    let run = closed_loop(&pool, &workload(1, requests, None));
+    let run = closed_loop(&*pool, &workload(1, requests, None));
     anyhow::ensure!(
         run.failed == 0,
         "{} calibration requests failed",
@@ -112,9 +111,9 @@ fn cpu_ns() -> (u64, u64) {
 fn cpu_at_1000(timer: Timer) -> anyhow::Result<(f64, f64)> {
     let nodes = node(timer, Duration::from_millis(1), 16)?;
     let pool = client(&nodes)?;
-    closed_loop(&pool, &workload(4, 200, None));
+    closed_loop(&*pool, &workload(4, 200, None));
     let before = cpu_ns();
-    let run = open_loop(&pool, 1000.0, 3000, 16);
+    let run = open_loop(&*pool, 1000.0, 3000, 16);
     let after = cpu_ns();
     let requests = (run.ok + run.failed).max(1) as f64;
     let per_request_us = (after.0 - before.0) as f64 / 1e3 / requests;
@@ -134,7 +133,7 @@ fn capacity_window(service: Duration) -> Duration {
 fn capacity_ratio(timer: Timer, service: Duration, window: Duration) -> anyhow::Result<f64> {
     let nodes = node(timer, service, 1)?;
     let pool = client(&nodes)?;
-    let run = closed_loop(&pool, &workload(4, usize::MAX / 2, Some(window)));
+    let run = closed_loop(&*pool, &workload(4, usize::MAX / 2, Some(window)));
     Ok(run.throughput() * service.as_secs_f64())
 }
 

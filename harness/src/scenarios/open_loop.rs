@@ -22,7 +22,7 @@ use crate::load::{Workload, released};
 use crate::measure::{check, measure};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
-use crate::variant::{PoolOptions, Variant};
+use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 
 /// Load levels as fractions of measured capacity.
 pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
@@ -49,7 +49,12 @@ pub(crate) struct OpenRun {
 
 /// Sends `count` requests at `rate` per second from `workers` threads (request `i` by worker
 /// `i mod workers`), each at its due time or as soon as its worker is free.
-pub(crate) fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usize) -> OpenRun {
+pub(crate) fn open_loop(
+    pool: &dyn PoolUnderTest,
+    rate: f64,
+    count: usize,
+    workers: usize,
+) -> OpenRun {
     let interval = Duration::from_secs_f64(1.0 / rate);
     // One schedule for every worker, fixed before any of them starts (spawning 64 threads takes a
     // few milliseconds; a send that is still late is counted as late).
@@ -67,7 +72,7 @@ pub(crate) fn open_loop(pool: &pool::Pool, rate: f64, count: usize, workers: usi
             if sent.saturating_duration_since(due) > Duration::from_millis(1) {
                 late += 1;
             }
-            let result = pool.embed("mxbai-embed-large", "an open-loop chunk");
+            let result = pool.embed("mxbai-embed-large", "an open-loop chunk".into());
             let done = Instant::now();
             match result {
                 Ok(_) => {
@@ -136,7 +141,7 @@ fn measure_open(
 ) -> anyhow::Result<OpenRun> {
     let before = cluster.tally();
     let pool = variant.build(&cluster.urls(), ctx.pool_options())?;
-    let run = open_loop(&pool, schedule.rate, schedule.count, schedule.workers);
+    let run = open_loop(&*pool, schedule.rate, schedule.count, schedule.workers);
     let stats = pool.stats();
     drop(pool);
     let served = cluster

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
-use pool::{FailureReason, Pool, PoolError, PoolStats};
+use pool::{FailureReason, PoolError, PoolStats};
 use serde_json::json;
 
 use super::{Ctx, Findings};
 use crate::results::{Accounting, Row};
 use crate::summary::Summary;
-use crate::variant::Variant;
+use crate::variant::{PoolUnderTest, Variant};
 
 /// Threads and open descriptors of this process (Linux `/proc`; 0 elsewhere).
 fn process_counts() -> (f64, f64) {
@@ -92,7 +92,7 @@ fn cause(error: &PoolError) -> String {
 /// Sends `requests` embeds from `workers` threads, taking node 1 down after a third and back
 /// after two thirds (counted in finished requests, not time).
 fn drive(
-    pool: &Pool,
+    pool: &dyn PoolUnderTest,
     nodes: &MockCluster,
     requests: u64,
     workers: usize,
@@ -108,7 +108,7 @@ fn drive(
                     if i >= requests {
                         break;
                     }
-                    let tally = match pool.embed("all-minilm", format!("soak {i}")) {
+                    let tally = match pool.embed("all-minilm", format!("soak {i}").into()) {
                         Ok(_) => &ok,
                         Err(e) => {
                             let mut causes = causes.lock().unwrap_or_else(|p| p.into_inner());
@@ -143,7 +143,7 @@ fn soak_one(ctx: &Ctx, variant: Variant, requests: u64, workers: usize) -> anyho
     let before = process_counts();
     let nodes = faulty_nodes()?;
     let pool = variant.build(&nodes.urls(), ctx.pool_options())?;
-    let (ok, failed, causes) = drive(&pool, &nodes, requests, workers)?;
+    let (ok, failed, causes) = drive(&*pool, &nodes, requests, workers)?;
     let stats = pool.stats();
     drop(pool);
     let counters = nodes.counters();

@@ -72,17 +72,16 @@ impl Transport for Client {
             .map_err(|e| AttemptError::Retry(transport_reason(&e)))?;
         decode(status, &bytes)
     }
-}
 
-/// `GET node.url + path` within `timeout`: the status of a complete answer, or `None`.
-pub(super) fn get(client: &Client, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
-    let response = client
-        .get(format!("{}{path}", node.url))
-        .timeout(timeout)
-        .send()
-        .ok()?;
-    let status = response.status().as_u16();
-    response.bytes().ok().map(|_| status)
+    /// `GET node.url + path` within `timeout`: the status of a complete answer, or `None`.
+    fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
+        let response = reqwest::blocking::Client::get(self, format!("{}{path}", node.url))
+            .timeout(timeout)
+            .send()
+            .ok()?;
+        let status = response.status().as_u16();
+        response.bytes().ok().map(|_| status)
+    }
 }
 
 /// A transport error as a [`FailureReason`], with its whole chain of causes.

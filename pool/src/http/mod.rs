@@ -85,19 +85,13 @@ impl Default for HttpConfig {
     }
 }
 
-impl HttpConfig {
-    /// The pool's HTTP side these settings describe.
-    pub(crate) fn http(&self) -> Result<Http, PoolError> {
-        Ok(match self.client {
-            HttpClient::Blocking => Http::Blocking(Clients::new(self, self.clients)?),
-            HttpClient::PerCaller => Http::PerCaller(Box::new(Cores::new(*self))),
-        })
-    }
-}
-
-/// The pool's HTTP side: the client that carries its requests and its health probes.
+/// The pool's HTTP side, built from an [`HttpConfig`]: the client that carries its requests and
+/// its health probes. The default [`Transport`] of a [`crate::Pool`].
 #[derive(Debug)]
-pub(crate) enum Http {
+pub struct Http(Inner);
+
+#[derive(Debug)]
+enum Inner {
     /// `reqwest::blocking`: every request through a client's I/O thread.
     Blocking(Clients),
     /// The calling thread's own exchange on a borrowed runtime (boxed: the idle queue is
@@ -106,19 +100,12 @@ pub(crate) enum Http {
 }
 
 impl Http {
-    /// Whether `node` answers `GET /api/ps` and `GET /api/tags`, each completely and within
-    /// `timeout`, with a 2xx unless `lenient` (`Degradation::lenient_probe`: any complete
-    /// answer, a 500 included, counts as healthy).
-    pub(crate) fn probe(&self, node: &NodeAddr, timeout: Duration, lenient: bool) -> bool {
-        ["/api/ps", "/api/tags"].iter().all(|path| {
-            let status = match self {
-                Http::Blocking(clients) => {
-                    blocking::get(clients.for_this_thread(), node, path, timeout)
-                }
-                Http::PerCaller(cores) => cores.get(node, path, timeout),
-            };
-            status.is_some_and(|s| lenient || (200..300).contains(&s))
-        })
+    /// The client `config` describes.
+    pub fn new(config: &HttpConfig) -> Result<Self, PoolError> {
+        Ok(Self(match config.client {
+            HttpClient::Blocking => Inner::Blocking(Clients::new(config, config.clients)?),
+            HttpClient::PerCaller => Inner::PerCaller(Box::new(Cores::new(*config))),
+        }))
     }
 }
 
@@ -129,24 +116,42 @@ impl Transport for Http {
         path: &str,
         body: Bytes,
     ) -> Result<T, AttemptError> {
-        match self {
-            Http::PerCaller(cores) => cores.post(node, path, body),
-            Http::Blocking(clients) => Transport::post(clients.for_this_thread(), node, path, body),
+        match &self.0 {
+            Inner::PerCaller(cores) => cores.post(node, path, body),
+            Inner::Blocking(clients) => {
+                Transport::post(clients.for_this_thread(), node, path, body)
+            }
+        }
+    }
+
+    fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
+        match &self.0 {
+            Inner::Blocking(clients) => {
+                Transport::get(clients.for_this_thread(), node, path, timeout)
+            }
+            Inner::PerCaller(cores) => cores.get(node, path, timeout),
         }
     }
 }
 
 /// Why one attempt did not produce an answer.
-pub(crate) enum AttemptError {
+#[derive(Debug)]
+pub enum AttemptError {
     /// The node's fault: try another.
     Retry(FailureReason),
     /// The request's fault (4xx): stop.
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The node's status code.
+        status: u16,
+        /// Ollama's error text, or the body.
+        message: String,
+    },
 }
 
-/// How an attempt reaches a node: HTTP in production; a scripted fake in the models that check
-/// the request path without sockets (`src/tests/exchange.rs`).
-pub(crate) trait Transport: Sync {
+/// How an attempt reaches a node: [`Http`] in production; a scripted fake in the models that
+/// check the request path without sockets (`src/tests/exchange.rs`), and a deliberately worse
+/// wrapper in [`crate::testing`].
+pub trait Transport: Send + Sync + 'static {
     /// `POST node.url + path` with a JSON body, decoded as `T` on 2xx.
     fn post<T: DeserializeOwned>(
         &self,
@@ -154,6 +159,20 @@ pub(crate) trait Transport: Sync {
         path: &str,
         body: Bytes,
     ) -> Result<T, AttemptError>;
+
+    /// `GET node.url + path`: the status of a complete answer within `timeout`, or `None`
+    /// (the health probe's request).
+    fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16>;
+}
+
+/// Whether `node` answers `GET /api/ps` and `GET /api/tags`, each completely, within `timeout`
+/// and with a 2xx: the health probe SOLLOL's loops run.
+pub(crate) fn healthy(transport: &impl Transport, node: &NodeAddr, timeout: Duration) -> bool {
+    ["/api/ps", "/api/tags"].iter().all(|path| {
+        transport
+            .get(node, path, timeout)
+            .is_some_and(|s| (200..300).contains(&s))
+    })
 }
 
 /// A complete answer as the pool sees it: `T` on 2xx, the node's fault on 5xx or an

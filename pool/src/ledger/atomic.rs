@@ -110,7 +110,7 @@ pub(crate) struct AtomicCore<S: SyncFamily> {
     successful: CachePadded<S::Counter>,
     failed: CachePadded<S::Counter>,
     cursor: CachePadded<S::Counter>,
-    /// 1, or 0 for `testing::Degradation::stuck_round_robin`; fixed before the ledger is shared.
+    /// 1, or 0 for `testing::degraded_pool`'s stuck round-robin; fixed before the ledger is shared.
     cursor_step: u64,
     nodes: S::Rcu<NodeList<S>>,
     /// Serialises membership changes (rare) so ids and duplicate checks are exact; requests
@@ -230,11 +230,15 @@ impl<S: SyncFamily> Steps for &AtomicCore<S> {
     }
 }
 
-impl<S: SyncFamily> LedgerCore for AtomicCore<S> {
-    fn stick_cursor(&mut self) {
+impl<S: SyncFamily> AtomicCore<S> {
+    /// Stops the round-robin cursor from advancing: a deliberately broken ledger, reachable only
+    /// through `testing::degraded_pool` and the loom twins, set before the ledger is shared.
+    pub(crate) fn stick_cursor(&mut self) {
         self.cursor_step = 0;
     }
+}
 
+impl<S: SyncFamily> LedgerCore for AtomicCore<S> {
     fn steps(&self) -> impl Steps + '_ {
         self
     }

@@ -16,7 +16,7 @@ use crate::strategy::{NodeReading, Strategy};
 #[derive(Debug, Default)]
 pub struct BareLedger {
     cursor: CachePadded<AtomicU64>,
-    /// `testing::Degradation::stuck_round_robin`: the cursor never advances.
+    /// The cursor never advances (`testing::degraded_pool`'s stuck round-robin).
     cursor_stuck: bool,
     nodes: ArcSwap<Vec<NodeAddr>>,
     next_id: std::sync::Mutex<u64>,
@@ -62,11 +62,14 @@ impl Steps for &BareLedger {
     fn fail(&mut self) {}
 }
 
-impl LedgerCore for BareLedger {
-    fn stick_cursor(&mut self) {
+impl BareLedger {
+    /// Stops the round-robin cursor from advancing (see `AtomicCore::stick_cursor`).
+    pub(crate) fn stick_cursor(&mut self) {
         self.cursor_stuck = true;
     }
+}
 
+impl LedgerCore for BareLedger {
     fn steps(&self) -> impl Steps + '_ {
         self
     }

@@ -90,10 +90,6 @@ pub(crate) trait RequestBody {
 
 /// Shared request state: bookkeeping, node membership, probing and stats.
 pub(crate) trait LedgerCore: Send + Sync + 'static {
-    /// Stops the round-robin cursor from advancing (a deliberately broken pool for the gate's
-    /// self-test, `testing::Degradation::stuck_round_robin`); called before the ledger is shared.
-    fn stick_cursor(&mut self);
-
     /// Per-point bookkeeping: each call synchronises on its own.
     fn steps(&self) -> impl Steps + '_;
 

@@ -30,7 +30,7 @@ struct BookNode {
 pub(crate) struct Book {
     totals: Totals,
     cursor: u64,
-    /// `testing::Degradation::stuck_round_robin`: the cursor never advances.
+    /// The cursor never advances (`testing::degraded_pool`'s stuck round-robin).
     cursor_stuck: bool,
     next_id: u64,
     nodes: Vec<BookNode>,
@@ -214,6 +214,11 @@ impl<S: SyncFamily> MutexCore<S> {
         self
     }
 
+    /// Stops the round-robin cursor from advancing (see `AtomicCore::stick_cursor`).
+    pub(crate) fn stick_cursor(&mut self) {
+        self.book.with(|book| book.cursor_stuck = true);
+    }
+
     /// Runs `f` under the global lock, timing the acquisition when instrumented.
     fn locked<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
         if !self.timed {
@@ -259,10 +264,6 @@ impl<S: SyncFamily> Steps for &MutexCore<S> {
 }
 
 impl<S: SyncFamily> LedgerCore for MutexCore<S> {
-    fn stick_cursor(&mut self) {
-        self.book.with(|book| book.cursor_stuck = true);
-    }
-
     fn steps(&self) -> impl Steps + '_ {
         self
     }
@@ -370,8 +371,153 @@ impl<S: SyncFamily> LedgerCore for MutexCore<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::ledger::ActiveGuard;
+    use crate::ledger::{ActiveGuard, simulate_request};
+
+    /// A timed ledger over two nodes, and the acquisitions adding them took (reading the
+    /// timings takes the lock without being timed, so it adds none).
+    fn timed(scope: LockScope) -> (MutexLedger, u64) {
+        let ledger = MutexLedger::new(scope).with_lock_timing();
+        for key in ["a:1", "b:2"] {
+            ledger
+                .core()
+                .add_node(key, &format!("http://{key}"))
+                .unwrap();
+        }
+        let added = ledger.lock_timings().expect("instrumented").wait_ns.count;
+        assert_eq!(added, 2, "one acquisition per node added");
+        (ledger, added)
+    }
+
+    /// A request body that holds whatever lock it runs under for `0`.
+    struct Hold(Duration);
+
+    impl RequestBody for Hold {
+        type Output = ();
+        fn run<St: Steps>(self, steps: &mut St) {
+            steps.begin();
+            std::thread::sleep(self.0);
+        }
+    }
+
+    #[test]
+    fn the_scope_is_the_one_asked_for() {
+        for scope in [LockScope::Counters, LockScope::Probe, LockScope::Request] {
+            assert_eq!(MutexLedger::new(scope).scope(), scope);
+            assert_eq!(MutexLedger::new(scope).with_lock_timing().scope(), scope);
+        }
+    }
+
+    #[test]
+    fn lock_timings_exist_only_when_asked_for() {
+        assert_eq!(MutexLedger::new(LockScope::Counters).lock_timings(), None);
+        let fresh = MutexLedger::new(LockScope::Counters).with_lock_timing();
+        let summary = fresh.lock_timings().expect("instrumented");
+        assert_eq!((summary.wait_ns.count, summary.hold_ns.count), (0, 0));
+    }
+
+    /// A successful request takes the lock five times (count, select, mark, record, un-mark),
+    /// a failed one six (plus the failure count): one wait and one hold sample each.
+    #[test]
+    fn every_acquisition_is_one_wait_and_one_hold_sample() {
+        let (ledger, added) = timed(LockScope::Counters);
+        let ok = Outcome::Success {
+            latency: Duration::from_millis(1),
+        };
+        for _ in 0..10 {
+            simulate_request(&mut ledger.core().steps(), Strategy::RoundRobin, ok);
+        }
+        simulate_request(
+            &mut ledger.core().steps(),
+            Strategy::RoundRobin,
+            Outcome::NodeFault,
+        );
+        let summary = ledger.lock_timings().expect("instrumented");
+        assert_eq!(summary.wait_ns.count - added, 10 * 5 + 6);
+        assert_eq!(summary.hold_ns.count, summary.wait_ns.count);
+        assert!(
+            summary.wait_ns.max >= 1 && summary.hold_ns.max >= 1,
+            "{summary:?}"
+        );
+    }
+
+    /// A request run under the held lock is one acquisition held at least as long as the work
+    /// inside it (a lower bound the clock guarantees); waiting and holding are not swapped.
+    #[test]
+    fn the_hold_sample_covers_the_work_done_under_the_lock() {
+        let (ledger, added) = timed(LockScope::Request);
+        let work = Duration::from_millis(20);
+        ledger.core().run(true, Hold(work));
+        let summary = ledger.lock_timings().expect("instrumented");
+        assert_eq!(summary.hold_ns.count - added, 1);
+        assert!(
+            summary.hold_ns.max >= work.as_nanos() as u64,
+            "held {} ns across {work:?} of work",
+            summary.hold_ns.max
+        );
+        assert!(
+            summary.hold_ns.sum >= work.as_nanos() as f64 * 0.99,
+            "{summary:?}"
+        );
+    }
+
+    /// Callers blocked behind a held lock record their waits, and holds never overlap: the two
+    /// figures `explain` reports. Three rounds of one holder (20 ms of work) and one caller that
+    /// asks while it holds.
+    #[test]
+    fn blocked_callers_record_their_wait_and_holds_never_overlap() {
+        let (ledger, added) = timed(LockScope::Request);
+        let work = Duration::from_millis(20);
+        let rounds = 3;
+        let started = Instant::now();
+        let mut longest_block = Duration::ZERO;
+        for _ in 0..rounds {
+            std::thread::scope(|s| {
+                let (held, inside) = std::sync::mpsc::channel();
+                let holder = s.spawn(|| ledger.core().run(true, HoldAndSignal(work, held)));
+                inside.recv().unwrap();
+                let asked = Instant::now();
+                ledger.core().steps().begin();
+                longest_block = longest_block.max(asked.elapsed());
+                holder.join().unwrap();
+            });
+        }
+        let wall = started.elapsed();
+        let summary = ledger.lock_timings().expect("instrumented");
+        assert_eq!(summary.wait_ns.count - added, 2 * rounds);
+        // Upper bounds the clock guarantees: no wait outlasts the block its caller saw, and
+        // holds of one lock are disjoint, so together they fit in the wall time (the histogram's
+        // sum is exact to its 3 significant figures).
+        assert!(
+            u128::from(summary.wait_ns.max) <= longest_block.as_nanos() * 101 / 100,
+            "{summary:?} vs blocked at most {longest_block:?}"
+        );
+        assert!(
+            summary.hold_ns.sum <= wall.as_nanos() as f64 * 1.01,
+            "holds overlap: {summary:?} in {wall:?}"
+        );
+        assert!(summary.hold_ns.max >= work.as_nanos() as u64, "{summary:?}");
+        // A lower bound the scheduler makes near certain: in one of the rounds the caller asked
+        // within 10 ms of the holder signalling, so it waited out the rest of the 20 ms.
+        assert!(
+            summary.wait_ns.max >= (work / 2).as_nanos() as u64,
+            "no caller waited: {summary:?}"
+        );
+    }
+
+    /// `Hold` that says when it has the lock.
+    struct HoldAndSignal(Duration, std::sync::mpsc::Sender<()>);
+
+    impl RequestBody for HoldAndSignal {
+        type Output = ();
+        fn run<St: Steps>(self, steps: &mut St) {
+            steps.begin();
+            self.1.send(()).unwrap();
+            std::thread::sleep(self.0);
+        }
+    }
 
     #[test]
     fn a_mark_refused_by_removal_keeps_other_requests_marked() {

@@ -52,6 +52,11 @@ impl Transport for Script {
         serde_json::from_str(r#"{"embeddings":[[1.0]]}"#)
             .map_err(|e| AttemptError::Retry(FailureReason::Body(e.to_string())))
     }
+
+    /// Never called: these models run requests, not probes.
+    fn get(&self, _: &NodeAddr, _: &str, _: Duration) -> Option<u16> {
+        None
+    }
 }
 
 fn ledger<L: LedgerCore + Default>() -> Arc<L> {
@@ -82,7 +87,6 @@ fn request<L: LedgerCore>(
     let exchange = Exchange::<EmbedResponse, Script> {
         transport: script,
         strategy: Strategy::RoundRobin,
-        attempt_delay: Duration::ZERO,
         path: "/api/embed",
         body: Bytes::new(),
         _answer: PhantomData,

@@ -97,6 +97,11 @@ impl Transport for Overlap {
         serde_json::from_str(r#"{"embeddings":[[1.0]]}"#)
             .map_err(|e| AttemptError::Retry(crate::error::FailureReason::Body(e.to_string())))
     }
+
+    /// Never called: these models run requests, not probes.
+    fn get(&self, _: &NodeAddr, _: &str, _: Duration) -> Option<u16> {
+        None
+    }
 }
 
 fn one_request<L: LedgerCore>(
@@ -107,7 +112,6 @@ fn one_request<L: LedgerCore>(
     let exchange = Exchange::<EmbedResponse, Overlap> {
         transport,
         strategy: Strategy::RoundRobin,
-        attempt_delay: Duration::ZERO,
         path: "/api/embed",
         body: Bytes::new(),
         _answer: PhantomData,

@@ -14,7 +14,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::loom_models::{removal_is_safe, round_robin_is_fair, snapshot_is_consistent};
-use crate::ledger::{AtomicCore, LedgerCore, MutexCore};
+use crate::ledger::{AtomicCore, MutexCore};
 use crate::sync::test_families::{LoomSync, Unfenced, Unordered};
 
 /// The panic message of `check`, or `None` when it passes (a loom model reports a violation by
@@ -63,12 +63,12 @@ fn the_fairness_model_catches_a_stuck_cursor() {
     let ticket_twice = ["handed out a ticket twice"];
     assert_caught(
         "the atomic ledger with a stuck cursor",
-        || round_robin_is_fair::<AtomicCore<LoomSync>>(LedgerCore::stick_cursor),
+        || round_robin_is_fair::<AtomicCore<LoomSync>>(AtomicCore::stick_cursor),
         &ticket_twice,
     );
     assert_caught(
         "the mutex ledger with a stuck cursor",
-        || round_robin_is_fair::<MutexCore<LoomSync>>(LedgerCore::stick_cursor),
+        || round_robin_is_fair::<MutexCore<LoomSync>>(MutexCore::stick_cursor),
         &ticket_twice,
     );
 }
