@@ -584,7 +584,7 @@ fn judged_exit(
     bounds: &crate::gateway::bounds::Bounds,
 ) -> ExitCode {
     let judged = crate::gateway::bounds::judge(result, bounds);
-    if crate::gateway::bounds::print(&result.label, &judged) {
+    if crate::bounds::print(&result.label, &judged) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::{self, Bound, Bounds, Name, judge};
 use crate::cluster::ClusterSpec;
 use crate::cost::CostSettings;
 use crate::machine::Machine;
@@ -56,26 +57,67 @@ pub enum Metric {
     LatencyAddedP99(Variant),
 }
 
+/// A gate metric's name: experiment, cell, measure.
+type Parts = (&'static str, &'static str, &'static str);
+
 impl Metric {
     /// The variant a per-variant metric measures, with `atomic` standing for the candidate.
     fn variant(self, candidate: Variant) -> Option<Variant> {
-        let (_, v) = self.parts();
-        v.map(|v| if v == Variant::Atomic { candidate } else { v })
+        self.measured_variant()
+            .map(|v| if v == Variant::Atomic { candidate } else { v })
     }
 
-    /// The name, or a per-variant metric's family prefix with its variant.
-    fn parts(self) -> (&'static str, Option<Variant>) {
+    /// The variant in the metric's name, for per-variant metrics.
+    fn measured_variant(self) -> Option<Variant> {
         match self {
-            Metric::TwoNodeSpeedup(v) => ("two_node_speedup", Some(v)),
-            Metric::Scaling12(v) => ("scaling_12", Some(v)),
-            Metric::Overhead(v) => ("overhead", Some(v)),
-            Metric::ConnectionsPerRequest(v) => ("connections_per_request", Some(v)),
-            Metric::LatencyAddedP50(v) => ("latency_added_p50", Some(v)),
-            Metric::LatencyAddedP99(v) => ("latency_added_p99", Some(v)),
-            Metric::StressLost => ("stress.lost", None),
-            Metric::StressActiveAfter => ("stress.active_after", None),
-            Metric::CountersLost => ("counters.lost", None),
-            Metric::BookkeepingRatio100t => ("bookkeeping_ratio_100t", None),
+            Metric::TwoNodeSpeedup(v)
+            | Metric::Scaling12(v)
+            | Metric::Overhead(v)
+            | Metric::ConnectionsPerRequest(v)
+            | Metric::LatencyAddedP50(v)
+            | Metric::LatencyAddedP99(v) => Some(v),
+            Metric::StressLost
+            | Metric::StressActiveAfter
+            | Metric::CountersLost
+            | Metric::BookkeepingRatio100t => None,
+        }
+    }
+
+    /// `(experiment, cell, measure)` in the one bounds grammar ([`crate::bounds`]): the
+    /// experiment is the scenario that measures it, the cell its variant or case.
+    fn name_parts(self) -> Parts {
+        match self {
+            Metric::TwoNodeSpeedup(v) => ("two-node", v.name(), "speedup"),
+            Metric::Scaling12(v) => ("scaling", v.name(), "speedup_12"),
+            Metric::Overhead(v) => ("cost", v.name(), "overhead"),
+            Metric::ConnectionsPerRequest(v) => ("cost", v.name(), "connections_per_request"),
+            Metric::LatencyAddedP50(v) => ("cost", v.name(), "latency_added_p50"),
+            Metric::LatencyAddedP99(v) => ("cost", v.name(), "latency_added_p99"),
+            Metric::StressLost => ("stress", "http", "lost"),
+            Metric::StressActiveAfter => ("stress", "http", "active_after"),
+            Metric::CountersLost => ("stress", "in-memory", "lost"),
+            Metric::BookkeepingRatio100t => ("contention", "100-threads", "atomic_over_mutex"),
+        }
+    }
+
+    /// The name the CI's Bencher history has used since before the one grammar
+    /// (`gate/two_node_speedup.atomic`), kept so that history keeps joining.
+    pub fn bencher_name(self) -> String {
+        let family = match self {
+            Metric::TwoNodeSpeedup(_) => "two_node_speedup",
+            Metric::Scaling12(_) => "scaling_12",
+            Metric::Overhead(_) => "overhead",
+            Metric::ConnectionsPerRequest(_) => "connections_per_request",
+            Metric::LatencyAddedP50(_) => "latency_added_p50",
+            Metric::LatencyAddedP99(_) => "latency_added_p99",
+            Metric::StressLost => "stress.lost",
+            Metric::StressActiveAfter => "stress.active_after",
+            Metric::CountersLost => "counters.lost",
+            Metric::BookkeepingRatio100t => "bookkeeping_ratio_100t",
+        };
+        match self.measured_variant() {
+            Some(v) => format!("{family}.{}", v.name().replace('-', "_")),
+            None => family.to_owned(),
         }
     }
 
@@ -115,121 +157,59 @@ impl Metric {
 
 impl std::fmt::Display for Metric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.parts() {
-            (name, None) => f.write_str(name),
-            (prefix, Some(v)) => write!(f, "{prefix}.{}", v.name().replace('-', "_")),
-        }
+        let (experiment, cell, measure) = self.name_parts();
+        write!(f, "{experiment}.{cell}.{measure}")
     }
 }
 
 impl std::str::FromStr for Metric {
     type Err = String;
 
-    fn from_str(name: &str) -> Result<Self, String> {
-        Metric::all()
-            .find(|m| m.to_string() == name)
-            .ok_or_else(|| format!("the gate does not know how to measure {name:?}"))
+    /// A gate metric's name; the error names the first part no metric has.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let name = Name::split(text)?;
+        let all: Vec<(Metric, Parts)> = Metric::all().map(|m| (m, m.name_parts())).collect();
+        let known = |pick: fn(&Parts) -> &'static str, keep: &dyn Fn(&Parts) -> bool| {
+            let mut parts: Vec<String> = all
+                .iter()
+                .filter(|(_, p)| keep(p))
+                .map(|(_, p)| pick(p).to_owned())
+                .collect();
+            parts.sort();
+            parts.dedup();
+            parts
+        };
+        let experiments = known(|p| p.0, &|_| true);
+        if !experiments.iter().any(|e| e == name.experiment) {
+            return Err(Name::unknown(
+                text,
+                "gate experiment",
+                name.experiment,
+                &experiments,
+            ));
+        }
+        let cells = known(|p| p.1, &|p| p.0 == name.experiment);
+        if !cells.iter().any(|c| c == name.cell) {
+            return Err(Name::unknown(text, "cell", name.cell, &cells));
+        }
+        all.iter()
+            .find(|(_, p)| *p == (name.experiment, name.cell, name.measure))
+            .map(|(m, _)| *m)
+            .ok_or_else(|| {
+                let measures = known(|p| p.2, &|p| p.0 == name.experiment && p.1 == name.cell);
+                Name::unknown(text, "measure", name.measure, &measures)
+            })
     }
-}
-
-impl<'de> Deserialize<'de> for Metric {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// How a bound compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// The value must be at least the limit.
-    #[serde(rename = ">=")]
-    AtLeast,
-    /// The value must be at most the limit.
-    #[serde(rename = "<=")]
-    AtMost,
-    /// The value must equal the limit (counts).
-    #[serde(rename = "==")]
-    Equals,
-    /// Measured and shown, never failing.
-    #[serde(rename = "report")]
-    Report,
-}
-
-/// One bound.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bound {
-    /// How the value compares with `value`.
-    pub op: Op,
-    /// The limit.
-    pub value: f64,
-    /// Measured by timing (re-measured once before failing).
-    pub timing: bool,
-    /// Also compared with the baseline.
-    pub baseline: bool,
-    /// How far from the baseline the value may move against its bound's direction before it
-    /// fails, as a fraction of the baseline: 0.1 (the default) for speedups, wider for ratios
-    /// whose clean runs spread more (set from `results/gate-spread.md`).
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-    /// Why this bound.
-    pub reason: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BoundsFile {
-    #[serde(rename = "comment")]
-    _comment: String,
-    metrics: BTreeMap<Metric, Bound>,
 }
 
 /// Parses bounds from the text of a bounds file.
-pub fn parse_bounds(text: &str) -> anyhow::Result<BTreeMap<Metric, Bound>> {
-    Ok(serde_json::from_str::<BoundsFile>(text)
-        .context("parsing gate-bounds.json")?
-        .metrics)
+pub fn parse_bounds(text: &str) -> anyhow::Result<Bounds<Metric>> {
+    bounds::parse(text).context("in gate-bounds.json")
 }
 
 /// The checked-in bounds.
-pub fn bounds() -> anyhow::Result<BTreeMap<Metric, Bound>> {
+pub fn bounds() -> anyhow::Result<Bounds<Metric>> {
     parse_bounds(BOUNDS)
-}
-
-impl Op {
-    /// Whether `value` satisfies `limit` under this comparison.
-    pub fn holds(self, value: f64, limit: f64) -> bool {
-        match self {
-            Op::AtLeast => value >= limit,
-            Op::AtMost => value <= limit,
-            Op::Equals => value == limit,
-            Op::Report => true,
-        }
-    }
-
-    /// `>= 1.8`, or `reported`.
-    pub fn describe(self, limit: f64) -> String {
-        let op = match self {
-            Op::AtLeast => ">=",
-            Op::AtMost => "<=",
-            Op::Equals => "==",
-            Op::Report => return "reported".into(),
-        };
-        format!("{op} {limit}")
-    }
-}
-
-impl Bound {
-    /// Whether `value` satisfies the bound.
-    pub fn holds(&self, value: f64) -> bool {
-        self.op.holds(value, self.value)
-    }
-
-    /// `>= 1.8`, or `reported`.
-    pub fn describe(&self) -> String {
-        self.op.describe(self.value)
-    }
 }
 
 /// One judged metric.
@@ -319,7 +299,7 @@ fn measure_all(
     settings: &GateSettings,
     ctx: &Ctx,
 ) -> anyhow::Result<Samples> {
-    if let (true, (_, Some(named))) = (metric.is_cost(), metric.parts()) {
+    if let (true, Some(named)) = (metric.is_cost(), metric.measured_variant()) {
         let measured = metric.variant(candidate).unwrap_or(named);
         return measure_cost(named, measured, settings, ctx);
     }
@@ -454,34 +434,6 @@ fn measure_stress(
     Ok((lost as f64, active as f64))
 }
 
-fn default_tolerance() -> f64 {
-    0.1
-}
-
-/// Judges a value against its bound and, for baseline metrics, against the baseline moved by the
-/// bound's tolerance: a floor below it for `>=` bounds, a ceiling above it for `<=` bounds.
-pub fn judge(bound: &Bound, value: f64, baseline: Option<f64>) -> (bool, String) {
-    let mut pass = bound.holds(value) && !value.is_nan();
-    let mut text = bound.describe();
-    // A reported metric has no bound, so its baseline is shown but never fails the gate.
-    if let Some(base) = baseline.filter(|_| bound.baseline) {
-        match bound.op {
-            Op::AtLeast => {
-                let floor = (1.0 - bound.tolerance) * base;
-                pass &= value >= floor;
-                text.push_str(&format!("; baseline {base:.3}, floor {floor:.3}"));
-            }
-            Op::AtMost => {
-                let ceiling = (1.0 + bound.tolerance) * base;
-                pass &= value <= ceiling;
-                text.push_str(&format!("; baseline {base:.3}, ceiling {ceiling:.3}"));
-            }
-            Op::Equals | Op::Report => {}
-        }
-    }
-    (pass, text)
-}
-
 /// Judges `samples`; a failing timing metric is measured once more and judged on that.
 fn judge_with_remeasure(
     bound: &Bound,
@@ -587,6 +539,7 @@ pub fn run_selected(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounds::Op;
 
     #[test]
     fn bounds_file_has_the_issues_metrics_with_reasons() {
@@ -596,19 +549,19 @@ mod tests {
             .map(|(m, bound)| (m.to_string(), bound))
             .collect();
         for name in [
-            "two_node_speedup.atomic",
-            "two_node_speedup.mutex_counters",
-            "two_node_speedup.mutex_request",
-            "scaling_12.atomic",
-            "scaling_12.mutex_request",
-            "stress.lost",
-            "stress.active_after",
-            "counters.lost",
-            "bookkeeping_ratio_100t",
-            "overhead.atomic",
-            "connections_per_request.atomic",
-            "latency_added_p50.atomic",
-            "latency_added_p99.atomic",
+            "two-node.atomic.speedup",
+            "two-node.mutex-counters.speedup",
+            "two-node.mutex-request.speedup",
+            "scaling.atomic.speedup_12",
+            "scaling.mutex-request.speedup_12",
+            "stress.http.lost",
+            "stress.http.active_after",
+            "stress.in-memory.lost",
+            "contention.100-threads.atomic_over_mutex",
+            "cost.atomic.overhead",
+            "cost.atomic.connections_per_request",
+            "cost.atomic.latency_added_p50",
+            "cost.atomic.latency_added_p99",
         ] {
             assert!(
                 b.get(name).is_some_and(|m| m.reason.len() > 20),
@@ -619,74 +572,81 @@ mod tests {
 
     #[test]
     fn typos_in_the_bounds_file_are_errors() {
-        let good = r#"{"comment": "c", "metrics": {"stress.lost": {"op": "==", "value": 0, "timing": false, "baseline": false, "reason": "r"}}}"#;
+        let good = r#"{"comment": "c", "metrics": {"stress.http.lost": {"op": "==", "value": 0, "timing": false, "baseline": false, "reason": "r"}}}"#;
         assert_eq!(parse_bounds(good).unwrap().len(), 1);
         for (typo, what) in [
-            (good.replace("stress.lost", "stress.lots"), "unknown metric"),
+            (
+                good.replace("stress.http.lost", "stress.http.lots"),
+                "unknown measure",
+            ),
+            (
+                good.replace("stress.http.lost", "stres.http.lost"),
+                "unknown experiment",
+            ),
             (good.replace("\"==\"", "\"=\""), "unknown op"),
             (good.replace("\"timing\"", "\"timming\""), "unknown field"),
             (
-                good.replace("stress.lost", "two_node_speedup.atomc"),
+                good.replace("stress.http.lost", "two-node.atomc.speedup"),
                 "unknown variant",
+            ),
+            (
+                good.replace("stress.http.lost", "two_node_speedup.atomic"),
+                "a name from before the one grammar",
             ),
         ] {
             assert!(parse_bounds(&typo).is_err(), "{what} must not pass: {typo}");
         }
+        let error = "two-node.atomc.speedup".parse::<Metric>().unwrap_err();
+        assert!(
+            error.contains("no cell \"atomc\"") && error.contains("mutex-counters"),
+            "{error}"
+        );
     }
 
     #[test]
-    fn metric_names_round_trip() {
-        for name in [
-            "two_node_speedup.mutex_counters",
-            "scaling_12.bare",
-            "counters.lost",
-            "overhead.mutex_request",
-            "connections_per_request.atomic",
-            "latency_added_p50.bare",
-            "latency_added_p99.atomic",
+    fn metric_names_round_trip_and_bencher_names_stay() {
+        for (name, bencher) in [
+            (
+                "two-node.mutex-counters.speedup",
+                "two_node_speedup.mutex_counters",
+            ),
+            ("scaling.bare.speedup_12", "scaling_12.bare"),
+            ("stress.in-memory.lost", "counters.lost"),
+            ("stress.http.active_after", "stress.active_after"),
+            (
+                "contention.100-threads.atomic_over_mutex",
+                "bookkeeping_ratio_100t",
+            ),
+            ("cost.mutex-request.overhead", "overhead.mutex_request"),
+            (
+                "cost.atomic.connections_per_request",
+                "connections_per_request.atomic",
+            ),
+            ("cost.bare.latency_added_p50", "latency_added_p50.bare"),
+            ("cost.atomic.latency_added_p99", "latency_added_p99.atomic"),
         ] {
-            assert_eq!(name.parse::<Metric>().unwrap().to_string(), name);
+            let metric = name.parse::<Metric>().unwrap();
+            assert_eq!(metric.to_string(), name);
+            assert_eq!(metric.bencher_name(), bencher);
         }
+        let with_workload = "two-node.embed.atomic.speedup".parse::<Metric>().unwrap();
+        assert_eq!(with_workload, Metric::TwoNodeSpeedup(Variant::Atomic));
     }
 
     #[test]
-    fn judge_applies_bound_and_baseline_floor() {
+    fn the_checked_in_bounds_judge_as_their_reasons_say() {
         let b: BTreeMap<String, Bound> = bounds()
             .unwrap()
             .into_iter()
             .map(|(m, bound)| (m.to_string(), bound))
             .collect();
-        let speedup = &b["two_node_speedup.atomic"];
+        let speedup = &b["two-node.atomic.speedup"];
         assert!(judge(speedup, 1.95, None).0);
         assert!(!judge(speedup, 1.7, None).0, "below 1.8");
+        assert!(!judge(&b["stress.http.lost"], 1.0, None).0);
+        assert_eq!(b["two-node.mutex-counters.speedup"].op, Op::Report);
         assert!(
-            !judge(speedup, 1.85, Some(2.1)).0,
-            "more than 10% below the baseline"
-        );
-        assert!(judge(speedup, 1.9, Some(2.1)).0);
-        let p99 = Bound {
-            op: Op::AtMost,
-            value: 6.0,
-            timing: true,
-            baseline: true,
-            tolerance: 0.5,
-            reason: String::new(),
-        };
-        assert!(
-            judge(&p99, 2.9, Some(2.0)).0,
-            "within 50% above the baseline"
-        );
-        assert!(
-            !judge(&p99, 3.1, Some(2.0)).0,
-            "more than 50% above the baseline"
-        );
-        assert!(!judge(&b["stress.lost"], 1.0, None).0);
-        assert!(
-            judge(&b["two_node_speedup.mutex_counters"], 0.3, None).0,
-            "reported only"
-        );
-        assert!(
-            !judge(&b["two_node_speedup.mutex_request"], f64::NAN, None).0,
+            !judge(&b["two-node.mutex-request.speedup"], f64::NAN, None).0,
             "NaN never passes"
         );
     }

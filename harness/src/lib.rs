@@ -11,10 +11,13 @@
 //! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
 //! - [`scenarios`]: the questions, each producing a [`results::ScenarioResult`];
 //! - [`results`], [`report`], [`charts`], [`printer`]: JSON, Markdown, SVG and the terminal summary;
-//! - [`gate`]: bounds, baseline and the CI verdict;
+//! - [`bounds`]: the one bounds grammar (`EXPERIMENT.CELL.MEASURE op value`) of the gate and
+//!   `harness gateway --bounds`;
+//! - [`gate`]: the CI's metrics, baseline and verdict;
 //! - [`wording`]: numbers in verdicts (ratios, counts, comparisons) worded one way everywhere.
 #![forbid(unsafe_code)]
 
+pub mod bounds;
 pub mod charts;
 pub mod cli;
 pub mod cluster;

@@ -155,8 +155,12 @@ pub fn bmf(results: &[ScenarioResult], gate: Option<&serde_json::Value>) -> serd
     {
         for (name, metric) in metrics {
             if let Some(value) = metric.get("value").and_then(|v| v.as_f64()) {
+                // Bencher's history joins on the names from before the one bounds grammar.
+                let bencher = name
+                    .parse::<crate::gate::Metric>()
+                    .map_or_else(|_| name.clone(), |m| m.bencher_name());
                 out.insert(
-                    format!("gate/{name}"),
+                    format!("gate/{bencher}"),
                     serde_json::json!({ "value": { "value": value } }),
                 );
             }

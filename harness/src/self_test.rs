@@ -206,7 +206,7 @@ mod tests {
                     .unwrap_or_else(|| panic!("{metric} unbounded"));
                 assert_ne!(
                     bound.op,
-                    gate::Op::Report,
+                    crate::bounds::Op::Report,
                     "{injection}: {metric} only reported"
                 );
                 assert!(

@@ -637,8 +637,8 @@ fn gateway_bounds_fail_a_gateway_that_serves_twice() {
     std::fs::write(
         &bounds,
         r#"{"metrics": {
-            "distribution.served_more_than_once": {"op": "==", "value": 0, "reason": "a retry after the work"},
-            "distribution.never_served": {"op": "==", "value": 0}
+            "gateway.distribution.served_more_than_once": {"op": "==", "value": 0, "reason": "a retry after the work"},
+            "gateway.distribution.never_served": {"op": "==", "value": 0}
         }}"#,
     )
     .expect("bounds");
@@ -659,15 +659,18 @@ fn gateway_bounds_fail_a_gateway_that_serves_twice() {
     let (code, text) = judge(Behaviour::Twice);
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("FAIL  distribution.served_more_than_once"),
+        text.contains("FAIL  gateway.distribution.served_more_than_once"),
         "{text}"
     );
-    assert!(text.contains("pass  distribution.never_served"), "{text}");
+    assert!(
+        text.contains("pass  gateway.distribution.never_served"),
+        "{text}"
+    );
     let (code, text) = judge(Behaviour::RoundRobin);
     assert_eq!(code, Some(0), "{text}");
     std::fs::write(
         &bounds,
-        r#"{"metrics": {"distribution.served_twice": {"op": "==", "value": 0}}}"#,
+        r#"{"metrics": {"gateway.distribution.served_twice": {"op": "==", "value": 0}}}"#,
     )
     .expect("bounds");
     let (code, _) = judge(Behaviour::RoundRobin);

@@ -2,24 +2,24 @@
 //! measures and then judges; `harness gate --gateway RESULT.json --bounds FILE` judges a result
 //! already written.
 //!
-//! A bound names a cell and a measure, `distribution.served_more_than_once` or
-//! `node-busy.client_failures`; both parts are checked when the file is read, so a typo is an
-//! error, not a bound that never applies. A bound on a cell the result lacks fails (the run did
-//! not measure what the bounds ask for), as does a measure the cell does not carry.
+//! Names follow the one grammar ([`crate::bounds`]): `gateway.CELL.MEASURE`,
+//! `gateway.distribution.served_more_than_once` or `gateway.node-busy.client_failures`; cell and
+//! measure are checked when the file is read, so a typo is an error, not a bound that never
+//! applies. A bound on a cell the result lacks fails (the run did not measure what the bounds ask
+//! for), as does a measure the cell does not carry.
 //!
 //! Audit classes are totals over the cell's repeats (a single served-twice request is a
 //! finding); every other measure is the median over repeats.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
-
 use super::{Cell, CellKind, GatewayResult};
-use crate::gate::Op;
+use crate::bounds::{self, Judged, Name};
 use crate::summary::Summary;
+
+/// The experiment's name in bound names.
+const EXPERIMENT: &str = "gateway";
 
 /// What a bound measures in its cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,7 +96,7 @@ impl fmt::Display for Metric {
             .iter()
             .find(|(m, _)| *m == self.measure)
             .map_or("?", |(_, n)| n);
-        write!(f, "{}.{name}", self.cell)
+        write!(f, "{EXPERIMENT}.{}.{name}", self.cell)
     }
 }
 
@@ -104,84 +104,40 @@ impl FromStr for Metric {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (cell, measure) = text
-            .rsplit_once('.')
-            .ok_or_else(|| format!("{text:?}: expected CELL.MEASURE"))?;
-        let cells = cells();
-        if !cells.iter().any(|c| c == cell) {
-            return Err(format!(
-                "{text:?}: no cell {cell:?} (cells: {})",
-                cells.join(", ")
+        let name = Name::split(text)?;
+        if name.experiment != EXPERIMENT {
+            return Err(Name::unknown(
+                text,
+                "experiment",
+                name.experiment,
+                &[EXPERIMENT.to_owned()],
             ));
+        }
+        let cells = cells();
+        if !cells.iter().any(|c| c == name.cell) {
+            return Err(Name::unknown(text, "cell", name.cell, &cells));
         }
         let measure = MEASURES
             .iter()
-            .find(|(_, n)| *n == measure)
+            .find(|(_, n)| *n == name.measure)
             .map(|(m, _)| *m)
             .ok_or_else(|| {
-                let names: Vec<&str> = MEASURES.iter().map(|(_, n)| *n).collect();
-                format!(
-                    "{text:?}: no measure {measure:?} (measures: {})",
-                    names.join(", ")
-                )
+                let names: Vec<String> = MEASURES.iter().map(|(_, n)| (*n).to_owned()).collect();
+                Name::unknown(text, "measure", name.measure, &names)
             })?;
         Ok(Metric {
-            cell: cell.to_owned(),
+            cell: name.cell.to_owned(),
             measure,
         })
     }
 }
 
-impl<'de> Deserialize<'de> for Metric {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+/// Every bound of a gateway bounds file, by metric.
+pub type Bounds = bounds::Bounds<Metric>;
 
-/// One bound and why.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bound {
-    /// How the value compares with `value`.
-    pub op: Op,
-    /// The limit.
-    pub value: f64,
-    /// Why this bound.
-    #[serde(default)]
-    pub reason: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BoundsFile {
-    #[serde(default, rename = "comment")]
-    _comment: String,
-    metrics: Bounds,
-}
-
-/// Every bound of a file, by metric.
-pub type Bounds = BTreeMap<Metric, Bound>;
-
-/// Parses a bounds file's text.
+/// Parses a gateway bounds file's text.
 pub fn parse(text: &str) -> anyhow::Result<Bounds> {
-    Ok(serde_json::from_str::<BoundsFile>(text)
-        .context("parsing the gateway bounds")?
-        .metrics)
-}
-
-/// One judged bound.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Judged {
-    /// `cell.measure`.
-    pub metric: String,
-    /// The value (`None`: the result does not carry it).
-    pub value: Option<f64>,
-    /// The bound in words.
-    pub bound: String,
-    /// Whether it passed.
-    pub pass: bool,
+    bounds::parse(text)
 }
 
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -234,12 +190,7 @@ pub fn judge(result: &GatewayResult, bounds: &Bounds) -> Vec<Judged> {
         .iter()
         .map(|(metric, bound)| {
             let value = value_in(result, &metric.cell, metric.measure);
-            Judged {
-                metric: metric.to_string(),
-                value,
-                bound: bound.op.describe(bound.value),
-                pass: value.is_some_and(|v| bound.op.holds(v, bound.value)),
-            }
+            Judged::of(metric.to_string(), bound, value)
         })
         .collect()
 }
@@ -266,36 +217,31 @@ pub fn bmf(results: &[GatewayResult]) -> serde_json::Map<String, serde_json::Val
     out
 }
 
-/// Prints the judged bounds; returns whether all passed.
-pub fn print(label: &str, judged: &[Judged]) -> bool {
-    println!("== gateway bounds for {label}");
-    for j in judged {
-        let value = j
-            .value
-            .map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3}"));
-        let verdict = if j.pass { "pass" } else { "FAIL" };
-        println!("  {verdict}  {:<40} {value:>14}  ({})", j.metric, j.bound);
-    }
-    judged.iter().all(|j| j.pass)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn metric_names_round_trip_and_typos_are_errors() {
-        let m: Metric = "node-busy.client_failures".parse().expect("parses");
-        assert_eq!(m.to_string(), "node-busy.client_failures");
-        let cell = "distrbution.efficiency"
-            .parse::<Metric>()
-            .expect_err("typo");
-        assert!(cell.contains("no cell"), "{cell}");
-        let measure = "distribution.eficiency"
-            .parse::<Metric>()
-            .expect_err("typo");
-        assert!(measure.contains("no measure"), "{measure}");
-        assert!(parse(r#"{"metrics": {"distribution.x": {"op": ">=", "value": 1}}}"#).is_err());
+        let m: Metric = "gateway.node-busy.client_failures".parse().expect("parses");
+        assert_eq!(m.to_string(), "gateway.node-busy.client_failures");
+        let embed: Metric = "gateway.embed.node-busy.client_failures"
+            .parse()
+            .expect("parses");
+        assert_eq!(embed, m, "the default workload named or not is one metric");
+        for (typo, error) in [
+            ("gateway.distrbution.efficiency", "no cell"),
+            ("gateway.distribution.eficiency", "no measure"),
+            ("gatway.distribution.efficiency", "no experiment"),
+            ("distribution.efficiency", "expected EXPERIMENT"),
+            ("gateway.chat.distribution.efficiency", "no workload"),
+        ] {
+            let message = typo.parse::<Metric>().expect_err(typo);
+            assert!(message.contains(error), "{typo}: {message}");
+        }
+        assert!(
+            parse(r#"{"metrics": {"gateway.distribution.x": {"op": ">=", "value": 1}}}"#).is_err()
+        );
     }
 
     #[test]
@@ -306,9 +252,10 @@ mod tests {
             "cells": [], "verdicts": []
         }))
         .expect("result");
-        let bounds =
-            parse(r#"{"metrics": {"distribution.efficiency": {"op": ">=", "value": 0.5}}}"#)
-                .expect("bounds");
+        let bounds = parse(
+            r#"{"metrics": {"gateway.distribution.efficiency": {"op": ">=", "value": 0.5}}}"#,
+        )
+        .expect("bounds");
         let judged = judge(&result, &bounds);
         assert_eq!((judged[0].value, judged[0].pass), (None, false));
     }
