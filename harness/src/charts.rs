@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::results::ScenarioResult;
+use crate::results::{Row, ScenarioResult};
 use crate::scenarios::Scenario;
 
 /// Chart files a scenario produces (none for a name this harness does not know).
@@ -303,19 +303,15 @@ pub fn draw_points(
         .legend(|(x, y)| {
             PathElement::new(vec![(x + 9, y - 6), (x + 9, y + 6)], BLACK.stroke_width(2))
         });
-    for (i, r) in rows.iter().enumerate() {
-        let color = color(i);
-        let y = i as f64;
-        chart.draw_series([ErrorBar::new_horizontal(
-            y,
-            r.min,
-            r.median,
-            r.max,
-            color.stroke_width(2),
-            10,
-        )])?;
-        chart.draw_series([Circle::new((r.median, y), 5, color.filled())])?;
-    }
+    let bars = rows.iter().enumerate().map(|(i, r)| {
+        let style = color(i).stroke_width(2);
+        ErrorBar::new_horizontal(i as f64, r.min, r.median, r.max, style, 10)
+    });
+    chart.draw_series(bars)?;
+    let medians = rows.iter().enumerate();
+    chart.draw_series(
+        medians.map(|(i, r)| Circle::new((r.median, i as f64), 5, color(i).filled())),
+    )?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -326,38 +322,14 @@ pub fn draw_points(
     Ok(())
 }
 
-/// Draws every chart of `result` into `dir`.
-// Long on purpose: one arm per scenario, each naming its chart files and the rows it plots; the
-// table of charts reads best in one place.
+/// Draws every chart of `result` into `dir`: one arm per scenario, naming its chart files.
 pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
     // Results written by a newer harness may name scenarios this one does not know: no chart.
     let Ok(scenario) = <Scenario as clap::ValueEnum>::from_str(&result.scenario, false) else {
         return Ok(());
     };
     match scenario {
-        Scenario::TwoNode => {
-            draw_speedups(
-                &dir.join("two-node.svg"),
-                result,
-                "speedup",
-                "Two nodes vs one: speedup per variant (median, min-max)",
-            )?;
-            let mut latency = Series::new();
-            for r in result
-                .rows
-                .iter()
-                .filter(|r| r.metric == "throughput" && r.case == "2 nodes")
-            {
-                if let Some(l) = r.latency_ms {
-                    latency.insert(r.variant.clone(), spectrum_points(&l));
-                }
-            }
-            draw_spectrum(
-                &dir.join("two-node-latency.svg"),
-                "Two nodes: latency percentiles (p50, p90, p99, p99.9, max)",
-                latency,
-            )
-        }
+        Scenario::TwoNode => draw_two_node(dir, result),
         Scenario::Scaling => {
             let curves = series(result, "throughput_rel", |c| number_after(c, "workers="));
             let max_x = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
@@ -395,32 +367,54 @@ pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
             "speedup",
             "Speedup over the fastest node alone, per cell",
         ),
-        Scenario::OpenLoop => {
-            let mut spectrum = Series::new();
-            for r in result
-                .rows
-                .iter()
-                .filter(|r| r.case.starts_with("95%") && r.metric.starts_with("latency_p99"))
-            {
-                if let Some(l) = r.latency_ms {
-                    let kind = if r.metric.ends_with("uncorrected") {
-                        "from actual send"
-                    } else {
-                        "from intended send"
-                    };
-                    spectrum.insert(format!("{} {kind}", r.variant), spectrum_points(&l));
-                }
-            }
-            draw_spectrum(
-                &dir.join("open-loop.svg"),
-                "Open loop at 95% of capacity: latency percentiles (p50, p90, p99, p99.9, max)",
-                spectrum,
-            )
-        }
+        Scenario::OpenLoop => draw_open_loop(dir, result),
         Scenario::PlanTest1
         | Scenario::Stress
         | Scenario::Soak
         | Scenario::Calibrate
         | Scenario::Peak => Ok(()),
     }
+}
+
+/// The two-node speedups and latency spectrum.
+fn draw_two_node(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+    draw_speedups(
+        &dir.join("two-node.svg"),
+        result,
+        "speedup",
+        "Two nodes vs one: speedup per variant (median, min-max)",
+    )?;
+    let mut latency = Series::new();
+    let two_nodes = |r: &&Row| r.metric == "throughput" && r.case == "2 nodes";
+    for r in result.rows.iter().filter(two_nodes) {
+        if let Some(l) = r.latency_ms {
+            latency.insert(r.variant.clone(), spectrum_points(&l));
+        }
+    }
+    draw_spectrum(
+        &dir.join("two-node-latency.svg"),
+        "Two nodes: latency percentiles (p50, p90, p99, p99.9, max)",
+        latency,
+    )
+}
+
+/// The open loop's latency spectrum at 95% of capacity, from the intended and the actual send.
+fn draw_open_loop(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+    let mut spectrum = Series::new();
+    let at_95 = |r: &&Row| r.case.starts_with("95%") && r.metric.starts_with("latency_p99");
+    for r in result.rows.iter().filter(at_95) {
+        if let Some(l) = r.latency_ms {
+            let kind = if r.metric.ends_with("uncorrected") {
+                "from actual send"
+            } else {
+                "from intended send"
+            };
+            spectrum.insert(format!("{} {kind}", r.variant), spectrum_points(&l));
+        }
+    }
+    draw_spectrum(
+        &dir.join("open-loop.svg"),
+        "Open loop at 95% of capacity: latency percentiles (p50, p90, p99, p99.9, max)",
+        spectrum,
+    )
 }

@@ -285,7 +285,7 @@ impl Metrics {
                 "mock_ollama_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
             );
         }
-        for (name, help, value) in [
+        let gauges = [
             (
                 "mock_ollama_in_flight",
                 "Requests being handled.",
@@ -306,25 +306,18 @@ impl Metrics {
                 "Requests waiting for a model load.",
                 snap.loading,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP mock_ollama_rejected_busy_total Requests refused with 503 (queue full).\n\
-             # TYPE mock_ollama_rejected_busy_total counter\nmock_ollama_rejected_busy_total {}",
-            snap.rejected_busy
-        );
-        let _ = writeln!(
-            out,
-            "# HELP mock_ollama_streams_abandoned_total Streamed answers whose client left early.\n\
-             # TYPE mock_ollama_streams_abandoned_total counter\nmock_ollama_streams_abandoned_total {}",
-            snap.streams_abandoned
-        );
-        for (name, help, value) in [
+        ];
+        let counters = [
+            (
+                "mock_ollama_rejected_busy_total",
+                "Requests refused with 503 (queue full).",
+                snap.rejected_busy,
+            ),
+            (
+                "mock_ollama_streams_abandoned_total",
+                "Streamed answers whose client left early.",
+                snap.streams_abandoned,
+            ),
             (
                 "mock_ollama_connections_accepted_total",
                 "TCP connections accepted.",
@@ -335,12 +328,21 @@ impl Metrics {
                 "TCP connections closed, by either side.",
                 snap.connections_closed,
             ),
-        ] {
+        ];
+        let kinds = gauges.iter().map(|g| ("gauge", g));
+        for (kind, (name, help, value)) in kinds.chain(counters.iter().map(|c| ("counter", c))) {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        self.render_service_histogram(&mut out);
+        out
+    }
+
+    /// The service-time histogram, cumulative buckets as Prometheus wants them.
+    fn render_service_histogram(&self, out: &mut String) {
+        use std::fmt::Write as _;
         out.push_str("# HELP mock_ollama_service_seconds Time an inference item held a slot.\n");
         out.push_str("# TYPE mock_ollama_service_seconds histogram\n");
         let mut cumulative = 0;
@@ -359,7 +361,6 @@ impl Metrics {
         );
         let _ = writeln!(out, "mock_ollama_service_seconds_sum {sum}");
         let _ = writeln!(out, "mock_ollama_service_seconds_count {count}");
-        out
     }
 }
 

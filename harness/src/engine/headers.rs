@@ -181,7 +181,7 @@ impl Headers {
         self.0.iter().map(|h| format!("{h:?}")).collect()
     }
 
-    /// `text` with every value, and every word of a value of [`SECRET_WORD`] characters or more,
+    /// `text` with every value, and every word of a value of `SECRET_WORD` (8) characters or more,
     /// replaced by [`REDACTED`]: for command lines and gateway output the harness prints.
     pub fn redact(&self, text: &str) -> String {
         let mut secrets: Vec<&str> = self

@@ -176,7 +176,7 @@ impl<'a> Fleet<'a> {
 
     /// Brings node `i` back after [`Fleet::refuse`]: an embedded node listens again now; a remote
     /// one is waited for (its control API answering, a route no gateway's traffic is counted
-    /// under) for up to [`CONTROL_TIMEOUT`].
+    /// under) for up to `CONTROL_TIMEOUT`.
     pub fn resume(&self, i: usize) -> anyhow::Result<()> {
         match self {
             Fleet::Embedded(c) => Ok(c.resume_node(i)?),

@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use indicatif::ProgressBar;
 use mock_ollama::{LatencyModel, MockCluster, NodeConfig, SlotPolicy, Timer};
 use serde_json::json;
 
@@ -160,6 +161,13 @@ fn os_floor(service: Duration, count: usize) -> (f64, f64) {
     .unwrap_or((f64::NAN, f64::NAN))
 }
 
+/// Rows and verdicts as the scenario's parts add them.
+#[derive(Default)]
+struct Out {
+    rows: Vec<Row>,
+    verdicts: Vec<String>,
+}
+
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
@@ -168,109 +176,15 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         "calibrate",
         1 + TIMERS.len() * (SERVICE_US.len() + CAPACITY_MS.len() + 2),
     );
-    let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
+    let mut out = Out::default();
     bar.set_message("OS wake-up floor");
-    let mut floors = Vec::new();
-    for us in [250, 1_000] {
-        let (p50, p99) = os_floor(Duration::from_micros(us), 1_000);
-        floors.push(format!(
-            "{} sleeps end {p50:.0} us late at p50 and {p99:.0} us at p99",
-            pretty(us)
-        ));
-        for (metric, value) in [("late_p50", p50), ("late_p99", p99)] {
-            rows.push(
-                Row::new(
-                    "os-floor",
-                    format!("thread::sleep({})", pretty(us)),
-                    metric,
-                    "us",
-                    Summary::of(vec![value]),
-                )
-                .note("a plain thread with 1 ns timer slack: the machine's own wake-up lateness"),
-            );
-        }
-    }
+    os_floors(&mut out);
     bar.inc(1);
-    verdicts.push(format!(
-        "This machine's own floor (a plain thread, 1 ns timer slack, 1,000 sleeps): {}.",
-        floors.join("; ")
-    ));
     for (timer, name) in TIMERS {
-        bar.set_message(format!("{name}: client cost"));
-        let overhead = sequential(timer, Duration::ZERO, 300)?.client.p50;
-        bar.inc(1);
-        let mut misses = Vec::new();
-        for us in SERVICE_US {
-            let service = Duration::from_micros(us);
-            bar.set_message(format!("{name}: {us} us"));
-            let served = sequential(timer, service, requests_at(service))?;
-            bar.inc(1);
-            let configured = us as f64 / 1000.0;
-            let (p50, p99) = served.node;
-            let by_client = (served.client.p50 - overhead, served.client.p99 - overhead);
-            rows.extend(setting_rows(name, us, (p50, p99), by_client, overhead));
-            let p50_ok = (p50 - configured).abs() <= (0.02 * configured).max(0.05);
-            let p99_ok = (p99 - configured).abs() <= (0.10 * configured).max(0.2);
-            if !(p50_ok && p99_ok) {
-                misses.push(format!("{} (p50 {p50:.3}, p99 {p99:.3} ms)", pretty(us)));
-            }
-        }
-        verdicts.push(format!(
-            "{name} timer: served time within max(2%, 50 us) at p50 and max(10%, 200 us) at p99 of the configured time at {} of {} settings{}.",
-            SERVICE_US.len() - misses.len(),
-            SERVICE_US.len(),
-            if misses.is_empty() { String::new() } else { format!("; missed at {}", misses.join(", ")) }
-        ));
-        let mut ratios = Vec::new();
-        for ms in CAPACITY_MS {
-            bar.set_message(format!("{name}: capacity at {ms} ms"));
-            let service = Duration::from_millis(ms);
-            let repeats = (0..CAPACITY_REPEATS)
-                .map(|_| capacity_ratio(timer, service, capacity_window(service)))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let summary = Summary::of(repeats);
-            ratios.push(format!(
-                "{ms} ms: {:.3} ({:.3}-{:.3})",
-                summary.median, summary.min, summary.max
-            ));
-            rows.push(
-                Row::new(
-                    name,
-                    format!("1 slot, {ms} ms, 4 workers"),
-                    "capacity_ratio",
-                    "x",
-                    summary,
-                )
-                .ideal(1.0),
-            );
-            bar.inc(1);
-        }
-        verdicts.push(format!(
-            "{name} timer: one node serves {} of its configured capacity (slots / service time; median and range of {CAPACITY_REPEATS} runs).",
-            ratios.join(", ")
-        ));
+        accuracy(timer, name, &bar, &mut out)?;
+        capacity(timer, name, &bar, &mut out)?;
         bar.set_message(format!("{name}: CPU at 1,000 req/s"));
-        let (per_request, share) = cpu_at_1000(timer)?;
-        rows.push(Row::new(
-            name,
-            "1,000 req/s, 1 ms, 16 slots",
-            "cpu_per_request",
-            "us",
-            Summary::of(vec![per_request]),
-        ));
-        if timer == Timer::Precise {
-            rows.push(Row::new(
-                name,
-                "1,000 req/s, 1 ms, 16 slots",
-                "timer_thread_core_share",
-                "%",
-                Summary::of(vec![share]),
-            ));
-        }
-        verdicts.push(format!(
-            "{name} timer at 1,000 requests/s: {per_request:.1} us of CPU per request for the whole process (client and node){}.",
-            if timer == Timer::Precise { format!("; the timer thread itself uses {share:.2}% of one core") } else { String::new() }
-        ));
+        cpu(timer, name, &mut out)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -283,10 +197,111 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     Ok(Findings {
         repeats: 1,
         params,
-        rows,
-        verdicts,
+        rows: out.rows,
+        verdicts: out.verdicts,
         accounting: Accounting::default(),
     })
+}
+
+/// The machine's own wake-up lateness, which no timer can beat.
+fn os_floors(out: &mut Out) {
+    let mut floors = Vec::new();
+    for us in [250, 1_000] {
+        let (p50, p99) = os_floor(Duration::from_micros(us), 1_000);
+        floors.push(format!(
+            "{} sleeps end {p50:.0} us late at p50 and {p99:.0} us at p99",
+            pretty(us)
+        ));
+        for (metric, value) in [("late_p50", p50), ("late_p99", p99)] {
+            out.rows.push(
+                Row::new(
+                    "os-floor",
+                    format!("thread::sleep({})", pretty(us)),
+                    metric,
+                    "us",
+                    Summary::of(vec![value]),
+                )
+                .note("a plain thread with 1 ns timer slack: the machine's own wake-up lateness"),
+            );
+        }
+    }
+    out.verdicts.push(format!(
+        "This machine's own floor (a plain thread, 1 ns timer slack, 1,000 sleeps): {}.",
+        floors.join("; ")
+    ));
+}
+
+/// The node's served time against the configured one at every setting, for one timer.
+fn accuracy(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyhow::Result<()> {
+    bar.set_message(format!("{name}: client cost"));
+    let overhead = sequential(timer, Duration::ZERO, 300)?.client.p50;
+    bar.inc(1);
+    let mut misses = Vec::new();
+    for us in SERVICE_US {
+        let service = Duration::from_micros(us);
+        bar.set_message(format!("{name}: {us} us"));
+        let served = sequential(timer, service, requests_at(service))?;
+        bar.inc(1);
+        let configured = us as f64 / 1000.0;
+        let (p50, p99) = served.node;
+        let by_client = (served.client.p50 - overhead, served.client.p99 - overhead);
+        out.rows
+            .extend(setting_rows(name, us, (p50, p99), by_client, overhead));
+        let p50_ok = (p50 - configured).abs() <= (0.02 * configured).max(0.05);
+        let p99_ok = (p99 - configured).abs() <= (0.10 * configured).max(0.2);
+        if !(p50_ok && p99_ok) {
+            misses.push(format!("{} (p50 {p50:.3}, p99 {p99:.3} ms)", pretty(us)));
+        }
+    }
+    out.verdicts.push(format!(
+        "{name} timer: served time within max(2%, 50 us) at p50 and max(10%, 200 us) at p99 of the configured time at {} of {} settings{}.",
+        SERVICE_US.len() - misses.len(),
+        SERVICE_US.len(),
+        if misses.is_empty() { String::new() } else { format!("; missed at {}", misses.join(", ")) }
+    ));
+    Ok(())
+}
+
+/// One node's throughput over its configured capacity, for one timer.
+fn capacity(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyhow::Result<()> {
+    let mut ratios = Vec::new();
+    for ms in CAPACITY_MS {
+        bar.set_message(format!("{name}: capacity at {ms} ms"));
+        let service = Duration::from_millis(ms);
+        let repeats = (0..CAPACITY_REPEATS)
+            .map(|_| capacity_ratio(timer, service, capacity_window(service)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let summary = Summary::of(repeats);
+        ratios.push(format!(
+            "{ms} ms: {:.3} ({:.3}-{:.3})",
+            summary.median, summary.min, summary.max
+        ));
+        let case = format!("1 slot, {ms} ms, 4 workers");
+        out.rows
+            .push(Row::new(name, case, "capacity_ratio", "x", summary).ideal(1.0));
+        bar.inc(1);
+    }
+    out.verdicts.push(format!(
+        "{name} timer: one node serves {} of its configured capacity (slots / service time; median and range of {CAPACITY_REPEATS} runs).",
+        ratios.join(", ")
+    ));
+    Ok(())
+}
+
+/// The whole process's CPU per request at 1,000 requests/s, and the timer thread's share.
+fn cpu(timer: Timer, name: &str, out: &mut Out) -> anyhow::Result<()> {
+    let (per_request, share) = cpu_at_1000(timer)?;
+    let case = "1,000 req/s, 1 ms, 16 slots";
+    let row = |metric, unit, value| Row::new(name, case, metric, unit, Summary::of(vec![value]));
+    out.rows.push(row("cpu_per_request", "us", per_request));
+    if timer == Timer::Precise {
+        out.rows.push(row("timer_thread_core_share", "%", share));
+    }
+    out.verdicts.push(format!(
+        "{name} timer at 1,000 requests/s: {per_request:.1} us of CPU per request for the whole process (client and node){}.",
+        if timer == Timer::Precise { format!("; the timer thread itself uses {share:.2}% of one core") } else { String::new() }
+    ));
+    Ok(())
 }
 
 /// The node's p50 and p99 against the configured time, and the client's view beside them, in

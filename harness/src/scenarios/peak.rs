@@ -307,8 +307,10 @@ fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
     rows
 }
 
-// long: one sentence per layer of the peak comparison, each from the same samples; split with
-// the experiment model's typed figures (issue 25).
+/// The median of one figure of one client at one worker count (NaN when not measured).
+type MedianOf<'a> = dyn Fn(Client, usize, fn(&Sample) -> f64) -> f64 + 'a;
+
+/// One sentence per layer of the peak comparison, each from the same samples.
 fn verdicts(
     samples: &Samples,
     workers: &[usize],
@@ -322,50 +324,11 @@ fn verdicts(
     };
     let mut clients: Vec<Client> = samples.keys().map(|(c, _)| *c).collect();
     clients.dedup();
-    let mut out = Vec::new();
-    for &client in &clients {
-        let (best_w, best) = workers
-            .iter()
-            .map(|&w| (w, median(client, w, |s| s.throughput)))
-            .fold(
-                (0, f64::NAN),
-                |a, b| if b.1 > a.1 || a.1.is_nan() { b } else { a },
-            );
-        let mut line = format!(
-            "{}: peak {best:.0} req/s at {best_w} workers, client CPU {:.1} us per request there",
-            client.name(),
-            median(client, best_w, |s| s.client_us),
-        );
-        if embedded {
-            line.push_str(&format!(
-                ", the node {:.1} us per request and {:.2} cores busy",
-                median(client, best_w, |s| s.node_us),
-                median(client, best_w, |s| s.node_cores),
-            ));
-        }
-        line.push('.');
-        out.push(line);
-    }
-    if let Some((w, io)) = workers
+    let mut out: Vec<String> = clients
         .iter()
-        .map(|&w| {
-            (
-                w,
-                median(
-                    Client::Pool(Variant::Atomic, HttpClient::Blocking),
-                    w,
-                    |s| s.io_thread_us,
-                ),
-            )
-        })
-        .filter(|(_, io)| io.is_finite() && *io > 0.0)
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-    {
-        out.push(format!(
-            "Each reqwest::blocking client drives all of its requests on one internal thread: {io:.1} us of those threads' CPU per request at best (atomic on the blocking client, {w} workers), so {http_clients} client(s) (--http-clients) cap the pool at about {:.0} req/s however many cores the machine has.",
-            http_clients as f64 * 1e6 / io
-        ));
-    }
+        .map(|&client| peak_of(client, workers, embedded, &median))
+        .collect();
+    out.extend(io_thread_cap(workers, http_clients, &median));
     let at = workers
         .iter()
         .copied()
@@ -375,19 +338,61 @@ fn verdicts(
         .into_iter()
         .flat_map(|w| HTTP_CLIENTS.map(|http| (w, http)))
     {
-        let atomic = median(Client::Pool(Variant::Atomic, http), w, |s| s.client_us);
-        let engine = median(Client::Engine, w, |s| s.client_us);
-        let decoding = median(Client::EngineDecoding, w, |s| s.client_us);
-        let threads = median(Client::Threads, w, |s| s.client_us);
-        if engine.is_finite() && decoding.is_finite() && atomic.is_finite() {
-            out.push(format!(
-                "At {w} workers the atomic pool on the {} client spends {atomic:.1} us of client CPU per request: {:.2}x the engine decoding the same answers ({decoding:.1} us; issue 14 asks for at most 1.5x), {:.2}x the engine dropping them ({engine:.1} us), {:.2}x blocking threads doing the engine's exchange and decoding without a pool ({threads:.1} us).",
-                http.name(),
-                atomic / decoding,
-                atomic / engine,
-                atomic / threads,
-            ));
-        }
+        out.extend(client_cpu(w, http, &median));
     }
     out
+}
+
+/// A client's peak throughput, where it was reached, and the CPU it cost there.
+fn peak_of(client: Client, workers: &[usize], embedded: bool, median: &MedianOf) -> String {
+    let (best_w, best) = workers
+        .iter()
+        .map(|&w| (w, median(client, w, |s| s.throughput)))
+        .fold(
+            (0, f64::NAN),
+            |a, b| if b.1 > a.1 || a.1.is_nan() { b } else { a },
+        );
+    let mut line = format!(
+        "{}: peak {best:.0} req/s at {best_w} workers, client CPU {:.1} us per request there",
+        client.name(),
+        median(client, best_w, |s| s.client_us),
+    );
+    if embedded {
+        line.push_str(&format!(
+            ", the node {:.1} us per request and {:.2} cores busy",
+            median(client, best_w, |s| s.node_us),
+            median(client, best_w, |s| s.node_cores),
+        ));
+    }
+    line.push('.');
+    line
+}
+
+/// The cap reqwest::blocking's one I/O thread per client puts on a pool.
+fn io_thread_cap(workers: &[usize], http_clients: usize, median: &MedianOf) -> Option<String> {
+    let blocking = Client::Pool(Variant::Atomic, HttpClient::Blocking);
+    let (w, io) = workers
+        .iter()
+        .map(|&w| (w, median(blocking, w, |s| s.io_thread_us)))
+        .filter(|(_, io)| io.is_finite() && *io > 0.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(format!(
+        "Each reqwest::blocking client drives all of its requests on one internal thread: {io:.1} us of those threads' CPU per request at best (atomic on the blocking client, {w} workers), so {http_clients} client(s) (--http-clients) cap the pool at about {:.0} req/s however many cores the machine has.",
+        http_clients as f64 * 1e6 / io
+    ))
+}
+
+/// The atomic pool's client CPU per request against the engine's and plain threads' at `w`.
+fn client_cpu(w: usize, http: HttpClient, median: &MedianOf) -> Option<String> {
+    let atomic = median(Client::Pool(Variant::Atomic, http), w, |s| s.client_us);
+    let engine = median(Client::Engine, w, |s| s.client_us);
+    let decoding = median(Client::EngineDecoding, w, |s| s.client_us);
+    let threads = median(Client::Threads, w, |s| s.client_us);
+    (engine.is_finite() && decoding.is_finite() && atomic.is_finite()).then(|| format!(
+        "At {w} workers the atomic pool on the {} client spends {atomic:.1} us of client CPU per request: {:.2}x the engine decoding the same answers ({decoding:.1} us; issue 14 asks for at most 1.5x), {:.2}x the engine dropping them ({engine:.1} us), {:.2}x blocking threads doing the engine's exchange and decoding without a pool ({threads:.1} us).",
+        http.name(),
+        atomic / decoding,
+        atomic / engine,
+        atomic / threads,
+    ))
 }

@@ -52,8 +52,6 @@ fn band(throughput: f64) -> &'static str {
 }
 
 /// Runs the scenario.
-// long: one pass per variant measures, words the verdict and builds the rows together; it is
-// split when the scenario becomes an experiment with typed figures (issue 25).
 pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(1000));
@@ -72,62 +70,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         text: Some("test".repeat(100)),
     };
     let mut accounting = Accounting::default();
-    let mut per_variant: BTreeMap<Variant, Runs> = BTreeMap::new();
-    let bar = ctx.progress("plan-test1", o.repeats * o.variants.len());
-    for _ in 0..o.repeats {
-        for &variant in &o.variants {
-            bar.set_message(variant.name());
-            let m = measure(
-                variant,
-                &cluster,
-                ctx.pool_options(),
-                &workload,
-                &mut accounting,
-            )?;
-            let runs = per_variant.entry(variant).or_insert_with(Runs::new);
-            runs.throughput.push(m.run.throughput());
-            runs.answered.push(m.run.ok as f64);
-            crate::summary::merge(&mut runs.latency, &m.run.latency);
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    let mut rows = Vec::new();
-    let mut verdicts = Vec::new();
+    let per_variant = measure_all(ctx, &cluster, &workload, &mut accounting)?;
     let fastest = per_variant
         .values()
         .map(|v| Summary::of(v.throughput.clone()).median)
         .fold(f64::NAN, f64::max);
+    let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
     for (variant, runs) in per_variant {
-        let thr = Summary::of(runs.throughput);
-        let done = Summary::of(runs.answered);
-        let note = if done.min < requests as f64 {
-            format!(
-                "stopped at the {:.0} s cap after {:.0} of {requests} texts (median)",
-                cap.as_secs_f64(),
-                done.median
-            )
-        } else {
-            format!("all {requests} texts")
-        };
-        verdicts.push(format!(
-            "{variant}: {:.0} req/s, {}; {}.",
-            thr.median,
-            band(thr.median),
-            crate::wording::slower_than_fastest(thr.median, fastest)
-        ));
-        rows.push(
-            Row::new(
-                variant.name(),
-                "1,000 texts, 12 workers",
-                "throughput",
-                "req/s",
-                thr,
-            )
-            .ideal(spec.capacity())
-            .latency(Latency::of(&runs.latency))
-            .note(note),
-        );
+        let (row, verdict) = judged(variant, runs, &workload, cap, fastest);
+        rows.push(row.ideal(spec.capacity()));
+        verdicts.push(verdict);
     }
     let params = json!({
         "workers": workers, "texts": requests, "text": "\"test\" x 100", "model": "mxbai-embed-large",
@@ -141,4 +93,68 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         verdicts,
         accounting,
     })
+}
+
+/// Every variant's runs, `repeats` times, interleaved.
+fn measure_all(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    workload: &Workload,
+    accounting: &mut Accounting,
+) -> anyhow::Result<BTreeMap<Variant, Runs>> {
+    let o = &ctx.opts;
+    let mut per_variant: BTreeMap<Variant, Runs> = BTreeMap::new();
+    let bar = ctx.progress("plan-test1", o.repeats * o.variants.len());
+    for _ in 0..o.repeats {
+        for &variant in &o.variants {
+            bar.set_message(variant.name());
+            let m = measure(variant, cluster, ctx.pool_options(), workload, accounting)?;
+            let runs = per_variant.entry(variant).or_insert_with(Runs::new);
+            runs.throughput.push(m.run.throughput());
+            runs.answered.push(m.run.ok as f64);
+            crate::summary::merge(&mut runs.latency, &m.run.latency);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(per_variant)
+}
+
+/// One variant's row and verdict: its throughput against the plan's bands and the fastest.
+fn judged(
+    variant: Variant,
+    runs: Runs,
+    workload: &Workload,
+    cap: Duration,
+    fastest: f64,
+) -> (Row, String) {
+    let requests = workload.requests;
+    let thr = Summary::of(runs.throughput);
+    let done = Summary::of(runs.answered);
+    let note = if done.min < requests as f64 {
+        format!(
+            "stopped at the {:.0} s cap after {:.0} of {requests} texts (median)",
+            cap.as_secs_f64(),
+            done.median
+        )
+    } else {
+        format!("all {requests} texts")
+    };
+    let verdict = format!(
+        "{variant}: {:.0} req/s, {}; {}.",
+        thr.median,
+        band(thr.median),
+        crate::wording::slower_than_fastest(thr.median, fastest)
+    );
+    // The case is the plan's, whatever the options: it names the benchmark in Bencher's history.
+    let row = Row::new(
+        variant.name(),
+        "1,000 texts, 12 workers",
+        "throughput",
+        "req/s",
+        thr,
+    )
+    .latency(Latency::of(&runs.latency))
+    .note(note);
+    (row, verdict)
 }
