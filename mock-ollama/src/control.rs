@@ -22,7 +22,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, Jitter, NodeConfig};
-use crate::duration::parse_duration;
 
 /// Whether and how a node answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -94,18 +93,23 @@ pub enum ControlAccess {
     Off,
 }
 
-/// A change of settings; absent fields keep their value. Durations are text (`5ms`).
+/// A change of settings; absent fields keep their value. On the wire (`PATCH /mock/config`)
+/// durations are text (`5ms`, `1.5s`) and jitter is `fixed`, `uniform[:SPREAD]` or
+/// `lognormal[:SIGMA]`; here they are typed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     /// Speed factor.
     pub speed: Option<f64>,
     /// Base service time.
-    pub latency: Option<String>,
+    #[serde(default, with = "crate::duration::text")]
+    pub latency: Option<Duration>,
     /// Extra time per token.
-    pub per_token: Option<String>,
-    /// `fixed`, `uniform[:SPREAD]` or `lognormal[:SIGMA]`.
-    pub jitter: Option<String>,
+    #[serde(default, with = "crate::duration::text")]
+    pub per_token: Option<Duration>,
+    /// How service times spread.
+    #[serde(default, with = "jitter_text")]
+    pub jitter: Option<Jitter>,
     /// Slots per model (embedding models keep one unless forced).
     pub parallel: Option<usize>,
     /// Waits allowed before 503.
@@ -115,56 +119,61 @@ pub struct SettingsPatch {
     /// Probability of a stall.
     pub stall_rate: Option<f64>,
     /// Length of a stall.
-    pub stall: Option<String>,
+    #[serde(default, with = "crate::duration::text")]
+    pub stall: Option<Duration>,
     /// Probability of a reset.
     pub reset_rate: Option<f64>,
     /// Latency of `/api/tags`, `/api/ps` and `/v1/models`.
-    pub control_latency: Option<String>,
+    #[serde(default, with = "crate::duration::text")]
+    pub control_latency: Option<Duration>,
+}
+
+/// Serde for the patch's jitter as its text form.
+mod jitter_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::config::Jitter;
+
+    pub fn serialize<S: Serializer>(j: &Option<Jitter>, s: S) -> Result<S::Ok, S::Error> {
+        match j {
+            Some(j) => s.serialize_str(&j.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Jitter>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| text.parse::<Jitter>().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Why a change was refused (nothing changed).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PatchError {
-    /// A duration that does not parse.
-    #[error("{field}: {message}")]
-    Field {
-        /// The field.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
     /// A value the node cannot run with.
     #[error(transparent)]
     Config(#[from] ConfigError),
-}
-
-fn duration(field: &'static str, text: &str) -> Result<Duration, PatchError> {
-    parse_duration(text).map_err(|e| PatchError::Field {
-        field,
-        message: e.to_string(),
-    })
 }
 
 impl SettingsPatch {
     /// The change that puts back, as `before` reports them, every field this one changes: what
     /// a caller applies after a temporary change, whatever the change was.
     pub fn undo(&self, before: &Settings) -> SettingsPatch {
-        let ns = |n: u64| format!("{n}ns");
+        let ns = Duration::from_nanos;
         SettingsPatch {
             speed: self.speed.map(|_| before.speed),
-            latency: self.latency.as_ref().map(|_| ns(before.latency_ns)),
-            per_token: self.per_token.as_ref().map(|_| ns(before.per_token_ns)),
-            jitter: self.jitter.as_ref().map(|_| before.jitter.clone()),
+            latency: self.latency.map(|_| ns(before.latency_ns)),
+            per_token: self.per_token.map(|_| ns(before.per_token_ns)),
+            // A node older than the jitter field reports none: leave the jitter as it is.
+            jitter: self.jitter.and(before.jitter.parse().ok()),
             parallel: self.parallel.map(|_| before.parallel),
             max_queue: self.max_queue.map(|_| before.max_queue),
             error_rate: self.error_rate.map(|_| before.error_rate),
             stall_rate: self.stall_rate.map(|_| before.stall_rate),
-            stall: self.stall.as_ref().map(|_| ns(before.stall_ns)),
+            stall: self.stall.map(|_| ns(before.stall_ns)),
             reset_rate: self.reset_rate.map(|_| before.reset_rate),
-            control_latency: self
-                .control_latency
-                .as_ref()
-                .map(|_| ns(before.control_latency_ns)),
+            control_latency: self.control_latency.map(|_| ns(before.control_latency_ns)),
         }
     }
 
@@ -174,19 +183,14 @@ impl SettingsPatch {
         if let Some(speed) = self.speed {
             next.speed = speed;
         }
-        if let Some(text) = &self.latency {
-            next.latency.base = duration("latency", text)?;
+        if let Some(latency) = self.latency {
+            next.latency.base = latency;
         }
-        if let Some(text) = &self.per_token {
-            next.latency.per_token = duration("per_token", text)?;
+        if let Some(per_token) = self.per_token {
+            next.latency.per_token = per_token;
         }
-        if let Some(text) = &self.jitter {
-            next.latency.jitter = text
-                .parse::<Jitter>()
-                .map_err(|message| PatchError::Field {
-                    field: "jitter",
-                    message,
-                })?;
+        if let Some(jitter) = self.jitter {
+            next.latency.jitter = jitter;
         }
         if let Some(parallel) = self.parallel {
             next.slots.parallel = parallel;
@@ -204,11 +208,11 @@ impl SettingsPatch {
                 *slot = value;
             }
         }
-        if let Some(text) = &self.stall {
-            next.faults.stall = duration("stall", text)?;
+        if let Some(stall) = self.stall {
+            next.faults.stall = stall;
         }
-        if let Some(text) = &self.control_latency {
-            next.control_latency = duration("control_latency", text)?;
+        if let Some(control_latency) = self.control_latency {
+            next.control_latency = control_latency;
         }
         next.validate()?;
         Ok(next)
@@ -277,16 +281,16 @@ mod tests {
         let config = NodeConfig::default();
         let patch = SettingsPatch {
             speed: Some(0.5),
-            latency: Some("7ms".into()),
-            per_token: Some("3ms".into()),
-            jitter: Some("lognormal:0.7".into()),
+            latency: Some(Duration::from_millis(7)),
+            per_token: Some(Duration::from_millis(3)),
+            jitter: Some(Jitter::LogNormal { sigma: 0.7 }),
             parallel: Some(3),
             max_queue: Some(9),
             error_rate: Some(0.1),
             stall_rate: Some(0.2),
-            stall: Some("1s".into()),
+            stall: Some(Duration::from_secs(1)),
             reset_rate: Some(0.3),
-            control_latency: Some("250ms".into()),
+            control_latency: Some(Duration::from_millis(250)),
         };
         let changed = patch.apply(&config).expect("valid");
         assert_ne!(changed, config);
@@ -312,7 +316,7 @@ mod tests {
         let config = NodeConfig::default();
         let patch = SettingsPatch {
             speed: Some(0.5),
-            latency: Some("7ms".into()),
+            latency: Some(Duration::from_millis(7)),
             parallel: Some(3),
             error_rate: Some(0.1),
             ..SettingsPatch::default()
@@ -327,14 +331,18 @@ mod tests {
             ..patch.clone()
         };
         assert!(matches!(bad.apply(&config), Err(PatchError::Config(_))));
-        let bad = SettingsPatch {
-            stall: Some("soon".into()),
-            ..SettingsPatch::default()
-        };
-        assert!(matches!(
-            bad.apply(&config),
-            Err(PatchError::Field { field: "stall", .. })
-        ));
+        let bad = serde_json::from_str::<SettingsPatch>(r#"{"stall": "soon"}"#)
+            .expect_err("a duration that does not parse");
+        assert!(
+            bad.to_string().contains("invalid duration \"soon\""),
+            "{bad}"
+        );
+        let wire = serde_json::to_string(&patch).expect("json");
+        assert_eq!(
+            serde_json::from_str::<SettingsPatch>(&wire).expect("round trip"),
+            patch,
+            "{wire}"
+        );
     }
 
     #[test]

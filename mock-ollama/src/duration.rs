@@ -44,6 +44,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| err("out of range"))
 }
 
+/// Serde for an optional duration written as text (`"5ms"`; `null` or absent for none), the
+/// control API's wire form, so the Rust side holds a `Duration`.
+pub mod text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `Some(d)` as whole nanoseconds (`"5000000ns"`), exact for any duration.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format!("{}ns", d.as_nanos())),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads text such as `5ms` or `1.5s` ([`super::parse_duration`]).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| super::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@
 //!   (`GET /mock/served`, [`MockNode::served`], [`served`]). Real Ollama has neither.
 //! - **Dialects.** Ollama's native routes and its OpenAI-compatible `/v1/...` routes, the latter
 //!   rewritten onto the native path as Ollama's middleware does.
+//! - **Control.** Settings and availability changed while it runs ([`control`]), from the
+//!   library or over HTTP; [`ControlClient`] is the typed client for a node on another host.
 //!
 //! # Running nodes
 //! In async code, [`MockNode::spawn`] starts one node on the current runtime. Blocking callers (the
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod connections;
 pub mod control;
@@ -46,6 +49,7 @@ pub mod served;
 pub mod server;
 pub mod timer;
 
+pub use client::{ClientError, ControlClient};
 pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy, Timer};
 pub use control::{Availability, ControlAccess, Settings as NodeSettings, SettingsPatch};
 pub use faults::{FAULT_HEADER, Fault};

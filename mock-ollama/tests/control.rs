@@ -99,7 +99,7 @@ async fn a_request_in_flight_keeps_the_settings_it_arrived_with() {
         tokio::task::yield_now().await;
     }
     node.update(&SettingsPatch {
-        latency: Some("1ms".into()),
+        latency: Some(Duration::from_millis(1)),
         ..SettingsPatch::default()
     })
     .unwrap();

@@ -25,7 +25,7 @@ pub(super) fn measure(
     settings: &Settings,
 ) -> anyhow::Result<(Summary, u64)> {
     let instant = |_: &mock_ollama::NodeSettings| SettingsPatch {
-        latency: Some("0ns".into()),
+        latency: Some(std::time::Duration::ZERO),
         ..SettingsPatch::default()
     };
     let samples = while_patched(nodes, 0..nodes.len(), instant, || {

@@ -62,7 +62,6 @@ impl NodeFault {
 
     /// For faults set as node settings, the change (undone with [`SettingsPatch::undo`]).
     fn patch(self) -> Option<SettingsPatch> {
-        let us = |d: Duration| Some(format!("{}us", d.as_micros()));
         let patch = match self {
             NodeFault::Refuse | NodeFault::Busy | NodeFault::Hang => return None,
             NodeFault::Reset => SettingsPatch {
@@ -71,7 +70,7 @@ impl NodeFault {
             },
             NodeFault::Stall { ms } => SettingsPatch {
                 stall_rate: Some(1.0),
-                stall: us(Duration::from_millis(ms)),
+                stall: Some(Duration::from_millis(ms)),
                 ..SettingsPatch::default()
             },
             NodeFault::Errors => SettingsPatch {
@@ -79,7 +78,7 @@ impl NodeFault {
                 ..SettingsPatch::default()
             },
             NodeFault::SlowControlPlane => SettingsPatch {
-                control_latency: us(SLOW_CONTROL_PLANE),
+                control_latency: Some(SLOW_CONTROL_PLANE),
                 ..SettingsPatch::default()
             },
         };

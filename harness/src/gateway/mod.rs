@@ -645,14 +645,14 @@ fn merge(total: &mut Audit, one: Audit) {
 pub fn configure_remote(nodes: &Fleet, settings: &Settings) -> anyhow::Result<()> {
     for i in 0..nodes.len() {
         let patch = SettingsPatch {
-            latency: Some(format!("{}ns", settings.service.as_nanos())),
-            per_token: Some("0ns".into()),
+            latency: Some(settings.service),
+            per_token: Some(Duration::ZERO),
             parallel: Some(settings.slots),
             speed: Some(settings.speeds.get(i).copied().unwrap_or(1.0)),
             error_rate: Some(settings.error_rates.get(i).copied().unwrap_or(0.0)),
             stall_rate: Some(0.0),
             reset_rate: Some(0.0),
-            control_latency: Some("0ns".into()),
+            control_latency: Some(Duration::ZERO),
             ..SettingsPatch::default()
         };
         let url = &nodes.urls()[i];

@@ -9,6 +9,8 @@
 //!   On one machine the gateway, the nodes and the load engine share the cores, so this is the
 //!   rate the whole path sustains here, not the gateway's own limit on a machine of its own.
 
+use std::time::Duration;
+
 use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
@@ -75,14 +77,14 @@ pub(super) fn overhead(
         p99.push(gl.p99 - dl.p99);
         latencies = Some((dl, gl));
     }
-    let latency = |text: String| SettingsPatch {
-        latency: Some(text),
+    let latency = |latency: Duration| SettingsPatch {
+        latency: Some(latency),
         ..SettingsPatch::default()
     };
     let peaks = while_patched(
         nodes,
         0..nodes.len(),
-        |_| latency("0ns".into()),
+        |_| latency(Duration::ZERO),
         || {
             (0..settings.repeats)
                 .map(|r| paired(settings.workers, settings.requests, r, "p"))

@@ -25,7 +25,7 @@ use crate::summary::{Latency, Summary};
 /// Tokens per answer.
 const TOKENS: u32 = 20;
 /// Time per token on every node during the cell.
-const PER_TOKEN: &str = "5ms";
+const PER_TOKEN: Duration = Duration::from_millis(5);
 /// Streams per side per repeat.
 const STREAMS: usize = 20;
 
@@ -186,8 +186,8 @@ pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Ce
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let per_token = |text: String| SettingsPatch {
-        per_token: Some(text),
+    let per_token = |per_token: Duration| SettingsPatch {
+        per_token: Some(per_token),
         ..SettingsPatch::default()
     };
     let streams = || {
@@ -205,12 +205,8 @@ pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Ce
             Ok::<_, anyhow::Error>((direct, gateway))
         })
     };
-    let (direct, gateway) = while_patched(
-        nodes,
-        0..nodes.len(),
-        |_| per_token(PER_TOKEN.into()),
-        streams,
-    )?;
+    let (direct, gateway) =
+        while_patched(nodes, 0..nodes.len(), |_| per_token(PER_TOKEN), streams)?;
     let report = StreamingReport {
         direct: times(&direct),
         gateway: times(&gateway),
@@ -238,7 +234,7 @@ pub(super) fn verdict(cell: &Cell) -> Option<String> {
     let s = cell.streaming.as_ref()?;
     let buffered = s.gateway.first_line_ms > 0.8 * s.gateway.last_line_ms;
     Some(format!(
-        "streaming: first line after {:.1} ms through the gateway against {:.1} ms direct, last after {:.1} against {:.1} ms, longest gap {:.1} against {:.1} ms ({} of {TOKENS} tokens at {PER_TOKEN} each){}; {} of {} streams broken.",
+        "streaming: first line after {:.1} ms through the gateway against {:.1} ms direct, last after {:.1} against {:.1} ms, longest gap {:.1} against {:.1} ms ({} of {TOKENS} tokens at {PER_TOKEN:?} each){}; {} of {} streams broken.",
         s.gateway.first_line_ms,
         s.direct.first_line_ms,
         s.gateway.last_line_ms,
