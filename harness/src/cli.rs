@@ -609,13 +609,13 @@ fn judge_gateway_file(
 fn with_fleet(
     settings: &crate::gateway::Settings,
     args: &GatewayArgs,
-    measure: impl FnOnce(&crate::gateway::Fleet) -> anyhow::Result<crate::gateway::GatewayResult>,
+    measure: impl FnOnce(&crate::gateway::Nodes) -> anyhow::Result<crate::gateway::GatewayResult>,
 ) -> anyhow::Result<crate::gateway::GatewayResult> {
-    use crate::gateway::{Fleet, RemoteNode};
+    use crate::gateway::{Nodes, RemoteNode};
     if args.mock_nodes.is_empty() {
         let nodes = crate::gateway::start_nodes(settings)?;
         eprintln!("mock nodes: {}", nodes.urls().join(" "));
-        let result = measure(&Fleet::Embedded(&nodes));
+        let result = measure(&Nodes::Embedded(&nodes));
         nodes.shutdown();
         return result;
     }
@@ -627,7 +627,7 @@ fn with_fleet(
             token: args.control_token.clone(),
         })
         .collect();
-    let fleet = Fleet::remote(remote)?;
+    let fleet = Nodes::remote(remote)?;
     crate::gateway::configure_remote(&fleet, settings)?;
     eprintln!("mock nodes (remote): {}", fleet.urls().join(" "));
     measure(&fleet)
@@ -637,7 +637,7 @@ fn with_fleet(
 /// the gateway's last output.
 fn run_with_gateway(
     settings: &crate::gateway::Settings,
-    nodes: &crate::gateway::Fleet,
+    nodes: &crate::gateway::Nodes,
     cmd: &str,
     template: Option<&std::path::Path>,
     out: &std::path::Path,

@@ -21,9 +21,9 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use mock_ollama::MockNode;
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::engine::{Engine, Schedule, Target, Template};
 use crate::load::{Workload, closed_loop};
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::variant::{PoolOptions, Variant};
 
 /// How big each part of one cost sample is.
@@ -129,7 +129,7 @@ impl Part {
         pool_first: bool,
     ) -> anyhow::Result<(Side, Side, f64)> {
         let spec = ClusterSpec::uniform(1, 2 * self.workers, self.service);
-        let Cluster::Embedded(cluster) = Cluster::start(&spec, &[])? else {
+        let Nodes::Owned(cluster) = Nodes::start(&spec, &[])? else {
             anyhow::bail!("cost figures need embedded nodes");
         };
         let node = &cluster.nodes()[0];

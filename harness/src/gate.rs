@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::{self, Bound, Bounds, Name, judge};
-use crate::cluster::ClusterSpec;
 use crate::cost::CostSettings;
 use crate::machine::Machine;
+use crate::nodes::ClusterSpec;
 use crate::results::Accounting;
 use crate::scenarios::contention::{Book, ns_per_request};
 use crate::scenarios::scaling::{measure_curves, relative};

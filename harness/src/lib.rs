@@ -5,7 +5,8 @@
 //! charts). `harness gate` is the CI check.
 //!
 //! Layout, in the order a measurement flows:
-//! - [`cluster`]: the nodes (embedded `mock-ollama`, or the user's with `--node`);
+//! - [`nodes`]: the nodes, one type whatever they are (mock nodes here or elsewhere, or the
+//!   user's Ollama with `--node`);
 //! - [`variant`]: the pools under comparison behind one type;
 //! - [`load`]: the closed-loop load generator (per-worker histograms, no shared hot-path state);
 //! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
@@ -20,7 +21,6 @@
 pub mod bounds;
 pub mod charts;
 pub mod cli;
-pub mod cluster;
 pub mod cost;
 pub mod engine;
 pub mod gate;
@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod load;
 pub mod machine;
 pub mod measure;
+pub mod nodes;
 pub mod printer;
 pub mod report;
 pub mod results;

@@ -3,8 +3,8 @@
 
 use pool::{LockTimingSummary, PoolStats};
 
-use crate::cluster::{Cluster, NodeTallies, ServerTally};
 use crate::load::{RunResult, Workload, closed_loop};
+use crate::nodes::{NodeTallies, Nodes, ServerTally};
 use crate::results::Accounting;
 use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 
@@ -24,7 +24,7 @@ pub struct Measurement {
 /// Runs `workload` through a fresh `variant` pool on `cluster`, recording the accounting.
 pub fn measure(
     variant: Variant,
-    cluster: &Cluster,
+    cluster: &Nodes,
     options: PoolOptions,
     workload: &Workload,
     accounting: &mut Accounting,
@@ -38,7 +38,7 @@ pub fn measure(
 /// something of the pool's own threads during the run wraps `closed_loop` in it).
 pub fn measure_with(
     variant: Variant,
-    cluster: &Cluster,
+    cluster: &Nodes,
     options: PoolOptions,
     accounting: &mut Accounting,
     drive: impl FnOnce(&dyn PoolUnderTest) -> RunResult,

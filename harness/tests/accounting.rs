@@ -5,9 +5,9 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterSpec};
 use harness::load::Workload;
 use harness::measure::measure;
+use harness::nodes::{ClusterSpec, Nodes};
 use harness::results::Accounting;
 use harness::variant::{PoolOptions, Variant};
 use pool::testing::Degradation;
@@ -16,7 +16,7 @@ const REQUESTS: usize = 210;
 const EVERY: u64 = 7;
 
 fn run(variant: Variant, degradation: Degradation) -> (u64, Accounting) {
-    let cluster = Cluster::start(&ClusterSpec::uniform(2, 1, Duration::ZERO), &[]).unwrap();
+    let cluster = Nodes::start(&ClusterSpec::uniform(2, 1, Duration::ZERO), &[]).unwrap();
     let workload = Workload {
         workers: 3,
         requests: REQUESTS,

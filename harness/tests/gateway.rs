@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use harness::gateway::{self, Api, Audit, CellKind, Fleet, RemoteNode, Settings};
+use harness::gateway::{self, Api, Audit, CellKind, Nodes, RemoteNode, Settings};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
 /// What the test gateway does with request number k (counted from 0 on the embed route).
@@ -217,7 +217,7 @@ fn measured_with(behaviour: Behaviour, repeat_inputs: bool) -> gateway::GatewayR
             CellKind::Distribution,
         )
     };
-    gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured")
+    gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured")
 }
 
 fn audit_of(behaviour: Behaviour) -> Audit {
@@ -335,7 +335,7 @@ fn a_gateway_that_never_answers_is_a_clear_error() {
             CellKind::Distribution,
         )
     };
-    let error = gateway::measure(&settings, &Fleet::Embedded(&nodes))
+    let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
         .expect_err("no gateway there")
         .to_string();
     assert!(error.contains("did not answer GET /api/version"), "{error}");
@@ -358,7 +358,7 @@ fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use(
             CellKind::NodeRefuse,
         )
     };
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
         .iter()
@@ -397,7 +397,7 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
             .sum()
     };
     let before = served();
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let o = result
         .cells
         .iter()
@@ -437,7 +437,7 @@ fn streams_whole_through_a_buffering_gateway(api: Api, route: &str) {
         api,
         ..settings(target, "streaming", Duration::ZERO, CellKind::Streaming)
     };
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let report = result
         .cells
         .iter()
@@ -484,7 +484,7 @@ fn the_settings_faults_land_in_their_classes_and_are_undone() {
         ],
         ..settings(target, "settings-faults", service, CellKind::NodeReset)
     };
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let report = |name: &str| {
         result
             .cells
@@ -532,7 +532,7 @@ fn the_scaling_cell_doubles_the_workers_on_spare_slots_and_restores_them() {
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = settings(target, "scaling", service, CellKind::Scaling);
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
         .iter()
@@ -561,7 +561,7 @@ fn the_open_loop_cell_sends_each_rate_for_one_phase() {
         phase: Duration::from_millis(200),
         ..settings(target, "open-loop", service, CellKind::OpenLoop)
     };
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
         .iter()
@@ -605,7 +605,7 @@ fn the_heterogeneous_cells_slow_the_last_node_and_restore_it() {
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = settings(target, "heterogeneous", service, CellKind::Heterogeneous);
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let names: Vec<&str> = result.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["direct", "slow-node-3x", "slow-node-7x"]);
     for (cell, slowdown) in result.cells[1..].iter().zip([3, 7]) {
@@ -699,11 +699,11 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
             })
             .collect::<Vec<_>>()
     };
-    let wrong = Fleet::remote(remote("guess"))
+    let wrong = Nodes::remote(remote("guess"))
         .expect_err("wrong token")
         .to_string();
     assert!(wrong.contains("control API"), "{wrong}");
-    let fleet = Fleet::remote(remote("secret")).expect("remote fleet");
+    let fleet = Nodes::remote(remote("secret")).expect("remote fleet");
     // A node left changed by an earlier run is set back to the run's settings.
     nodes.nodes()[1]
         .update(&mock_ollama::SettingsPatch {
@@ -760,7 +760,7 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
 fn settling_waits_for_every_node_and_gives_up_on_a_gateway_that_never_uses_one() {
     let service = Duration::from_micros(100);
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
-    let fleet = Fleet::Embedded(&nodes);
+    let fleet = Nodes::Embedded(&nodes);
     let engine = harness::engine::Engine::default();
     let round_robin = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings_rr = settings(round_robin, "settle", service, CellKind::NodeBusy);
@@ -793,7 +793,7 @@ fn a_fault_on_a_node_the_gateway_never_used_is_called_out() {
             phase: Duration::from_millis(200),
             ..settings(target, "unused", service, CellKind::NodeBusy)
         };
-        let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+        let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
         result
             .verdicts
             .into_iter()

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use harness::engine::Headers;
-use harness::gateway::{self, Api, CellKind, Fleet, Readiness, Settings};
+use harness::gateway::{self, Api, CellKind, Nodes, Readiness, Settings};
 use mock_ollama::{MockCluster, NodeConfig};
 
 const KEY: &str = "Bearer sk-test-key-123";
@@ -156,7 +156,7 @@ fn an_openai_only_gateway_with_a_key_is_driven_by_flags_alone() {
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
         vec![CellKind::Distribution],
     );
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
         .iter()
@@ -190,7 +190,7 @@ fn a_wrong_key_is_a_clear_failure_at_readiness() {
         &["Authorization: Bearer sk-wrong-key-456"],
         vec![CellKind::Distribution],
     );
-    let error = gateway::measure(&settings, &Fleet::Embedded(&nodes))
+    let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
         .expect_err("a wrong key fails")
         .to_string();
     assert!(error.contains("refused GET /v1/models"), "{error}");
@@ -220,7 +220,7 @@ fn without_its_ready_path_an_openai_only_gateway_is_not_ready() {
             vec![CellKind::Distribution],
         )
     };
-    let error = gateway::measure(&settings, &Fleet::Embedded(&nodes))
+    let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
         .expect_err("/api/version is not served")
         .to_string();
     assert!(
@@ -245,7 +245,7 @@ fn a_gateway_at_its_own_ceiling_is_called_gateway_bound() {
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
         vec![CellKind::Distribution, CellKind::OpenLoop],
     );
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let ideal: f64 = result.capacity.iter().sum();
     let ceiling = result.ceiling.clone().expect("measured").median;
     assert!(ceiling < 0.5 * ideal, "ceiling {ceiling} vs ideal {ideal}");
@@ -277,7 +277,7 @@ fn a_gateway_above_the_ideal_is_graded_on_its_routing() {
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
         vec![CellKind::Distribution],
     );
-    let result = gateway::measure(&settings, &Fleet::Embedded(&nodes)).expect("measured");
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let verdicts = result.verdicts.join("\n");
     assert!(!verdicts.contains("gateway-bound"), "{verdicts}");
     assert!(result.ceiling.is_some());

@@ -254,6 +254,60 @@ impl Default for NodeConfig {
     }
 }
 
+/// A node as an experiment describes it: the figures that set its capacity and its error rate,
+/// everything else at [`NodeConfig::default`]. The one mapping from such a description to a
+/// configuration, so every harness cell and scenario builds its nodes the same way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeSpec {
+    /// Service time of one embed input at speed 1.0.
+    pub service: Duration,
+    /// Parallel slots, embedding models included (Ollama itself gives those one: the nodes stand
+    /// for whatever is balanced, so the slots are the experiment's choice).
+    pub slots: usize,
+    /// Speed factor (service times are divided by it).
+    pub speed: f64,
+    /// Injected 500s per request.
+    pub error_rate: f64,
+    /// Latency of `/api/tags`, `/api/ps` and `/v1/models`.
+    pub control_latency: Duration,
+}
+
+impl NodeSpec {
+    /// A node with `slots` slots and a `service` time, at speed 1, without faults.
+    pub fn new(service: Duration, slots: usize) -> Self {
+        Self {
+            service,
+            slots,
+            speed: 1.0,
+            error_rate: 0.0,
+            control_latency: Duration::ZERO,
+        }
+    }
+
+    /// The configuration of the `index`-th node of a cluster so described: each node its own
+    /// seed, so nodes do not draw the same jitter and faults for their k-th request.
+    pub fn config(&self, index: usize) -> NodeConfig {
+        NodeConfig {
+            latency: LatencyModel {
+                base: self.service,
+                ..LatencyModel::default()
+            },
+            speed: self.speed,
+            seed: 0x5eed + index as u64,
+            slots: SlotPolicy {
+                parallel: self.slots,
+                force_embed_parallel: true,
+            },
+            control_latency: self.control_latency,
+            faults: FaultConfig {
+                error_rate: self.error_rate,
+                ..FaultConfig::default()
+            },
+            ..NodeConfig::default()
+        }
+    }
+}
+
 /// Why a configuration cannot run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {

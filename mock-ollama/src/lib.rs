@@ -50,7 +50,9 @@ pub mod server;
 pub mod timer;
 
 pub use client::{ClientError, ControlClient};
-pub use config::{FaultConfig, Jitter, LatencyModel, NodeConfig, QueueMode, SlotPolicy, Timer};
+pub use config::{
+    FaultConfig, Jitter, LatencyModel, NodeConfig, NodeSpec, QueueMode, SlotPolicy, Timer,
+};
 pub use control::{Availability, ControlAccess, Settings as NodeSettings, SettingsPatch};
 pub use faults::{FAULT_HEADER, Fault};
 pub use hold::{Held, HoldGuard};

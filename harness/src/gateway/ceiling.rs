@@ -9,7 +9,7 @@
 
 use mock_ollama::SettingsPatch;
 
-use super::{Cell, Fleet, Limits, Settings, run_once, while_patched};
+use super::{Cell, Limits, Nodes, Settings, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::Summary;
 
@@ -21,7 +21,7 @@ pub const BELOW_IDEAL: f64 = 0.9;
 /// Requests/s through the gateway at zero service time, per repeat, and the requests sent.
 pub(super) fn measure(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
 ) -> anyhow::Result<(Summary, u64)> {
     let instant = |_: &mock_ollama::NodeSettings| SettingsPatch {

@@ -81,7 +81,7 @@ pub(super) fn verdict(traffic: &[EndpointTraffic]) -> String {
 mod tests {
     use super::*;
 
-    /// Per-endpoint totals, statuses summed as [`super::super::Fleet::counters`] sums them.
+    /// Per-endpoint totals, statuses summed as [`super::super::Nodes::counters`] sums them.
     fn snap(counts: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (endpoint, _status, n) in counts {

@@ -15,7 +15,7 @@ use mock_ollama::{Availability, ServedOutcome, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
-use super::{Fleet, Settings, log_heads, logs_since, target};
+use super::{Nodes, Settings, log_heads, logs_since, target};
 use crate::engine::{Engine, EngineRun, Schedule};
 
 /// What fails during the middle phase (the last node, unless said otherwise).
@@ -143,7 +143,7 @@ const SETTLE_BURST: Duration = Duration::from_millis(100);
 /// recovered) would otherwise show that aftermath as the next fault's "before".
 pub fn settle(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     limit: Duration,
     run_id: &str,
@@ -187,7 +187,7 @@ fn sent_and_failed_during(run: &EngineRun, phase: Duration) -> (u64, u64) {
 /// Starts `fault` on its nodes for `phase`, pushing onto `undo` the settings that undo each
 /// change made (so a failure halfway still leaves what was changed to be undone).
 fn start_fault(
-    nodes: &Fleet,
+    nodes: &Nodes,
     fault: NodeFault,
     phase: Duration,
     undo: &mut Vec<(usize, SettingsPatch)>,
@@ -214,7 +214,7 @@ fn start_fault(
 /// Ends `fault` on every node it hit and undoes every setting, trying each even when one fails;
 /// returns the first error.
 fn end_fault(
-    nodes: &Fleet,
+    nodes: &Nodes,
     fault: NodeFault,
     undo: &[(usize, SettingsPatch)],
 ) -> anyhow::Result<()> {
@@ -231,7 +231,7 @@ fn end_fault(
 /// One run with `fault` during the middle of three `phase`s.
 pub fn run(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     fault: NodeFault,
     phase: Duration,

@@ -19,7 +19,6 @@ pub mod ceiling;
 mod charts;
 pub mod control_plane;
 pub mod faults;
-pub mod fleet;
 pub mod footprint;
 pub mod open_loop;
 pub mod overhead;
@@ -36,17 +35,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mock_ollama::{
-    LatencyModel, MockCluster, NodeConfig, NodeSettings, ServedEntry, SettingsPatch, SlotPolicy,
-};
+use mock_ollama::{MockCluster, NodeConfig, NodeSettings, NodeSpec, ServedEntry, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineRun, Headers, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 
+pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
-pub use fleet::{Fleet, RemoteNode};
 pub use ready::Readiness;
 
 /// Which dialect the load speaks.
@@ -306,31 +303,22 @@ pub struct GatewayResult {
 
 fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
     (0..settings.nodes)
-        .map(|i| NodeConfig {
-            port: settings.port.saturating_add(i as u16),
-            latency: LatencyModel {
-                base: settings.service,
-                ..LatencyModel::default()
-            },
-            // The nodes stand for whatever the gateway balances, so their slots are the harness's
-            // choice even for embedding models (Ollama itself gives those one).
-            slots: SlotPolicy {
-                parallel: settings.slots,
-                force_embed_parallel: true,
-            },
-            seed: 0x5eed + i as u64,
-            speed: settings.speeds.get(i).copied().unwrap_or(1.0),
-            faults: mock_ollama::FaultConfig {
+        .map(|i| {
+            let spec = NodeSpec {
+                speed: settings.speeds.get(i).copied().unwrap_or(1.0),
                 error_rate: settings.error_rates.get(i).copied().unwrap_or(0.0),
-                ..mock_ollama::FaultConfig::default()
-            },
-            ..NodeConfig::default()
+                ..NodeSpec::new(settings.service, settings.slots)
+            };
+            NodeConfig {
+                port: settings.port.saturating_add(i as u16),
+                ..spec.config(i)
+            }
         })
         .collect()
 }
 
 /// Every node's log entries after `since[i]`, and whether entries were dropped.
-fn logs_since(nodes: &Fleet, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
+fn logs_since(nodes: &Nodes, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
     since
         .iter()
         .enumerate()
@@ -341,7 +329,7 @@ fn logs_since(nodes: &Fleet, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEnt
         .collect()
 }
 
-fn log_heads(nodes: &Fleet) -> anyhow::Result<Vec<u64>> {
+fn log_heads(nodes: &Nodes) -> anyhow::Result<Vec<u64>> {
     (0..nodes.len())
         .map(|i| Ok(nodes.served(i, u64::MAX, 0)?.next))
         .collect()
@@ -397,7 +385,7 @@ fn run_once(
 }
 
 /// Each node's throughput measured straight at it, median over repeats.
-fn direct(engine: &Engine, nodes: &Fleet, settings: &Settings) -> anyhow::Result<(Cell, Vec<f64>)> {
+fn direct(engine: &Engine, nodes: &Nodes, settings: &Settings) -> anyhow::Result<(Cell, Vec<f64>)> {
     let per_node = (settings.requests / nodes.len().max(1) as u64).max(1);
     let mut capacity = Vec::new();
     let mut totals = vec![0.0; settings.repeats];
@@ -433,7 +421,7 @@ fn direct(engine: &Engine, nodes: &Fleet, settings: &Settings) -> anyhow::Result
 fn distribution(
     name: &str,
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     capacity: &[f64],
 ) -> anyhow::Result<Cell> {
@@ -488,7 +476,7 @@ const SLOWDOWNS: [u32; 2] = [3, 7];
 /// measured again at the new settings, and the speed restored after.
 fn slow_node(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     slowdown: u32,
 ) -> anyhow::Result<Cell> {
@@ -517,7 +505,7 @@ fn slow_node(
 /// control API, then puts back what the patch changed ([`SettingsPatch::undo`]), whether `run`
 /// succeeded or not.
 fn while_patched<R>(
-    nodes: &Fleet,
+    nodes: &Nodes,
     targets: std::ops::Range<usize>,
     patch: impl Fn(&NodeSettings) -> SettingsPatch,
     run: impl FnOnce() -> anyhow::Result<R>,
@@ -568,7 +556,7 @@ fn with_restore_errors<R>(
 /// The last node failing as `fault` in the middle of each repeat.
 fn fault_cell(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     kind: CellKind,
     fault: faults::NodeFault,
@@ -642,7 +630,7 @@ fn merge(total: &mut Audit, one: Audit) {
 /// Sets remote nodes as embedded ones start: up, the settings' service time, slots, speeds and
 /// error rates, and no per-token time, stalls, resets or control-plane latency (a node left
 /// changed by an interrupted run would otherwise be measured as it was left).
-pub fn configure_remote(nodes: &Fleet, settings: &Settings) -> anyhow::Result<()> {
+pub fn configure_remote(nodes: &Nodes, settings: &Settings) -> anyhow::Result<()> {
     for i in 0..nodes.len() {
         let patch = SettingsPatch {
             latency: Some(settings.service),
@@ -679,7 +667,7 @@ pub fn start_nodes(settings: &Settings) -> anyhow::Result<MockCluster> {
 }
 
 /// Waits for the gateway in front of `nodes`, then measures the cells.
-pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResult> {
+pub fn measure(settings: &Settings, nodes: &Nodes) -> anyhow::Result<GatewayResult> {
     measure_process(settings, nodes, None)
 }
 
@@ -687,7 +675,7 @@ pub fn measure(settings: &Settings, nodes: &Fleet) -> anyhow::Result<GatewayResu
 /// gateway the harness started).
 pub fn measure_process(
     settings: &Settings,
-    nodes: &Fleet,
+    nodes: &Nodes,
     group: Option<u32>,
 ) -> anyhow::Result<GatewayResult> {
     anyhow::ensure!(
@@ -731,7 +719,7 @@ pub fn measure_process(
         server,
         machine: Machine::detect(),
         params: serde_json::json!({
-            "nodes": nodes.len(), "remote_nodes": matches!(nodes, Fleet::Remote(..)), "workers": settings.workers, "requests": settings.requests,
+            "nodes": nodes.len(), "remote_nodes": matches!(nodes, Nodes::Remote(..)), "workers": settings.workers, "requests": settings.requests,
             "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
             "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
             "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
@@ -762,7 +750,7 @@ pub fn verdicts_of(result: &GatewayResult) -> Vec<String> {
 fn measure_cell(
     kind: CellKind,
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     capacity: &[f64],
     limits: Limits,

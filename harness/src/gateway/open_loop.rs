@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
-use super::{Cell, Fleet, Limits, Settings, log_heads, logs_since, merge, target};
+use super::{Cell, Limits, Nodes, Settings, log_heads, logs_since, merge, target};
 use crate::engine::{Arrivals, Engine, Schedule};
 use crate::summary::{Latency, Summary};
 
@@ -61,7 +61,7 @@ pub struct OpenLoopReport {
 /// Measures the cell.
 pub(super) fn open_loop(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     limits: Limits,
 ) -> anyhow::Result<Cell> {

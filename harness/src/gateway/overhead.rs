@@ -14,7 +14,7 @@ use std::time::Duration;
 use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Fleet, Settings, run_once, while_patched};
+use super::{Cell, Nodes, Settings, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -41,7 +41,7 @@ pub struct OverheadReport {
 /// Measures the cell.
 pub(super) fn overhead(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
 ) -> anyhow::Result<Cell> {
     let node0 = nodes.urls().first().cloned().unwrap_or_default();

@@ -14,7 +14,7 @@ use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
-use super::{Cell, Fleet, Limits, Settings, log_heads, logs_since, merge, run_once, while_patched};
+use super::{Cell, Limits, Nodes, Settings, log_heads, logs_since, merge, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -52,7 +52,7 @@ fn worker_counts(max: usize) -> Vec<usize> {
 }
 
 /// Measures the cell.
-pub(super) fn scaling(engine: &Engine, nodes: &Fleet, settings: &Settings) -> anyhow::Result<Cell> {
+pub(super) fn scaling(engine: &Engine, nodes: &Nodes, settings: &Settings) -> anyhow::Result<Cell> {
     let slots = settings
         .slots
         .max(settings.workers.div_ceil(nodes.len().max(1)));
@@ -70,7 +70,7 @@ pub(super) fn scaling(engine: &Engine, nodes: &Fleet, settings: &Settings) -> an
 
 fn measure(
     engine: &Engine,
-    nodes: &Fleet,
+    nodes: &Nodes,
     settings: &Settings,
     slots: usize,
 ) -> anyhow::Result<Cell> {

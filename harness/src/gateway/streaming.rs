@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
-use super::{Api, Cell, Fleet, Settings, while_patched};
+use super::{Api, Cell, Nodes, Settings, while_patched};
 use crate::engine::Headers;
 use crate::summary::{Latency, Summary};
 
@@ -181,7 +181,7 @@ fn times(streams: &[Stream]) -> StreamTimes {
 }
 
 /// Measures the cell.
-pub(super) fn streaming(nodes: &Fleet, settings: &Settings) -> anyhow::Result<Cell> {
+pub(super) fn streaming(nodes: &Nodes, settings: &Settings) -> anyhow::Result<Cell> {
     let node0 = nodes.urls().first().cloned().context("no node")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

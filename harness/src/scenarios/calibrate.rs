@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use mock_ollama::{LatencyModel, MockCluster, NodeConfig, SlotPolicy, Timer};
+use mock_ollama::{MockCluster, NodeConfig, NodeSpec, Timer};
 use serde_json::json;
 
 use super::open_loop::open_loop;
@@ -34,16 +34,8 @@ const TIMERS: [(Timer, &str); 2] = [(Timer::Precise, "precise"), (Timer::Tokio, 
 
 fn node(timer: Timer, service: Duration, slots: usize) -> anyhow::Result<MockCluster> {
     let config = NodeConfig {
-        latency: LatencyModel {
-            base: service,
-            ..LatencyModel::default()
-        },
-        slots: SlotPolicy {
-            parallel: slots,
-            force_embed_parallel: slots > 1,
-        },
         timer,
-        ..NodeConfig::default()
+        ..NodeSpec::new(service, slots).config(0)
     };
     Ok(MockCluster::start(vec![config])?)
 }

@@ -21,9 +21,9 @@ use pool::{ProbeConfig, Strategy};
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::{Measurement, measure};
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::{PoolOptions, Variant};
@@ -175,7 +175,7 @@ struct Bench<'c> {
     service: Duration,
     window: Duration,
     workload: Workload,
-    clusters: BTreeMap<(u64, u128), Cluster>,
+    clusters: BTreeMap<(u64, u128), Nodes<'static>>,
 }
 
 impl<'c> Bench<'c> {
@@ -198,7 +198,7 @@ impl<'c> Bench<'c> {
     }
 
     /// The bare client on the fastest node alone: the reference of every speedup.
-    fn reference(&self, node: &Cluster, accounting: &mut Accounting) -> anyhow::Result<f64> {
+    fn reference(&self, node: &Nodes, accounting: &mut Accounting) -> anyhow::Result<f64> {
         let options = PoolOptions {
             strategy: Strategy::RoundRobin,
             ..PoolOptions::default()
@@ -232,7 +232,7 @@ impl<'c> Bench<'c> {
                     control_latency: cell.control,
                     ..ClusterSpec::uniform(2, 1, self.service)
                 };
-                e.insert(Cluster::start(&spec, &[])?)
+                e.insert(Nodes::start(&spec, &[])?)
             }
         };
         measure(cell.variant, cluster, options, &workload, accounting)
@@ -247,7 +247,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         "explain varies node speeds and control-plane latency, so it needs embedded nodes"
     );
     let mut bench = Bench::new(ctx);
-    let reference_node = Cluster::start(&ClusterSpec::uniform(1, 1, bench.service), &[])?;
+    let reference_node = Nodes::start(&ClusterSpec::uniform(1, 1, bench.service), &[])?;
     let cells = cells();
     let mut accounting = Accounting::default();
     let mut reference_thr = Vec::new();

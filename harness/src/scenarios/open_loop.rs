@@ -17,9 +17,9 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::{Workload, released};
 use crate::measure::{check, measure};
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::{PoolOptions, PoolUnderTest, Variant};
@@ -134,7 +134,7 @@ impl LevelSamples {
 /// One open-loop run of a fresh `variant` pool, with the client/pool/nodes accounting check.
 fn measure_open(
     ctx: &Ctx,
-    cluster: &Cluster,
+    cluster: &Nodes,
     variant: Variant,
     schedule: Schedule,
     accounting: &mut Accounting,
@@ -147,7 +147,7 @@ fn measure_open(
     let served = cluster
         .tally()
         .zip(before)
-        .map(|(after, before)| crate::cluster::ServerTally::since(&after, &before));
+        .map(|(after, before)| crate::nodes::ServerTally::since(&after, &before));
     let as_closed = crate::load::RunResult {
         elapsed: run.elapsed,
         ok: run.ok,
@@ -171,7 +171,7 @@ struct Schedule {
 
 /// The cluster's capacity as measured now: a closed loop of the bare client, two workers per slot.
 fn measure_capacity(
-    cluster: &Cluster,
+    cluster: &Nodes,
     spec: &ClusterSpec,
     accounting: &mut Accounting,
 ) -> anyhow::Result<f64> {
@@ -196,7 +196,7 @@ type Levels = BTreeMap<(Variant, usize), LevelSamples>;
 /// Per repeat: the capacity, then every variant at every level of it, interleaved.
 fn measure_levels(
     ctx: &Ctx,
-    cluster: &Cluster,
+    cluster: &Nodes,
     spec: &ClusterSpec,
     window: Duration,
     workers: usize,
@@ -245,7 +245,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         o.slots.unwrap_or(1),
         o.service.unwrap_or(Duration::from_millis(20)),
     );
-    let cluster = Cluster::start(&spec, &o.external)?;
+    let cluster = Nodes::start(&spec, &o.external)?;
     let window = o.cap.unwrap_or(Duration::from_secs(3));
     let workers = o.workers.unwrap_or(64);
     let mut accounting = Accounting::default();

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::engine::{Decoder, Engine, Schedule, Target, Template};
 use crate::load::{Workload, closed_loop};
 use crate::machine::{cpu_time, threads_cpu};
 use crate::measure::measure_with;
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::Summary;
 use crate::variant::{PoolOptions, Variant};
@@ -93,7 +93,7 @@ fn io_thread(name: &str) -> bool {
 /// the CPU its client I/O thread used (read while the pool, and that thread, are alive).
 fn pool_run(
     (variant, http_client): (Variant, HttpClient),
-    cluster: &Cluster,
+    cluster: &Nodes,
     ctx: &Ctx,
     workload: &Workload,
     accounting: &mut Accounting,
@@ -120,7 +120,7 @@ fn decode_embed(body: &[u8]) -> bool {
 /// Runs `client` once with `workers`, measuring CPU by layer around it.
 fn sample(
     client: Client,
-    cluster: &Cluster,
+    cluster: &Nodes,
     ctx: &Ctx,
     workers: usize,
     requests: usize,
@@ -185,8 +185,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let requests = o.requests.unwrap_or(4_000);
     let slots = o.slots.unwrap_or(*WORKERS.iter().max().unwrap_or(&100));
     let spec = ClusterSpec::uniform(1, slots, Duration::ZERO);
-    let cluster = Cluster::start(&spec, &o.external)?;
-    let embedded = matches!(cluster, Cluster::Embedded(_));
+    let cluster = Nodes::start(&spec, &o.external)?;
+    let embedded = matches!(cluster, Nodes::Owned(_));
     let clients: Vec<Client> = o
         .variants
         .iter()

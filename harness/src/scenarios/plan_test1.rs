@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::Variant;
@@ -61,7 +61,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         o.service.unwrap_or(Duration::from_millis(20)),
     );
     let cap = o.cap.unwrap_or(Duration::from_secs(4));
-    let cluster = Cluster::start(&spec, &o.external)?;
+    let cluster = Nodes::start(&spec, &o.external)?;
     let workload = Workload {
         workers,
         requests,
@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
 /// Every variant's runs, `repeats` times, interleaved.
 fn measure_all(
     ctx: &Ctx,
-    cluster: &Cluster,
+    cluster: &Nodes,
     workload: &Workload,
     accounting: &mut Accounting,
 ) -> anyhow::Result<BTreeMap<Variant, Runs>> {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::Variant;
@@ -37,7 +37,7 @@ pub fn measure_curves(
     repeats: usize,
     accounting: &mut Accounting,
 ) -> anyhow::Result<(Curves, LatencyByPoint)> {
-    let cluster = Cluster::start(spec, &ctx.opts.external)?;
+    let cluster = Nodes::start(spec, &ctx.opts.external)?;
     let cap = ctx.opts.cap.or(Some(Duration::from_secs(1)));
     let mut curves = Curves::new();
     let mut latency = BTreeMap::new();

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mock_ollama::{FaultConfig, MockCluster, NodeConfig};
+use mock_ollama::{FaultConfig, MockCluster, NodeConfig, NodeSpec};
 use pool::{FailureReason, PoolError, PoolStats};
 use serde_json::json;
 
@@ -35,22 +35,20 @@ fn process_counts() -> (f64, f64) {
 }
 
 fn faulty_nodes() -> anyhow::Result<MockCluster> {
-    let config = NodeConfig {
-        faults: FaultConfig {
-            error_rate: 0.02,
-            stall_rate: 0.01,
-            stall: Duration::from_millis(20),
-            reset_rate: 0.01,
-        },
-        ..NodeConfig::with_latency(Duration::ZERO)
+    let faults = FaultConfig {
+        error_rate: 0.02,
+        stall_rate: 0.01,
+        stall: Duration::from_millis(20),
+        reset_rate: 0.01,
     };
-    // Each node its own seed: with one seed, three nodes draw the same fault for their k-th
-    // request, and a pool that serialises requests (mutex-request) sees all three fail together
-    // (measured: 19 requests of 10,000 met three 500s in a row, against 0.08 expected).
+    // Each node its own seed (`NodeSpec::config`): with one seed, three nodes draw the same fault
+    // for their k-th request, and a pool that serialises requests (mutex-request) sees all three
+    // fail together (measured: 19 requests of 10,000 met three 500s in a row, against 0.08
+    // expected).
     let configs = (0..3)
         .map(|i| NodeConfig {
-            seed: 0x5eed + i,
-            ..config.clone()
+            faults,
+            ..NodeSpec::new(Duration::ZERO, 1).config(i)
         })
         .collect();
     Ok(MockCluster::start(configs)?)

@@ -12,9 +12,9 @@ use pool::{AtomicLedger, Ledger, LockScope, MutexLedger, Pool, PoolConfig, Strat
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary};
 use crate::variant::Variant;
@@ -40,7 +40,7 @@ pub fn http_stress(
         error_rate: 0.01,
         ..ClusterSpec::uniform(2, 64, Duration::ZERO)
     };
-    let cluster = Cluster::start(&spec, &[])?;
+    let cluster = Nodes::start(&spec, &[])?;
     let workload = Workload {
         workers: threads,
         requests,

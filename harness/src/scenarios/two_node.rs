@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Ctx, Findings, judge_speedup};
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::Workload;
 use crate::measure::measure;
+use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
 use crate::summary::{Latency, Summary, new_histogram};
 use crate::variant::Variant;
@@ -97,8 +97,8 @@ fn measure_pairs(
     accounting: &mut Accounting,
 ) -> anyhow::Result<BTreeMap<Variant, Pairs>> {
     let o = &ctx.opts;
-    let one = Cluster::start(&specs[0], &o.external)?;
-    let two = Cluster::start(&specs[1], &o.external)?;
+    let one = Nodes::start(&specs[0], &o.external)?;
+    let two = Nodes::start(&specs[1], &o.external)?;
     let mut per_variant: BTreeMap<Variant, Pairs> = BTreeMap::new();
     let bar = ctx.progress("two-node", o.repeats * o.variants.len());
     for _ in 0..o.repeats {
