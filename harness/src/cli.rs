@@ -141,8 +141,8 @@ struct GatewayArgs {
     /// request's id. Values are redacted in results and printed output.
     #[arg(long = "header")]
     headers: Vec<String>,
-    /// Cells through the gateway, after `direct`.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::gateway::CellKind::DEFAULT)]
+    /// Cells through the gateway, after `direct` (default: every cell run by default).
+    #[arg(long, value_delimiter = ',', value_parser = crate::gateway::cells::named, long_help = crate::gateway::cells::help())]
     cells: Vec<crate::gateway::CellKind>,
     /// Length of each of a fault cell's three phases (before, during, after the fault).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -511,7 +511,11 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         error_rates: args.error_rates.clone(),
         repeats: options.repeats,
         ready_timeout: args.ready_timeout,
-        cells: args.cells.clone(),
+        cells: if args.cells.is_empty() {
+            crate::gateway::cells::defaults()
+        } else {
+            args.cells.clone()
+        },
         phase: args.phase,
         repeat_inputs: args.repeat_inputs,
         stall: args.stall,

@@ -15,6 +15,11 @@ use axum::routing::{get, post};
 use harness::gateway::{self, Api, Audit, CellKind, Nodes, RemoteNode, Settings};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
+/// The registered cell kind named `name`.
+fn cell(name: &str) -> CellKind {
+    gateway::cells::named(name).expect("a registered cell")
+}
+
 /// What the test gateway does with request number k (counted from 0 on the embed route).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
@@ -214,7 +219,7 @@ fn measured_with(behaviour: Behaviour, repeat_inputs: bool) -> gateway::GatewayR
             target,
             &format!("{behaviour:?}"),
             Duration::from_micros(100),
-            CellKind::Distribution,
+            cell("distribution"),
         )
     };
     gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured")
@@ -332,7 +337,7 @@ fn a_gateway_that_never_answers_is_a_clear_error() {
             "http://127.0.0.1:9".into(),
             "none",
             Duration::ZERO,
-            CellKind::Distribution,
+            cell("distribution"),
         )
     };
     let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
@@ -355,7 +360,7 @@ fn a_node_that_refuses_mid_run_shows_as_client_failures_and_comes_back_into_use(
             target,
             "refuse",
             Duration::from_micros(500),
-            CellKind::NodeRefuse,
+            cell("node-refuse"),
         )
     };
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
@@ -387,7 +392,7 @@ fn the_overhead_cell_pairs_each_run_with_a_direct_one_and_restores_the_service_t
         workers: 2,
         requests: 30,
         repeats: 2,
-        ..settings(target, "overhead", service, CellKind::Overhead)
+        ..settings(target, "overhead", service, cell("overhead"))
     };
     let served = || -> u64 {
         nodes
@@ -435,7 +440,7 @@ fn streams_whole_through_a_buffering_gateway(api: Api, route: &str) {
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = Settings {
         api,
-        ..settings(target, "streaming", Duration::ZERO, CellKind::Streaming)
+        ..settings(target, "streaming", Duration::ZERO, cell("streaming"))
     };
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let report = result
@@ -477,12 +482,12 @@ fn the_settings_faults_land_in_their_classes_and_are_undone() {
     let settings = Settings {
         phase: Duration::from_millis(300),
         cells: vec![
-            CellKind::NodeReset,
-            CellKind::NodeStall,
-            CellKind::NodeErrors,
-            CellKind::SlowControlPlane,
+            cell("node-reset"),
+            cell("node-stall"),
+            cell("node-errors"),
+            cell("slow-control-plane"),
         ],
-        ..settings(target, "settings-faults", service, CellKind::NodeReset)
+        ..settings(target, "settings-faults", service, cell("node-reset"))
     };
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let report = |name: &str| {
@@ -531,7 +536,7 @@ fn the_scaling_cell_doubles_the_workers_on_spare_slots_and_restores_them() {
     let service = Duration::from_micros(300);
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
-    let settings = settings(target, "scaling", service, CellKind::Scaling);
+    let settings = settings(target, "scaling", service, cell("scaling"));
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
         .cells
@@ -559,7 +564,7 @@ fn the_open_loop_cell_sends_each_rate_for_one_phase() {
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
     let settings = Settings {
         phase: Duration::from_millis(200),
-        ..settings(target, "open-loop", service, CellKind::OpenLoop)
+        ..settings(target, "open-loop", service, cell("open-loop"))
     };
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
@@ -604,7 +609,7 @@ fn the_heterogeneous_cells_slow_the_last_node_and_restore_it() {
     let service = Duration::from_micros(300);
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
-    let settings = settings(target, "heterogeneous", service, CellKind::Heterogeneous);
+    let settings = settings(target, "heterogeneous", service, cell("heterogeneous"));
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let names: Vec<&str> = result.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["direct", "slow-node-3x", "slow-node-7x"]);
@@ -715,12 +720,12 @@ fn remote_nodes_are_driven_and_audited_through_their_control_api() {
     let settings = Settings {
         phase: Duration::from_millis(300),
         cells: vec![
-            CellKind::Distribution,
-            CellKind::Heterogeneous,
-            CellKind::NodeRefuse,
-            CellKind::SlowControlPlane,
+            cell("distribution"),
+            cell("heterogeneous"),
+            cell("node-refuse"),
+            cell("slow-control-plane"),
         ],
-        ..settings(target, "remote", service, CellKind::Distribution)
+        ..settings(target, "remote", service, cell("distribution"))
     };
     gateway::configure_remote(&fleet, &settings).expect("configured");
     assert_eq!(nodes.nodes()[1].config().faults.reset_rate, 0.0);
@@ -763,13 +768,13 @@ fn settling_waits_for_every_node_and_gives_up_on_a_gateway_that_never_uses_one()
     let fleet = Nodes::Embedded(&nodes);
     let engine = harness::engine::Engine::default();
     let round_robin = start_gateway(nodes.urls(), Behaviour::RoundRobin);
-    let settings_rr = settings(round_robin, "settle", service, CellKind::NodeBusy);
+    let settings_rr = settings(round_robin, "settle", service, cell("node-busy"));
     let settled =
         gateway::faults::settle(&engine, &fleet, &settings_rr, Duration::from_secs(10), "a")
             .expect("settled");
     assert!(settled.is_some());
     let first_only = start_gateway(nodes.urls(), Behaviour::FirstOnly);
-    let settings_first = settings(first_only, "settle", service, CellKind::NodeBusy);
+    let settings_first = settings(first_only, "settle", service, cell("node-busy"));
     let gave_up = gateway::faults::settle(
         &engine,
         &fleet,
@@ -791,7 +796,7 @@ fn a_fault_on_a_node_the_gateway_never_used_is_called_out() {
         let target = start_gateway(nodes.urls(), behaviour);
         let settings = Settings {
             phase: Duration::from_millis(200),
-            ..settings(target, "unused", service, CellKind::NodeBusy)
+            ..settings(target, "unused", service, cell("node-busy"))
         };
         let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
         result
@@ -832,4 +837,62 @@ fn stale_gateway_verdicts_are_refreshed_from_the_figures() {
         "nothing left to change"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cell added as one file and one registration line (`gateway/large_answers.rs`): answers of
+/// about 64 KiB through the gateway and straight at node 0, its own figures in the result and
+/// boundable by name, the service time restored, every request counted.
+#[test]
+fn the_large_answers_cell_measures_64_kib_answers_and_its_figures_are_boundable() {
+    let service = Duration::from_micros(100);
+    let nodes = MockCluster::start(vec![NodeConfig::with_latency(service); 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), Behaviour::RoundRobin);
+    let settings = settings(target, "large", service, cell("large-answers"));
+    let served = || -> u64 {
+        let embeds = nodes
+            .counters()
+            .into_iter()
+            .map(|c| c.succeeded("/api/embed"));
+        embeds.sum()
+    };
+    let before = served();
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
+    let large = result
+        .cells
+        .iter()
+        .find(|c| c.name == "large-answers")
+        .expect("the cell");
+    let figure = |name: &str| large.figures.get(name).map(|s| s.median).expect(name);
+    let kib = figure("answer_kib");
+    assert!((60.0..96.0).contains(&kib), "answers of {kib} KiB");
+    assert!(figure("peak_ratio") > 0.0 && figure("added_p50_ms").is_finite());
+    for node in nodes.nodes() {
+        assert_eq!(node.config().latency.base, service, "service time restored");
+    }
+    // The direct cell (20 per node), the ceiling (40), two probes, 100 + 100 at low load and
+    // 40 + 40 at zero service time.
+    assert_eq!(served() - before, 40 + 40 + 2 + 200 + 80);
+    assert!(
+        result
+            .verdicts
+            .iter()
+            .any(|v| v.starts_with("large-answers: with answers of")),
+        "{:?}",
+        result.verdicts
+    );
+    let bounds = gateway::bounds::parse(
+        r#"{"metrics": {"gateway.large-answers.answer_kib": {"op": ">=", "value": 60},
+                        "gateway.large-answers.peak_ratio": {"op": ">", "value": 0}}}"#,
+    );
+    assert!(bounds.is_err(), "'>' is not an op");
+    let bounds = gateway::bounds::parse(
+        r#"{"metrics": {"gateway.large-answers.answer_kib": {"op": ">=", "value": 60}}}"#,
+    )
+    .expect("the cell's own figure is boundable");
+    let judged = gateway::bounds::judge(&result, &bounds);
+    assert!(judged[0].pass, "{judged:?}");
+    let typo = "gateway.large-answers.peek_ratio"
+        .parse::<gateway::bounds::Metric>()
+        .expect_err("a typo");
+    assert!(typo.contains("peak_ratio"), "{typo}");
 }

@@ -18,6 +18,11 @@ use harness::engine::Headers;
 use harness::gateway::{self, Api, CellKind, Nodes, Readiness, Settings};
 use mock_ollama::{MockCluster, NodeConfig};
 
+/// The registered cell kind named `name`.
+fn cell(name: &str) -> CellKind {
+    gateway::cells::named(name).expect("a registered cell")
+}
+
 const KEY: &str = "Bearer sk-test-key-123";
 
 struct Proxy {
@@ -154,7 +159,7 @@ fn an_openai_only_gateway_with_a_key_is_driven_by_flags_alone() {
     let settings = settings(
         target,
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
-        vec![CellKind::Distribution],
+        vec![cell("distribution")],
     );
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let cell = result
@@ -188,7 +193,7 @@ fn a_wrong_key_is_a_clear_failure_at_readiness() {
     let settings = settings(
         target,
         &["Authorization: Bearer sk-wrong-key-456"],
-        vec![CellKind::Distribution],
+        vec![cell("distribution")],
     );
     let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
         .expect_err("a wrong key fails")
@@ -217,7 +222,7 @@ fn without_its_ready_path_an_openai_only_gateway_is_not_ready() {
         ..settings(
             target,
             &[&format!("Authorization: {KEY}")],
-            vec![CellKind::Distribution],
+            vec![cell("distribution")],
         )
     };
     let error = gateway::measure(&settings, &Nodes::Embedded(&nodes))
@@ -243,7 +248,7 @@ fn a_gateway_at_its_own_ceiling_is_called_gateway_bound() {
     let settings = settings(
         target,
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
-        vec![CellKind::Distribution, CellKind::OpenLoop],
+        vec![cell("distribution"), cell("open-loop")],
     );
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let ideal: f64 = result.capacity.iter().sum();
@@ -275,7 +280,7 @@ fn a_gateway_above_the_ideal_is_graded_on_its_routing() {
     let settings = settings(
         target,
         &[&format!("Authorization: {KEY}"), "X-Caller: c-{rid}"],
-        vec![CellKind::Distribution],
+        vec![cell("distribution")],
     );
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
     let verdicts = result.verdicts.join("\n");

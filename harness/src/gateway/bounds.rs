@@ -14,7 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Cell, CellKind, GatewayResult};
+use super::{Cell, GatewayResult};
 use crate::bounds::{self, Judged, Name};
 use crate::summary::Summary;
 
@@ -53,6 +53,22 @@ pub enum Measure {
     PeakRatio,
     /// Open-loop cell: p99 at the highest load, ms.
     P99Ms,
+    /// A figure of the cell's own (`Cell::figures`), named by its kind
+    /// ([`super::CellSpec::figures`]).
+    Figure(&'static str),
+}
+
+impl Measure {
+    /// Its name in bound names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Figure(name) => name,
+            m => MEASURES
+                .iter()
+                .find(|(known, _)| *known == m)
+                .map_or("?", |(_, n)| n),
+        }
+    }
 }
 
 const MEASURES: [(Measure, &str); 14] = [
@@ -72,12 +88,12 @@ const MEASURES: [(Measure, &str); 14] = [
     (Measure::P99Ms, "p99_ms"),
 ];
 
-/// The cells a result can hold, by name: `direct` and every cell kind's cells, derived from
-/// [`CellKind`] so a new cell is boundable as soon as it exists.
+/// The cells a result can hold, by name: `direct` and every registered kind's cells
+/// ([`super::cells::CELLS`]), so a new cell is boundable as soon as it exists.
 fn cells() -> Vec<String> {
-    let kinds = <CellKind as clap::ValueEnum>::value_variants();
+    let kinds = super::cells::CELLS.iter();
     std::iter::once("direct".to_owned())
-        .chain(kinds.iter().flat_map(|k| k.cell_names()))
+        .chain(kinds.flat_map(|k| k.cell_names()))
         .collect()
 }
 
@@ -92,11 +108,7 @@ pub struct Metric {
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = MEASURES
-            .iter()
-            .find(|(m, _)| *m == self.measure)
-            .map_or("?", |(_, n)| n);
-        write!(f, "{EXPERIMENT}.{}.{name}", self.cell)
+        write!(f, "{EXPERIMENT}.{}.{}", self.cell, self.measure.name())
     }
 }
 
@@ -117,12 +129,19 @@ impl FromStr for Metric {
         if !cells.iter().any(|c| c == name.cell) {
             return Err(Name::unknown(text, "cell", name.cell, &cells));
         }
+        let own = super::cells::kind_of(name.cell).map_or(&[][..], |k| k.figures());
         let measure = MEASURES
             .iter()
             .find(|(_, n)| *n == name.measure)
             .map(|(m, _)| *m)
+            .or_else(|| {
+                own.iter()
+                    .find(|f| **f == name.measure)
+                    .map(|f| Measure::Figure(f))
+            })
             .ok_or_else(|| {
-                let names: Vec<String> = MEASURES.iter().map(|(_, n)| (*n).to_owned()).collect();
+                let names = MEASURES.iter().map(|(_, n)| (*n).to_owned());
+                let names: Vec<String> = names.chain(own.iter().map(|f| (*f).to_owned())).collect();
                 Name::unknown(text, "measure", name.measure, &names)
             })?;
         Ok(Metric {
@@ -181,6 +200,7 @@ fn value(cell: &Cell, measure: Measure) -> Option<f64> {
             .as_ref()
             .map(|o| o.gateway_peak.median / o.direct_peak.median.max(1e-9)),
         Measure::P99Ms => Some(cell.open_loop.as_ref()?.steps.last()?.p99_ms.median),
+        Measure::Figure(name) => cell.figures.get(name).map(|s| s.median),
     }
 }
 
@@ -201,11 +221,18 @@ pub fn bmf(results: &[GatewayResult]) -> serde_json::Map<String, serde_json::Val
     let mut out = serde_json::Map::new();
     for result in results {
         for cell in &result.cells {
-            let measures: serde_json::Map<String, serde_json::Value> = MEASURES
+            let common = MEASURES
                 .iter()
-                .filter_map(|(m, name)| {
-                    let v = value(cell, *m).filter(|v| v.is_finite())?;
-                    Some(((*name).to_owned(), serde_json::json!({ "value": v })))
+                .map(|(m, n)| ((*n).to_owned(), value(cell, *m)));
+            let own = cell
+                .figures
+                .iter()
+                .map(|(n, s)| (n.clone(), Some(s.median)));
+            let measures: serde_json::Map<String, serde_json::Value> = common
+                .chain(own)
+                .filter_map(|(name, v)| {
+                    let v = v.filter(|v| v.is_finite())?;
+                    Some((name, serde_json::json!({ "value": v })))
                 })
                 .collect();
             out.insert(

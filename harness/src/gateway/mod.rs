@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod bounds;
 pub mod ceiling;
+pub mod cells;
 mod charts;
 pub mod control_plane;
 pub mod faults;
@@ -31,6 +32,7 @@ mod verdicts;
 
 pub use table::{glance, read as read_results, refresh_verdicts, report_section};
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,7 @@ use crate::summary::{Latency, Summary};
 
 pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
+pub use cells::{CellKind, CellSpec};
 pub use ready::Readiness;
 
 /// Which dialect the load speaks.
@@ -61,84 +64,6 @@ impl Api {
         match self {
             Api::Ollama => "/api/embed",
             Api::Openai => "/v1/embeddings",
-        }
-    }
-}
-
-/// The cells measured through the gateway (the `direct` cell always runs first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CellKind {
-    /// Equal nodes, closed loop: efficiency, shares, audit.
-    Distribution,
-    /// The last node at 1/3 speed, then at 1/7 (set through its control API, capacity
-    /// re-measured): two cells, `slow-node-3x` and `slow-node-7x`.
-    Heterogeneous,
-    /// Spare slots on every node, closed-loop workers 1, 2, 4, … `--workers`.
-    Scaling,
-    /// Poisson arrivals at 50%, 80% and 95% of the capacity ideal.
-    OpenLoop,
-    /// The last node refusing connections for the middle third of the run.
-    NodeRefuse,
-    /// The last node answering 503 busy for the middle third.
-    NodeBusy,
-    /// The last node hanging for the middle third.
-    NodeHang,
-    /// The last node resetting every inference connection for the middle third.
-    NodeReset,
-    /// The last node holding every inference request for `--stall` in the middle third.
-    NodeStall,
-    /// The last node answering 5% of inference requests with 500 in the middle third.
-    NodeErrors,
-    /// Every node's `/api/tags`, `/api/ps` and `/v1/models` taking 1 s in the middle third.
-    SlowControlPlane,
-    /// Latency the gateway adds at low load, and its peak rate at zero service time.
-    Overhead,
-    /// Streamed chat: time to the first line and gaps against direct, and whole streams (on
-    /// request: the gateway must route `/api/chat`).
-    Streaming,
-}
-
-impl CellKind {
-    /// The default set.
-    pub const DEFAULT: [CellKind; 12] = [
-        CellKind::Distribution,
-        CellKind::Overhead,
-        CellKind::Heterogeneous,
-        CellKind::Scaling,
-        CellKind::OpenLoop,
-        CellKind::NodeRefuse,
-        CellKind::NodeBusy,
-        CellKind::NodeHang,
-        CellKind::NodeReset,
-        CellKind::NodeStall,
-        CellKind::NodeErrors,
-        CellKind::SlowControlPlane,
-    ];
-
-    /// The names of the cells this kind measures (`heterogeneous` measures one per slowdown).
-    pub fn cell_names(self) -> Vec<String> {
-        match self {
-            CellKind::Heterogeneous => SLOWDOWNS.iter().map(|s| slow_node_name(*s)).collect(),
-            other => vec![other.name().to_owned()],
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            CellKind::Distribution => "distribution",
-            CellKind::Heterogeneous => "heterogeneous",
-            CellKind::Scaling => "scaling",
-            CellKind::OpenLoop => "open-loop",
-            CellKind::NodeRefuse => "node-refuse",
-            CellKind::NodeBusy => "node-busy",
-            CellKind::NodeHang => "node-hang",
-            CellKind::NodeReset => "node-reset",
-            CellKind::NodeStall => "node-stall",
-            CellKind::NodeErrors => "node-errors",
-            CellKind::SlowControlPlane => "slow-control-plane",
-            CellKind::Overhead => "overhead",
-            CellKind::Streaming => "streaming",
         }
     }
 }
@@ -218,6 +143,9 @@ pub struct Cell {
     /// The open-loop cell's figures.
     #[serde(default)]
     pub open_loop: Option<open_loop::OpenLoopReport>,
+    /// Figures of a cell's own, by name ([`CellSpec::figures`]), each one a bound may name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, Summary>,
 }
 
 impl Cell {
@@ -236,6 +164,7 @@ impl Cell {
             streaming: None,
             scaling: None,
             open_loop: None,
+            figures: BTreeMap::new(),
         }
     }
 }
@@ -558,7 +487,7 @@ fn fault_cell(
     engine: &Engine,
     nodes: &Nodes,
     settings: &Settings,
-    kind: CellKind,
+    name: &str,
     fault: faults::NodeFault,
 ) -> anyhow::Result<Cell> {
     // A hung request ends at the client's timeout: two phases, so the run ends soon after.
@@ -571,7 +500,7 @@ fn fault_cell(
     // A gateway that does not settle once will not the next time either: stop asking.
     let mut settle_limit = faults::SETTLE_LIMIT;
     for r in 0..settings.repeats {
-        let id = format!("{}{r}", kind.name());
+        let id = format!("{name}{r}");
         let settled = faults::settle(&engine, nodes, settings, settle_limit, &id)?;
         if settled.is_none() {
             settle_limit = Duration::ZERO;
@@ -587,7 +516,7 @@ fn fault_cell(
     Ok(Cell {
         audit: Some(total),
         faults: reports,
-        ..Cell::new(kind.name(), during, no_latency())
+        ..Cell::new(name, during, no_latency())
     })
 }
 
@@ -703,11 +632,16 @@ pub fn measure_process(
         ideal: capacity.iter().sum(),
     };
     let mut cells = vec![direct_cell];
+    let cx = cells::Context {
+        engine: &engine,
+        nodes,
+        settings,
+        capacity: &capacity,
+        limits,
+    };
     for kind in &settings.cells {
         eprintln!("  cell {}", kind.name());
-        cells.extend(measure_cell(
-            *kind, &engine, nodes, settings, &capacity, limits,
-        )?);
+        cells.extend(kind.measure(&cx)?);
     }
     let control_plane =
         control_plane::traffic(&counted_from, &nodes.counters()?, started.elapsed());
@@ -744,41 +678,6 @@ pub fn verdicts_of(result: &GatewayResult) -> Vec<String> {
     out.extend(result.control_plane.as_deref().map(control_plane::verdict));
     out.extend(result.footprint.as_ref().map(footprint::verdict));
     out
-}
-
-/// One kind's cells (`heterogeneous` measures two).
-fn measure_cell(
-    kind: CellKind,
-    engine: &Engine,
-    nodes: &Nodes,
-    settings: &Settings,
-    capacity: &[f64],
-    limits: Limits,
-) -> anyhow::Result<Vec<Cell>> {
-    use faults::NodeFault;
-    let fault = |fault| fault_cell(engine, nodes, settings, kind, fault);
-    Ok(vec![match kind {
-        CellKind::Distribution => distribution("distribution", engine, nodes, settings, capacity)?,
-        CellKind::Heterogeneous => {
-            return SLOWDOWNS
-                .iter()
-                .map(|s| slow_node(engine, nodes, settings, *s))
-                .collect();
-        }
-        CellKind::Scaling => scaling::scaling(engine, nodes, settings)?,
-        CellKind::OpenLoop => open_loop::open_loop(engine, nodes, settings, limits)?,
-        CellKind::NodeRefuse => fault(NodeFault::Refuse)?,
-        CellKind::NodeBusy => fault(NodeFault::Busy)?,
-        CellKind::NodeHang => fault(NodeFault::Hang)?,
-        CellKind::NodeReset => fault(NodeFault::Reset)?,
-        CellKind::NodeStall => fault(NodeFault::Stall {
-            ms: settings.stall.as_millis() as u64,
-        })?,
-        CellKind::NodeErrors => fault(NodeFault::Errors)?,
-        CellKind::SlowControlPlane => fault(NodeFault::SlowControlPlane)?,
-        CellKind::Overhead => overhead::overhead(engine, nodes, settings)?,
-        CellKind::Streaming => streaming::streaming(nodes, settings)?,
-    }])
 }
 
 /// Writes `result` to `dir/gateways/<label>.json`.

@@ -125,3 +125,18 @@ pub(super) fn verdict(cell: &Cell, service_ms: f64) -> Option<String> {
         crate::wording::ratio(o.gateway_peak.median / o.direct_peak.median.max(1e-9)),
     ))
 }
+
+/// The `overhead` cell.
+pub(super) struct Overhead;
+
+impl super::CellSpec for Overhead {
+    fn name(&self) -> &'static str {
+        "overhead"
+    }
+    fn about(&self) -> &'static str {
+        "Latency the gateway adds at low load, and its peak rate at zero service time."
+    }
+    fn measure(&self, cx: &super::cells::Context) -> anyhow::Result<Vec<Cell>> {
+        Ok(vec![overhead(cx.engine, cx.nodes, cx.settings)?])
+    }
+}

@@ -252,6 +252,24 @@ pub(super) fn verdict(cell: &Cell) -> Option<String> {
     ))
 }
 
+/// The `streaming` cell (not by default: the gateway must route `/api/chat`).
+pub(super) struct Streaming;
+
+impl super::CellSpec for Streaming {
+    fn name(&self) -> &'static str {
+        "streaming"
+    }
+    fn about(&self) -> &'static str {
+        "Streamed chat: time to the first line and gaps against direct, and whole streams (the gateway must route /api/chat)."
+    }
+    fn by_default(&self) -> bool {
+        false
+    }
+    fn measure(&self, cx: &super::cells::Context) -> anyhow::Result<Vec<Cell>> {
+        Ok(vec![streaming(cx.nodes, cx.settings)?])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
     out.push_str(&open_loop_table(&results));
     out.push_str(&fault_table(&results));
     out.push_str(&overhead_table(&results));
+    out.push_str(&figures_table(&results));
     out.push_str(&control_plane_lines(&results));
     let drawn = super::charts::draw(dir, &results).context("drawing the gateway charts")?;
     out.push('\n');
@@ -402,6 +403,34 @@ fn overhead_table(results: &[GatewayResult]) -> String {
                 o.gateway_peak.median,
                 o.direct_peak.median,
                 o.gateway_peak.median / o.direct_peak.median.max(1e-9),
+            );
+        }
+    }
+    if any { out } else { String::new() }
+}
+
+/// Every cell's own figures ([`super::CellSpec::figures`]), one row per gateway and cell: the
+/// report's place for a cell that brings no table of its own.
+fn figures_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nCells' own figures (named as in bounds files), medians over repeats (range):\n\n\
+         | gateway | cell | figures |\n|---|---|---|\n",
+    );
+    let mut any = false;
+    for r in results {
+        for cell in r.cells.iter().filter(|c| !c.figures.is_empty()) {
+            any = true;
+            let figures: Vec<String> = cell
+                .figures
+                .iter()
+                .map(|(name, s)| format!("{name} {:.3} ({:.3}-{:.3})", s.median, s.min, s.max))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                r.label,
+                cell.name,
+                figures.join("; ")
             );
         }
     }

@@ -137,6 +137,11 @@ pub(super) fn all(cells: &[Cell], service_ms: f64, limits: Limits) -> Vec<String
         out.extend(super::scaling::verdict(cell, limits));
         out.extend(super::open_loop::verdict(cell, service_ms));
         out.extend(distribution(cell, limits));
+        let own = super::cells::kind_of(&cell.name);
+        out.extend(
+            own.into_iter()
+                .flat_map(|k| k.verdicts(cell, limits, service_ms)),
+        );
         if let Some(a) = cell
             .audit
             .as_ref()
