@@ -10,5 +10,5 @@ REPEATS=${1:-3}
 PORT=18190
 . examples/mock-node.sh
 start_node $PORT --latency 0 --parallel 128 --force-embed-parallel
-./target/release/harness --out results/peak-external --repeats "$REPEATS" \
-    --node http://127.0.0.1:$PORT run peak
+./target/release/harness run peak --out results/peak-external --repeats "$REPEATS" \
+    --node http://127.0.0.1:$PORT

@@ -21,11 +21,14 @@ use crate::variant::Variant;
 /// With no command, runs the plan's scenarios (two-node, scaling, plan-test1, stress, contention)
 /// on embedded mock nodes with 3 repeats, so the whole job stays under five minutes; writes
 /// results/ and prints the verdicts. `explain` and `open-loop` run with `harness run NAME`.
+///
+/// Each command takes only the flags it uses, after its name (`harness run peak --workers 4`).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The main job's flags (those of `run`).
     #[command(flatten)]
     common: Common,
 }
@@ -37,9 +40,14 @@ enum Command {
         /// Scenario names, or `all`.
         #[arg(required = true, value_parser = parse_selection)]
         scenarios: Vec<Selection>,
+        #[command(flatten)]
+        common: Common,
     },
     /// Regenerate results/REPORT.md and the charts from the JSON files.
-    Report,
+    Report {
+        #[command(flatten)]
+        output: Output,
+    },
     /// Quick measurements judged against harness/gate-bounds.json and results/baseline.json.
     Gate {
         /// Measure this variant where the atomic pool is normally measured (shows the gate failing).
@@ -64,6 +72,14 @@ enum Command {
         /// The gateway bounds file (see examples/gateways/bounds.json).
         #[arg(long, requires = "gateway")]
         bounds: Option<PathBuf>,
+        /// Measurements per figure [default: 3; 1 with --self-test].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        repeats: Option<u16>,
+        /// Which HTTP client carries the pools' requests [default: per-caller].
+        #[arg(long, value_enum)]
+        http_client: Option<HttpClientArg>,
+        #[command(flatten)]
+        output: Output,
     },
     /// Drive any URL with the load engine, as oha or wrk would: closed loop with --workers
     /// connections, or open loop at --rate; prints requests/s, latency and CPU per request.
@@ -78,6 +94,13 @@ struct LoadArgs {
     /// The URL every request is POSTed to.
     #[arg(long)]
     url: String,
+    /// Concurrent workers (= connections).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: u32,
+    /// Requests in total (default: 10,000 closed-loop, 1,000 open-loop; with --duration,
+    /// until it ends).
+    #[arg(long)]
+    requests: Option<u64>,
     /// The body; `{rid}` is replaced by each request's id.
     #[arg(long, default_value = r#"{"model":"all-minilm","input":"load {rid}"}"#)]
     body: String,
@@ -176,61 +199,80 @@ struct GatewayArgs {
     /// The --mock-node's control token (Authorization: Bearer).
     #[arg(long, requires = "mock_nodes")]
     control_token: Option<String>,
-    /// Judge the result against this bounds file (cell.measure -> op, value) and exit 1 when a
-    /// bound fails: a gateway project's CI check (see examples/gateways/bounds.json).
+    /// Judge the result against this bounds file (gateway.CELL.MEASURE -> op, value) and exit 1
+    /// when a bound fails: a gateway project's CI check (see examples/gateways/bounds.json).
     #[arg(long)]
     bounds: Option<PathBuf>,
+    #[command(flatten)]
+    sizes: Sizes,
+    #[command(flatten)]
+    output: Output,
 }
 
+/// Where results go and how progress shows.
 #[derive(Debug, Args)]
-struct Common {
-    /// Worker threads (scaling: measure 1 and this many).
-    #[arg(long, global = true)]
-    workers: Option<usize>,
-    /// Requests per run (operations for in-memory scenarios).
-    #[arg(long, global = true)]
-    requests: Option<usize>,
-    /// Base service time per embed input, e.g. 20ms.
-    #[arg(long, global = true, value_parser = parse_duration)]
-    service: Option<Duration>,
-    /// Parallel slots per node.
-    #[arg(long, global = true)]
-    slots: Option<usize>,
-    /// Nodes (where the scenario does not fix them).
-    #[arg(long, global = true)]
-    nodes: Option<usize>,
-    /// Measurements per figure (default 5 for `run`, 3 for the full job and the gate).
-    #[arg(long, global = true)]
-    repeats: Option<usize>,
-    /// Routing strategy: round_robin, least_loaded, latency_first, fairness, weighted.
-    #[arg(long, global = true, default_value = "round_robin")]
-    strategy: Strategy,
-    /// Variants to compare (comma-separated).
-    #[arg(long, global = true, value_enum, value_delimiter = ',')]
-    variants: Option<Vec<Variant>>,
-    /// Use this Ollama-compatible node instead of embedded mocks (repeatable).
-    #[arg(long = "node", global = true)]
-    nodes_external: Vec<String>,
-    /// Stop sending new requests in a run after this long, e.g. 4s.
-    #[arg(long, global = true, value_parser = parse_duration)]
-    cap: Option<Duration>,
-    /// Health-probe interval of pools with stats.
-    #[arg(long, global = true, default_value = "1s", value_parser = parse_duration)]
-    probe_interval: Duration,
+struct Output {
     /// Where results go.
-    #[arg(long, global = true, default_value_os_t = default_results_dir())]
+    #[arg(long, default_value_os_t = default_results_dir())]
     out: PathBuf,
     /// Never draw progress bars.
-    #[arg(long, global = true)]
+    #[arg(long)]
     no_progress: bool,
+}
+
+/// The size of a measurement: load, nodes and repeats.
+#[derive(Debug, Args)]
+struct Sizes {
+    /// Worker threads (scaling: measure 1 and this many).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Requests per run (operations for in-memory scenarios).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Base service time per embed input, e.g. 20ms.
+    #[arg(long, value_parser = parse_duration)]
+    service: Option<Duration>,
+    /// Parallel slots per node.
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Nodes (where the scenario does not fix them).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Measurements per figure (default 5 for `run`, 3 for the full job and `gateway`).
+    #[arg(long)]
+    repeats: Option<usize>,
+}
+
+/// The flags of the scenarios (`run` and the main job).
+#[derive(Debug, Args)]
+struct Common {
+    #[command(flatten)]
+    sizes: Sizes,
+    /// Routing strategy: round_robin, least_loaded, latency_first, fairness, weighted.
+    #[arg(long, default_value = "round_robin")]
+    strategy: Strategy,
+    /// Variants to compare (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    variants: Option<Vec<Variant>>,
+    /// Use this Ollama-compatible node instead of embedded mocks (repeatable).
+    #[arg(long = "node")]
+    nodes_external: Vec<String>,
+    /// Stop sending new requests in a run after this long, e.g. 4s.
+    #[arg(long, value_parser = parse_duration)]
+    cap: Option<Duration>,
+    /// Health-probe interval of pools with stats.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    probe_interval: Duration,
     /// With `--http-client blocking`: blocking HTTP clients per pool, each with its own I/O
     /// thread (see `run peak`).
-    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     http_clients: u16,
     /// Which HTTP client carries the pools' requests [default: per-caller; `run peak` measures
     /// both unless one is named].
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, value_enum)]
     http_client: Option<HttpClientArg>,
+    #[command(flatten)]
+    output: Output,
 }
 
 /// `--http-client`: `pool::HttpClient` (the pool crate does not depend on clap).
@@ -281,8 +323,9 @@ fn default_results_dir() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("results"))
 }
 
-impl Common {
-    fn options(&self, default_repeats: usize) -> anyhow::Result<Options> {
+impl Sizes {
+    /// The repeats, `default_repeats` unless given; a zero anywhere is an error naming its flag.
+    fn checked_repeats(&self, default_repeats: usize) -> anyhow::Result<usize> {
         let repeats = self.repeats.unwrap_or(default_repeats);
         anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
         for (name, value) in [
@@ -293,6 +336,13 @@ impl Common {
         ] {
             anyhow::ensure!(value != Some(0), "{name} must be at least 1");
         }
+        Ok(repeats)
+    }
+}
+
+impl Common {
+    fn options(&self, default_repeats: usize) -> anyhow::Result<Options> {
+        let repeats = self.sizes.checked_repeats(default_repeats)?;
         anyhow::ensure!(
             !self.probe_interval.is_zero(),
             "--probe-interval must be longer than 0 (0 would probe in a busy loop)"
@@ -318,18 +368,18 @@ impl Common {
                 .collect(),
         };
         Ok(Options {
-            workers: self.workers,
-            requests: self.requests,
-            service: self.service,
-            slots: self.slots,
-            nodes: self.nodes,
+            workers: self.sizes.workers,
+            requests: self.sizes.requests,
+            service: self.sizes.service,
+            slots: self.sizes.slots,
+            nodes: self.sizes.nodes,
             repeats,
             strategy: self.strategy,
             variants,
             external: self.nodes_external.clone(),
             cap: self.cap,
             probe_interval: self.probe_interval,
-            progress: !self.no_progress,
+            progress: !self.output.no_progress,
             http_clients: usize::from(self.http_clients),
             http_client: self.http_client.map(Into::into),
             ..Options::default()
@@ -351,7 +401,7 @@ fn run_scenarios(
         eprintln!("running {scenario} ...");
         let started = std::time::Instant::now();
         let result = scenario.run(&ctx)?;
-        let path = results::write(&common.out, &result)?;
+        let path = results::write(&common.output.out, &result)?;
         eprintln!(
             "  {scenario} done in {:.1} s -> {}",
             started.elapsed().as_secs_f64(),
@@ -359,7 +409,7 @@ fn run_scenarios(
         );
         done.push(result);
     }
-    report::regenerate(&common.out)?;
+    report::regenerate(&common.output.out)?;
     Ok(done)
 }
 
@@ -387,20 +437,20 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             print_summary(&results);
             println!(
                 "\nWrote {}/REPORT.md, JSON and SVG charts.",
-                cli.common.out.display()
+                cli.common.output.out.display()
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Run { scenarios }) => {
-            let results = run_scenarios(&selected(&scenarios), &cli.common, 5)?;
+        Some(Command::Run { scenarios, common }) => {
+            let results = run_scenarios(&selected(&scenarios), &common, 5)?;
             print_summary(&results);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Report) => {
-            let results = report::regenerate(&cli.common.out)?;
+        Some(Command::Report { output }) => {
+            let results = report::regenerate(&output.out)?;
             println!(
                 "Rewrote {}/REPORT.md from {} scenario file(s).",
-                cli.common.out.display(),
+                output.out.display(),
                 results.len()
             );
             Ok(ExitCode::SUCCESS)
@@ -411,34 +461,48 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => judge_gateway_file(&result, &bounds),
         Some(Command::Gate {
-            self_test: true, ..
-        }) => gate_self_test(&cli.common),
+            self_test: true,
+            repeats,
+            http_client,
+            output,
+            ..
+        }) => gate_self_test(gate_options(
+            repeats.map_or(1, usize::from),
+            http_client,
+            &output,
+        )),
         Some(Command::Gate {
             candidate,
             baseline,
             update_baseline,
+            repeats,
+            http_client,
+            output,
             ..
-        }) => run_gate(&cli.common, candidate, baseline, update_baseline),
-        Some(Command::Gateway(args)) => run_gateway(&cli.common, *args),
-        Some(Command::Load(args)) => run_load(&cli.common, &args),
+        }) => {
+            let options = gate_options(repeats.map_or(3, usize::from), http_client, &output);
+            let baseline = baseline.unwrap_or_else(|| output.out.join("baseline.json"));
+            run_gate(options, &output.out, candidate, baseline, update_baseline)
+        }
+        Some(Command::Gateway(args)) => run_gateway(*args),
+        Some(Command::Load(args)) => run_load(&args),
     }
 }
 
 /// `harness load`: one engine run, printed as oha would (requests/s, latency, errors) plus the
 /// process's CPU time per request.
-fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+fn run_load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     use crate::engine::{Arrivals, Engine, Schedule, Target, Template};
-    let workers = common.workers.unwrap_or(8);
-    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
-    let requests = match (common.requests, args.duration) {
-        (Some(n), _) => n as u64,
+    let workers = args.workers as usize;
+    let requests = match (args.requests, args.duration) {
+        (Some(n), _) => n,
         (None, Some(_)) => u64::MAX / 2,
         (None, None) => 10_000,
     };
     let schedule = match args.rate {
         Some(rate) => Schedule::Open {
             rate,
-            requests: common.requests.unwrap_or(1_000) as u64,
+            requests: args.requests.unwrap_or(1_000),
             connections: workers,
             arrivals: match args.arrivals {
                 ArrivalKind::Constant => Arrivals::Constant,
@@ -483,10 +547,12 @@ fn run_load(common: &Common, args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `harness gateway`: measures the cells, writes the result and prints the verdicts.
-fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let options = common.options(3)?;
+fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let sizes = &args.sizes;
+    let repeats = sizes.checked_repeats(3)?;
+    let out = &args.output.out;
     anyhow::ensure!(
-        args.mock_nodes.is_empty() || options.nodes.is_none(),
+        args.mock_nodes.is_empty() || sizes.nodes.is_none(),
         "--nodes and --mock-node exclude each other: the nodes are the --mock-node URLs"
     );
     // Refused before anything starts: a bad header would otherwise fail every request.
@@ -497,19 +563,19 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         ready,
         target: args.target.trim_end_matches('/').to_owned(),
         nodes: match args.mock_nodes.len() {
-            0 => options.nodes.unwrap_or(2),
+            0 => sizes.nodes.unwrap_or(2),
             n => n,
         },
         port: args.port,
         api: args.api,
         label: args.label.clone(),
-        workers: options.workers.unwrap_or(8),
-        requests: options.requests.unwrap_or(2_000) as u64,
-        service: options.service.unwrap_or(Duration::from_millis(5)),
-        slots: options.slots.unwrap_or(1),
+        workers: sizes.workers.unwrap_or(8),
+        requests: sizes.requests.unwrap_or(2_000) as u64,
+        service: sizes.service.unwrap_or(Duration::from_millis(5)),
+        slots: sizes.slots.unwrap_or(1),
         speeds: args.speeds.clone(),
         error_rates: args.error_rates.clone(),
-        repeats: options.repeats,
+        repeats,
         ready_timeout: args.ready_timeout,
         cells: if args.cells.is_empty() {
             crate::gateway::cells::defaults()
@@ -533,22 +599,16 @@ fn run_gateway(common: &Common, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let result = with_fleet(&settings, &args, |fleet| match &args.cmd {
         None => crate::gateway::measure(&settings, fleet),
-        Some(cmd) => run_with_gateway(
-            &settings,
-            fleet,
-            cmd,
-            args.config_template.as_deref(),
-            &common.out,
-        ),
+        Some(cmd) => run_with_gateway(&settings, fleet, cmd, args.config_template.as_deref(), out),
     })?;
-    let path = crate::gateway::write(&common.out, &result)?;
+    let path = crate::gateway::write(out, &result)?;
     println!("== gateway {} ({})", result.label, result.target);
     for verdict in &result.verdicts {
         println!("  - {verdict}");
     }
     print!("{}", crate::gateway::glance(&result));
     println!("Wrote {}", path.display());
-    if let Err(e) = report::regenerate(&common.out) {
+    if let Err(e) = report::regenerate(out) {
         eprintln!("REPORT.md not updated: {e:#}");
     }
     Ok(match bounds {
@@ -684,11 +744,11 @@ fn run_with_gateway(
 /// baseline after a pass when asked.
 /// `harness gate --self-test`: every injected regression must fail the gate on its metric and
 /// the clean pool must pass ([`crate::self_test`]).
-fn gate_self_test(common: &Common) -> anyhow::Result<ExitCode> {
+fn gate_self_test(options: Options) -> anyhow::Result<ExitCode> {
     use crate::self_test::{Injection, run_case};
     let base = Options {
         progress: false,
-        ..common.options(1)?
+        ..options
     };
     let mut problems = Vec::new();
     for injection in Injection::ALL {
@@ -714,26 +774,36 @@ fn gate_self_test(common: &Common) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The pools' options of a gate run: the defaults, with the gate's repeats and HTTP client.
+fn gate_options(repeats: usize, http_client: Option<HttpClientArg>, output: &Output) -> Options {
+    Options {
+        repeats,
+        http_client: http_client.map(Into::into),
+        progress: !output.no_progress,
+        ..Options::default()
+    }
+}
+
 fn run_gate(
-    common: &Common,
+    options: Options,
+    out: &std::path::Path,
     candidate: Option<Variant>,
-    baseline: Option<PathBuf>,
+    baseline: PathBuf,
     update_baseline: bool,
 ) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx::new(common.options(3)?);
+    let ctx = Ctx::new(options);
     let settings = GateSettings {
         repeats: ctx.opts.repeats,
         ..GateSettings::default()
     };
-    let baseline = baseline.unwrap_or_else(|| common.out.join("baseline.json"));
     let report = gate::run(&ctx, candidate, settings, Some(&baseline))?;
     let file = if candidate.is_some_and(|c| c != Variant::Atomic) {
         "gate-candidate.json"
     } else {
         "gate.json"
     };
-    std::fs::create_dir_all(&common.out)?;
-    let path = common.out.join(file);
+    std::fs::create_dir_all(out)?;
+    let path = out.join(file);
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     if !report.pass {

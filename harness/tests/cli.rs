@@ -188,3 +188,23 @@ fn an_unknown_http_client_is_an_error_listing_the_known_ones() {
         "{stderr}"
     );
 }
+
+/// A flag a command does not use is not offered there: refused, not silently ignored.
+#[test]
+fn flags_a_command_does_not_use_are_refused() {
+    for args in [
+        &["report", "--workers", "4"][..],
+        &["load", "--url", "http://127.0.0.1:9", "--strategy", "least_loaded"],
+        &["gateway", "--target", "http://127.0.0.1:9", "--variants", "atomic"],
+        &["gate", "--cap", "4s"],
+        // Before the command: the main job's flags, which `run` does not inherit.
+        &["--workers", "4", "run", "two-node"],
+    ] {
+        let (code, stderr) = harness(args);
+        assert_eq!(code, 2, "{args:?} must be refused: {stderr}");
+        assert!(
+            stderr.contains("unexpected argument") || stderr.contains("cannot be used with"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
