@@ -162,12 +162,12 @@ impl Part {
             model: "all-minilm".into(),
             text: None,
         };
-        let run = closed_loop(&*pool, &workload);
+        let run = closed_loop(&*pool, &workload)?;
         drop(pool);
-        anyhow::ensure!(run.failed == 0, "{} pool requests failed", run.failed);
+        anyhow::ensure!(run.failed() == 0, "{} pool requests failed", run.failed());
         Ok(Side {
             throughput: run.throughput(),
-            requests: run.ok,
+            requests: run.ok(),
             connections: node.counters().connections_accepted - before,
             latency: run.latency,
         })

@@ -3,7 +3,7 @@
 
 use pool::{LockTimingSummary, PoolStats};
 
-use crate::load::{RunResult, Workload, closed_loop};
+use crate::load::{Run, Workload, closed_loop};
 use crate::nodes::{NodeTallies, Nodes, ServerTally};
 use crate::results::Accounting;
 use crate::variant::{PoolOptions, PoolUnderTest, Variant};
@@ -12,7 +12,7 @@ use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 #[derive(Debug)]
 pub struct Measurement {
     /// The client's view.
-    pub run: RunResult,
+    pub run: Run,
     /// The pool's statistics after the run.
     pub stats: PoolStats,
     /// Lock percentiles (instrumented mutex variants).
@@ -30,7 +30,7 @@ pub fn measure(
     accounting: &mut Accounting,
 ) -> anyhow::Result<Measurement> {
     measure_with(variant, cluster, options, accounting, |pool| {
-        closed_loop(pool, workload)
+        Ok(closed_loop(pool, workload)?)
     })
 }
 
@@ -41,11 +41,11 @@ pub fn measure_with(
     cluster: &Nodes,
     options: PoolOptions,
     accounting: &mut Accounting,
-    drive: impl FnOnce(&dyn PoolUnderTest) -> RunResult,
+    drive: impl FnOnce(&dyn PoolUnderTest) -> anyhow::Result<Run>,
 ) -> anyhow::Result<Measurement> {
     let before = cluster.tally();
     let pool = variant.build(&cluster.urls(), options)?;
-    let run = drive(&*pool);
+    let run = drive(&*pool)?;
     let stats = pool.stats();
     let lock = pool.ledger().lock_timings();
     drop(pool);
@@ -67,15 +67,16 @@ pub fn measure_with(
 /// between the counts that must agree (a leftover active gauge is reported, not counted here).
 pub fn check(
     variant: Variant,
-    run: &RunResult,
+    run: &Run,
     stats: &PoolStats,
     served: Option<&NodeTallies>,
     accounting: &mut Accounting,
 ) -> u64 {
     accounting.runs += 1;
-    accounting.sent += run.ok + run.failed;
-    accounting.succeeded += run.ok;
-    accounting.failed += run.failed;
+    let (ok, failed) = (run.ok(), run.failed());
+    accounting.sent += ok + failed;
+    accounting.succeeded += ok;
+    accounting.failed += failed;
     let mut lost = 0;
     let mut compare = |what: &str, ours: u64, theirs: u64| {
         if ours != theirs {
@@ -89,24 +90,24 @@ pub fn check(
         compare(
             "pool total vs client tally",
             stats.total_requests,
-            run.ok + run.failed,
+            ok + failed,
         );
         compare(
             "pool successes vs client answers",
             stats.successful_requests,
-            run.ok,
+            ok,
         );
         compare(
             "pool failures vs client errors",
             stats.failed_requests,
-            run.failed,
+            failed,
         );
     }
     if let Some(served) = served {
         compare(
             "nodes' answers vs client answers",
             ServerTally::sum(served).ok,
-            run.ok,
+            ok,
         );
         // Per node: every attempt the pool recorded on a node is one the node counted, and the
         // failures agree too. Equal totals can hide a pool that books work on the wrong node.
@@ -143,15 +144,21 @@ mod tests {
     use crate::summary::new_histogram;
     use pool::NodePerformance;
 
-    fn run(ok: u64, failed: u64) -> RunResult {
-        RunResult {
+    fn run(ok: u64, failed: u64) -> Run {
+        let record = |n: u64| crate::load::Record {
+            n,
+            status: (n < ok).then_some(200),
+            latency_us: 1,
+            sent_us: 0,
+            late_us: 0,
+        };
+        Run {
+            run_id: "t".into(),
             elapsed: std::time::Duration::from_secs(1),
-            ok,
-            failed,
+            records: (0..ok + failed).map(record).collect(),
             latency: new_histogram(),
-            capped: false,
+            late: 0,
             window: None,
-            window_ok: ok,
         }
     }
 

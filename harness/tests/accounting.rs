@@ -31,7 +31,8 @@ fn run(variant: Variant, degradation: Degradation) -> (u64, Accounting) {
     let mut accounting = Accounting::default();
     let measured = measure(variant, &cluster, options, &workload, &mut accounting).unwrap();
     assert_eq!(
-        measured.run.ok, REQUESTS as u64,
+        measured.run.ok(),
+        REQUESTS as u64,
         "every request must be answered"
     );
     (measured.lost, accounting)

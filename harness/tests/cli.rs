@@ -194,8 +194,20 @@ fn an_unknown_http_client_is_an_error_listing_the_known_ones() {
 fn flags_a_command_does_not_use_are_refused() {
     for args in [
         &["report", "--workers", "4"][..],
-        &["load", "--url", "http://127.0.0.1:9", "--strategy", "least_loaded"],
-        &["gateway", "--target", "http://127.0.0.1:9", "--variants", "atomic"],
+        &[
+            "load",
+            "--url",
+            "http://127.0.0.1:9",
+            "--strategy",
+            "least_loaded",
+        ],
+        &[
+            "gateway",
+            "--target",
+            "http://127.0.0.1:9",
+            "--variants",
+            "atomic",
+        ],
         &["gate", "--cap", "4s"],
         // Before the command: the main job's flags, which `run` does not inherit.
         &["--workers", "4", "run", "two-node"],

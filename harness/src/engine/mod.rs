@@ -22,8 +22,7 @@ mod worker;
 
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
+pub use crate::load::{Arrivals, Record, Run, Schedule};
 pub use headers::{HeaderError, Headers};
 pub use template::Template;
 
@@ -44,101 +43,6 @@ pub struct Target {
 /// Decodes one 2xx body; `false` (not what was expected) records the request as failed, without
 /// a status.
 pub type Decoder = fn(&[u8]) -> bool;
-
-/// When requests arrive in an open loop.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Arrivals {
-    /// Evenly spaced.
-    Constant,
-    /// A Poisson process (exponential gaps) from a seed.
-    Poisson {
-        /// Seed of the gaps.
-        seed: u64,
-    },
-}
-
-/// How load is offered.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Schedule {
-    /// `workers` concurrent workers, each sending its next request when the last is answered.
-    Closed {
-        /// Concurrent workers (= connections).
-        workers: usize,
-        /// Requests in total.
-        requests: u64,
-        /// Stop sending new requests after this long.
-        cap: Option<Duration>,
-    },
-    /// Requests at `rate` per second over at most `connections` connections.
-    Open {
-        /// Arrivals per second.
-        rate: f64,
-        /// Requests in total.
-        requests: u64,
-        /// Connections (requests wait for a free one, and the wait counts in their latency).
-        connections: usize,
-        /// Spacing of arrivals.
-        arrivals: Arrivals,
-    },
-}
-
-/// One request's outcome, as the client saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    /// The request's number (its id is `run_id-number`).
-    pub n: u64,
-    /// The HTTP status, or `None` when no complete answer arrived (connection refused or reset,
-    /// body cut, timeout).
-    pub status: Option<u16>,
-    /// From the send (closed loop) or the intended send (open loop) to the last byte, in us.
-    pub latency_us: u64,
-    /// When it was sent (closed loop) or meant to be (open loop), us after the run started.
-    pub sent_us: u64,
-}
-
-impl Record {
-    /// A complete 2xx answer.
-    pub fn ok(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
-
-/// What a run produced.
-#[derive(Debug, Clone)]
-pub struct EngineRun {
-    /// The ids' prefix.
-    pub run_id: String,
-    /// First send to last answer.
-    pub elapsed: Duration,
-    /// Every request sent, in no particular order.
-    pub records: Vec<Record>,
-    /// Latency of complete 2xx answers, us.
-    pub latency: Histogram<u64>,
-    /// Open loop: requests sent more than 1 ms after their intended time.
-    pub late: u64,
-}
-
-impl EngineRun {
-    /// Complete 2xx answers.
-    pub fn ok(&self) -> u64 {
-        self.records.iter().filter(|r| r.ok()).count() as u64
-    }
-
-    /// Requests without a complete 2xx answer.
-    pub fn failed(&self) -> u64 {
-        self.records.len() as u64 - self.ok()
-    }
-
-    /// Complete 2xx answers per second.
-    pub fn throughput(&self) -> f64 {
-        self.ok() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// The id of request `n`.
-    pub fn id(&self, n: u64) -> String {
-        template::request_id(&self.run_id, n)
-    }
-}
 
 /// Settings of the engine itself.
 #[derive(Debug, Clone)]
@@ -180,8 +84,8 @@ impl Engine {
         target: &Target,
         schedule: Schedule,
         run_id: &str,
-    ) -> Result<EngineRun, EngineError> {
-        validate(schedule)?;
+    ) -> Result<Run, EngineError> {
+        schedule.check().map_err(EngineError::Schedule)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads.max(1))
             .enable_all()
@@ -200,25 +104,7 @@ impl Engine {
         workers: usize,
         requests: u64,
         run_id: &str,
-    ) -> Result<EngineRun, EngineError> {
-        if workers == 0 {
-            return Err(EngineError::Schedule("workers must be at least 1"));
-        }
+    ) -> Result<Run, EngineError> {
         worker::closed_on_threads(self, target, run_id, workers, requests)
-    }
-}
-
-fn validate(schedule: Schedule) -> Result<(), EngineError> {
-    match schedule {
-        Schedule::Closed { workers: 0, .. } => {
-            Err(EngineError::Schedule("workers must be at least 1"))
-        }
-        Schedule::Open { connections: 0, .. } => {
-            Err(EngineError::Schedule("connections must be at least 1"))
-        }
-        Schedule::Open { rate, .. } if !(rate.is_finite() && rate > 0.0) => {
-            Err(EngineError::Schedule("the rate must be a positive number"))
-        }
-        _ => Ok(()),
     }
 }

@@ -1,55 +1,18 @@
-//! The sending side: closed-loop workers and open-loop connections, each with its own
-//! connection, histogram and outcome list, merged once at the end.
+//! The sending side on tasks: closed-loop workers and open-loop connections, each with its own
+//! connection and tally (`crate::load`'s), merged once at the end; and the closed loop on
+//! threads (`crate::load::threads`) with one connection and runtime per thread.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mock_ollama::Timer;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
-use rand_distr::{Distribution, Exp};
 
 use super::conn::{Conn, Endpoint};
-use super::{Arrivals, Engine, EngineError, EngineRun, Record, Schedule, Target};
-use crate::summary::new_histogram;
-
-/// A send counts as late when it leaves this long after its intended time.
-const LATE: Duration = Duration::from_millis(1);
-
-/// What one worker measured.
-struct Tally {
-    start: Instant,
-    records: Vec<Record>,
-    latency: Histogram<u64>,
-    late: u64,
-}
-
-impl Tally {
-    fn new(start: Instant) -> Self {
-        Self {
-            start,
-            records: Vec::new(),
-            latency: new_histogram(),
-            late: 0,
-        }
-    }
-
-    fn record(&mut self, n: u64, status: Option<u16>, since: Instant) {
-        let latency_us = since.elapsed().as_micros() as u64;
-        let record = Record {
-            n,
-            status,
-            latency_us,
-            sent_us: since.saturating_duration_since(self.start).as_micros() as u64,
-        };
-        if record.ok() {
-            let _ = self.latency.record(latency_us.max(1));
-        }
-        self.records.push(record);
-    }
-}
+use super::{Engine, EngineError, Run, Schedule, Target};
+use crate::load::threads::{self, RunError};
+use crate::load::{Tally, merge, offsets};
 
 /// One worker's connection to the target.
 fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
@@ -73,7 +36,7 @@ pub(super) async fn drive(
     target: &Target,
     schedule: Schedule,
     run_id: &str,
-) -> Result<EngineRun, EngineError> {
+) -> Result<Run, EngineError> {
     let started = Instant::now();
     let tallies = match schedule {
         Schedule::Closed {
@@ -94,23 +57,6 @@ pub(super) async fn drive(
     Ok(merge(run_id, started.elapsed(), tallies))
 }
 
-/// The workers' tallies as one run.
-fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> EngineRun {
-    let mut run = EngineRun {
-        run_id: run_id.to_owned(),
-        elapsed,
-        records: Vec::new(),
-        latency: new_histogram(),
-        late: 0,
-    };
-    for tally in tallies {
-        run.records.extend(tally.records);
-        crate::summary::merge(&mut run.latency, &tally.latency);
-        run.late += tally.late;
-    }
-    run
-}
-
 /// The closed loop on `workers` OS threads, each blocking on a single-threaded runtime of its
 /// own with its own connection: a pool's I/O model (one thread per call in flight, as
 /// `pool::HttpClient::PerCaller` does it) without the pool, so `run peak` can tell what the
@@ -121,49 +67,32 @@ pub(super) fn closed_on_threads(
     run_id: &str,
     workers: usize,
     requests: u64,
-) -> Result<EngineRun, EngineError> {
-    // The clock starts when every thread has its runtime, as `Engine::run`'s starts after its
-    // runtime is built.
-    let ready = std::sync::Barrier::new(workers + 1);
-    let start = std::sync::OnceLock::new();
-    // Every connection before any thread, so no thread waits at the barrier for one that failed.
-    let conns = (0..workers)
-        .map(|_| client(engine, target))
-        .collect::<Result<Vec<_>, _>>()?;
-    let tallies = std::thread::scope(|s| {
-        let mut threads = Vec::with_capacity(workers);
-        for (w, mut conn) in (0..workers as u64).zip(conns) {
-            let (ready, start) = (&ready, &start);
-            threads.push(s.spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                ready.wait();
-                let runtime = runtime.map_err(|e| EngineError::Start(e.to_string()))?;
-                let start = *start.get_or_init(Instant::now);
-                let mut tally = Tally::new(start);
-                for n in (w..requests).step_by(workers) {
-                    let id = super::template::request_id(run_id, n);
-                    let sent = Instant::now();
-                    let status = runtime.block_on(send(&mut conn, target, &id));
-                    tally.record(n, status, sent);
-                }
-                Ok(tally)
-            }));
-        }
-        ready.wait();
-        let started = *start.get_or_init(Instant::now);
-        let tallies = threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .map_err(|_| EngineError::Start("a worker thread panicked".into()))?
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        Ok::<_, EngineError>((started, tallies))
-    })?;
-    let (started, tallies) = tallies;
-    Ok(merge(run_id, started.elapsed(), tallies))
+) -> Result<Run, EngineError> {
+    // Every connection before any thread, so a bad URL is an error before anything is sent.
+    let conns: Vec<Mutex<Option<Conn>>> = (0..workers)
+        .map(|_| client(engine, target).map(|c| Mutex::new(Some(c))))
+        .collect::<Result<_, _>>()?;
+    let schedule = Schedule::Closed {
+        workers,
+        requests,
+        cap: None,
+    };
+    let make = |lane: usize| {
+        let taken = conns.get(lane).and_then(|c| c.lock().ok()?.take());
+        let mut conn = taken.ok_or_else(|| RunError::Start("no connection".into()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        Ok(move |n: u64| {
+            let id = super::template::request_id(run_id, n);
+            runtime.block_on(send(&mut conn, target, &id))
+        })
+    };
+    threads::run(schedule, run_id, make).map_err(|e| match e {
+        RunError::Schedule(why) => EngineError::Schedule(why),
+        RunError::Start(why) => EngineError::Start(why),
+    })
 }
 
 async fn closed(
@@ -191,37 +120,12 @@ async fn closed(
                 let id = super::template::request_id(&run_id, n);
                 let sent = Instant::now();
                 let status = send(&mut client, &target, &id).await;
-                tally.record(n, status, sent);
+                tally.record(n, status, sent, sent);
             }
             tally
         }));
     }
     join(tasks).await
-}
-
-/// Intended send times, as offsets from the start.
-fn offsets(rate: f64, requests: u64, arrivals: Arrivals) -> Vec<Duration> {
-    match arrivals {
-        Arrivals::Constant => (0..requests)
-            .map(|i| Duration::from_secs_f64(i as f64 / rate))
-            .collect(),
-        Arrivals::Poisson { seed } => {
-            // `Exp::new` refuses only a rate that is not positive and finite, which `validate`
-            // refused before the run; should that ever change, the arrivals are even.
-            let Ok(gaps) = Exp::new(rate) else {
-                return offsets(rate, requests, Arrivals::Constant);
-            };
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let mut at = 0.0;
-            (0..requests)
-                .map(|_| {
-                    let this = at;
-                    at += gaps.sample(&mut rng);
-                    Duration::from_secs_f64(this)
-                })
-                .collect()
-        }
-    }
 }
 
 async fn open(
@@ -248,17 +152,15 @@ async fn open(
                     break;
                 };
                 let intended = start + *offset;
-                let now = Instant::now();
-                if now < intended {
+                if Instant::now() < intended {
                     mock_ollama::timer::sleep_until(Timer::Precise, intended).await;
-                } else if now - intended > LATE {
-                    tally.late += 1;
                 }
                 let id = super::template::request_id(&run_id, n);
+                let sent = Instant::now();
                 let status = send(&mut client, &target, &id).await;
                 // Latency from the intended send: a request that waited for a connection
                 // carries that wait (no coordinated omission).
-                tally.record(n, status, intended);
+                tally.record(n, status, intended, sent);
             }
             tally
         }));

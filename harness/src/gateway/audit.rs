@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use mock_ollama::{ServedEntry, ServedOutcome};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineRun;
+use crate::engine::Run;
 
 /// The class of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -105,7 +105,7 @@ pub fn classify(ok: bool, served: u32) -> Class {
 
 /// Joins `run` with each node's log entries (`logs[i]` for node i, as read after the run) and
 /// whether each log dropped entries.
-pub fn audit(run: &EngineRun, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
+pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
     // Per request number: (served, attempts).
     let mut seen: HashMap<u64, (u32, u32)> = HashMap::with_capacity(run.records.len());
     let prefix = format!("{}-", run.run_id);
@@ -157,8 +157,8 @@ mod tests {
     use crate::engine::Record;
     use crate::summary::new_histogram;
 
-    fn run(outcomes: &[Option<u16>]) -> EngineRun {
-        EngineRun {
+    fn run(outcomes: &[Option<u16>]) -> Run {
+        Run {
             run_id: "r".into(),
             elapsed: std::time::Duration::from_secs(1),
             records: outcomes
@@ -169,10 +169,12 @@ mod tests {
                     status: *status,
                     latency_us: 1,
                     sent_us: 0,
+                    late_us: 0,
                 })
                 .collect(),
             latency: new_histogram(),
             late: 0,
+            window: None,
         }
     }
 

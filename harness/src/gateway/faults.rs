@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
 use super::{Nodes, Settings, log_heads, logs_since, target};
-use crate::engine::{Engine, EngineRun, Schedule};
+use crate::engine::{Engine, Run, Schedule};
 
 /// What fails during the middle phase (the last node, unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ fn unix_ns(at: SystemTime) -> u128 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-fn phase_throughput(run: &EngineRun, phase: Duration) -> [f64; 3] {
+fn phase_throughput(run: &Run, phase: Duration) -> [f64; 3] {
     let mut ok = [0u64; 3];
     for r in run.records.iter().filter(|r| r.ok()) {
         let i = (r.sent_us / phase.as_micros().max(1) as u64).min(2) as usize;
@@ -173,7 +173,7 @@ pub fn settle(
 }
 
 /// Requests sent in the middle phase, and of those, failed.
-fn sent_and_failed_during(run: &EngineRun, phase: Duration) -> (u64, u64) {
+fn sent_and_failed_during(run: &Run, phase: Duration) -> (u64, u64) {
     let phase_us = phase.as_micros() as u64;
     let during: Vec<_> = run
         .records

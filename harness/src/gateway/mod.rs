@@ -40,7 +40,7 @@ use anyhow::Context as _;
 use mock_ollama::{MockCluster, NodeConfig, NodeSettings, NodeSpec, ServedEntry, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EngineRun, Headers, Schedule, Target, Template};
+use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 
@@ -303,7 +303,7 @@ fn run_once(
     workers: usize,
     requests: u64,
     run_id: &str,
-) -> anyhow::Result<EngineRun> {
+) -> anyhow::Result<Run> {
     let target = target(url, settings);
     let schedule = Schedule::Closed {
         workers,

@@ -65,14 +65,14 @@ struct Served {
 /// `requests` sequential requests to a node of their own, after 50 of warm-up on another (in
 /// which the precise timer learns its lead for this length of sleep).
 fn sequential(timer: Timer, service: Duration, requests: usize) -> anyhow::Result<Served> {
-    closed_loop(&*client(&node(timer, service, 1)?)?, &workload(1, 50, None));
+    closed_loop(&*client(&node(timer, service, 1)?)?, &workload(1, 50, None))?;
     let nodes = node(timer, service, 1)?;
     let pool = client(&nodes)?;
-    let run = closed_loop(&*pool, &workload(1, requests, None));
+    let run = closed_loop(&*pool, &workload(1, requests, None))?;
     anyhow::ensure!(
-        run.failed == 0,
+        run.failed() == 0,
         "{} calibration requests failed",
-        run.failed
+        run.failed()
     );
     let quantile = |q| {
         nodes.nodes()[0]
@@ -104,11 +104,11 @@ fn cpu_ns() -> (u64, u64) {
 fn cpu_at_1000(timer: Timer) -> anyhow::Result<(f64, f64)> {
     let nodes = node(timer, Duration::from_millis(1), 16)?;
     let pool = client(&nodes)?;
-    closed_loop(&*pool, &workload(4, 200, None));
+    closed_loop(&*pool, &workload(4, 200, None))?;
     let before = cpu_ns();
-    let run = open_loop(&*pool, 1000.0, 3000, 16);
+    let run = open_loop(&*pool, 1000.0, 3000, 16)?;
     let after = cpu_ns();
-    let requests = (run.ok + run.failed).max(1) as f64;
+    let requests = run.records.len().max(1) as f64;
     let per_request_us = (after.0 - before.0) as f64 / 1e3 / requests;
     let timer_share = 100.0 * (after.1 - before.1) as f64 / run.elapsed.as_nanos().max(1) as f64;
     Ok((per_request_us, timer_share))
@@ -126,7 +126,7 @@ fn capacity_window(service: Duration) -> Duration {
 fn capacity_ratio(timer: Timer, service: Duration, window: Duration) -> anyhow::Result<f64> {
     let nodes = node(timer, service, 1)?;
     let pool = client(&nodes)?;
-    let run = closed_loop(&*pool, &workload(4, usize::MAX / 2, Some(window)));
+    let run = closed_loop(&*pool, &workload(4, usize::MAX / 2, Some(window)))?;
     Ok(run.throughput() * service.as_secs_f64())
 }
 

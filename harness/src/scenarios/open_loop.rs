@@ -11,13 +11,14 @@
 //! granularity does not turn "95%" into an overload.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::json;
 
 use super::{Ctx, Findings};
-use crate::load::{Workload, released};
+use crate::load::threads;
+use crate::load::{Arrivals, Run, Workload};
 use crate::measure::{check, measure};
 use crate::nodes::{ClusterSpec, Nodes};
 use crate::results::{Accounting, Row};
@@ -37,74 +38,25 @@ struct LevelSamples {
     late_pct: Vec<f64>,
 }
 
-/// One open-loop run's client-side view.
-pub(crate) struct OpenRun {
-    corrected: Histogram<u64>,
-    uncorrected: Histogram<u64>,
-    late: u64,
-    pub(crate) ok: u64,
-    pub(crate) failed: u64,
-    pub(crate) elapsed: Duration,
-}
-
-/// Sends `count` requests at `rate` per second from `workers` threads (request `i` by worker
-/// `i mod workers`), each at its due time or as soon as its worker is free.
+/// Sends `count` requests at `rate` per second, evenly spaced, from `workers` threads (each
+/// arrival taken by the next free thread); latency from the intended send and from the actual one.
 pub(crate) fn open_loop(
     pool: &dyn PoolUnderTest,
     rate: f64,
     count: usize,
     workers: usize,
-) -> OpenRun {
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    // One schedule for every worker, fixed before any of them starts (spawning 64 threads takes a
-    // few milliseconds; a send that is still late is counted as late).
-    let t0 = Instant::now() + Duration::from_millis(50);
-    let (elapsed, parts) = released(workers, |w| {
-        let (mut corrected, mut uncorrected) = (new_histogram(), new_histogram());
-        let (mut late, mut ok, mut failed) = (0u64, 0u64, 0u64);
-        for i in (w..count).step_by(workers) {
-            let due = t0 + interval.mul_f64(i as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            let sent = Instant::now();
-            if sent.saturating_duration_since(due) > Duration::from_millis(1) {
-                late += 1;
-            }
-            let result = pool.embed("mxbai-embed-large", "an open-loop chunk".into());
-            let done = Instant::now();
-            match result {
-                Ok(_) => {
-                    ok += 1;
-                    corrected.saturating_record(
-                        (done.saturating_duration_since(due).as_micros() as u64).max(1),
-                    );
-                    uncorrected
-                        .saturating_record((done.duration_since(sent).as_micros() as u64).max(1));
-                }
-                Err(_) => failed += 1,
-            }
-        }
-        (corrected, uncorrected, late, ok, failed)
-    });
-    let mut run = OpenRun {
-        corrected: new_histogram(),
-        uncorrected: new_histogram(),
-        late: 0,
-        ok: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
+) -> anyhow::Result<Run> {
+    let schedule = crate::load::Schedule::Open {
+        rate,
+        requests: count as u64,
+        connections: workers,
+        arrivals: Arrivals::Constant,
     };
-    for (c, u, late, ok, failed) in parts {
-        crate::summary::merge(&mut run.corrected, &c);
-        crate::summary::merge(&mut run.uncorrected, &u);
-        run.late += late;
-        run.ok += ok;
-        run.failed += failed;
-    }
-    run.elapsed = elapsed;
-    run
+    let send = |_| {
+        let input = "an open-loop chunk".into();
+        pool.embed("mxbai-embed-large", input).ok().map(|_| 200)
+    };
+    Ok(threads::run(schedule, "open", |_| Ok(send))?)
 }
 
 impl LevelSamples {
@@ -120,11 +72,12 @@ impl LevelSamples {
     }
 
     /// Adds one run that was meant to send `count` requests.
-    fn add(&mut self, run: &OpenRun, count: usize) {
-        self.p99_corrected.push(Latency::of(&run.corrected).p99);
-        self.p99_uncorrected.push(Latency::of(&run.uncorrected).p99);
-        crate::summary::merge(&mut self.corrected, &run.corrected);
-        crate::summary::merge(&mut self.uncorrected, &run.uncorrected);
+    fn add(&mut self, run: &Run, count: usize) {
+        let uncorrected = run.latency_from_actual_send();
+        self.p99_corrected.push(Latency::of(&run.latency).p99);
+        self.p99_uncorrected.push(Latency::of(&uncorrected).p99);
+        crate::summary::merge(&mut self.corrected, &run.latency);
+        crate::summary::merge(&mut self.uncorrected, &uncorrected);
         self.late.push(run.late as f64);
         self.late_pct
             .push(100.0 * run.late as f64 / count.max(1) as f64);
@@ -138,26 +91,17 @@ fn measure_open(
     variant: Variant,
     schedule: Schedule,
     accounting: &mut Accounting,
-) -> anyhow::Result<OpenRun> {
+) -> anyhow::Result<Run> {
     let before = cluster.tally();
     let pool = variant.build(&cluster.urls(), ctx.pool_options())?;
-    let run = open_loop(&*pool, schedule.rate, schedule.count, schedule.workers);
+    let run = open_loop(&*pool, schedule.rate, schedule.count, schedule.workers)?;
     let stats = pool.stats();
     drop(pool);
     let served = cluster
         .tally()
         .zip(before)
         .map(|(after, before)| crate::nodes::ServerTally::since(&after, &before));
-    let as_closed = crate::load::RunResult {
-        elapsed: run.elapsed,
-        ok: run.ok,
-        failed: run.failed,
-        latency: run.uncorrected.clone(),
-        capped: false,
-        window: None,
-        window_ok: run.ok,
-    };
-    check(variant, &as_closed, &stats, served.as_ref(), accounting);
+    check(variant, &run, &stats, served.as_ref(), accounting);
     Ok(run)
 }
 

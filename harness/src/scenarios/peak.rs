@@ -107,9 +107,9 @@ fn pool_run(
         let before = threads_cpu(io_thread);
         let run = closed_loop(pool, workload);
         io = threads_cpu(io_thread).saturating_sub(before);
-        run
+        Ok(run?)
     })?;
-    Ok((m.run.ok, m.run.elapsed, io))
+    Ok((m.run.ok(), m.run.elapsed, io))
 }
 
 /// What a pool does with an `/api/embed` answer.

@@ -111,7 +111,7 @@ fn measure_all(
             let m = measure(variant, cluster, ctx.pool_options(), workload, accounting)?;
             let runs = per_variant.entry(variant).or_insert_with(Runs::new);
             runs.throughput.push(m.run.throughput());
-            runs.answered.push(m.run.ok as f64);
+            runs.answered.push(m.run.ok() as f64);
             crate::summary::merge(&mut runs.latency, &m.run.latency);
             bar.inc(1);
         }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mock_ollama::{FaultConfig, MockCluster, NodeConfig, NodeSpec};
@@ -18,6 +18,7 @@ use pool::{FailureReason, PoolError, PoolStats};
 use serde_json::json;
 
 use super::{Ctx, Findings};
+use crate::load::{Schedule, threads};
 use crate::results::{Accounting, Row};
 use crate::summary::Summary;
 use crate::variant::{PoolUnderTest, Variant};
@@ -95,46 +96,51 @@ fn drive(
     requests: u64,
     workers: usize,
 ) -> anyhow::Result<(u64, u64, BTreeMap<String, u64>)> {
-    let (ok, failed, next) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let done = AtomicU64::new(0);
     let causes = Mutex::new(BTreeMap::new());
-    let done = || ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= requests {
-                        break;
-                    }
-                    let tally = match pool.embed("all-minilm", format!("soak {i}").into()) {
-                        Ok(_) => &ok,
-                        Err(e) => {
-                            let mut causes = causes.lock().unwrap_or_else(|p| p.into_inner());
-                            *causes.entry(cause(&e)).or_insert(0) += 1;
-                            &failed
-                        }
-                    };
-                    tally.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+    let send = |i: u64| {
+        let status = match pool.embed("all-minilm", format!("soak {i}").into()) {
+            Ok(_) => Some(200),
+            Err(e) => {
+                let mut causes = causes.lock().unwrap_or_else(|p| p.into_inner());
+                *causes.entry(cause(&e)).or_insert(0) += 1;
+                None
+            }
+        };
+        done.fetch_add(1, Ordering::Relaxed);
+        status
+    };
+    let schedule = Schedule::Closed {
+        workers,
+        requests,
+        cap: None,
+    };
+    // Set when the load has ended, however: the fault thread never waits for counts that will
+    // not come (a load thread that died).
+    let ended = AtomicBool::new(false);
+    let run = std::thread::scope(|s| {
         let faults = s.spawn(|| {
-            while done() < requests / 3 {
+            let waiting =
+                |count| done.load(Ordering::Relaxed) < count && !ended.load(Ordering::Relaxed);
+            while waiting(requests / 3) {
                 std::thread::yield_now();
             }
             nodes.pause_node(1);
-            while done() < 2 * requests / 3 {
+            while waiting(2 * requests / 3) {
                 std::thread::yield_now();
             }
             nodes.resume_node(1)
         });
+        let run = threads::run(schedule, "soak", |_| Ok(send));
+        ended.store(true, Ordering::Relaxed);
         let resumed = faults
             .join()
             .map_err(|_| anyhow::anyhow!("the fault thread panicked"))?;
-        Ok::<_, anyhow::Error>(resumed?)
+        resumed?;
+        Ok::<_, anyhow::Error>(run?)
     })?;
     let causes = causes.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok((ok.into_inner(), failed.into_inner(), causes))
+    Ok((run.ok(), run.failed(), causes))
 }
 
 fn soak_one(ctx: &Ctx, variant: Variant, requests: u64, workers: usize) -> anyhow::Result<SoakRun> {

@@ -56,7 +56,7 @@ pub fn http_stress(
         &workload,
         &mut accounting,
     )?;
-    let accounted = m.run.ok + m.run.failed;
+    let accounted = m.run.ok() + m.run.failed();
     let lost = (requests as u64).abs_diff(accounted) + m.lost;
     let s = &m.stats;
     Ok((

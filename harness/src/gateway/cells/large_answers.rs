@@ -10,7 +10,7 @@ use std::time::Duration;
 use mock_ollama::SettingsPatch;
 
 use super::{CellSpec, Context};
-use crate::engine::{EngineRun, Headers, Schedule, Target, Template};
+use crate::engine::{Headers, Run, Schedule, Target, Template};
 use crate::gateway::{Api, Cell, Limits, RUN_CAP, while_patched};
 use crate::summary::{Latency, Summary};
 
@@ -39,27 +39,26 @@ impl CellSpec for LargeAnswers {
         let node0 = cx.nodes.urls().first().cloned().unwrap_or_default();
         let (inputs, answer) = batch_for(&node0, cx.settings.api)?;
         let body = template(inputs);
-        let run =
-            |url: &str, workers: usize, requests: u64, id: &str| -> anyhow::Result<EngineRun> {
-                let headers = if url == cx.settings.target {
-                    cx.settings.headers.clone()
-                } else {
-                    Headers::default()
-                };
-                let target = Target {
-                    url: format!("{url}{}", path(cx.settings.api)),
-                    template: body.clone(),
-                    decode: None,
-                    headers,
-                };
-                let cap = Some(RUN_CAP);
-                let schedule = Schedule::Closed {
-                    workers,
-                    requests,
-                    cap,
-                };
-                Ok(cx.engine.run(&target, schedule, id)?)
+        let run = |url: &str, workers: usize, requests: u64, id: &str| -> anyhow::Result<Run> {
+            let headers = if url == cx.settings.target {
+                cx.settings.headers.clone()
+            } else {
+                Headers::default()
             };
+            let target = Target {
+                url: format!("{url}{}", path(cx.settings.api)),
+                template: body.clone(),
+                decode: None,
+                headers,
+            };
+            let cap = Some(RUN_CAP);
+            let schedule = Schedule::Closed {
+                workers,
+                requests,
+                cap,
+            };
+            Ok(cx.engine.run(&target, schedule, id)?)
+        };
         // Which side goes first alternates by repeat.
         let paired = |workers: usize, requests: u64, r: usize, tag: &str| {
             let direct = || run(&node0, workers, requests, &format!("la{tag}d{r}"));
