@@ -169,8 +169,14 @@ pub fn run_case(base: &Options, injection: Injection) -> anyhow::Result<CaseOutc
         );
     }
     if injection == Injection::SerialisedLock {
-        for correctness in ["stress.lost", "stress.active_after", "counters.lost"] {
-            if !report.metrics.get(correctness).is_some_and(|m| m.pass) {
+        // Typed, so a renamed metric cannot leave this check reading a name no report has.
+        for correctness in [
+            Metric::StressLost,
+            Metric::StressActiveAfter,
+            Metric::CountersLost,
+        ] {
+            let name = correctness.to_string();
+            if !report.metrics.get(&name).is_some_and(|m| m.pass) {
                 problems.push(format!(
                     "{correctness} failed: a lock scope must not lose updates"
                 ));
