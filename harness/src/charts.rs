@@ -7,22 +7,12 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::results::{Row, ScenarioResult};
-use crate::scenarios::Scenario;
 
 /// Chart files a scenario produces (none for a name this harness does not know).
 pub fn charts_for(scenario: &str) -> Vec<String> {
-    let Ok(scenario) = <Scenario as clap::ValueEnum>::from_str(scenario, false) else {
-        return vec![];
-    };
-    match scenario {
-        Scenario::TwoNode => vec!["two-node.svg".into(), "two-node-latency.svg".into()],
-        Scenario::PlanTest1
-        | Scenario::Stress
-        | Scenario::Soak
-        | Scenario::Calibrate
-        | Scenario::Peak => vec![],
-        other => vec![format!("{other}.svg")],
-    }
+    crate::scenarios::named(scenario).map_or_else(Vec::new, |s| {
+        s.charts().iter().map(|c| (*c).to_owned()).collect()
+    })
 }
 
 /// Named lines of (x, y) points.
@@ -212,7 +202,7 @@ pub struct Reference<'a> {
 
 /// Speedups as horizontal points with min-max bars, each beside its own ideal (black tick) and
 /// SOLLOL's measured 1.12x (red line).
-fn draw_speedups(
+pub(crate) fn draw_speedups(
     path: &Path,
     result: &ScenarioResult,
     metric: &str,
@@ -322,62 +312,49 @@ pub fn draw_points(
     Ok(())
 }
 
-/// Draws every chart of `result` into `dir`: one arm per scenario, naming its chart files.
+/// Draws every chart of `result` into `dir` (none for a scenario this harness does not know,
+/// such as one a newer harness wrote).
 pub fn draw(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
-    // Results written by a newer harness may name scenarios this one does not know: no chart.
-    let Ok(scenario) = <Scenario as clap::ValueEnum>::from_str(&result.scenario, false) else {
-        return Ok(());
-    };
-    match scenario {
-        Scenario::TwoNode => draw_two_node(dir, result),
-        Scenario::Scaling => {
-            let curves = series(result, "throughput_rel", |c| number_after(c, "workers="));
-            let max_x = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
-            draw_lines(
-                &dir.join("scaling.svg"),
-                Lines {
-                    title: "Throughput relative to 1 worker (ideal: = workers)",
-                    x_label: "workers",
-                    y_label: "throughput / 1-worker throughput",
-                    log_x: true,
-                    log_y: true,
-                    series: curves,
-                    ideal: Some(vec![(1.0, 1.0), (max_x, max_x)]),
-                },
-            )
-        }
-        Scenario::Contention => {
-            let curves = series(result, "bookkeeping", |c| number_after(c, "threads="));
-            draw_lines(
-                &dir.join("contention.svg"),
-                Lines {
-                    title: "Bookkeeping cost per request without I/O",
-                    x_label: "threads",
-                    y_label: "ns per request",
-                    log_x: true,
-                    log_y: true,
-                    series: curves,
-                    ideal: None,
-                },
-            )
-        }
-        Scenario::Explain => draw_speedups(
-            &dir.join("explain.svg"),
-            result,
-            "speedup",
-            "Speedup over the fastest node alone, per cell",
-        ),
-        Scenario::OpenLoop => draw_open_loop(dir, result),
-        Scenario::PlanTest1
-        | Scenario::Stress
-        | Scenario::Soak
-        | Scenario::Calibrate
-        | Scenario::Peak => Ok(()),
-    }
+    crate::scenarios::named(&result.scenario).map_or(Ok(()), |s| s.draw(dir, result))
+}
+
+/// Throughput relative to one worker, per variant, against the ideal line.
+pub(crate) fn draw_scaling(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+    let curves = series(result, "throughput_rel", |c| number_after(c, "workers="));
+    let max_x = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    draw_lines(
+        &dir.join("scaling.svg"),
+        Lines {
+            title: "Throughput relative to 1 worker (ideal: = workers)",
+            x_label: "workers",
+            y_label: "throughput / 1-worker throughput",
+            log_x: true,
+            log_y: true,
+            series: curves,
+            ideal: Some(vec![(1.0, 1.0), (max_x, max_x)]),
+        },
+    )
+}
+
+/// Bookkeeping cost per request against threads, per ledger.
+pub(crate) fn draw_contention(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+    let curves = series(result, "bookkeeping", |c| number_after(c, "threads="));
+    draw_lines(
+        &dir.join("contention.svg"),
+        Lines {
+            title: "Bookkeeping cost per request without I/O",
+            x_label: "threads",
+            y_label: "ns per request",
+            log_x: true,
+            log_y: true,
+            series: curves,
+            ideal: None,
+        },
+    )
 }
 
 /// The two-node speedups and latency spectrum.
-fn draw_two_node(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+pub(crate) fn draw_two_node(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
     draw_speedups(
         &dir.join("two-node.svg"),
         result,
@@ -399,7 +376,7 @@ fn draw_two_node(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
 }
 
 /// The open loop's latency spectrum at 95% of capacity, from the intended and the actual send.
-fn draw_open_loop(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
+pub(crate) fn draw_open_loop(dir: &Path, result: &ScenarioResult) -> anyhow::Result<()> {
     let mut spectrum = Series::new();
     let at_95 = |r: &&Row| r.case.starts_with("95%") && r.metric.starts_with("latency_p99");
     for r in result.rows.iter().filter(at_95) {

@@ -13,7 +13,7 @@ use crate::gate::{self, GateSettings};
 use crate::printer::print_summary;
 use crate::report;
 use crate::results::{self, ScenarioResult};
-use crate::scenarios::{Ctx, Options, Scenario};
+use crate::scenarios::{Ctx, Options, SCENARIOS, Scenario};
 use crate::variant::Variant;
 
 /// Measure, explain and guard the performance of Ollama load-balancing pools.
@@ -294,7 +294,7 @@ impl From<HttpClientArg> for pool::HttpClient {
 }
 
 /// A scenario named on the command line, or `all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Selection {
     All,
     One(Scenario),
@@ -304,10 +304,10 @@ fn parse_selection(text: &str) -> Result<Selection, String> {
     if text == "all" {
         return Ok(Selection::All);
     }
-    <Scenario as clap::ValueEnum>::from_str(text, false)
+    crate::scenarios::named(text)
         .map(Selection::One)
-        .map_err(|_| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        .ok_or_else(|| {
+            let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name()).collect();
             format!(
                 "unknown scenario {text:?}; expected one of {} or all",
                 names.join(", ")
@@ -400,7 +400,7 @@ fn run_scenarios(
     for scenario in scenarios {
         eprintln!("running {scenario} ...");
         let started = std::time::Instant::now();
-        let result = scenario.run(&ctx)?;
+        let result = crate::scenarios::run(*scenario, &ctx)?;
         let path = results::write(&common.output.out, &result)?;
         eprintln!(
             "  {scenario} done in {:.1} s -> {}",
@@ -415,22 +415,22 @@ fn run_scenarios(
 
 /// The scenarios a selection names, in report order, each once.
 fn selected(selection: &[Selection]) -> Vec<Scenario> {
-    Scenario::ALL
-        .into_iter()
-        .filter(|s| {
-            selection
-                .iter()
-                .any(|x| *x == Selection::All || *x == Selection::One(*s))
+    let chosen = |s: &Scenario| {
+        selection.iter().any(|x| match x {
+            Selection::All => true,
+            Selection::One(one) => one.name() == s.name(),
         })
-        .collect()
+    };
+    SCENARIOS.iter().copied().filter(chosen).collect()
 }
 
 /// Runs the command line; returns the process exit code (1 when the gate fails).
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
-            let main: Vec<Scenario> = Scenario::ALL
-                .into_iter()
+            let main: Vec<Scenario> = SCENARIOS
+                .iter()
+                .copied()
                 .filter(|s| s.in_main_job())
                 .collect();
             let results = run_scenarios(&main, &cli.common, 3)?;

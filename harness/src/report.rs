@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use crate::charts;
 use crate::results::{Row, ScenarioResult, read_all};
-use crate::scenarios::Scenario;
 
 /// Decimals shown for a unit.
 fn digits(unit: &str) -> usize {
@@ -171,7 +170,10 @@ pub fn bmf(results: &[ScenarioResult], gate: Option<&serde_json::Value>) -> serd
 
 /// Rereads `dir`'s scenario files and rewrites `REPORT.md`, the charts and `bmf.json`.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
-    let order: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+    let order: Vec<&str> = crate::scenarios::SCENARIOS
+        .iter()
+        .map(|s| s.name())
+        .collect();
     let results = read_all(dir, &order)?;
     anyhow::ensure!(
         !results.is_empty(),

@@ -160,8 +160,26 @@ struct Out {
     verdicts: Vec<String>,
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Calibrate;
+
+impl super::ScenarioSpec for Calibrate {
+    fn name(&self) -> &'static str {
+        "calibrate"
+    }
+    fn title(&self) -> &'static str {
+        "Service-time calibration: configured vs served, per timer"
+    }
+    fn question(&self) -> &'static str {
+        "Does a node take the service time it was told to take, from 250 us to 1 s, does one node deliver its configured capacity, and what CPU does timing cost?"
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     anyhow::ensure!(o.external.is_empty(), "calibrate starts its own nodes");
     let bar = ctx.progress(

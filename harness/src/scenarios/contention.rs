@@ -118,8 +118,39 @@ fn measure_all(
     Ok(samples)
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Contention;
+
+impl super::ScenarioSpec for Contention {
+    fn name(&self) -> &'static str {
+        "contention"
+    }
+    fn title(&self) -> &'static str {
+        "Bookkeeping cost without I/O"
+    }
+    fn question(&self) -> &'static str {
+        "What does the lock itself cost per request, apart from the network, and how does that compare with a request?"
+    }
+    fn in_main_job(&self) -> bool {
+        true
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+    fn charts(&self) -> &'static [&'static str] {
+        &["contention.svg"]
+    }
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        result: &crate::results::ScenarioResult,
+    ) -> anyhow::Result<()> {
+        crate::charts::draw_contention(dir, result)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let ops = o.requests.unwrap_or(1_000_000);
     let threads: Vec<usize> = o.workers.map_or(THREADS.to_vec(), |w| vec![1, w]);

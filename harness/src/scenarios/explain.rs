@@ -239,8 +239,41 @@ impl<'c> Bench<'c> {
     }
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Explain;
+
+impl super::ScenarioSpec for Explain {
+    fn name(&self) -> &'static str {
+        "explain"
+    }
+    fn title(&self) -> &'static str {
+        "Which mechanism serialises a pool"
+    }
+    fn question(&self) -> &'static str {
+        "Lock scope, node heterogeneity or routing: which cells reproduce SOLLOL's ~1.1x on two nodes, and which reach the capacity ideal?"
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+    fn charts(&self) -> &'static [&'static str] {
+        &["explain.svg"]
+    }
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        result: &crate::results::ScenarioResult,
+    ) -> anyhow::Result<()> {
+        crate::charts::draw_speedups(
+            &dir.join("explain.svg"),
+            result,
+            "speedup",
+            "Speedup over the fastest node alone, per cell",
+        )
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     anyhow::ensure!(
         o.external.is_empty(),

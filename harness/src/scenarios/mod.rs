@@ -1,7 +1,8 @@
 //! The scenarios: each answers one question about a pool with measured figures.
 //!
-//! [`Scenario`] is the one registry: its name on the command line, title, question, whether the
-//! main job runs it, and the function that measures it. A scenario function takes a [`Ctx`] (the
+//! [`SCENARIOS`] is the one registry: each scenario is a [`ScenarioSpec`] in its own file (name on
+//! the command line, title, question, whether the main job runs it, how it measures, its
+//! charts); adding one is its file, its `mod` line and its entry. A scenario function takes a [`Ctx`] (the
 //! user's overrides, progress display) and returns its [`Findings`]; it never prints. Defaults are
 //! the (the plan's) settings; every one can be overridden from the command line.
 
@@ -26,163 +27,83 @@ use crate::results::{Accounting, Row, SCHEMA, ScenarioResult};
 use crate::variant::{PoolOptions, Variant};
 use pool::testing::Degradation;
 
-/// Every scenario, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Scenario {
-    /// The plan's Target 1: two nodes vs one.
-    TwoNode,
-    /// The plan's Target 2: throughput vs workers.
-    Scaling,
-    /// The plan's Test 1: 1,000 embeds from 12 workers.
-    PlanTest1,
-    /// The plan's Target 3: no lost updates, over HTTP and in memory.
-    Stress,
-    /// Bookkeeping cost without I/O.
-    Contention,
-    /// Which mechanism serialises a pool (lock scope x node speed x strategy).
-    Explain,
-    /// Latency at a fixed arrival rate, with and without coordinated omission.
-    OpenLoop,
-    /// Faults and a node down and back at full size: nothing lost, nothing leaked.
-    Soak,
-    /// The nodes' served time against the configured one, per timer, and what timing costs.
-    Calibrate,
-    /// Requests/s and CPU per request of every client at zero service time, by layer.
-    Peak,
-}
-
-impl Scenario {
-    /// Every scenario, in report order.
-    pub const ALL: [Scenario; 10] = [
-        Scenario::TwoNode,
-        Scenario::Scaling,
-        Scenario::PlanTest1,
-        Scenario::Stress,
-        Scenario::Contention,
-        Scenario::Explain,
-        Scenario::OpenLoop,
-        Scenario::Soak,
-        Scenario::Calibrate,
-        Scenario::Peak,
-    ];
-
-    /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
-    /// five minutes. `explain` and `open-loop` take a few minutes each and run on request.
-    pub fn in_main_job(self) -> bool {
-        !matches!(
-            self,
-            Scenario::Explain
-                | Scenario::OpenLoop
-                | Scenario::Soak
-                | Scenario::Calibrate
-                | Scenario::Peak
-        )
-    }
-
+/// One question, answered with measured figures: each is a file here, listed in [`SCENARIOS`].
+pub trait ScenarioSpec: Sync + Send {
     /// Name on the command line and in `results/` (`two-node`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::TwoNode => "two-node",
-            Scenario::Scaling => "scaling",
-            Scenario::PlanTest1 => "plan-test1",
-            Scenario::Stress => "stress",
-            Scenario::Contention => "contention",
-            Scenario::Explain => "explain",
-            Scenario::OpenLoop => "open-loop",
-            Scenario::Soak => "soak",
-            Scenario::Calibrate => "calibrate",
-            Scenario::Peak => "peak",
-        }
-    }
-
+    fn name(&self) -> &'static str;
     /// Title in reports.
-    pub fn title(self) -> &'static str {
-        match self {
-            Scenario::TwoNode => "Target 1: two nodes vs one",
-            Scenario::Scaling => "Target 2: throughput vs workers",
-            Scenario::PlanTest1 => "The plan's Test 1: 1,000 embeds from 12 workers",
-            Scenario::Stress => "Target 3: zero lost updates",
-            Scenario::Contention => "Bookkeeping cost without I/O",
-            Scenario::Explain => "Which mechanism serialises a pool",
-            Scenario::OpenLoop => "Open-loop latency at 50/80/95% of capacity",
-            Scenario::Soak => "Faults and a node down and back: nothing lost, nothing leaked",
-            Scenario::Calibrate => "Service-time calibration: configured vs served, per timer",
-            Scenario::Peak => "Peak rate and CPU per request of each client, by layer",
-        }
-    }
-
+    fn title(&self) -> &'static str;
     /// The question it answers.
-    pub fn question(self) -> &'static str {
-        match self {
-            Scenario::TwoNode => {
-                "Does a second node make a batch of embeddings ~1.8x faster, as the plan expects, and which variants get there?"
-            }
-            Scenario::Scaling => {
-                "Does throughput grow linearly with worker threads (10-12x at 12 workers, as the plan expects) when the nodes have capacity to spare?"
-            }
-            Scenario::PlanTest1 => {
-                "Which variants land in the plan's 'before' (5-10 req/s) and 'after' (80-120 req/s) bands, and by which mechanism?"
-            }
-            Scenario::Stress => {
-                "Are all requests counted exactly (client, pool and nodes agree) under 100 threads, over HTTP and in memory?"
-            }
-            Scenario::Contention => {
-                "What does the lock itself cost per request, apart from the network, and how does that compare with a request?"
-            }
-            Scenario::Explain => {
-                "Lock scope, node heterogeneity or routing: which cells reproduce SOLLOL's ~1.1x on two nodes, and which reach the capacity ideal?"
-            }
-            Scenario::OpenLoop => {
-                "At a fixed arrival rate, what latency does a caller really see (from the intended send time), and how much does a closed-loop measurement hide?"
-            }
-            Scenario::Soak => {
-                "With 500s, stalls, resets and a node that goes down and comes back, does every request keep an exact account on client, pool and nodes, and does the process get its threads and descriptors back?"
-            }
-            Scenario::Calibrate => {
-                "Does a node take the service time it was told to take, from 250 us to 1 s, does one node deliver its configured capacity, and what CPU does timing cost?"
-            }
-            Scenario::Peak => {
-                "At zero service time, how many requests/s does each pool variant and the load engine reach from 1 to 100 workers, and which layer (node, client, pool) sets the ceiling?"
-            }
-        }
+    fn question(&self) -> &'static str;
+    /// Whether the main job (`harness` with no command) runs it: the plan's targets, in under
+    /// five minutes; the others run on request.
+    fn in_main_job(&self) -> bool {
+        false
     }
-
-    /// Measures the scenario and assembles its result.
-    pub fn run(self, ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
-        let findings = match self {
-            Scenario::TwoNode => two_node::run(ctx)?,
-            Scenario::Scaling => scaling::run(ctx)?,
-            Scenario::PlanTest1 => plan_test1::run(ctx)?,
-            Scenario::Stress => stress::run(ctx)?,
-            Scenario::Contention => contention::run(ctx)?,
-            Scenario::Explain => explain::run(ctx)?,
-            Scenario::OpenLoop => open_loop::run(ctx)?,
-            Scenario::Soak => soak::run(ctx)?,
-            Scenario::Calibrate => calibrate::run(ctx)?,
-            Scenario::Peak => peak::run(ctx)?,
-        };
-        Ok(ScenarioResult {
-            schema: SCHEMA.into(),
-            scenario: self.name().into(),
-            title: self.title().into(),
-            question: self.question().into(),
-            machine: ctx.machine.clone(),
-            repeats: findings.repeats,
-            params: findings.params,
-            rows: findings.rows,
-            verdicts: findings.verdicts,
-            accounting: findings.accounting,
-        })
+    /// Measures it.
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings>;
+    /// The chart files [`ScenarioSpec::draw`] writes.
+    fn charts(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Draws its charts of `result` into `dir`.
+    fn draw(&self, _dir: &std::path::Path, _result: &ScenarioResult) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
-impl std::fmt::Display for Scenario {
+/// A scenario, as the command line and the report hold it.
+pub type Scenario = &'static dyn ScenarioSpec;
+
+impl std::fmt::Debug for dyn ScenarioSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// What a scenario measured; [`Scenario::run`] adds the name, title, question and machine.
+impl std::fmt::Display for dyn ScenarioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every scenario, in report order.
+pub static SCENARIOS: &[Scenario] = &[
+    &two_node::TwoNode,
+    &scaling::Scaling,
+    &plan_test1::PlanTest1,
+    &stress::Stress,
+    &contention::Contention,
+    &explain::Explain,
+    &open_loop::OpenLoop,
+    &soak::Soak,
+    &calibrate::Calibrate,
+    &peak::Peak,
+];
+
+/// The scenario named `name`.
+pub fn named(name: &str) -> Option<Scenario> {
+    SCENARIOS.iter().copied().find(|s| s.name() == name)
+}
+
+/// Measures `scenario` and assembles its result.
+pub fn run(scenario: Scenario, ctx: &Ctx) -> anyhow::Result<ScenarioResult> {
+    let findings = scenario.measure(ctx)?;
+    Ok(ScenarioResult {
+        schema: SCHEMA.into(),
+        scenario: scenario.name().into(),
+        title: scenario.title().into(),
+        question: scenario.question().into(),
+        machine: ctx.machine.clone(),
+        repeats: findings.repeats,
+        params: findings.params,
+        rows: findings.rows,
+        verdicts: findings.verdicts,
+        accounting: findings.accounting,
+    })
+}
+
+/// What a scenario measured; [`run`] adds the name, title, question and machine.
 #[derive(Debug)]
 pub struct Findings {
     /// Measurements per figure.
@@ -326,15 +247,29 @@ pub fn judge_speedup(speedup: f64, ideal: f64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum as _;
 
     #[test]
-    fn command_line_names_are_the_report_names() {
-        for scenario in Scenario::ALL {
-            let on_cli = scenario.to_possible_value().expect("not skipped");
-            assert_eq!(on_cli.get_name(), scenario.name());
-            assert_eq!(Scenario::from_str(scenario.name(), false), Ok(scenario));
+    fn names_are_unique_and_found_and_charts_are_svg() {
+        let mut names: Vec<&str> = SCENARIOS.iter().map(|s| s.name()).collect();
+        for name in &names {
+            assert_eq!(named(name).map(|s| s.name()), Some(*name));
         }
-        assert_eq!(Scenario::value_variants(), Scenario::ALL);
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "two scenarios share a name");
+        assert!(named("warp-speed").is_none());
+        for s in SCENARIOS {
+            assert!(s.charts().iter().all(|c| c.ends_with(".svg")), "{s}");
+        }
+        let main: Vec<&str> = SCENARIOS
+            .iter()
+            .filter(|s| s.in_main_job())
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            main,
+            ["two-node", "scaling", "plan-test1", "stress", "contention"]
+        );
     }
 }

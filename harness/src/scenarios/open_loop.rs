@@ -181,8 +181,36 @@ fn measure_levels(
     Ok((capacity, results))
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct OpenLoop;
+
+impl super::ScenarioSpec for OpenLoop {
+    fn name(&self) -> &'static str {
+        "open-loop"
+    }
+    fn title(&self) -> &'static str {
+        "Open-loop latency at 50/80/95% of capacity"
+    }
+    fn question(&self) -> &'static str {
+        "At a fixed arrival rate, what latency does a caller really see (from the intended send time), and how much does a closed-loop measurement hide?"
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+    fn charts(&self) -> &'static [&'static str] {
+        &["open-loop.svg"]
+    }
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        result: &crate::results::ScenarioResult,
+    ) -> anyhow::Result<()> {
+        crate::charts::draw_open_loop(dir, result)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let spec = ClusterSpec::uniform(
         o.nodes.unwrap_or(2),

@@ -178,8 +178,26 @@ fn sample(
     })
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Peak;
+
+impl super::ScenarioSpec for Peak {
+    fn name(&self) -> &'static str {
+        "peak"
+    }
+    fn title(&self) -> &'static str {
+        "Peak rate and CPU per request of each client, by layer"
+    }
+    fn question(&self) -> &'static str {
+        "At zero service time, how many requests/s does each pool variant and the load engine reach from 1 to 100 workers, and which layer (node, client, pool) sets the ceiling?"
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let workers: Vec<usize> = o.workers.map_or(WORKERS.to_vec(), |w| vec![w]);
     let requests = o.requests.unwrap_or(4_000);

@@ -51,8 +51,29 @@ fn band(throughput: f64) -> &'static str {
     }
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct PlanTest1;
+
+impl super::ScenarioSpec for PlanTest1 {
+    fn name(&self) -> &'static str {
+        "plan-test1"
+    }
+    fn title(&self) -> &'static str {
+        "The plan's Test 1: 1,000 embeds from 12 workers"
+    }
+    fn question(&self) -> &'static str {
+        "Which variants land in the plan's 'before' (5-10 req/s) and 'after' (80-120 req/s) bands, and by which mechanism?"
+    }
+    fn in_main_job(&self) -> bool {
+        true
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(1000));
     let spec = ClusterSpec::uniform(

@@ -128,8 +128,39 @@ fn verdict(
     )
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Scaling;
+
+impl super::ScenarioSpec for Scaling {
+    fn name(&self) -> &'static str {
+        "scaling"
+    }
+    fn title(&self) -> &'static str {
+        "Target 2: throughput vs workers"
+    }
+    fn question(&self) -> &'static str {
+        "Does throughput grow linearly with worker threads (10-12x at 12 workers, as the plan expects) when the nodes have capacity to spare?"
+    }
+    fn in_main_job(&self) -> bool {
+        true
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+    fn charts(&self) -> &'static [&'static str] {
+        &["scaling.svg"]
+    }
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        result: &crate::results::ScenarioResult,
+    ) -> anyhow::Result<()> {
+        crate::charts::draw_scaling(dir, result)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let workers: Vec<usize> = match o.workers {
         Some(w) => vec![1, w],

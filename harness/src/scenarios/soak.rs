@@ -210,8 +210,26 @@ fn account(variant: Variant, run: &SoakRun, requests: u64, accounting: &mut Acco
     lost
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Soak;
+
+impl super::ScenarioSpec for Soak {
+    fn name(&self) -> &'static str {
+        "soak"
+    }
+    fn title(&self) -> &'static str {
+        "Faults and a node down and back: nothing lost, nothing leaked"
+    }
+    fn question(&self) -> &'static str {
+        "With 500s, stalls, resets and a node that goes down and comes back, does every request keep an exact account on client, pool and nodes, and does the process get its threads and descriptors back?"
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     anyhow::ensure!(
         o.external.is_empty(),

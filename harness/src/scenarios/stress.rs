@@ -139,8 +139,29 @@ fn http_verdict(variant: Variant, outcome: StressOutcome, requests: usize) -> St
     )
 }
 
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct Stress;
+
+impl super::ScenarioSpec for Stress {
+    fn name(&self) -> &'static str {
+        "stress"
+    }
+    fn title(&self) -> &'static str {
+        "Target 3: zero lost updates"
+    }
+    fn question(&self) -> &'static str {
+        "Are all requests counted exactly (client, pool and nodes agree) under 100 threads, over HTTP and in memory?"
+    }
+    fn in_main_job(&self) -> bool {
+        true
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+}
+
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (requests, threads) = (o.requests.unwrap_or(10_000), o.workers.unwrap_or(100));
     let mut rows = Vec::new();

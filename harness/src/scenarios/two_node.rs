@@ -40,8 +40,39 @@ impl Pairs {
     }
 }
 
-/// Runs the scenario.
-pub fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
+/// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
+pub struct TwoNode;
+
+impl super::ScenarioSpec for TwoNode {
+    fn name(&self) -> &'static str {
+        "two-node"
+    }
+    fn title(&self) -> &'static str {
+        "Target 1: two nodes vs one"
+    }
+    fn question(&self) -> &'static str {
+        "Does a second node make a batch of embeddings ~1.8x faster, as the plan expects, and which variants get there?"
+    }
+    fn in_main_job(&self) -> bool {
+        true
+    }
+    fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
+        run(ctx)
+    }
+    fn charts(&self) -> &'static [&'static str] {
+        &["two-node.svg", "two-node-latency.svg"]
+    }
+    fn draw(
+        &self,
+        dir: &std::path::Path,
+        result: &crate::results::ScenarioResult,
+    ) -> anyhow::Result<()> {
+        crate::charts::draw_two_node(dir, result)
+    }
+}
+
+/// Runs the scenario (also the gate's two-node speedups, at its quick size).
+pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(240));
     let (service, slots) = (
