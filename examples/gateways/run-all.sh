@@ -5,7 +5,7 @@
 # refusing, busy, hanging, resetting, stalling 1 s or answering 5% with 500 for 2 s mid-run, and
 # every node's control plane taking 1 s), all through the nodes' control API; then HAProxy with
 # an active health check, nginx retrying 500/503, streamed chat through each, and repeated
-# inputs. Each result is then judged against examples/gateways/bounds.json (written to
+# inputs, and answers of about 64 KiB through nginx and HAProxy round-robin. Each result is then judged against examples/gateways/bounds.json (written to
 # results/gateways/bounds.txt). Needs nginx and haproxy on PATH (apt-get install nginx haproxy).
 # Results go to results/gateways/. About 30 minutes on a 2-core machine.
 set -eu
@@ -35,6 +35,9 @@ gw nginx-least-conn-retry "$NGINX" nginx-least-conn-retry.conf \
 gw nginx-round-robin-streaming "$NGINX" nginx-round-robin.conf --cells streaming
 gw haproxy-roundrobin-streaming "$HAPROXY" haproxy-roundrobin.cfg --cells streaming
 gw haproxy-roundrobin-no-delay-streaming "$HAPROXY" haproxy-roundrobin-no-delay.cfg --cells streaming
+# Answers of about 64 KiB (a batch of 1024-dimension vectors): what each proxy adds to large bodies.
+gw nginx-round-robin-large-answers "$NGINX" nginx-round-robin.conf --cells large-answers
+gw haproxy-roundrobin-large-answers "$HAPROXY" haproxy-roundrobin.cfg --cells large-answers
 # One input for every request: joined by x-request-id; a cache would show as answers without a node.
 gw nginx-round-robin-repeat-inputs "$NGINX" nginx-round-robin.conf --cells distribution --repeat-inputs
 # The four main configs against the example bounds (a failing bound is a finding, not an error).

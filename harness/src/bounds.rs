@@ -153,33 +153,30 @@ pub type Bounds<M> = BTreeMap<M, Bound>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BoundsFile<M: Ord> {
+struct BoundsFile {
     #[serde(default, rename = "comment")]
     _comment: String,
-    metrics: BTreeMap<M, Bound>,
+    metrics: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Parses a bounds file's text whose names are `M`s (an experiment's metric type).
+/// Parses a bounds file's text whose names are `M`s (an experiment's metric type). Two names of
+/// one metric (with and without the default workload) are an error, not a silent overwrite.
 pub fn parse<M>(text: &str) -> anyhow::Result<Bounds<M>>
 where
     M: FromStr<Err = String> + Ord,
 {
-    let file: BoundsFile<Parsed<M>> =
-        serde_json::from_str(text).context("parsing the bounds file")?;
-    Ok(file.metrics.into_iter().map(|(m, b)| (m.0, b)).collect())
-}
-
-/// A metric name read through its experiment's `FromStr`.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Parsed<M>(M);
-
-impl<'de, M: FromStr<Err = String>> Deserialize<'de> for Parsed<M> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map(Parsed)
-            .map_err(serde::de::Error::custom)
+    let file: BoundsFile = serde_json::from_str(text).context("parsing the bounds file")?;
+    let mut bounds = Bounds::new();
+    for (name, bound) in file.metrics {
+        let metric: M = name.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let bound: Bound =
+            serde_json::from_value(bound).with_context(|| format!("the bound on {name:?}"))?;
+        anyhow::ensure!(
+            bounds.insert(metric, bound).is_none(),
+            "{name:?}: a second bound on the same metric"
+        );
     }
+    Ok(bounds)
 }
 
 /// Judges a value against its bound and, for baseline bounds, against the baseline moved by the

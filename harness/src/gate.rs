@@ -30,7 +30,8 @@ use crate::variant::Variant;
 pub const BOUNDS: &str = include_str!("../gate-bounds.json");
 
 /// A metric the gate knows how to measure; its name in the bounds file is its [`Display`] form
-/// (`two_node_speedup.atomic`), and a name that is not one of these is a parse error.
+/// in the one bounds grammar (`two-node.atomic.speedup`), and a name that is not one of these is
+/// a parse error.
 ///
 /// [`Display`]: std::fmt::Display
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -204,6 +205,18 @@ impl std::str::FromStr for Metric {
 
 /// Parses bounds from the text of a bounds file.
 pub fn parse_bounds(text: &str) -> anyhow::Result<Bounds<Metric>> {
+    // The gate's bounds say whether they are timed, compared with the baseline and why: a bound
+    // that left one out would silently lose its re-measure or its baseline check.
+    let raw: serde_json::Value = serde_json::from_str(text).context("parsing gate-bounds.json")?;
+    let metrics = raw.get("metrics").and_then(|m| m.as_object());
+    for (name, bound) in metrics.into_iter().flatten() {
+        for field in ["timing", "baseline", "reason"] {
+            anyhow::ensure!(
+                bound.get(field).is_some(),
+                "gate-bounds.json: {name} lacks {field:?}"
+            );
+        }
+    }
     bounds::parse(text).context("in gate-bounds.json")
 }
 
@@ -494,9 +507,14 @@ pub fn run_selected(
     let mut cached = Samples::new();
     for (&metric, bound) in bounds.iter().filter(|(m, _)| keep(**m)) {
         let name = metric.to_string();
+        // A baseline written before the one bounds grammar names its metrics as Bencher does.
         let base = baseline
             .as_ref()
-            .and_then(|b| b.metrics.get(&name))
+            .and_then(|b| {
+                b.metrics
+                    .get(&name)
+                    .or_else(|| b.metrics.get(&metric.bencher_name()))
+            })
             .map(|m| m.value);
         // This metric's samples, and those of the others measured by the same run.
         let once = || -> anyhow::Result<(Vec<f64>, Samples)> {
@@ -585,6 +603,7 @@ mod tests {
             ),
             (good.replace("\"==\"", "\"=\""), "unknown op"),
             (good.replace("\"timing\"", "\"timming\""), "unknown field"),
+            (good.replace("\"timing\": false, ", ""), "a missing timing"),
             (
                 good.replace("stress.http.lost", "two-node.atomc.speedup"),
                 "unknown variant",
@@ -596,6 +615,12 @@ mod tests {
         ] {
             assert!(parse_bounds(&typo).is_err(), "{what} must not pass: {typo}");
         }
+        let twice = good.replace(
+            r#"}}}"#,
+            r#"}, "stress.embed.http.lost": {"op": "==", "value": 0, "timing": false, "baseline": false, "reason": "r"}}}"#,
+        );
+        let error = parse_bounds(&twice).expect_err("one metric bounded twice");
+        assert!(format!("{error:#}").contains("a second bound"), "{error:#}");
         let error = "two-node.atomc.speedup".parse::<Metric>().unwrap_err();
         assert!(
             error.contains("no cell \"atomc\"") && error.contains("mutex-counters"),

@@ -8,7 +8,8 @@
 //! - [`nodes`]: the nodes, one type whatever they are (mock nodes here or elsewhere, or the
 //!   user's Ollama with `--node`);
 //! - [`variant`]: the pools under comparison behind one type;
-//! - [`load`]: the closed-loop load generator (per-worker histograms, no shared hot-path state);
+//! - [`load`]: the one load model (closed and open schedules, a record per request) and its thread
+//!   executor (per-worker tallies, no shared hot-path state); the engine is its task executor;
 //! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
 //! - [`scenarios`]: the questions, each producing a [`results::ScenarioResult`];
 //! - [`results`], [`report`], [`charts`], [`printer`]: JSON, Markdown, SVG and the terminal summary;

@@ -174,12 +174,24 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
         .iter()
         .map(|s| s.name())
         .collect();
-    let results = read_all(dir, &order)?;
+    let read = read_all(dir, &order)?;
     anyhow::ensure!(
-        !results.is_empty(),
+        !read.is_empty(),
         "no scenario results in {}; run the harness first",
         dir.display()
     );
+    // Verdicts a scenario can word from its stored figures are worded now, and written back to
+    // the file they were read from.
+    let mut results = Vec::with_capacity(read.len());
+    for (path, mut r) in read {
+        let reworded = crate::scenarios::named(&r.scenario).and_then(|s| s.reword(&r));
+        if let Some(verdicts) = reworded.filter(|v| *v != r.verdicts) {
+            r.verdicts = verdicts;
+            std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        results.push(r);
+    }
     for r in &results {
         charts::draw(dir, r).with_context(|| format!("charting {}", r.scenario))?;
     }

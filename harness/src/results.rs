@@ -165,7 +165,7 @@ pub fn write(dir: &Path, result: &ScenarioResult) -> anyhow::Result<PathBuf> {
 }
 
 /// Reads every scenario file in `dir`, in `order` first, then any others by name.
-pub fn read_all(dir: &Path, order: &[&str]) -> anyhow::Result<Vec<ScenarioResult>> {
+pub fn read_all(dir: &Path, order: &[&str]) -> anyhow::Result<Vec<(PathBuf, ScenarioResult)>> {
     let mut results = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     for entry in entries {
@@ -180,13 +180,12 @@ pub fn read_all(dir: &Path, order: &[&str]) -> anyhow::Result<Vec<ScenarioResult
         if value.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
             continue;
         }
-        results.push(
-            serde_json::from_value::<ScenarioResult>(value)
-                .with_context(|| format!("decoding {}", path.display()))?,
-        );
+        let result = serde_json::from_value::<ScenarioResult>(value)
+            .with_context(|| format!("decoding {}", path.display()))?;
+        results.push((path, result));
     }
     let rank = |name: &str| order.iter().position(|o| *o == name).unwrap_or(order.len());
-    results.sort_by(|a, b| {
+    results.sort_by(|(_, a), (_, b)| {
         rank(&a.scenario)
             .cmp(&rank(&b.scenario))
             .then_with(|| a.scenario.cmp(&b.scenario))

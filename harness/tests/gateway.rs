@@ -885,12 +885,20 @@ fn the_large_answers_cell_measures_64_kib_answers_and_its_figures_are_boundable(
                         "gateway.large-answers.peak_ratio": {"op": ">", "value": 0}}}"#,
     );
     assert!(bounds.is_err(), "'>' is not an op");
+    // Its own figures, `peak_ratio` and `added_p50_ms` included although the overhead cell has
+    // measures of the same names, are read from this cell.
     let bounds = gateway::bounds::parse(
-        r#"{"metrics": {"gateway.large-answers.answer_kib": {"op": ">=", "value": 60}}}"#,
+        r#"{"metrics": {"gateway.large-answers.answer_kib": {"op": ">=", "value": 60},
+                        "gateway.large-answers.peak_ratio": {"op": ">=", "value": 0},
+                        "gateway.large-answers.added_p50_ms": {"op": "report", "value": 0}}}"#,
     )
-    .expect("the cell's own figure is boundable");
+    .expect("the cell's own figures are boundable");
     let judged = gateway::bounds::judge(&result, &bounds);
-    assert!(judged[0].pass, "{judged:?}");
+    assert_eq!(judged.len(), 3);
+    assert!(
+        judged.iter().all(|j| j.pass && j.value.is_some()),
+        "{judged:?}"
+    );
     let typo = "gateway.large-answers.peek_ratio"
         .parse::<gateway::bounds::Metric>()
         .expect_err("a typo");

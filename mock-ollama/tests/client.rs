@@ -79,6 +79,21 @@ fn the_client_reads_changes_and_pages_through_a_node() {
     client
         .refuse_for(Duration::from_millis(200))
         .expect("refusing");
+    // The node goes down from a task of its own: see it refuse a new connection first, so
+    // `wait_until_back` waits for its return and not for the moment before it left.
+    let fresh = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let refused = (0..100_000).any(|_| {
+        let answer = fresh.get(format!("{url}/api/version")).send();
+        let down = answer.is_err_and(|e| e.is_connect());
+        if !down {
+            std::thread::yield_now();
+        }
+        down
+    });
+    assert!(refused, "the node never refused a connection");
     client.wait_until_back().expect("back by itself");
     assert_eq!(embed(&url, 6), 200);
 }

@@ -124,7 +124,8 @@ pub fn degraded_pool<U: AsRef<str>>(
 }
 
 /// A transport made worse: every attempt blocks first, and the probe may take any complete
-/// answer for health.
+/// answer for health. The block is inside the attempt as the pool times it (so its recorded
+/// latency grows by it too), where it used to come just before.
 #[derive(Debug)]
 pub struct Degraded<X = Http> {
     inner: X,

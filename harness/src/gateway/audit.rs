@@ -175,6 +175,7 @@ mod tests {
             latency: new_histogram(),
             late: 0,
             window: None,
+            capped: false,
         }
     }
 

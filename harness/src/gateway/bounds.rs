@@ -97,7 +97,7 @@ fn cells() -> Vec<String> {
         .collect()
 }
 
-/// `cell.measure`.
+/// `gateway.CELL.MEASURE`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Metric {
     /// The cell's name.
@@ -129,15 +129,16 @@ impl FromStr for Metric {
         if !cells.iter().any(|c| c == name.cell) {
             return Err(Name::unknown(text, "cell", name.cell, &cells));
         }
+        // A cell's own figure comes first: it may share a name with another cell's measure
+        // (`peak_ratio`), and only its own is in the cell.
         let own = super::cells::kind_of(name.cell).map_or(&[][..], |k| k.figures());
-        let measure = MEASURES
+        let measure = own
             .iter()
-            .find(|(_, n)| *n == name.measure)
-            .map(|(m, _)| *m)
+            .find(|f| **f == name.measure)
+            .map(|f| Measure::Figure(f))
             .or_else(|| {
-                own.iter()
-                    .find(|f| **f == name.measure)
-                    .map(|f| Measure::Figure(f))
+                let common = MEASURES.iter().find(|(_, n)| *n == name.measure);
+                common.map(|(m, _)| *m)
             })
             .ok_or_else(|| {
                 let names = MEASURES.iter().map(|(_, n)| (*n).to_owned());

@@ -128,9 +128,11 @@ pub struct Run {
     pub latency: Histogram<u64>,
     /// Open loop: requests sent more than [`LATE`] after their intended time.
     pub late: u64,
-    /// Count only answers that ended within this window from the start (see
-    /// [`Run::throughput`]); `None` counts every answer over the whole run.
+    /// Count only answers that ended within this window from the start when the run was
+    /// capped (see [`Run::throughput`]); `None` counts every answer over the whole run.
     pub window: Option<Duration>,
+    /// Whether a worker stopped sending at the schedule's cap.
+    pub capped: bool,
 }
 
 impl Run {
@@ -144,12 +146,12 @@ impl Run {
         self.records.len() as u64 - self.ok()
     }
 
-    /// Complete 2xx answers per second. With a window (a capped closed loop of the scenarios),
-    /// only answers inside it, over it: the drain after it (requests already queued, fewer and
+    /// Complete 2xx answers per second. With a window, when the cap stopped the run (a capped
+    /// closed loop of the scenarios), only answers that ended inside it, over it: the drain after it (requests already queued, fewer and
     /// fewer workers busy) would otherwise weigh in by an amount that depends on what is
     /// measured. Without one, every answer over the whole run.
     pub fn throughput(&self) -> f64 {
-        match self.window.filter(|w| self.elapsed > *w) {
+        match self.window.filter(|_| self.capped) {
             Some(window) => {
                 let within = window.as_micros() as u64;
                 let in_window = self
@@ -208,6 +210,11 @@ pub(crate) struct Tally {
     records: Vec<Record>,
     latency: Histogram<u64>,
     late: u64,
+    /// When the worker finished, read on the worker: a coordinating thread that joins many
+    /// workers on few cores reads the clock late by whole time slices.
+    pub(crate) end: Option<Instant>,
+    /// Whether the worker stopped at the cap.
+    pub(crate) capped: bool,
 }
 
 impl Tally {
@@ -218,6 +225,8 @@ impl Tally {
             records: Vec::new(),
             latency: new_histogram(),
             late: 0,
+            end: None,
+            capped: false,
         }
     }
 
@@ -240,8 +249,15 @@ impl Tally {
     }
 }
 
-/// The workers' tallies as one run.
+/// The workers' tallies as one run; `elapsed` unless every worker read its own end, then from
+/// the start to the last worker's end.
 pub(crate) fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> Run {
+    let ends: Option<Vec<Instant>> = tallies.iter().map(|t| t.end).collect();
+    let last = ends.and_then(|e| e.into_iter().max());
+    let elapsed = match (last, tallies.first()) {
+        (Some(last), Some(first)) => last.saturating_duration_since(first.start),
+        _ => elapsed,
+    };
     let mut run = Run {
         run_id: run_id.to_owned(),
         elapsed,
@@ -249,11 +265,13 @@ pub(crate) fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> Run
         latency: new_histogram(),
         late: 0,
         window: None,
+        capped: false,
     };
     for tally in tallies {
         run.records.extend(tally.records);
         crate::summary::merge(&mut run.latency, &tally.latency);
         run.late += tally.late;
+        run.capped |= tally.capped;
     }
     run
 }

@@ -50,6 +50,12 @@ pub trait ScenarioSpec: Sync + Send {
     fn draw(&self, _dir: &std::path::Path, _result: &ScenarioResult) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Its verdicts computed again from `result`'s stored figures, so `harness report` can
+    /// reword a result without measuring it again; `None` where the verdicts still need what
+    /// only the measurement had (they stay as written then).
+    fn reword(&self, _result: &ScenarioResult) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A scenario, as the command line and the report hold it.
@@ -271,5 +277,31 @@ mod tests {
             main,
             ["two-node", "scaling", "plan-test1", "stress", "contention"]
         );
+    }
+
+    /// Rewording the committed results from their figures gives the verdicts the measurement
+    /// wrote, and a changed figure changes its verdict: the report rewords, it does not copy.
+    #[test]
+    fn reworded_verdicts_equal_the_measured_ones_and_follow_the_figures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+        for name in ["two-node", "plan-test1", "scaling"] {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect(name);
+            let mut result: ScenarioResult = serde_json::from_str(&text).expect(name);
+            let scenario = named(name).expect(name);
+            assert_eq!(
+                scenario.reword(&result).as_ref(),
+                Some(&result.verdicts),
+                "{name}"
+            );
+            let before = result.verdicts.clone();
+            for row in &mut result.rows {
+                row.value.median *= 0.5;
+            }
+            assert_ne!(
+                scenario.reword(&result),
+                Some(before),
+                "{name} follows its figures"
+            );
+        }
     }
 }

@@ -70,6 +70,9 @@ impl super::ScenarioSpec for PlanTest1 {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows))
+    }
 }
 
 /// Runs the scenario.
@@ -92,16 +95,11 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     };
     let mut accounting = Accounting::default();
     let per_variant = measure_all(ctx, &cluster, &workload, &mut accounting)?;
-    let fastest = per_variant
-        .values()
-        .map(|v| Summary::of(v.throughput.clone()).median)
-        .fold(f64::NAN, f64::max);
-    let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
-    for (variant, runs) in per_variant {
-        let (row, verdict) = judged(variant, runs, &workload, cap, fastest);
-        rows.push(row.ideal(spec.capacity()));
-        verdicts.push(verdict);
-    }
+    let rows: Vec<Row> = per_variant
+        .into_iter()
+        .map(|(variant, runs)| row(variant, runs, &workload, cap).ideal(spec.capacity()))
+        .collect();
+    let verdicts = verdicts(&rows);
     let params = json!({
         "workers": workers, "texts": requests, "text": "\"test\" x 100", "model": "mxbai-embed-large",
         "nodes": spec.speeds.len(), "slots_per_node": spec.slots, "service_ms": spec.service.as_secs_f64() * 1e3,
@@ -141,14 +139,8 @@ fn measure_all(
     Ok(per_variant)
 }
 
-/// One variant's row and verdict: its throughput against the plan's bands and the fastest.
-fn judged(
-    variant: Variant,
-    runs: Runs,
-    workload: &Workload,
-    cap: Duration,
-    fastest: f64,
-) -> (Row, String) {
+/// One variant's throughput row, noting whether the cap stopped it.
+fn row(variant: Variant, runs: Runs, workload: &Workload, cap: Duration) -> Row {
     let requests = workload.requests;
     let thr = Summary::of(runs.throughput);
     let done = Summary::of(runs.answered);
@@ -161,14 +153,8 @@ fn judged(
     } else {
         format!("all {requests} texts")
     };
-    let verdict = format!(
-        "{variant}: {:.0} req/s, {}; {}.",
-        thr.median,
-        band(thr.median),
-        crate::wording::slower_than_fastest(thr.median, fastest)
-    );
     // The case is the plan's, whatever the options: it names the benchmark in Bencher's history.
-    let row = Row::new(
+    Row::new(
         variant.name(),
         "1,000 texts, 12 workers",
         "throughput",
@@ -176,6 +162,24 @@ fn judged(
         thr,
     )
     .latency(Latency::of(&runs.latency))
-    .note(note);
-    (row, verdict)
+    .note(note)
+}
+
+/// One sentence per variant: its throughput against the plan's bands and the fastest variant.
+fn verdicts(rows: &[Row]) -> Vec<String> {
+    let throughput: Vec<&Row> = rows.iter().filter(|r| r.metric == "throughput").collect();
+    let fastest = throughput
+        .iter()
+        .map(|r| r.value.median)
+        .fold(f64::NAN, f64::max);
+    let verdict = |r: &&Row| {
+        let thr = r.value.median;
+        format!(
+            "{}: {thr:.0} req/s, {}; {}.",
+            r.variant,
+            band(thr),
+            crate::wording::slower_than_fastest(thr, fastest)
+        )
+    };
+    throughput.iter().map(verdict).collect()
 }

@@ -102,30 +102,40 @@ fn worker_rows(
     ]
 }
 
-/// How close `variant` gets to linear at `at` workers, beside the bare client on the same nodes.
-fn verdict(
-    variant: Variant,
-    curves: &BTreeMap<Variant, BTreeMap<usize, Vec<f64>>>,
-    at: usize,
-) -> String {
-    let rel = Summary::of(relative(&curves[&variant], at));
-    // The bare client on the same nodes shows what the machine allows; a variant far below it
-    // is limited by itself, not by the CPU the mock nodes share with the client.
-    let bare = curves
-        .get(&Variant::Bare)
-        .filter(|_| variant != Variant::Bare)
-        .map(|c| Summary::of(relative(c, at)).median);
-    format!(
-        "{variant}: {:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear{}){}.",
-        rel.median,
-        100.0 * rel.median / at as f64,
-        bare.map_or(String::new(), |b| format!("; bare client {b:.1}x")),
-        if rel.median >= 0.8 * at as f64 {
-            ""
-        } else {
-            ": does not scale"
-        }
-    )
+/// One sentence per variant from its rows: how close it gets to linear at 12 workers (or the
+/// most measured), beside the bare client on the same nodes.
+fn verdicts(rows: &[Row]) -> Vec<String> {
+    let workers = |r: &Row| r.case.strip_prefix("workers=")?.parse::<usize>().ok();
+    let most = rows.iter().filter_map(workers).max().unwrap_or(1);
+    let at = if rows.iter().any(|r| workers(r) == Some(12)) {
+        12
+    } else {
+        most
+    };
+    let rel_of = |variant: &str| {
+        rows.iter()
+            .find(|r| {
+                r.variant == variant && r.metric == "throughput_rel" && workers(r) == Some(at)
+            })
+            .map(|r| r.value.median)
+    };
+    let mut variants: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    variants.dedup();
+    variants
+        .into_iter()
+        .filter_map(|variant| Some((variant, rel_of(variant)?)))
+        .map(|(variant, rel)| {
+            // The bare client on the same nodes shows what the machine allows; a variant far
+            // below it is limited by itself, not by the CPU the mock nodes share with the client.
+            let bare = rel_of(Variant::Bare.name()).filter(|_| variant != Variant::Bare.name());
+            format!(
+                "{variant}: {rel:.1}x the 1-worker throughput at {at} workers (ideal {at}x, {:.0}% of linear{}){}.",
+                100.0 * rel / at as f64,
+                bare.map_or(String::new(), |b| format!("; bare client {b:.1}x")),
+                if rel >= 0.8 * at as f64 { "" } else { ": does not scale" }
+            )
+        })
+        .collect()
 }
 
 /// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
@@ -157,6 +167,9 @@ impl super::ScenarioSpec for Scaling {
     ) -> anyhow::Result<()> {
         crate::charts::draw_scaling(dir, result)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows))
+    }
 }
 
 /// Runs the scenario.
@@ -179,13 +192,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         o.repeats,
         &mut accounting,
     )?;
-    let at = if workers.contains(&12) {
-        12
-    } else {
-        max_workers
-    };
     let mut rows = Vec::new();
-    let mut verdicts = Vec::new();
     for (variant, curve) in &curves {
         for &w in &workers {
             rows.extend(worker_rows(
@@ -196,8 +203,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
                 latency.get(&(*variant, w)),
             ));
         }
-        verdicts.push(verdict(*variant, &curves, at));
     }
+    let verdicts = verdicts(&rows);
     let params = json!({
         "workers": workers, "requests_per_worker": PER_WORKER, "requests_override": o.requests, "nodes": nodes,
         "slots_per_node": slots, "service_ms": spec.service.as_secs_f64() * 1e3, "cap_s": o.cap.unwrap_or(Duration::from_secs(1)).as_secs_f64(),

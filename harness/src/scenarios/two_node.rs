@@ -69,6 +69,9 @@ impl super::ScenarioSpec for TwoNode {
     ) -> anyhow::Result<()> {
         crate::charts::draw_two_node(dir, result)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows))
+    }
 }
 
 /// Runs the scenario (also the gate's two-node speedups, at its quick size).
@@ -83,7 +86,6 @@ pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         ClusterSpec::uniform(1, slots, service),
         ClusterSpec::uniform(2, slots, service),
     ];
-    let ideal = specs[1].capacity() / specs[0].capacity();
     let workload = Workload {
         workers,
         requests,
@@ -93,18 +95,11 @@ pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     };
     let mut accounting = Accounting::default();
     let per_variant = measure_pairs(ctx, &specs, &workload, &mut accounting)?;
-    let mut rows = Vec::new();
-    let mut verdicts = Vec::new();
-    for (variant, pairs) in per_variant {
-        let speedup = Summary::of(pairs.speedups.clone());
-        verdicts.push(format!(
-            "{variant}: {:.2}x on 2 nodes (ideal {ideal:.1}x, efficiency {:.0}%): {}.",
-            speedup.median,
-            100.0 * speedup.median / ideal,
-            judge_speedup(speedup.median, ideal)
-        ));
-        rows.extend(variant_rows(variant, pairs, &specs));
-    }
+    let rows: Vec<Row> = per_variant
+        .into_iter()
+        .flat_map(|(variant, pairs)| variant_rows(variant, pairs, &specs))
+        .collect();
+    let verdicts = verdicts(&rows);
     let params = json!({
         "workers": workers, "requests": requests, "service_ms": service.as_secs_f64() * 1e3, "slots_per_node": slots,
         "strategy": o.strategy, "variants": o.variants, "external_nodes": o.external, "cap_s": o.cap.map(|c| c.as_secs_f64()),
@@ -117,6 +112,21 @@ pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         verdicts,
         accounting,
     })
+}
+
+/// One sentence per variant from its speedup row: against the ideal, and what it means.
+fn verdicts(rows: &[Row]) -> Vec<String> {
+    let speedups = rows.iter().filter(|r| r.metric == "speedup");
+    let verdict = |r: &Row| {
+        let (speedup, ideal) = (r.value.median, r.ideal.unwrap_or(f64::NAN));
+        format!(
+            "{}: {speedup:.2}x on 2 nodes (ideal {ideal:.1}x, efficiency {:.0}%): {}.",
+            r.variant,
+            100.0 * speedup / ideal,
+            judge_speedup(speedup, ideal)
+        )
+    };
+    speedups.map(verdict).collect()
 }
 
 /// Each variant on one node and on two, back to back in every repeat, so a slow moment of the

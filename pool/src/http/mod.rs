@@ -4,7 +4,8 @@
 //! undecodable bodies are the node's fault; a 4xx is the request's, so another node would refuse
 //! it too. Two clients carry the attempts ([`HttpClient`]): `reqwest::blocking` ([`blocking`])
 //! and a per-caller async core ([`per_caller`]); both end in [`decode`], so they classify an
-//! answer the same way, and each also carries the health probes ([`Http::probe`]).
+//! answer the same way, and each also carries the health probes ([`Transport::get`], judged by
+//! [`healthy`]).
 
 mod blocking;
 mod per_caller;
