@@ -118,6 +118,35 @@ fn measure_all(
     Ok(samples)
 }
 
+/// The sentences, from the rows at the most threads measured: each ledger's cost per request
+/// against a 20 ms embed, and the atomic ledger against three bare `fetch_add`s.
+fn verdicts(rows: &[Row], cores: usize) -> Vec<String> {
+    let threads = |r: &Row| r.case.strip_prefix("threads=")?.parse::<usize>().ok();
+    let top = rows.iter().filter_map(threads).max().unwrap_or(1);
+    let median = |variant: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r.variant == variant && r.metric == metric && threads(r) == Some(top))
+            .map_or(f64::NAN, |r| r.value.median)
+    };
+    let mutex = median(Book::Mutex.name(), "bookkeeping");
+    let atomic = median(Book::Atomic.name(), "bookkeeping");
+    let reference = median(Book::ThreeFetchAdds.name(), "bookkeeping");
+    let ratio = median("AtomicLedger / MutexLedger", "bookkeeping_ratio");
+    let request_ns = 20e6;
+    vec![
+        format!(
+            "At {top} threads the ledgers complete one request's bookkeeping every {mutex:.0} ns with the global mutex and every {atomic:.0} ns with atomics \
+             (inverse throughput over the machine's {cores} cores; ratio {ratio:.2}): {:.4}% and {:.4}% of a 20 ms embed. A request that waits for the lock behind others sees more.",
+            100.0 * mutex / request_ns,
+            100.0 * atomic / request_ns
+        ),
+        format!(
+            "AtomicLedger is {:.1}x three relaxed fetch_adds on one shared line ({reference:.0} ns) at {top} threads.",
+            atomic / reference
+        ),
+    ]
+}
+
 /// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
 pub struct Contention;
 
@@ -147,6 +176,9 @@ impl super::ScenarioSpec for Contention {
     ) -> anyhow::Result<()> {
         crate::charts::draw_contention(dir, result)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows, result.machine.cores))
+    }
 }
 
 /// Runs the scenario.
@@ -165,7 +197,6 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             Summary::of(ns.clone()),
         ));
     }
-    let mut verdicts = Vec::new();
     let top = *threads.iter().max().unwrap_or(&1);
     let at = |book| samples.get(&(book, top)).cloned().unwrap_or_default();
     let ratio = Summary::of(
@@ -180,26 +211,9 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         format!("threads={top}"),
         "bookkeeping_ratio",
         "x",
-        ratio.clone(),
+        ratio,
     ));
-    let (mutex, atomic) = (
-        Summary::of(at(Book::Mutex)).median,
-        Summary::of(at(Book::Atomic)).median,
-    );
-    let request_ns = 20e6;
-    verdicts.push(format!(
-        "At {top} threads the ledgers complete one request's bookkeeping every {mutex:.0} ns with the global mutex and every {atomic:.0} ns with atomics \
-         (inverse throughput over the machine's {} cores; ratio {:.2}): {:.4}% and {:.4}% of a 20 ms embed. A request that waits for the lock behind others sees more.",
-        ctx.machine.cores,
-        ratio.median,
-        100.0 * mutex / request_ns,
-        100.0 * atomic / request_ns
-    ));
-    let reference = Summary::of(at(Book::ThreeFetchAdds)).median;
-    verdicts.push(format!(
-        "AtomicLedger is {:.1}x three relaxed fetch_adds on one shared line ({reference:.0} ns) at {top} threads.",
-        atomic / reference
-    ));
+    let verdicts = verdicts(&rows, ctx.machine.cores);
     let params = json!({ "threads": threads, "requests_per_measurement": ops, "nodes_in_ledger": 2, "strategy": "round_robin" });
     Ok(Findings {
         repeats: o.repeats,

@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn reworded_verdicts_equal_the_measured_ones_and_follow_the_figures() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
-        for name in ["two-node", "plan-test1", "scaling"] {
+        for name in ["two-node", "plan-test1", "scaling", "contention"] {
             let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect(name);
             let mut result: ScenarioResult = serde_json::from_str(&text).expect(name);
             let scenario = named(name).expect(name);
