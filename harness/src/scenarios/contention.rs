@@ -64,7 +64,7 @@ fn with_nodes(ledger: impl Into<Ledger>) -> anyhow::Result<Pool> {
 fn ledger_time(ledger: impl Into<Ledger>, threads: usize, ops: usize) -> anyhow::Result<Duration> {
     let pool = with_nodes(ledger)?;
     let outcome = Outcome::Success {
-        latency: Duration::from_millis(20),
+        latency: super::PLAN_SERVICE,
     };
     Ok(timed(threads, ops, |n| {
         for _ in 0..n {
@@ -132,13 +132,14 @@ fn verdicts(rows: &[Row], cores: usize) -> Vec<String> {
     let atomic = median(Book::Atomic.name(), "bookkeeping");
     let reference = median(Book::ThreeFetchAdds.name(), "bookkeeping");
     let ratio = median("AtomicLedger / MutexLedger", "bookkeeping_ratio");
-    let request_ns = 20e6;
+    let request_ns = super::PLAN_SERVICE.as_nanos() as f64;
     vec![
         format!(
             "At {top} threads the ledgers complete one request's bookkeeping every {mutex:.0} ns with the global mutex and every {atomic:.0} ns with atomics \
-             (inverse throughput over the machine's {cores} cores; ratio {ratio:.2}): {:.4}% and {:.4}% of a 20 ms embed. A request that waits for the lock behind others sees more.",
+             (inverse throughput over the machine's {cores} cores; ratio {ratio:.2}): {:.4}% and {:.4}% of a {} ms embed. A request that waits for the lock behind others sees more.",
             100.0 * mutex / request_ns,
-            100.0 * atomic / request_ns
+            100.0 * atomic / request_ns,
+            super::PLAN_SERVICE.as_millis()
         ),
         format!(
             "AtomicLedger is {:.1}x three relaxed fetch_adds on one shared line ({reference:.0} ns) at {top} threads.",

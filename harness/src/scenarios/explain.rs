@@ -184,7 +184,7 @@ impl<'c> Bench<'c> {
         let window = o.cap.unwrap_or(Duration::from_millis(2500));
         Self {
             ctx,
-            service: o.service.unwrap_or(Duration::from_millis(20)),
+            service: ctx.service(),
             window,
             workload: Workload {
                 workers: o.workers.unwrap_or(12),

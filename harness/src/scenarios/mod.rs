@@ -194,7 +194,16 @@ pub struct Ctx {
     pub machine: Machine,
 }
 
+/// The plan's service time of one embed: every scenario's default (`--service` overrides it), and
+/// what the bookkeeping costs are compared with.
+pub const PLAN_SERVICE: Duration = Duration::from_millis(20);
+
 impl Ctx {
+    /// The service time per embed input: `--service`, or the plan's.
+    pub fn service(&self) -> Duration {
+        self.opts.service.unwrap_or(PLAN_SERVICE)
+    }
+
     /// A context for `opts`.
     pub fn new(opts: Options) -> Self {
         Self {

@@ -212,11 +212,7 @@ impl super::ScenarioSpec for OpenLoop {
 /// Runs the scenario.
 fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
-    let spec = ClusterSpec::uniform(
-        o.nodes.unwrap_or(2),
-        o.slots.unwrap_or(1),
-        o.service.unwrap_or(Duration::from_millis(20)),
-    );
+    let spec = ClusterSpec::uniform(o.nodes.unwrap_or(2), o.slots.unwrap_or(1), ctx.service());
     let cluster = Nodes::start(&spec, &o.external)?;
     let window = o.cap.unwrap_or(Duration::from_secs(3));
     let workers = o.workers.unwrap_or(64);

@@ -79,11 +79,7 @@ impl super::ScenarioSpec for PlanTest1 {
 fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(1000));
-    let spec = ClusterSpec::uniform(
-        o.nodes.unwrap_or(2),
-        o.slots.unwrap_or(6),
-        o.service.unwrap_or(Duration::from_millis(20)),
-    );
+    let spec = ClusterSpec::uniform(o.nodes.unwrap_or(2), o.slots.unwrap_or(6), ctx.service());
     let cap = o.cap.unwrap_or(Duration::from_secs(4));
     let cluster = Nodes::start(&spec, &o.external)?;
     let workload = Workload {

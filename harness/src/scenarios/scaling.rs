@@ -182,7 +182,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let max_workers = *workers.iter().max().unwrap_or(&1);
     let nodes = o.nodes.unwrap_or(2);
     let slots = o.slots.unwrap_or(max_workers.div_ceil(nodes).max(1));
-    let spec = ClusterSpec::uniform(nodes, slots, o.service.unwrap_or(Duration::from_millis(20)));
+    let spec = ClusterSpec::uniform(nodes, slots, ctx.service());
     let mut accounting = Accounting::default();
     let (curves, latency) = measure_curves(
         ctx,

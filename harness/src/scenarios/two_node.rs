@@ -5,7 +5,6 @@
 //! time(1 node) / time(2 nodes), computed pair by pair within each repeat.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -78,10 +77,7 @@ impl super::ScenarioSpec for TwoNode {
 pub(crate) fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (workers, requests) = (o.workers.unwrap_or(12), o.requests.unwrap_or(240));
-    let (service, slots) = (
-        o.service.unwrap_or(Duration::from_millis(20)),
-        o.slots.unwrap_or(1),
-    );
+    let (service, slots) = (ctx.service(), o.slots.unwrap_or(1));
     let specs = [
         ClusterSpec::uniform(1, slots, service),
         ClusterSpec::uniform(2, slots, service),
