@@ -209,7 +209,12 @@ impl Nodes<'_> {
 
     /// How many nodes.
     pub fn len(&self) -> usize {
-        self.urls().len()
+        match self {
+            Nodes::Owned(c) => c.nodes().len(),
+            Nodes::Embedded(c) => c.nodes().len(),
+            Nodes::Remote(nodes) => nodes.len(),
+            Nodes::Ollama(urls) => urls.len(),
+        }
     }
 
     /// Whether there are none.

@@ -279,9 +279,14 @@ fn embed_template(repeat_inputs: bool) -> Template {
 /// The load's target at `url` (a node or the gateway); the user's headers go to the gateway
 /// only.
 fn target(url: &str, settings: &Settings) -> Target {
+    target_with(url, settings, embed_template(settings.repeat_inputs))
+}
+
+/// [`target`] with another body for the embed route.
+fn target_with(url: &str, settings: &Settings, template: Template) -> Target {
     Target {
         url: format!("{url}{}", settings.api.path()),
-        template: embed_template(settings.repeat_inputs),
+        template,
         decode: None,
         headers: if url == settings.target {
             settings.headers.clone()
@@ -304,13 +309,23 @@ fn run_once(
     requests: u64,
     run_id: &str,
 ) -> anyhow::Result<Run> {
-    let target = target(url, settings);
+    run_target(engine, &target(url, settings), workers, requests, run_id)
+}
+
+/// A capped closed loop of `workers` against `target`.
+fn run_target(
+    engine: &Engine,
+    target: &Target,
+    workers: usize,
+    requests: u64,
+    run_id: &str,
+) -> anyhow::Result<Run> {
     let schedule = Schedule::Closed {
         workers,
         requests,
         cap: Some(RUN_CAP),
     };
-    Ok(engine.run(&target, schedule, run_id)?)
+    Ok(engine.run(target, schedule, run_id)?)
 }
 
 /// Each node's throughput measured straight at it, median over repeats.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use mock_ollama::SettingsPatch;
 use serde::{Deserialize, Serialize};
 
-use super::{Cell, Nodes, Settings, run_once, while_patched};
+use super::{Cell, Nodes, Run, Settings, run_once, while_patched};
 use crate::engine::Engine;
 use crate::summary::{Latency, Summary};
 
@@ -38,27 +38,34 @@ pub struct OverheadReport {
     pub gateway_peak: Summary,
 }
 
-/// Measures the cell.
-pub(super) fn overhead(
-    engine: &Engine,
+/// What a gateway costs a request, each figure per repeat: paired runs through it and straight
+/// at node 0 (which goes first alternates by repeat), at low load and at zero service time.
+pub(super) struct PairedCosts {
+    /// Gateway p50 minus direct p50, ms.
+    pub(super) added_p50: Vec<f64>,
+    /// Gateway p99 minus direct p99, ms.
+    pub(super) added_p99: Vec<f64>,
+    /// The last low-load repeat's latency, direct and through the gateway.
+    pub(super) latencies: (Latency, Latency),
+    /// Requests/s at zero service time, direct and through the gateway.
+    pub(super) peaks: Vec<(f64, f64)>,
+}
+
+/// Measures [`PairedCosts`] with `run(url, workers, requests, id)` sending each run (the
+/// overhead cell's embed, or another body); ids start with `tag`.
+pub(super) fn paired_costs(
     nodes: &Nodes,
     settings: &Settings,
-) -> anyhow::Result<Cell> {
+    low_load_requests: u64,
+    tag: &str,
+    run: impl Fn(&str, usize, u64, &str) -> anyhow::Result<Run>,
+) -> anyhow::Result<PairedCosts> {
     let node0 = nodes.urls().first().cloned().unwrap_or_default();
-    let paired = |workers: usize, requests: u64, r: usize, tag: &str| {
-        let direct = || {
-            run_once(
-                engine,
-                &node0,
-                settings,
-                workers,
-                requests,
-                &format!("o{tag}d{r}"),
-            )
-        };
+    let paired = |workers: usize, requests: u64, r: usize, phase: &str| {
+        let direct = || run(&node0, workers, requests, &format!("{tag}{phase}d{r}"));
         let through = || {
-            let id = format!("o{tag}g{r}");
-            run_once(engine, &settings.target, settings, workers, requests, &id)
+            let id = format!("{tag}{phase}g{r}");
+            run(&settings.target, workers, requests, &id)
         };
         if r.is_multiple_of(2) {
             let d = direct()?;
@@ -68,40 +75,53 @@ pub(super) fn overhead(
             Ok((direct()?, g))
         }
     };
-    let (mut p50, mut p99, mut direct_peak, mut gateway_peak) = (vec![], vec![], vec![], vec![]);
-    let mut latencies = None;
+    let (mut added_p50, mut added_p99, mut latencies) = (vec![], vec![], None);
     for r in 0..settings.repeats {
-        let (d, g) = paired(1, LOW_LOAD_REQUESTS, r, "l")?;
+        let (d, g) = paired(1, low_load_requests, r, "l")?;
         let (dl, gl) = (Latency::of(&d.latency), Latency::of(&g.latency));
-        p50.push(gl.p50 - dl.p50);
-        p99.push(gl.p99 - dl.p99);
+        added_p50.push(gl.p50 - dl.p50);
+        added_p99.push(gl.p99 - dl.p99);
         latencies = Some((dl, gl));
     }
-    let latency = |latency: Duration| SettingsPatch {
-        latency: Some(latency),
+    let instant = |_: &mock_ollama::NodeSettings| SettingsPatch {
+        latency: Some(Duration::ZERO),
         ..SettingsPatch::default()
     };
-    let peaks = while_patched(
-        nodes,
-        0..nodes.len(),
-        |_| latency(Duration::ZERO),
-        || {
-            (0..settings.repeats)
-                .map(|r| paired(settings.workers, settings.requests, r, "p"))
-                .collect::<anyhow::Result<Vec<_>>>()
-        },
-    )?;
-    for (d, g) in peaks {
-        direct_peak.push(d.throughput());
-        gateway_peak.push(g.throughput());
-    }
-    let (direct_latency, gateway_latency) =
-        latencies.ok_or_else(|| anyhow::anyhow!("the overhead cell needs --repeats >= 1"))?;
+    let peaks = while_patched(nodes, 0..nodes.len(), instant, || {
+        (0..settings.repeats)
+            .map(|r| paired(settings.workers, settings.requests, r, "p"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let latencies =
+        latencies.ok_or_else(|| anyhow::anyhow!("a paired cell needs --repeats >= 1"))?;
+    Ok(PairedCosts {
+        added_p50,
+        added_p99,
+        latencies,
+        peaks: peaks
+            .iter()
+            .map(|(d, g)| (d.throughput(), g.throughput()))
+            .collect(),
+    })
+}
+
+/// Measures the cell.
+pub(super) fn overhead(
+    engine: &Engine,
+    nodes: &Nodes,
+    settings: &Settings,
+) -> anyhow::Result<Cell> {
+    let run = |url: &str, workers, requests, id: &str| {
+        run_once(engine, url, settings, workers, requests, id)
+    };
+    let costs = paired_costs(nodes, settings, LOW_LOAD_REQUESTS, "o", run)?;
+    let (direct_latency, gateway_latency) = costs.latencies;
+    let (direct_peak, gateway_peak): (Vec<f64>, Vec<f64>) = costs.peaks.into_iter().unzip();
     let report = OverheadReport {
         direct_latency,
         gateway_latency,
-        added_p50_ms: Summary::of(p50),
-        added_p99_ms: Summary::of(p99),
+        added_p50_ms: Summary::of(costs.added_p50),
+        added_p99_ms: Summary::of(costs.added_p99),
         direct_peak: Summary::of(direct_peak),
         gateway_peak: Summary::of(gateway_peak.clone()),
     };

@@ -186,6 +186,27 @@ mod tests {
         assert!(matches!(failing, Err(RunError::Start(_))));
     }
 
+    /// A sender that panics while being made is an error, and the other threads, already at the
+    /// barrier, are released rather than left waiting there for it.
+    #[test]
+    fn a_sender_that_panics_while_made_is_an_error_not_a_hang() {
+        let closed = Schedule::Closed {
+            workers: 3,
+            requests: 9,
+            cap: None,
+        };
+        let result = super::run(closed, "p", |lane| {
+            if lane == 1 {
+                panic!("no sender for lane 1");
+            }
+            Ok(|_| Some(200))
+        });
+        assert!(
+            matches!(&result, Err(RunError::Start(why)) if why.contains("panicked")),
+            "{result:?}"
+        );
+    }
+
     fn run_err(schedule: Schedule) -> String {
         super::run(schedule, "e", |_| Ok(|_| Some(200)))
             .expect_err("refused")

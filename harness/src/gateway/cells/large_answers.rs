@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use mock_ollama::SettingsPatch;
-
 use super::{CellSpec, Context};
-use crate::engine::{Headers, Run, Schedule, Target, Template};
-use crate::gateway::{Api, Cell, Limits, RUN_CAP, while_patched};
-use crate::summary::{Latency, Summary};
+use crate::engine::Template;
+use crate::gateway::overhead::paired_costs;
+use crate::gateway::{Api, Cell, Limits, run_target, target_with};
+use crate::summary::Summary;
 
 /// The answer size the batch is made for.
 const ANSWER_BYTES: usize = 64 * 1024;
@@ -39,73 +38,19 @@ impl CellSpec for LargeAnswers {
         let node0 = cx.nodes.urls().first().cloned().unwrap_or_default();
         let (inputs, answer) = batch_for(&node0, cx.settings.api)?;
         let body = template(inputs);
-        let run = |url: &str, workers: usize, requests: u64, id: &str| -> anyhow::Result<Run> {
-            let headers = if url == cx.settings.target {
-                cx.settings.headers.clone()
-            } else {
-                Headers::default()
-            };
-            let target = Target {
-                url: format!("{url}{}", path(cx.settings.api)),
-                template: body.clone(),
-                decode: None,
-                headers,
-            };
-            let cap = Some(RUN_CAP);
-            let schedule = Schedule::Closed {
-                workers,
-                requests,
-                cap,
-            };
-            Ok(cx.engine.run(&target, schedule, id)?)
+        let run = |url: &str, workers, requests, id: &str| {
+            let target = target_with(url, cx.settings, body.clone());
+            run_target(cx.engine, &target, workers, requests, id)
         };
-        // Which side goes first alternates by repeat.
-        let paired = |workers: usize, requests: u64, r: usize, tag: &str| {
-            let direct = || run(&node0, workers, requests, &format!("la{tag}d{r}"));
-            let through = || {
-                run(
-                    &cx.settings.target,
-                    workers,
-                    requests,
-                    &format!("la{tag}g{r}"),
-                )
-            };
-            if r.is_multiple_of(2) {
-                let d = direct()?;
-                Ok::<_, anyhow::Error>((d, through()?))
-            } else {
-                let g = through()?;
-                Ok((direct()?, g))
-            }
-        };
-        let (mut p50, mut p99, mut latency) = (Vec::new(), Vec::new(), None);
-        for r in 0..cx.settings.repeats {
-            let (d, g) = paired(1, LOW_LOAD_REQUESTS, r, "l")?;
-            let (dl, gl) = (Latency::of(&d.latency), Latency::of(&g.latency));
-            p50.push(gl.p50 - dl.p50);
-            p99.push(gl.p99 - dl.p99);
-            latency = Some(gl);
-        }
-        let instant = |_: &mock_ollama::NodeSettings| SettingsPatch {
-            latency: Some(Duration::ZERO),
-            ..SettingsPatch::default()
-        };
-        let peaks = while_patched(cx.nodes, 0..cx.nodes.len(), instant, || {
-            (0..cx.settings.repeats)
-                .map(|r| paired(cx.settings.workers, cx.settings.requests, r, "p"))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })?;
-        let gateway: Vec<f64> = peaks.iter().map(|(_, g)| g.throughput()).collect();
-        let ratios = peaks
-            .iter()
-            .map(|(d, g)| g.throughput() / d.throughput().max(1e-9));
-        let latency = latency.ok_or_else(|| anyhow::anyhow!("the cell needs --repeats >= 1"))?;
-        let mut cell = Cell::new(self.name(), Summary::of(gateway), latency);
+        let costs = paired_costs(cx.nodes, cx.settings, LOW_LOAD_REQUESTS, "la", run)?;
+        let gateway: Vec<f64> = costs.peaks.iter().map(|(_, g)| *g).collect();
+        let ratios = costs.peaks.iter().map(|(d, g)| g / d.max(1e-9)).collect();
+        let mut cell = Cell::new(self.name(), Summary::of(gateway), costs.latencies.1);
         cell.figures = [
             ("answer_kib", Summary::of(vec![answer as f64 / 1024.0])),
-            ("added_p50_ms", Summary::of(p50)),
-            ("added_p99_ms", Summary::of(p99)),
-            ("peak_ratio", Summary::of(ratios.collect())),
+            ("added_p50_ms", Summary::of(costs.added_p50)),
+            ("added_p99_ms", Summary::of(costs.added_p99)),
+            ("peak_ratio", Summary::of(ratios)),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
@@ -122,14 +67,6 @@ impl CellSpec for LargeAnswers {
             crate::wording::ratio(figure("peak_ratio")),
             cell.throughput.median,
         )]
-    }
-}
-
-/// The inference path of `api` (embeddings answer a batch in both dialects).
-fn path(api: Api) -> &'static str {
-    match api {
-        Api::Ollama => "/api/embed",
-        Api::Openai => "/v1/embeddings",
     }
 }
 
@@ -152,7 +89,7 @@ fn batch_for(url: &str, api: Api) -> anyhow::Result<(usize, usize)> {
     let probe = |inputs: usize| -> anyhow::Result<usize> {
         let body = template(inputs).render("probe");
         let answer = client
-            .post(format!("{url}{}", path(api)))
+            .post(format!("{url}{}", api.path()))
             .header("content-type", "application/json")
             .body(body.to_vec())
             .send()?
