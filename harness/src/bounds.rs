@@ -119,21 +119,12 @@ pub struct Bound {
     /// Measured by timing (the gate re-measures it once before it fails).
     #[serde(default)]
     pub timing: bool,
-    /// Also compared with the gate's baseline.
+    /// Also held to a statistical limit from the spread of clean runs ([`crate::spread`]).
     #[serde(default)]
     pub baseline: bool,
-    /// How far from the baseline the value may move against its bound's direction before it
-    /// fails, as a fraction of the baseline: 0.1 (the default) for speedups, wider for ratios
-    /// whose clean runs spread more (set from `results/gate-spread.md`).
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
     /// Why this bound.
     #[serde(default)]
     pub reason: String,
-}
-
-fn default_tolerance() -> f64 {
-    0.1
 }
 
 impl Bound {
@@ -179,29 +170,31 @@ where
     Ok(bounds)
 }
 
-/// Judges a value against its bound and, for baseline bounds, against the baseline moved by the
-/// bound's tolerance: a floor below it for `>=` bounds, a ceiling above it for `<=` bounds.
-/// Returns whether it passed and the bound in words.
-pub fn judge(bound: &Bound, value: f64, baseline: Option<f64>) -> (bool, String) {
+/// Judges a value against its bound and, for baseline bounds, against `statistical`: a limit in
+/// the bound's direction drawn from clean runs ([`crate::spread::limit`]). Returns whether it
+/// passed and the bound in words.
+pub fn judge(bound: &Bound, value: f64, statistical: Option<f64>) -> (bool, String) {
     let mut pass = bound.holds(value) && !value.is_nan();
     let mut text = bound.describe();
-    // A reported metric has no bound, so its baseline is shown but never fails.
-    if let Some(base) = baseline.filter(|_| bound.baseline) {
+    // A reported metric has no bound, so its spread is shown elsewhere but never fails.
+    if let Some(limit) = statistical.filter(|_| bound.baseline) {
         match bound.op {
-            Op::AtLeast => {
-                let floor = (1.0 - bound.tolerance) * base;
-                pass &= value >= floor;
-                text.push_str(&format!("; baseline {base:.3}, floor {floor:.3}"));
-            }
-            Op::AtMost => {
-                let ceiling = (1.0 + bound.tolerance) * base;
-                pass &= value <= ceiling;
-                text.push_str(&format!("; baseline {base:.3}, ceiling {ceiling:.3}"));
+            Op::AtLeast | Op::AtMost => {
+                pass &= bound.op.holds(value, limit);
+                text.push_str(&format!(
+                    "; clean spread {}",
+                    bound.op.describe(round3(limit))
+                ));
             }
             Op::Equals | Op::Report => {}
         }
     }
     (pass, text)
+}
+
+/// `x` to three decimals, for bounds in words.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// One judged bound, for printing.
@@ -264,37 +257,33 @@ mod tests {
     }
 
     #[test]
-    fn judge_applies_bound_and_baseline() {
+    fn judge_applies_bound_and_statistical_limit() {
         let at_least = Bound {
             op: Op::AtLeast,
             value: 1.8,
             timing: true,
             baseline: true,
-            tolerance: 0.1,
             reason: String::new(),
         };
         assert!(judge(&at_least, 1.95, None).0);
         assert!(!judge(&at_least, 1.7, None).0, "below 1.8");
-        assert!(
-            !judge(&at_least, 1.85, Some(2.1)).0,
-            "more than 10% below the baseline"
-        );
-        assert!(judge(&at_least, 1.9, Some(2.1)).0);
+        let (pass, text) = judge(&at_least, 1.85, Some(1.9));
+        assert!(!pass, "below the clean spread's limit");
+        assert!(text.contains("clean spread >= 1.9"), "{text}");
+        assert!(judge(&at_least, 1.95, Some(1.9)).0);
         let p99 = Bound {
             op: Op::AtMost,
             value: 6.0,
-            tolerance: 0.5,
             ..at_least.clone()
         };
-        assert!(
-            judge(&p99, 2.9, Some(2.0)).0,
-            "within 50% above the baseline"
-        );
-        assert!(
-            !judge(&p99, 3.1, Some(2.0)).0,
-            "more than 50% above the baseline"
-        );
+        assert!(judge(&p99, 2.9, Some(3.0)).0, "within the spread's ceiling");
+        assert!(!judge(&p99, 3.1, Some(3.0)).0, "above the spread's ceiling");
         assert!(!judge(&at_least, f64::NAN, None).0, "NaN never passes");
+        let unchecked = Bound {
+            baseline: false,
+            ..at_least.clone()
+        };
+        assert!(judge(&unchecked, 1.85, Some(1.9)).0, "not held to a spread");
         let report = Bound {
             op: Op::Report,
             ..at_least

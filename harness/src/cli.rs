@@ -14,6 +14,7 @@ use crate::printer::print_summary;
 use crate::report;
 use crate::results::{self, ScenarioResult};
 use crate::scenarios::{Ctx, Options, SCENARIOS, Scenario};
+use crate::spread::SpreadFile;
 use crate::variant::Variant;
 
 /// Measure, explain and guard the performance of Ollama load-balancing pools.
@@ -48,26 +49,32 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Quick measurements judged against harness/gate-bounds.json and results/baseline.json.
+    /// Quick measurements judged against harness/gate-bounds.json and the spread of clean runs
+    /// in results/gate-spread.json.
     Gate {
         /// Measure this variant where the atomic pool is normally measured (shows the gate failing).
         #[arg(long, value_enum)]
         candidate: Option<Variant>,
-        /// Baseline to compare speedups with.
+        /// The clean runs whose spread sets the statistical limits [default: OUT/gate-spread.json].
         #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// After a passing run, make it the new baseline.
-        #[arg(long)]
-        update_baseline: bool,
+        spread: Option<PathBuf>,
+        /// Record the spread instead: run the gate N times on this tree (keep it clean) and write
+        /// OUT/gate-spread.json and OUT/gate-spread.md.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(2..), conflicts_with_all = ["candidate", "self_test"])]
+        record_spread: Option<u16>,
+        /// With --record-spread: this many more clean runs judged with the new limits, their
+        /// false alarms counted in gate-spread.md.
+        #[arg(long, requires = "record_spread", default_value_t = 0)]
+        validate: u16,
         /// Prove the gate's sensitivity instead: build deliberately degraded pools (a lock held
         /// across requests, 1 ms more per attempt, no keep-alive, a slow path for one request
         /// in 50, a stuck round-robin) and pass only if the gate fails each on its metric and
         /// passes the clean pool.
-        #[arg(long, conflicts_with_all = ["candidate", "update_baseline"])]
+        #[arg(long, conflicts_with = "candidate")]
         self_test: bool,
         /// Judge this `harness gateway` result (results/gateways/LABEL.json) against
         /// `--bounds` instead of measuring the pools.
-        #[arg(long, requires = "bounds", conflicts_with_all = ["candidate", "update_baseline", "self_test"])]
+        #[arg(long, requires = "bounds", conflicts_with_all = ["candidate", "record_spread", "self_test"])]
         gateway: Option<PathBuf>,
         /// The gateway bounds file (see examples/gateways/bounds.json).
         #[arg(long, requires = "gateway")]
@@ -461,28 +468,37 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => judge_gateway_file(&result, &bounds),
         Some(Command::Gate {
-            self_test: true,
-            repeats,
-            http_client,
-            output,
-            ..
-        }) => gate_self_test(gate_options(
-            repeats.map_or(1, usize::from),
-            http_client,
-            &output,
-        )),
-        Some(Command::Gate {
-            candidate,
-            baseline,
-            update_baseline,
+            record_spread: Some(runs),
+            validate,
             repeats,
             http_client,
             output,
             ..
         }) => {
             let options = gate_options(repeats.map_or(3, usize::from), http_client, &output);
-            let baseline = baseline.unwrap_or_else(|| output.out.join("baseline.json"));
-            run_gate(options, &output.out, candidate, baseline, update_baseline)
+            let runs = crate::spread::record::Runs {
+                recorded: usize::from(runs),
+                validated: usize::from(validate),
+            };
+            crate::spread::record::record(options, runs, &output.out)
+        }
+        Some(Command::Gate {
+            self_test,
+            candidate,
+            spread,
+            repeats,
+            http_client,
+            output,
+            ..
+        }) => {
+            let spread_path = spread.unwrap_or_else(|| output.out.join("gate-spread.json"));
+            let spread = crate::spread::SpreadFile::read(&spread_path)?;
+            if self_test {
+                let options = gate_options(repeats.map_or(1, usize::from), http_client, &output);
+                return gate_self_test(options, spread.as_ref());
+            }
+            let options = gate_options(repeats.map_or(3, usize::from), http_client, &output);
+            run_gate(options, &output.out, candidate, spread.as_ref())
         }
         Some(Command::Gateway(args)) => run_gateway(*args),
         Some(Command::Load(args)) => run_load(&args),
@@ -740,20 +756,21 @@ fn run_with_gateway(
     Ok(result)
 }
 
-/// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`), and updates the
-/// baseline after a pass when asked.
+/// `harness gate`: measures, writes `gate.json` (or `gate-candidate.json`).
 /// `harness gate --self-test`: every injected regression must fail the gate on its metric and
 /// the clean pool must pass ([`crate::self_test`]).
-fn gate_self_test(options: Options) -> anyhow::Result<ExitCode> {
-    use crate::self_test::{Injection, run_case};
+fn gate_self_test(options: Options, spread: Option<&SpreadFile>) -> anyhow::Result<ExitCode> {
+    use crate::self_test::{Injection, Sizes, run_case};
     let base = Options {
         progress: false,
         ..options
     };
+    let sizes = Sizes::measure(&base, spread)?;
+    println!("self-test sizes: {sizes}");
     let mut problems = Vec::new();
     for injection in Injection::ALL {
         println!("== self-test: {injection}");
-        let case = run_case(&base, injection)?;
+        let case = run_case(&base, injection, &sizes, spread)?;
         let failures = case.report.failures();
         println!(
             "   gate failed on: {}",
@@ -788,15 +805,14 @@ fn run_gate(
     options: Options,
     out: &std::path::Path,
     candidate: Option<Variant>,
-    baseline: PathBuf,
-    update_baseline: bool,
+    spread: Option<&SpreadFile>,
 ) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(options);
     let settings = GateSettings {
         repeats: ctx.opts.repeats,
         ..GateSettings::default()
     };
-    let report = gate::run(&ctx, candidate, settings, Some(&baseline))?;
+    let report = gate::run(&ctx, candidate, settings, spread)?;
     let file = if candidate.is_some_and(|c| c != Variant::Atomic) {
         "gate-candidate.json"
     } else {
@@ -818,10 +834,5 @@ fn run_gate(
         report.metrics.len(),
         path.display()
     );
-    if update_baseline {
-        std::fs::copy(&path, &baseline)
-            .with_context(|| format!("writing {}", baseline.display()))?;
-        println!("baseline updated: {}", baseline.display());
-    }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,13 +2,13 @@
 //!
 //! The bounds and the reason for each live in `harness/gate-bounds.json` (compiled in). Timing
 //! metrics are ratios measured within one run, so the machine's speed cancels; one that fails is
-//! measured once more before it counts. Speedups are also compared with `results/baseline.json`
-//! (an accepted earlier gate run) and fail when more than 10% below it. `--candidate VARIANT`
+//! measured once more before it counts. Metrics marked `baseline` are also held to a limit drawn
+//! from the spread of clean runs on this machine (`results/gate-spread.json`, [`crate::spread`]),
+//! and every line says the smallest regression the metric catches. `--candidate VARIANT`
 //! measures that variant where the atomic pool is normally measured, which is how the gate is
 //! shown to catch a real regression.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,10 +19,12 @@ use crate::cost::CostSettings;
 use crate::machine::Machine;
 use crate::nodes::ClusterSpec;
 use crate::results::Accounting;
+use crate::routing::{self, RoutingSettings};
 use crate::scenarios::contention::{Book, ns_per_request};
 use crate::scenarios::scaling::{measure_curves, relative};
 use crate::scenarios::stress::{counters_lost, http_stress};
 use crate::scenarios::{Ctx, Options, two_node};
+use crate::spread::{self, SpreadFile};
 use crate::summary::Summary;
 use crate::variant::Variant;
 
@@ -56,6 +58,12 @@ pub enum Metric {
     LatencyAddedP50(Variant),
     /// The pool's added p99 latency over the reference client's, at moderate load.
     LatencyAddedP99(Variant),
+    /// The pool's callers' CPU time per request over the reference client's, interleaved.
+    CpuPerRequest(Variant),
+    /// A load-aware strategy's requests/s on unequal nodes over their capacity ([`routing`]).
+    RoutingEfficiency(routing::Cell),
+    /// The slow node's share of the answers over its share of capacity ([`routing`]).
+    RoutingSlowShare(routing::Cell),
 }
 
 /// A gate metric's name: experiment, cell, measure.
@@ -76,11 +84,14 @@ impl Metric {
             | Metric::Overhead(v)
             | Metric::ConnectionsPerRequest(v)
             | Metric::LatencyAddedP50(v)
-            | Metric::LatencyAddedP99(v) => Some(v),
+            | Metric::LatencyAddedP99(v)
+            | Metric::CpuPerRequest(v) => Some(v),
             Metric::StressLost
             | Metric::StressActiveAfter
             | Metric::CountersLost
-            | Metric::BookkeepingRatio100t => None,
+            | Metric::BookkeepingRatio100t
+            | Metric::RoutingEfficiency(_)
+            | Metric::RoutingSlowShare(_) => None,
         }
     }
 
@@ -94,6 +105,9 @@ impl Metric {
             Metric::ConnectionsPerRequest(v) => ("cost", v.name(), "connections_per_request"),
             Metric::LatencyAddedP50(v) => ("cost", v.name(), "latency_added_p50"),
             Metric::LatencyAddedP99(v) => ("cost", v.name(), "latency_added_p99"),
+            Metric::CpuPerRequest(v) => ("cost", v.name(), "cpu_per_request"),
+            Metric::RoutingEfficiency(c) => ("routing", c.name(), "efficiency"),
+            Metric::RoutingSlowShare(c) => ("routing", c.name(), "slow_share"),
             Metric::StressLost => ("stress", "http", "lost"),
             Metric::StressActiveAfter => ("stress", "http", "active_after"),
             Metric::CountersLost => ("stress", "in-memory", "lost"),
@@ -111,26 +125,34 @@ impl Metric {
             Metric::ConnectionsPerRequest(_) => "connections_per_request",
             Metric::LatencyAddedP50(_) => "latency_added_p50",
             Metric::LatencyAddedP99(_) => "latency_added_p99",
+            Metric::CpuPerRequest(_) => "cpu_per_request",
             Metric::StressLost => "stress.lost",
             Metric::StressActiveAfter => "stress.active_after",
             Metric::CountersLost => "counters.lost",
             Metric::BookkeepingRatio100t => "bookkeeping_ratio_100t",
+            Metric::RoutingEfficiency(_) => "routing_efficiency",
+            Metric::RoutingSlowShare(_) => "routing_slow_share",
         };
-        match self.measured_variant() {
-            Some(v) => format!("{family}.{}", v.name().replace('-', "_")),
+        let cell = match self {
+            Metric::RoutingEfficiency(c) | Metric::RoutingSlowShare(c) => Some(c.name()),
+            _ => self.measured_variant().map(Variant::name),
+        };
+        match cell {
+            Some(cell) => format!("{family}.{}", cell.replace('-', "_")),
             None => family.to_owned(),
         }
     }
 
     /// Every metric the gate can measure, each per-variant one for every variant.
     fn all() -> impl Iterator<Item = Metric> {
-        let per_variant: [fn(Variant) -> Metric; 6] = [
+        let per_variant: [fn(Variant) -> Metric; 7] = [
             Metric::TwoNodeSpeedup,
             Metric::Scaling12,
             Metric::Overhead,
             Metric::ConnectionsPerRequest,
             Metric::LatencyAddedP50,
             Metric::LatencyAddedP99,
+            Metric::CpuPerRequest,
         ];
         let fixed = [
             Metric::StressLost,
@@ -138,10 +160,14 @@ impl Metric {
             Metric::CountersLost,
             Metric::BookkeepingRatio100t,
         ];
+        let routing = routing::Cell::ALL
+            .into_iter()
+            .flat_map(|c| [Metric::RoutingEfficiency(c), Metric::RoutingSlowShare(c)]);
         per_variant
             .into_iter()
             .flat_map(|make| Variant::ALL.into_iter().map(make))
             .chain(fixed)
+            .chain(routing)
     }
 
     /// Whether [`crate::cost`] measures it.
@@ -152,6 +178,7 @@ impl Metric {
                 | Metric::ConnectionsPerRequest(_)
                 | Metric::LatencyAddedP50(_)
                 | Metric::LatencyAddedP99(_)
+                | Metric::CpuPerRequest(_)
         )
     }
 }
@@ -205,8 +232,8 @@ impl std::str::FromStr for Metric {
 
 /// Parses bounds from the text of a bounds file.
 pub fn parse_bounds(text: &str) -> anyhow::Result<Bounds<Metric>> {
-    // The gate's bounds say whether they are timed, compared with the baseline and why: a bound
-    // that left one out would silently lose its re-measure or its baseline check.
+    // The gate's bounds say whether they are timed, held to the clean spread and why: a bound
+    // that left one out would silently lose its re-measure or its statistical limit.
     let raw: serde_json::Value = serde_json::from_str(text).context("parsing gate-bounds.json")?;
     let metrics = raw.get("metrics").and_then(|m| m.as_object());
     for (name, bound) in metrics.into_iter().flatten() {
@@ -230,7 +257,7 @@ pub fn bounds() -> anyhow::Result<Bounds<Metric>> {
 pub struct GateMetric {
     /// Measured value (median over repeats).
     pub value: f64,
-    /// The bound, in words (plus the baseline floor when one applied).
+    /// The bound, in words (plus the clean spread's limit when one applied).
     pub bound: String,
     /// Whether it passed.
     pub pass: bool,
@@ -238,6 +265,13 @@ pub struct GateMetric {
     pub samples: Vec<f64>,
     /// Whether it was measured a second time after failing once.
     pub remeasured: bool,
+    /// The smallest regression it catches 95 times in 100, in words ([`spread`]); reports
+    /// written before it existed read as empty.
+    #[serde(default)]
+    pub detects: String,
+    /// Seconds the measurement that gave it took (shared by the metrics of one run).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// The gate's verdict, written to `gate.json`.
@@ -279,10 +313,13 @@ pub struct GateSettings {
     pub stress_requests: usize,
     /// Requests per contention measurement.
     pub contention_ops: usize,
-    /// Sizes of the cost figures (overhead, connections, latency added); gate reports written
-    /// before they existed read as the defaults.
+    /// Sizes of the cost figures (overhead, connections, latency added, CPU); gate reports
+    /// written before they existed read as the defaults.
     #[serde(default)]
     pub cost: CostSettings,
+    /// Sizes of the routing figures; reports written before them read as the defaults.
+    #[serde(default)]
+    pub routing: RoutingSettings,
 }
 
 impl Default for GateSettings {
@@ -297,6 +334,7 @@ impl Default for GateSettings {
             // (one gate run measured 0.5+ at 100,000, then 0.30 on re-measure).
             contention_ops: 1_000_000,
             cost: CostSettings::default(),
+            routing: RoutingSettings::default(),
         }
     }
 }
@@ -315,6 +353,9 @@ fn measure_all(
     if let (true, Some(named)) = (metric.is_cost(), metric.measured_variant()) {
         let measured = metric.variant(candidate).unwrap_or(named);
         return measure_cost(named, measured, settings, ctx);
+    }
+    if let Metric::RoutingEfficiency(cell) | Metric::RoutingSlowShare(cell) = metric {
+        return measure_routing(cell, candidate, settings, ctx);
     }
     if matches!(metric, Metric::StressLost | Metric::StressActiveAfter) {
         let (lost, active) = measure_stress(candidate, settings, ctx)?;
@@ -349,6 +390,27 @@ fn measure_cost(
             ),
             (Metric::LatencyAddedP50(variant), sample.latency_added_p50),
             (Metric::LatencyAddedP99(variant), sample.latency_added_p99),
+            (Metric::CpuPerRequest(variant), sample.cpu_per_request),
+        ] {
+            all.entry(metric).or_default().push(value);
+        }
+    }
+    Ok(all)
+}
+
+/// Both routing figures of `cell` for `candidate`, `settings.repeats` samples each.
+fn measure_routing(
+    cell: routing::Cell,
+    candidate: Variant,
+    settings: &GateSettings,
+    ctx: &Ctx,
+) -> anyhow::Result<Samples> {
+    let mut all = Samples::new();
+    for _ in 0..settings.repeats {
+        let sample = routing::sample(cell, candidate, ctx.pool_options(), &settings.routing)?;
+        for (metric, value) in [
+            (Metric::RoutingEfficiency(cell), sample.efficiency),
+            (Metric::RoutingSlowShare(cell), sample.slow_share),
         ] {
             all.entry(metric).or_default().push(value);
         }
@@ -389,7 +451,10 @@ fn measure(
         | Metric::Overhead(_)
         | Metric::ConnectionsPerRequest(_)
         | Metric::LatencyAddedP50(_)
-        | Metric::LatencyAddedP99(_) => {
+        | Metric::LatencyAddedP99(_)
+        | Metric::CpuPerRequest(_)
+        | Metric::RoutingEfficiency(_)
+        | Metric::RoutingSlowShare(_) => {
             anyhow::bail!("{metric} is measured with the others of its run (measure_all)")
         }
         Metric::CountersLost => {
@@ -451,13 +516,13 @@ fn measure_stress(
 fn judge_with_remeasure(
     bound: &Bound,
     samples: Vec<f64>,
-    base: Option<f64>,
+    statistical: Option<f64>,
     remeasure: impl FnOnce() -> anyhow::Result<Vec<f64>>,
 ) -> anyhow::Result<GateMetric> {
-    let (pass, text) = judge(bound, Summary::of(samples.clone()).median, base);
+    let (pass, text) = judge(bound, Summary::of(samples.clone()).median, statistical);
     let (samples, pass, bound_text, remeasured) = if !pass && bound.timing {
         let samples = remeasure()?;
-        let (pass, text) = judge(bound, Summary::of(samples.clone()).median, base);
+        let (pass, text) = judge(bound, Summary::of(samples.clone()).median, statistical);
         (samples, pass, text, true)
     } else {
         (samples, pass, text, false)
@@ -468,7 +533,33 @@ fn judge_with_remeasure(
         pass,
         samples,
         remeasured,
+        detects: String::new(),
+        seconds: 0.0,
     })
+}
+
+/// The clean spread's limits, when `spread` was recorded on this machine; says which.
+fn usable_spread<'a>(spread: Option<&'a SpreadFile>, ctx: &Ctx) -> Option<&'a SpreadFile> {
+    match spread {
+        Some(s) if s.applies_to(&ctx.machine) => {
+            println!(
+                "statistical limits from {} clean runs on this machine ({}, {})",
+                s.runs, s.machine.git_commit, s.machine.date
+            );
+            Some(s)
+        }
+        Some(s) => {
+            println!(
+                "statistical limits not applied: the spread was recorded on {} ({} cores); fixed bounds only",
+                s.machine.cpu, s.machine.cores
+            );
+            None
+        }
+        None => {
+            println!("statistical limits not applied: no recorded spread; fixed bounds only");
+            None
+        }
+    }
 }
 
 /// Runs every metric of the bounds file and judges it. Prints one line per metric as it goes.
@@ -476,9 +567,9 @@ pub fn run(
     ctx: &Ctx,
     candidate: Option<Variant>,
     settings: GateSettings,
-    baseline: Option<&Path>,
+    spread: Option<&SpreadFile>,
 ) -> anyhow::Result<GateReport> {
-    run_selected(ctx, candidate, settings, baseline, |_| true)
+    run_selected(ctx, candidate, settings, spread, |_| true)
 }
 
 /// [`run`], for the metrics `keep` selects only (the self-test measures what each injected
@@ -487,61 +578,41 @@ pub fn run_selected(
     ctx: &Ctx,
     candidate: Option<Variant>,
     settings: GateSettings,
-    baseline: Option<&Path>,
+    spread: Option<&SpreadFile>,
     keep: impl Fn(Metric) -> bool,
 ) -> anyhow::Result<GateReport> {
     let bounds = bounds()?;
-    let baseline: Option<GateReport> = match baseline {
-        Some(path) if path.exists() => Some(
-            serde_json::from_str(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("parsing {}", path.display()))?,
-        ),
-        _ => None,
-    };
+    let spread = usable_spread(spread, ctx);
     let measured = candidate.unwrap_or(Variant::Atomic);
     let mut metrics = BTreeMap::new();
     // Metrics that share a run: the figures of the others, kept for when their turn comes.
-    let mut cached = Samples::new();
+    let mut cached: BTreeMap<Metric, (Vec<f64>, f64)> = BTreeMap::new();
     for (&metric, bound) in bounds.iter().filter(|(m, _)| keep(**m)) {
         let name = metric.to_string();
-        // A baseline written before the one bounds grammar names its metrics as Bencher does.
-        let base = baseline
-            .as_ref()
-            .and_then(|b| {
-                b.metrics
-                    .get(&name)
-                    .or_else(|| b.metrics.get(&metric.bencher_name()))
-            })
-            .map(|m| m.value);
+        let limit = spread
+            .and_then(|s| s.stats(&name))
+            .and_then(|stats| spread::limit(bound, &stats));
         // This metric's samples, and those of the others measured by the same run.
-        let once = || -> anyhow::Result<(Vec<f64>, Samples)> {
+        let once = || -> anyhow::Result<(Vec<f64>, Samples, f64)> {
+            let started = std::time::Instant::now();
             let mut all = measure_all(metric, measured, &settings, ctx)?;
             let samples = all.remove(&metric).context("a run without its metric")?;
-            Ok((samples, all))
+            Ok((samples, all, started.elapsed().as_secs_f64()))
         };
-        let samples = match cached.remove(&metric) {
-            Some(samples) => samples,
+        let (samples, seconds) = match cached.remove(&metric) {
+            Some(cached) => cached,
             None => {
-                let (samples, others) = once()?;
-                cached.extend(others);
-                samples
+                let (samples, others, seconds) = once()?;
+                cached.extend(others.into_iter().map(|(m, v)| (m, (v, seconds))));
+                (samples, seconds)
             }
         };
-        let judged = judge_with_remeasure(bound, samples, base, || Ok(once()?.0))?;
-        println!(
-            "{} {name} = {:.3} ({}){}",
-            if judged.pass { "PASS" } else { "FAIL" },
-            judged.value,
-            judged.bound,
-            if judged.remeasured {
-                " [re-measured]"
-            } else {
-                ""
-            }
-        );
+        // `judge` ignores it for bounds not held to the spread.
+        let statistical = limit.map(|l| l.statistical);
+        let mut judged = judge_with_remeasure(bound, samples, statistical, || Ok(once()?.0))?;
+        judged.detects = spread::describe_detection(bound, limit.as_ref());
+        judged.seconds = seconds;
+        print_judged(&name, &judged);
         metrics.insert(name, judged);
     }
     let pass = metrics.values().all(|m| m.pass);
@@ -552,6 +623,22 @@ pub fn run_selected(
         machine: ctx.machine.clone(),
         settings,
     })
+}
+
+/// One line per judged metric: verdict, value, bound, detection limit.
+fn print_judged(name: &str, judged: &GateMetric) {
+    println!(
+        "{} {name} = {:.3} ({}; {}){}",
+        if judged.pass { "PASS" } else { "FAIL" },
+        judged.value,
+        judged.bound,
+        judged.detects,
+        if judged.remeasured {
+            " [re-measured]"
+        } else {
+            ""
+        }
+    );
 }
 
 #[cfg(test)]
@@ -580,6 +667,11 @@ mod tests {
             "cost.atomic.connections_per_request",
             "cost.atomic.latency_added_p50",
             "cost.atomic.latency_added_p99",
+            "cost.atomic.cpu_per_request",
+            "routing.least-loaded-3x.efficiency",
+            "routing.least-loaded-7x.efficiency",
+            "routing.weighted-3x.slow_share",
+            "routing.weighted-7x.slow_share",
         ] {
             assert!(
                 b.get(name).is_some_and(|m| m.reason.len() > 20),
@@ -649,6 +741,15 @@ mod tests {
             ),
             ("cost.bare.latency_added_p50", "latency_added_p50.bare"),
             ("cost.atomic.latency_added_p99", "latency_added_p99.atomic"),
+            ("cost.atomic.cpu_per_request", "cpu_per_request.atomic"),
+            (
+                "routing.least-loaded-7x.efficiency",
+                "routing_efficiency.least_loaded_7x",
+            ),
+            (
+                "routing.weighted-3x.slow_share",
+                "routing_slow_share.weighted_3x",
+            ),
         ] {
             let metric = name.parse::<Metric>().unwrap();
             assert_eq!(metric.to_string(), name);

@@ -131,6 +131,23 @@ pub fn cpu_time() -> std::time::Duration {
     std::time::Duration::ZERO
 }
 
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds); `None`
+/// where it cannot be read. Only this thread's own work counts: what it waits for on another
+/// thread (a node, a client's I/O thread) does not.
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    #[cfg(unix)]
+    {
+        use nix::time::{ClockId, clock_gettime};
+        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+        let nanos = u64::try_from(t.tv_sec()).ok()? * 1_000_000_000;
+        Some(std::time::Duration::from_nanos(
+            nanos + u64::try_from(t.tv_nsec()).ok()?,
+        ))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// CPU time of this process's live threads whose name (`comm`) `named` accepts
 /// (`/proc/self/task/*/schedstat`, nanoseconds; zero where it cannot be read). Threads that have
 /// exited are not counted: take the process's whole figure from [`cpu_time`].

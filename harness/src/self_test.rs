@@ -13,7 +13,9 @@ use std::time::Duration;
 use pool::testing::SlowPath;
 
 use crate::gate::{self, GateReport, GateSettings, Metric};
+use crate::routing::{Cell, Router};
 use crate::scenarios::{Ctx, Options};
+use crate::spread::{self, SpreadFile};
 use crate::variant::Variant;
 
 /// A regression the gate must catch.
@@ -31,17 +33,25 @@ pub enum Injection {
     SlowPath,
     /// The round-robin cursor never advances.
     StuckRoundRobin,
+    /// Load-aware strategies stop reading the in-flight counts: least-loaded acts as
+    /// round-robin, weighted as latency-first.
+    LoadBlind,
+    /// Extra CPU work on every answer, sized at the CPU metric's stated detection limit
+    /// ([`Sizes`]).
+    AnswerWork,
 }
 
 impl Injection {
     /// Every case, the clean one first.
-    pub const ALL: [Injection; 6] = [
+    pub const ALL: [Injection; 8] = [
         Injection::Clean,
         Injection::SerialisedLock,
         Injection::AttemptDelay,
         Injection::NoKeepAlive,
         Injection::SlowPath,
         Injection::StuckRoundRobin,
+        Injection::LoadBlind,
+        Injection::AnswerWork,
     ];
 
     /// The metrics that must fail on this injection.
@@ -56,12 +66,24 @@ impl Injection {
             Injection::NoKeepAlive => vec![Metric::ConnectionsPerRequest(atomic)],
             Injection::SlowPath => vec![Metric::LatencyAddedP99(atomic)],
             Injection::StuckRoundRobin => vec![Metric::TwoNodeSpeedup(atomic)],
+            // Blind least-loaded is round-robin: half the capacity at 3x, a quarter at 7x.
+            // Blind weighted is latency-first: the slow node nearly idle, while efficiency
+            // stays at 0.76-0.89 (the fast node alone), so its share is what shows it.
+            Injection::LoadBlind => Cell::ALL
+                .into_iter()
+                .map(|c| match c.router {
+                    Router::LeastLoaded => Metric::RoutingEfficiency(c),
+                    Router::Weighted => Metric::RoutingSlowShare(c),
+                })
+                .collect(),
+            Injection::AnswerWork => vec![Metric::CpuPerRequest(atomic)],
         }
     }
 
     /// The metrics measured for this injection: the two-node speedup and the cost figures for
     /// every case; the serialised pool also runs scaling and the correctness checks (which must
-    /// still pass: a lock scope must not lose updates).
+    /// still pass: a lock scope must not lose updates); the clean and load-blind pools run the
+    /// routing cells.
     fn measures(self, metric: Metric) -> bool {
         let atomic = Variant::Atomic;
         let everyone = [
@@ -70,7 +92,15 @@ impl Injection {
             Metric::ConnectionsPerRequest(atomic),
             Metric::LatencyAddedP50(atomic),
             Metric::LatencyAddedP99(atomic),
+            Metric::CpuPerRequest(atomic),
         ];
+        let routing = matches!(
+            metric,
+            Metric::RoutingEfficiency(_) | Metric::RoutingSlowShare(_)
+        );
+        if routing {
+            return matches!(self, Injection::Clean | Injection::LoadBlind);
+        }
         let serialised = [
             Metric::Scaling12(atomic),
             Metric::StressLost,
@@ -90,7 +120,7 @@ impl Injection {
     }
 
     /// `base` with this injection's pool settings.
-    fn options(self, base: &Options) -> Options {
+    fn options(self, base: &Options, sizes: &Sizes) -> Options {
         let mut opts = base.clone();
         match self {
             Injection::Clean | Injection::SerialisedLock => {}
@@ -105,6 +135,8 @@ impl Injection {
                 });
             }
             Injection::StuckRoundRobin => opts.degradation.stuck_round_robin = true,
+            Injection::LoadBlind => opts.degradation.load_blind = true,
+            Injection::AnswerWork => opts.degradation.answer_work = sizes.answer_work,
         }
         opts
     }
@@ -119,6 +151,8 @@ impl std::fmt::Display for Injection {
             Injection::NoKeepAlive => "no keep-alive",
             Injection::SlowPath => "1 request in 50 waits 20 ms",
             Injection::StuckRoundRobin => "stuck round-robin",
+            Injection::LoadBlind => "load-blind routing",
+            Injection::AnswerWork => "extra CPU work per answer, at the detection limit",
         })
     }
 }
@@ -148,11 +182,70 @@ pub fn settings() -> GateSettings {
     }
 }
 
-/// Runs one case and judges the gate's verdict on it.
-pub fn run_case(base: &Options, injection: Injection) -> anyhow::Result<CaseOutcome> {
-    let ctx = Ctx::new(injection.options(base));
+/// Injection sizes measured at the start of a self-test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sizes {
+    /// Extra work per answer: the CPU metric's detection limit times a clean pool's CPU time
+    /// per request, measured now.
+    pub answer_work: Duration,
+    /// The detection limit it was sized at (a fraction).
+    pub detects: f64,
+    /// A clean pool's CPU time per request.
+    pub clean_cpu: Duration,
+}
+
+/// The CPU rise sized when no spread applies: issue 26's target.
+const CPU_RISE_WITHOUT_SPREAD: f64 = 0.15;
+
+impl Sizes {
+    /// Measures a clean pool's CPU per request and sizes the extra work at the detection limit
+    /// the spread gives `cost.atomic.cpu_per_request` (15% without a spread of this machine).
+    pub fn measure(base: &Options, spread: Option<&SpreadFile>) -> anyhow::Result<Self> {
+        let ctx = Ctx::new(base.clone());
+        let metric = Metric::CpuPerRequest(Variant::Atomic);
+        let bounds = gate::bounds()?;
+        let bound = bounds.get(&metric);
+        let detects = spread
+            .filter(|s| s.applies_to(&ctx.machine))
+            .and_then(|s| s.stats(&metric.to_string()))
+            .zip(bound)
+            .and_then(|(stats, bound)| spread::limit(bound, &stats))
+            .map_or(CPU_RISE_WITHOUT_SPREAD, |l| l.detects);
+        let cost = settings().cost;
+        let clean_cpu =
+            crate::cost::cpu_figures(Variant::Atomic, ctx.pool_options(), &cost, true)?.pool;
+        Ok(Self {
+            answer_work: clean_cpu.mul_f64(detects),
+            detects,
+            clean_cpu,
+        })
+    }
+}
+
+impl std::fmt::Display for Sizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "extra work per answer {:.1} us = the CPU metric's detection limit {:.1}% of a clean pool's {:.1} us per request",
+            self.answer_work.as_secs_f64() * 1e6,
+            100.0 * self.detects,
+            self.clean_cpu.as_secs_f64() * 1e6
+        )
+    }
+}
+
+/// Runs one case and judges the gate's verdict on it, with the spread's limits where they apply.
+pub fn run_case(
+    base: &Options,
+    injection: Injection,
+    sizes: &Sizes,
+    spread: Option<&SpreadFile>,
+) -> anyhow::Result<CaseOutcome> {
+    let ctx = Ctx::new(injection.options(base, sizes));
     let candidate = Some(injection.candidate());
-    let report = gate::run_selected(&ctx, candidate, settings(), None, |m| injection.measures(m))?;
+    let report = gate::run_selected(&ctx, candidate, settings(), spread, |m| {
+        injection.measures(m)
+    })?;
     let failures = report.failures();
     let mut problems = Vec::new();
     for metric in injection.must_fail() {
@@ -227,28 +320,31 @@ mod tests {
     #[test]
     fn injections_degrade_the_pool_settings_they_name() {
         let base = Options::default();
-        let clean = Injection::Clean.options(&base);
+        let sizes = Sizes {
+            answer_work: Duration::from_micros(7),
+            detects: 0.07,
+            clean_cpu: Duration::from_micros(100),
+        };
+        let options = |i: Injection| i.options(&base, &sizes);
+        let clean = options(Injection::Clean);
         assert!(clean.degradation.is_none() && clean.keep_alive);
-        assert!(!Injection::NoKeepAlive.options(&base).keep_alive);
+        assert!(!options(Injection::NoKeepAlive).keep_alive);
         assert!(
-            Injection::StuckRoundRobin
-                .options(&base)
+            options(Injection::StuckRoundRobin)
                 .degradation
                 .stuck_round_robin
         );
         assert!(
-            !Injection::AttemptDelay
-                .options(&base)
+            !options(Injection::AttemptDelay)
                 .degradation
                 .attempt_delay
                 .is_zero()
         );
-        assert!(
-            Injection::SlowPath
-                .options(&base)
-                .degradation
-                .slow_path
-                .is_some()
+        assert!(options(Injection::SlowPath).degradation.slow_path.is_some());
+        assert!(options(Injection::LoadBlind).degradation.load_blind);
+        assert_eq!(
+            options(Injection::AnswerWork).degradation.answer_work,
+            sizes.answer_work
         );
         assert_eq!(Injection::SerialisedLock.candidate(), Variant::MutexRequest);
     }

@@ -12,7 +12,7 @@
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -79,6 +79,15 @@ pub struct Degradation {
     /// The health probe counts any complete answer as healthy, a 500 included (a probe that only
     /// checks that the node answers): the prober's test must catch it.
     pub lenient_probe: bool,
+    /// Selection stops reading the in-flight counts (a load-blind strategy): least-loaded then
+    /// routes as round-robin (every count reads zero, and the ticket breaks ties in turn) and
+    /// weighted as latency-first (its score without the queue term). Other strategies are
+    /// unchanged.
+    pub load_blind: bool,
+    /// Busy CPU work after every answer is decoded (extra work per answer: a second parse, a
+    /// copy, a checksum). Spent on the calling thread, so its CPU time shows where the pool's
+    /// callers are measured.
+    pub answer_work: Duration,
 }
 
 /// A slow path taken by one request in `every`.
@@ -113,23 +122,26 @@ pub fn degraded_pool<U: AsRef<str>>(
     let transport = Degraded {
         inner: Http::new(&config.http)?,
         attempt_delay: degradation.attempt_delay,
+        answer_work: degradation.answer_work,
         lenient_probe: degradation.lenient_probe,
     };
     let wrap = PerRequest {
         slow_path: degradation.slow_path,
         unrecorded_every: degradation.unrecorded_every,
+        load_blind: degradation.load_blind,
         requests: AtomicU64::new(0),
     };
     Pool::with_parts(ledger, config, nodes, transport, wrap)
 }
 
-/// A transport made worse: every attempt blocks first, and the probe may take any complete
-/// answer for health. The block is inside the attempt as the pool times it (so its recorded
-/// latency grows by it too), where it used to come just before.
+/// A transport made worse: every attempt blocks first, every answer costs busy work after it
+/// is decoded, and the probe may take any complete answer for health. Both are inside the
+/// attempt as the pool times it (so its recorded latency grows by them too).
 #[derive(Debug)]
 pub struct Degraded<X = Http> {
     inner: X,
     attempt_delay: Duration,
+    answer_work: Duration,
     lenient_probe: bool,
 }
 
@@ -143,7 +155,9 @@ impl<X: Transport> Transport for Degraded<X> {
         if !self.attempt_delay.is_zero() {
             std::thread::sleep(self.attempt_delay);
         }
-        self.inner.post(node, path, body)
+        let answer = self.inner.post(node, path, body)?;
+        busy_for(self.answer_work);
+        Ok(answer)
     }
 
     fn get(&self, node: &NodeAddr, path: &str, timeout: Duration) -> Option<u16> {
@@ -152,12 +166,26 @@ impl<X: Transport> Transport for Degraded<X> {
     }
 }
 
+/// Spins for `work` of wall time, which is CPU time on the calling thread unless the scheduler
+/// takes the core away meanwhile (then less CPU than asked: the regression is never overstated).
+fn busy_for(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let end = Instant::now() + work;
+    let mut spins = 0u64;
+    while Instant::now() < end {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+}
+
 /// Requests made worse, counted per pool from the first: one in N blocks before its first
-/// attempt, one in N goes unrecorded in the books.
+/// attempt, one in N goes unrecorded in the books, and every one may select load-blind.
 #[derive(Debug)]
 pub struct PerRequest {
     slow_path: Option<SlowPath>,
     unrecorded_every: Option<NonZeroU64>,
+    load_blind: bool,
     requests: AtomicU64,
 }
 
@@ -172,16 +200,15 @@ impl RunRequest for PerRequest {
         {
             std::thread::sleep(slow.delay);
         }
-        if self
+        let unrecorded = self
             .unrecorded_every
-            .is_some_and(|every| n.is_multiple_of(every.get()))
-        {
-            ledger.run(Dropping {
-                body,
-                dropped: Dropped::Record,
-            })
-        } else {
-            ledger.run(body)
+            .is_some_and(|every| n.is_multiple_of(every.get()));
+        let (record, blind) = (Dropped::Record, Dropped::LoadReading);
+        match (unrecorded, self.load_blind) {
+            (false, false) => ledger.run(body),
+            (true, false) => ledger.run(Dropping::of(body, record)),
+            (false, true) => ledger.run(Dropping::of(body, blind)),
+            (true, true) => ledger.run(Dropping::of(Dropping::of(body, blind), record)),
         }
     }
 }
@@ -194,12 +221,20 @@ pub(crate) enum Dropped {
     Record,
     /// The un-mark after an attempt recorded as a node fault (a gauge left marked).
     UnmarkAfterFault,
+    /// Selection's reading of the in-flight counts ([`Degradation::load_blind`]).
+    LoadReading,
 }
 
 /// Runs a request body over steps that drop one kind of step.
 pub(crate) struct Dropping<B> {
     pub(crate) body: B,
     pub(crate) dropped: Dropped,
+}
+
+impl<B> Dropping<B> {
+    fn of(body: B, dropped: Dropped) -> Self {
+        Self { body, dropped }
+    }
 }
 
 impl<B: RequestBody> RequestBody for Dropping<B> {
@@ -228,6 +263,14 @@ impl<S: Steps> Steps for DroppingSteps<'_, S> {
         self.inner.begin()
     }
     fn select(&mut self, strategy: Strategy, tried: &[u64]) -> Option<S::Pick> {
+        let strategy = match (self.dropped, strategy) {
+            // With every in-flight count read as zero, least-loaded's stable minimum is the
+            // first candidate from the ticket, which is round-robin's pick, and weighted's
+            // `(0 + 1) x mean latency` is latency-first's score.
+            (Dropped::LoadReading, Strategy::LeastLoaded) => Strategy::RoundRobin,
+            (Dropped::LoadReading, Strategy::Weighted) => Strategy::LatencyFirst,
+            _ => strategy,
+        };
         self.inner.select(strategy, tried)
     }
     fn mark_active(&mut self, pick: &S::Pick) -> bool {
@@ -246,5 +289,57 @@ impl<S: Steps> Steps for DroppingSteps<'_, S> {
     }
     fn fail(&mut self) {
         self.inner.fail()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{AtomicLedger, LedgerCore, LockScope, MutexLedger, Picked};
+
+    /// Ids `selections` least-loaded picks make while node `a:1` has one request in flight,
+    /// through plain steps or through steps that drop `dropped`.
+    fn picks_beside_a_busy_node(ledger: &Ledger, dropped: Option<Dropped>) -> (u64, Vec<u64>) {
+        for key in ["a:1", "b:1", "c:1"] {
+            ledger.add_node(key, &format!("http://{key}")).unwrap();
+        }
+        with_core!(ledger, core => {
+            let mut steps = LedgerCore::steps(core);
+            steps.begin();
+            let busy = steps.select(Strategy::RoundRobin, &[]).unwrap();
+            assert!(steps.mark_active(&busy));
+            let busy_id = busy.node().id;
+            let picks = (0..6)
+                .map(|_| match dropped {
+                    None => steps.select(Strategy::LeastLoaded, &[]),
+                    Some(dropped) => DroppingSteps { inner: &mut steps, dropped, faulted: false }
+                        .select(Strategy::LeastLoaded, &[]),
+                })
+                .map(|pick| pick.unwrap().node().id)
+                .collect();
+            (busy_id, picks)
+        })
+    }
+
+    #[test]
+    fn a_load_blind_least_loaded_sends_work_to_a_busy_node_and_a_plain_one_does_not() {
+        let ledgers = || -> [Ledger; 2] {
+            [
+                AtomicLedger::new().into(),
+                MutexLedger::new(LockScope::Counters).into(),
+            ]
+        };
+        for ledger in ledgers() {
+            let (busy, picks) = picks_beside_a_busy_node(&ledger, None);
+            assert!(!picks.contains(&busy), "{picks:?} avoid {busy}");
+        }
+        for ledger in ledgers() {
+            let (busy, picks) = picks_beside_a_busy_node(&ledger, Some(Dropped::LoadReading));
+            assert_eq!(
+                picks.iter().filter(|&&id| id == busy).count(),
+                2,
+                "in turn, the busy node included: {picks:?}"
+            );
+        }
     }
 }

@@ -107,4 +107,16 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         worker::closed_on_threads(self, target, run_id, workers, requests)
     }
+
+    /// What [`Engine::run_on_threads`] runs on each of its threads, for a caller's own thread:
+    /// a runtime and a connection of its own, sending request `n` as `run_id-n` and returning
+    /// its status (`None`: no complete answer). The cost figures interleave it with the pool's
+    /// calls on one thread.
+    pub fn thread_sender<'a>(
+        &self,
+        target: &'a Target,
+        run_id: &'a str,
+    ) -> Result<impl FnMut(u64) -> Option<u16> + 'a, EngineError> {
+        worker::thread_sender(self, target, run_id)
+    }
 }

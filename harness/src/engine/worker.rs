@@ -79,20 +79,39 @@ pub(super) fn closed_on_threads(
     };
     let make = |lane: usize| {
         let taken = conns.get(lane).and_then(|c| c.lock().ok()?.take());
-        let mut conn = taken.ok_or_else(|| RunError::Start("no connection".into()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RunError::Start(e.to_string()))?;
-        Ok(move |n: u64| {
-            let id = super::template::request_id(run_id, n);
-            runtime.block_on(send(&mut conn, target, &id))
-        })
+        let conn = taken.ok_or_else(|| RunError::Start("no connection".into()))?;
+        on_thread(conn, target, run_id).map_err(|e| RunError::Start(e.to_string()))
     };
     threads::run(schedule, run_id, make).map_err(|e| match e {
         RunError::Schedule(why) => EngineError::Schedule(why),
         RunError::Start(why) => EngineError::Start(why),
     })
+}
+
+/// A blocking sender over `conn` on a single-threaded runtime of its own: sends request `n` as
+/// `run_id-n` on the calling thread and returns its status.
+fn on_thread<'a>(
+    mut conn: Conn,
+    target: &'a Target,
+    run_id: &'a str,
+) -> Result<impl FnMut(u64) -> Option<u16> + 'a, EngineError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Start(e.to_string()))?;
+    Ok(move |n: u64| {
+        let id = super::template::request_id(run_id, n);
+        runtime.block_on(send(&mut conn, target, &id))
+    })
+}
+
+/// [`on_thread`] with a connection of its own to `target`.
+pub(super) fn thread_sender<'a>(
+    engine: &Engine,
+    target: &'a Target,
+    run_id: &'a str,
+) -> Result<impl FnMut(u64) -> Option<u16> + 'a, EngineError> {
+    on_thread(client(engine, target)?, target, run_id)
 }
 
 async fn closed(

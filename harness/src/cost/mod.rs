@@ -14,6 +14,14 @@
 //! - **latency added** (p50, p99): at moderate load with a real service time, each side's latency
 //!   percentile minus the node's median served time (from the node's own record of how long items
 //!   held their slot), the pool's over the engine's.
+//! - **CPU per request**: the CPU time the pool's calling threads spend per request over what the
+//!   engine spends on the same exchange from the same threads, interleaved call by call
+//!   ([`cpu`]). Throughput hides a CPU regression while the client has a core to spare; this
+//!   figure does not.
+
+mod cpu;
+
+pub use cpu::{CpuFigures, figures as cpu_figures};
 
 use std::time::Duration;
 
@@ -26,8 +34,10 @@ use crate::load::{Workload, closed_loop};
 use crate::nodes::{ClusterSpec, Nodes};
 use crate::variant::{PoolOptions, Variant};
 
-/// How big each part of one cost sample is.
+/// How big each part of one cost sample is. Reports written before a part existed read its
+/// sizes as the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CostSettings {
     /// Requests per side in the zero-service throughput part.
     pub throughput_requests: usize,
@@ -39,6 +49,10 @@ pub struct CostSettings {
     pub latency_workers: usize,
     /// Service time in the latency part, microseconds.
     pub latency_service_us: u64,
+    /// Requests per side in the CPU part.
+    pub cpu_requests: usize,
+    /// Workers (threads) in the CPU part.
+    pub cpu_workers: usize,
 }
 
 impl Default for CostSettings {
@@ -49,6 +63,8 @@ impl Default for CostSettings {
             latency_requests: 1_000,
             latency_workers: 2,
             latency_service_us: 1_000,
+            cpu_requests: 3_000,
+            cpu_workers: 1,
         }
     }
 }
@@ -64,6 +80,8 @@ pub struct CostSample {
     pub latency_added_p50: f64,
     /// The pool's added p99 latency over the engine's.
     pub latency_added_p99: f64,
+    /// The pool's callers' CPU time per request over the engine's threads'.
+    pub cpu_per_request: f64,
 }
 
 /// Measures one [`CostSample`] of `variant` built with `options`; `repeat` picks which side runs
@@ -89,11 +107,13 @@ pub fn sample(
     let (pool_lat, engine_lat, served) = latency.run(variant, options, pool_first)?;
     let added =
         |q: f64| added_us(&pool_lat.latency, q, served) / added_us(&engine_lat.latency, q, served);
+    let cpu_per_request = cpu::figures(variant, options, settings, pool_first)?.ratio();
     Ok(CostSample {
         overhead: pool.throughput / engine.throughput.max(1e-9),
         connections_per_request: pool.connections as f64 / pool.requests.max(1) as f64,
         latency_added_p50: added(0.5),
         latency_added_p99: added(0.99),
+        cpu_per_request,
     })
 }
 

@@ -1,0 +1,299 @@
+//! The spread of clean gate runs, and the statistical limits and detection limits drawn from it.
+//!
+//! `harness gate --record-spread N` runs the gate N times on a clean tree and writes each
+//! metric's N values with the machine to `results/gate-spread.json`. For a metric whose bound
+//! says `"baseline": true`, the gate then also holds the value to a **statistical limit**: the
+//! clean mean moved against the bound's direction by a one-sided prediction interval,
+//! `t(0.999, N-1) * s * sqrt(1 + 1/N)` (the range a new clean value falls in 999 times in 1,000
+//! under a normal spread; Bencher's t-test threshold is the same form). The stricter of that
+//! and the fixed bound applies. `s` is floored at [`SD_FLOOR`] of the mean: figures the mock
+//! makes nearly deterministic (routing) would otherwise get a limit that a 0.1% wobble crosses.
+//!
+//! The **detection limit** is the smallest relative shift, against the bound's direction, that
+//! fails the gate at least 95 times in 100: a timing metric fails only when its measure and its
+//! one re-measure both cross the limit, so each must cross it with probability
+//! `sqrt(0.95) = 0.975`, which puts the shifted mean 1.96 `s` beyond the limit. Counts bounded
+//! `== 0` catch any one.
+//!
+//! Limits apply only on the machine that recorded the spread (same CPU model and core count);
+//! elsewhere the fixed bounds stand alone and the gate says so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::bounds::{Bound, Op};
+use crate::machine::Machine;
+
+pub mod record;
+
+/// The least standard deviation assumed, as a fraction of the mean.
+pub const SD_FLOOR: f64 = 0.01;
+
+/// Clean gate runs: each metric's value in every run, and where they ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpreadFile {
+    /// What it was recorded on.
+    pub machine: Machine,
+    /// Gate runs recorded.
+    pub runs: usize,
+    /// Each metric's value (the median of the gate's repeats) in each run.
+    pub metrics: BTreeMap<String, Vec<f64>>,
+}
+
+impl SpreadFile {
+    /// Reads a spread file; `None` when there is none.
+    pub fn read(path: &Path) -> anyhow::Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Some(file))
+    }
+
+    /// Whether its limits hold on `machine`: the same CPU model and core count.
+    pub fn applies_to(&self, machine: &Machine) -> bool {
+        self.machine.cpu == machine.cpu && self.machine.cores == machine.cores
+    }
+
+    /// The statistics of metric `name`, when it has at least two values.
+    pub fn stats(&self, name: &str) -> Option<Stats> {
+        self.metrics.get(name).and_then(|v| Stats::of(v))
+    }
+}
+
+/// Summary statistics of one metric's clean values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Values.
+    pub n: usize,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1).
+    pub sd: f64,
+    /// Median.
+    pub median: f64,
+    /// Least value.
+    pub min: f64,
+    /// Greatest value.
+    pub max: f64,
+}
+
+impl Stats {
+    /// The statistics of `values`; `None` with fewer than two or any that is not finite.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let n = values.len();
+        if n < 2 || values.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Self {
+            n,
+            mean,
+            sd: var.sqrt(),
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+
+    /// The standard deviation used for limits: at least [`SD_FLOOR`] of the mean.
+    pub fn sd_used(&self) -> f64 {
+        self.sd.max(SD_FLOOR * self.mean.abs())
+    }
+}
+
+/// One-sided 99.9% quantiles of Student's t for 1 to 30 degrees of freedom (standard tables).
+const T_999: [f64; 30] = [
+    318.309, 22.327, 10.215, 7.173, 5.893, 5.208, 4.785, 4.501, 4.297, 4.144, 4.025, 3.930, 3.852,
+    3.787, 3.733, 3.686, 3.646, 3.610, 3.579, 3.552, 3.527, 3.505, 3.485, 3.467, 3.450, 3.435,
+    3.421, 3.408, 3.396, 3.385,
+];
+
+/// The one-sided 99.9% quantile of t with `df` degrees of freedom (the normal's 3.090 past 30,
+/// rounded up to 30's so that it stays on the strict side).
+pub fn t_999(df: usize) -> f64 {
+    T_999[df.clamp(1, 30) - 1]
+}
+
+/// What a bound becomes with a spread behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    /// The clean mean moved by the prediction interval, against the bound's direction.
+    pub statistical: f64,
+    /// What the gate holds the value to: the stricter of the statistical limit and the fixed
+    /// bound, or the fixed bound alone for a bound not held to the spread.
+    pub effective: f64,
+    /// The smallest relative shift caught 95 times in 100 (0.06: a 6% regression).
+    pub detects: f64,
+}
+
+/// The limit `stats` puts on `bound`: for bounds held to the spread (`"baseline": true`), the
+/// stricter of the statistical limit and the fixed bound; for the others the fixed bound, with
+/// the spread giving only the detection limit. `None` for bounds with no direction (`==`,
+/// `report`).
+pub fn limit(bound: &Bound, stats: &Stats) -> Option<Limit> {
+    let sd = stats.sd_used();
+    let margin = t_999(stats.n - 1) * sd * (1.0 + 1.0 / stats.n as f64).sqrt();
+    let held = bound.baseline;
+    let (statistical, effective) = match bound.op {
+        Op::AtLeast => {
+            let s = stats.mean - margin;
+            (
+                s,
+                if held {
+                    s.max(bound.value)
+                } else {
+                    bound.value
+                },
+            )
+        }
+        Op::AtMost => {
+            let s = stats.mean + margin;
+            (
+                s,
+                if held {
+                    s.min(bound.value)
+                } else {
+                    bound.value
+                },
+            )
+        }
+        Op::Equals | Op::Report => return None,
+    };
+    let detects = ((stats.mean - effective).abs() + 1.96 * sd) / stats.mean.abs().max(1e-12);
+    Some(Limit {
+        statistical,
+        effective,
+        detects,
+    })
+}
+
+/// The detection limit in words: `catches -6.1%`, `catches +8.0%`, `catches any one` (counts),
+/// or `reported`.
+pub fn describe_detection(bound: &Bound, limit: Option<&Limit>) -> String {
+    match (bound.op, limit) {
+        (Op::Equals, _) => "catches any one".into(),
+        (Op::Report, _) => "never fails".into(),
+        (Op::AtLeast, Some(l)) => format!("catches -{:.1}%", 100.0 * l.detects),
+        (Op::AtMost, Some(l)) => format!("catches +{:.1}%", 100.0 * l.detects),
+        (_, None) => "detection limit unknown (no spread)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(op: Op, value: f64) -> Bound {
+        Bound {
+            op,
+            value,
+            timing: true,
+            baseline: true,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn stats_of_a_known_sample() {
+        let s = Stats::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(
+            (s.n, s.mean, s.median, s.min, s.max),
+            (4, 2.5, 2.5, 1.0, 4.0)
+        );
+        assert!((s.sd - 1.290_994).abs() < 1e-6, "{}", s.sd);
+        assert!(Stats::of(&[1.0]).is_none(), "one value has no spread");
+        assert!(Stats::of(&[1.0, f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn the_limit_moves_against_the_bound_and_the_stricter_one_applies() {
+        // Ten values, mean 2.0, sd 0.1 -> margin 4.297 * 0.1 * sqrt(1.1) = 0.4507.
+        let values: Vec<f64> = [1.85, 1.9, 1.95, 2.0, 2.0, 2.0, 2.0, 2.05, 2.1, 2.15].to_vec();
+        let s = Stats::of(&values).unwrap();
+        let at_least = limit(&bound(Op::AtLeast, 1.0), &s).unwrap();
+        let margin = 4.297 * s.sd * 1.1f64.sqrt();
+        assert!((at_least.statistical - (2.0 - margin)).abs() < 1e-9);
+        assert_eq!(
+            at_least.effective, at_least.statistical,
+            "stricter than 1.0"
+        );
+        let fixed_wins = limit(&bound(Op::AtLeast, 1.9), &s).unwrap();
+        assert_eq!(fixed_wins.effective, 1.9);
+        let at_most = limit(&bound(Op::AtMost, 9.0), &s).unwrap();
+        assert!((at_most.statistical - (2.0 + margin)).abs() < 1e-9);
+        assert!(limit(&bound(Op::Equals, 0.0), &s).is_none());
+        let fixed_only = Bound {
+            baseline: false,
+            ..bound(Op::AtLeast, 1.0)
+        };
+        let l = limit(&fixed_only, &s).unwrap();
+        assert_eq!(l.effective, 1.0, "not held to the spread");
+        assert!((l.detects - (1.0 + 1.96 * s.sd) / 2.0).abs() < 1e-9);
+        // Detection: (mean - limit + 1.96 sd) / mean.
+        let expected = (margin + 1.96 * s.sd) / 2.0;
+        assert!((at_least.detects - expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_spread_with_no_variation_is_floored() {
+        let s = Stats::of(&[0.996; 10]).unwrap();
+        assert!(s.sd < 1e-12, "{}", s.sd);
+        let l = limit(&bound(Op::AtLeast, 0.5), &s).unwrap();
+        assert!(
+            l.effective < 0.996 - 0.04,
+            "a 1% floor leaves room for wobble: {l:?}"
+        );
+    }
+
+    /// The limits do what they claim on simulated clean and regressed runs: a normal spread
+    /// (Box-Muller over a fixed LCG, so it is repeatable) with the recorded mean and sd.
+    #[test]
+    fn clean_runs_pass_and_a_shift_at_the_detection_limit_fails() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut normal = move || {
+            let mut uniform = || {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let (mean, sd) = (1.65, 0.03);
+        let recorded: Vec<f64> = (0..10).map(|_| mean + sd * normal()).collect();
+        let stats = Stats::of(&recorded).unwrap();
+        let b = bound(Op::AtMost, 10.0);
+        let l = limit(&b, &stats).unwrap();
+        let trials = 4_000;
+        let fails = |shift: f64, normal: &mut dyn FnMut() -> f64| {
+            (0..trials)
+                .filter(|_| {
+                    let first = mean * (1.0 + shift) + sd * normal();
+                    let again = mean * (1.0 + shift) + sd * normal();
+                    first > l.effective && again > l.effective
+                })
+                .count()
+        };
+        let clean = fails(0.0, &mut normal);
+        assert!(clean < trials / 200, "{clean} false alarms in {trials}");
+        let caught = fails(l.detects, &mut normal);
+        assert!(
+            caught >= trials * 9 / 10,
+            "only {caught} of {trials} caught at the stated limit {l:?}"
+        );
+    }
+}
