@@ -768,6 +768,7 @@ fn gate_self_test(options: Options, spread: Option<&SpreadFile>) -> anyhow::Resu
     let sizes = Sizes::measure(&base, spread)?;
     println!("self-test sizes: {sizes}");
     let mut problems = Vec::new();
+    let mut clean = None;
     for injection in Injection::ALL {
         println!("== self-test: {injection}");
         let case = run_case(&base, injection, &sizes, spread)?;
@@ -781,6 +782,7 @@ fn gate_self_test(options: Options, spread: Option<&SpreadFile>) -> anyhow::Resu
             }
         );
         problems.extend(case.problems.iter().map(|p| format!("{injection}: {p}")));
+        print_realized(&case, &mut clean);
     }
     if problems.is_empty() {
         println!("gate self-test: PASS (every injected regression caught, the clean pool passed)");
@@ -788,6 +790,26 @@ fn gate_self_test(options: Options, spread: Option<&SpreadFile>) -> anyhow::Resu
     } else {
         eprintln!("gate self-test: FAIL: {}", problems.join("; "));
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// After the extra-work case, how far it moved the CPU figure from the clean case of the same
+/// self-test (the injection is sized in absolute time, which the figure's ratio does not cancel).
+fn print_realized(case: &crate::self_test::CaseOutcome, clean: &mut Option<f64>) {
+    use crate::self_test::Injection;
+    let name = gate::Metric::CpuPerRequest(Variant::Atomic).to_string();
+    let value = case.report.metrics.get(&name).map(|m| m.value);
+    match case.injection {
+        Injection::Clean => *clean = value,
+        Injection::AnswerWork => {
+            if let (Some(clean), Some(value)) = (*clean, value) {
+                println!(
+                    "   {name}: {value:.3} against the clean pool's {clean:.3} in this self-test ({:+.1}%)",
+                    100.0 * (value / clean - 1.0)
+                );
+            }
+        }
+        _ => {}
     }
 }
 

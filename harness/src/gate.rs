@@ -589,9 +589,8 @@ pub fn run_selected(
     let mut cached: BTreeMap<Metric, (Vec<f64>, f64)> = BTreeMap::new();
     for (&metric, bound) in bounds.iter().filter(|(m, _)| keep(**m)) {
         let name = metric.to_string();
-        let limit = spread
-            .and_then(|s| s.stats(&name))
-            .and_then(|stats| spread::limit(bound, &stats));
+        let stats = spread.and_then(|s| s.stats(&name));
+        let limit = stats.and_then(|stats| spread::limit(bound, &stats));
         // This metric's samples, and those of the others measured by the same run.
         let once = || -> anyhow::Result<(Vec<f64>, Samples, f64)> {
             let started = std::time::Instant::now();
@@ -610,7 +609,7 @@ pub fn run_selected(
         // `judge` ignores it for bounds not held to the spread.
         let statistical = limit.map(|l| l.statistical);
         let mut judged = judge_with_remeasure(bound, samples, statistical, || Ok(once()?.0))?;
-        judged.detects = spread::describe_detection(bound, limit.as_ref());
+        judged.detects = spread::describe_detection(bound, stats.as_ref(), limit.as_ref());
         judged.seconds = seconds;
         print_judged(&name, &judged);
         metrics.insert(name, judged);

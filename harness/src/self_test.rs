@@ -212,8 +212,16 @@ impl Sizes {
             .and_then(|(stats, bound)| spread::limit(bound, &stats))
             .map_or(CPU_RISE_WITHOUT_SPREAD, |l| l.detects);
         let cost = settings().cost;
-        let clean_cpu =
-            crate::cost::cpu_figures(Variant::Atomic, ctx.pool_options(), &cost, true)?.pool;
+        // A thread's CPU per call drifts with what the shared cores give it (the ratio the gate
+        // judges cancels that; an absolute size cannot), so the median of three samples.
+        let mut samples = (0..3)
+            .map(|i| {
+                crate::cost::cpu_figures(Variant::Atomic, ctx.pool_options(), &cost, i % 2 == 0)
+                    .map(|f| f.pool)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        samples.sort();
+        let clean_cpu = samples[1];
         Ok(Self {
             answer_work: clean_cpu.mul_f64(detects),
             detects,

@@ -182,16 +182,28 @@ pub fn limit(bound: &Bound, stats: &Stats) -> Option<Limit> {
     })
 }
 
-/// The detection limit in words: `catches -6.1%`, `catches +8.0%`, `catches any one` (counts),
-/// or `reported`.
-pub fn describe_detection(bound: &Bound, limit: Option<&Limit>) -> String {
-    match (bound.op, limit) {
-        (Op::Equals, _) => "catches any one".into(),
-        (Op::Report, _) => "never fails".into(),
-        (Op::AtLeast, Some(l)) => format!("catches -{:.1}%", 100.0 * l.detects),
-        (Op::AtMost, Some(l)) => format!("catches +{:.1}%", 100.0 * l.detects),
-        (_, None) => "detection limit unknown (no spread)".into(),
+/// The detection limit in words: `catches -6.5% (a mean of 1.866)`, `catches a mean of 0.102`
+/// (a figure whose clean mean is near zero, where a relative shift says nothing), `catches any
+/// one` (counts), or `never fails` (reported).
+pub fn describe_detection(bound: &Bound, stats: Option<&Stats>, limit: Option<&Limit>) -> String {
+    let sign = match bound.op {
+        Op::Equals => return "catches any one".into(),
+        Op::Report => return "never fails".into(),
+        Op::AtLeast => -1.0,
+        Op::AtMost => 1.0,
+    };
+    let (Some(stats), Some(limit)) = (stats, limit) else {
+        return "detection limit unknown (no spread)".into();
+    };
+    let caught_at = stats.mean * (1.0 + sign * limit.detects);
+    if stats.mean.abs() < 0.01 * bound.value.abs() {
+        return format!("catches a mean of {caught_at:.3}");
     }
+    format!(
+        "catches {}{:.1}% (a mean of {caught_at:.3})",
+        if sign < 0.0 { "-" } else { "+" },
+        100.0 * limit.detects
+    )
 }
 
 #[cfg(test)]

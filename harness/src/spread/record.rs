@@ -162,7 +162,7 @@ fn markdown(
             stats.median,
             stats.min,
             stats.max,
-            describe_detection(bound, lim.as_ref()).trim_start_matches("catches "),
+            describe_detection(bound, Some(&stats), lim.as_ref()).trim_start_matches("catches "),
             seconds.get(name).copied().unwrap_or(0.0),
         )?;
     }
