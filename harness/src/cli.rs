@@ -79,7 +79,7 @@ enum Command {
         /// The gateway bounds file (see examples/gateways/bounds.json).
         #[arg(long, requires = "gateway")]
         bounds: Option<PathBuf>,
-        /// Measurements per figure [default: 3; 1 with --self-test].
+        /// Measurements per figure [default: 3]; the self-test always takes 3, as its limits do.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         repeats: Option<u16>,
         /// Which HTTP client carries the pools' requests [default: per-caller].
@@ -491,8 +491,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             ..
         }) => {
+            // A path given on the command line must exist; the default may not yet.
+            let required = spread.is_some();
             let spread_path = spread.unwrap_or_else(|| output.out.join("gate-spread.json"));
-            let spread = crate::spread::SpreadFile::read(&spread_path)?;
+            let spread = crate::spread::SpreadFile::read(&spread_path, required)?;
             if self_test {
                 let options = gate_options(repeats.map_or(1, usize::from), http_client, &output);
                 return gate_self_test(options, spread.as_ref());

@@ -170,6 +170,33 @@ impl Metric {
             .chain(routing)
     }
 
+    /// Whether `a` and `b` measure this metric at the same sizes, so that a spread recorded at
+    /// one may judge a run at the other.
+    fn same_sizes(self, a: &GateSettings, b: &GateSettings) -> bool {
+        let repeats = a.repeats == b.repeats;
+        match self {
+            Metric::TwoNodeSpeedup(_) => {
+                repeats
+                    && a.two_node_requests == b.two_node_requests
+                    && a.service_ms == b.service_ms
+            }
+            Metric::Scaling12(_) => repeats && a.service_ms == b.service_ms,
+            Metric::StressLost | Metric::StressActiveAfter => {
+                a.stress_requests == b.stress_requests
+            }
+            Metric::CountersLost => true,
+            Metric::BookkeepingRatio100t => repeats && a.contention_ops == b.contention_ops,
+            Metric::RoutingEfficiency(_) | Metric::RoutingSlowShare(_) => {
+                repeats && a.routing == b.routing
+            }
+            Metric::Overhead(_)
+            | Metric::ConnectionsPerRequest(_)
+            | Metric::LatencyAddedP50(_)
+            | Metric::LatencyAddedP99(_)
+            | Metric::CpuPerRequest(_) => repeats && a.cost == b.cost,
+        }
+    }
+
     /// Whether [`crate::cost`] measures it.
     fn is_cost(self) -> bool {
         matches!(
@@ -378,19 +405,18 @@ fn measure_cost(
     settings: &GateSettings,
     ctx: &Ctx,
 ) -> anyhow::Result<Samples> {
-    let variant = named;
     let mut all = Samples::new();
     for repeat in 0..settings.repeats {
         let sample = crate::cost::sample(measured, ctx.pool_options(), &settings.cost, repeat)?;
         for (metric, value) in [
-            (Metric::Overhead(variant), sample.overhead),
+            (Metric::Overhead(named), sample.overhead),
             (
-                Metric::ConnectionsPerRequest(variant),
+                Metric::ConnectionsPerRequest(named),
                 sample.connections_per_request,
             ),
-            (Metric::LatencyAddedP50(variant), sample.latency_added_p50),
-            (Metric::LatencyAddedP99(variant), sample.latency_added_p99),
-            (Metric::CpuPerRequest(variant), sample.cpu_per_request),
+            (Metric::LatencyAddedP50(named), sample.latency_added_p50),
+            (Metric::LatencyAddedP99(named), sample.latency_added_p99),
+            (Metric::CpuPerRequest(named), sample.cpu_per_request),
         ] {
             all.entry(metric).or_default().push(value);
         }
@@ -538,28 +564,60 @@ fn judge_with_remeasure(
     })
 }
 
-/// The clean spread's limits, when `spread` was recorded on this machine; says which.
+/// The clean spread's limits, when `spread` was recorded on this machine, build and HTTP
+/// client; says which.
 fn usable_spread<'a>(spread: Option<&'a SpreadFile>, ctx: &Ctx) -> Option<&'a SpreadFile> {
-    match spread {
-        Some(s) if s.applies_to(&ctx.machine) => {
-            println!(
-                "statistical limits from {} clean runs on this machine ({}, {})",
-                s.runs, s.machine.git_commit, s.machine.date
-            );
-            Some(s)
-        }
-        Some(s) => {
-            println!(
-                "statistical limits not applied: the spread was recorded on {} ({} cores); fixed bounds only",
-                s.machine.cpu, s.machine.cores
-            );
-            None
-        }
-        None => {
-            println!("statistical limits not applied: no recorded spread; fixed bounds only");
-            None
-        }
+    let Some(s) = spread else {
+        println!("statistical limits not applied: no recorded spread; fixed bounds only");
+        return None;
+    };
+    let client = http_client_name(ctx);
+    if let Some(why) = s.mismatch(&ctx.machine, client.as_deref()) {
+        println!("statistical limits not applied: the spread was {why}; fixed bounds only");
+        return None;
     }
+    println!(
+        "statistical limits from {} clean runs on this machine ({}, {}), for metrics measured at the recorded sizes",
+        s.runs, s.machine.git_commit, s.machine.date
+    );
+    Some(s)
+}
+
+/// The HTTP client a gate run's pools use, as a spread file records it (`None`: the default).
+pub fn http_client_name(ctx: &Ctx) -> Option<String> {
+    ctx.opts.http_client.map(|c| format!("{c:?}"))
+}
+
+/// The limit `spread` puts on `metric`'s bound for a run of `ctx` at `settings`, when it applies
+/// (same machine, build, client and sizes); quiet, for callers that size things by it.
+pub fn recorded_limit(
+    spread: Option<&SpreadFile>,
+    metric: Metric,
+    settings: &GateSettings,
+    ctx: &Ctx,
+) -> anyhow::Result<Option<spread::Limit>> {
+    let bounds = bounds()?;
+    let spread = spread.filter(|s| {
+        s.mismatch(&ctx.machine, http_client_name(ctx).as_deref())
+            .is_none()
+    });
+    Ok(bounds.get(&metric).and_then(|bound| {
+        recorded_stats(spread, metric, settings).and_then(|stats| spread::limit(bound, &stats))
+    }))
+}
+
+/// The statistics `spread` holds for `metric`, when recorded at the sizes `settings` measure it.
+fn recorded_stats(
+    spread: Option<&SpreadFile>,
+    metric: Metric,
+    settings: &GateSettings,
+) -> Option<spread::Stats> {
+    let spread = spread?;
+    let recorded = spread.settings.as_ref()?;
+    if !metric.same_sizes(recorded, settings) {
+        return None;
+    }
+    spread.stats(&metric.to_string())
 }
 
 /// Runs every metric of the bounds file and judges it. Prints one line per metric as it goes.
@@ -589,8 +647,8 @@ pub fn run_selected(
     let mut cached: BTreeMap<Metric, (Vec<f64>, f64)> = BTreeMap::new();
     for (&metric, bound) in bounds.iter().filter(|(m, _)| keep(**m)) {
         let name = metric.to_string();
-        let stats = spread.and_then(|s| s.stats(&name));
-        let limit = stats.and_then(|stats| spread::limit(bound, &stats));
+        let limit = recorded_stats(spread, metric, &settings)
+            .and_then(|stats| spread::limit(bound, &stats));
         // This metric's samples, and those of the others measured by the same run.
         let once = || -> anyhow::Result<(Vec<f64>, Samples, f64)> {
             let started = std::time::Instant::now();
@@ -609,7 +667,7 @@ pub fn run_selected(
         // `judge` ignores it for bounds not held to the spread.
         let statistical = limit.map(|l| l.statistical);
         let mut judged = judge_with_remeasure(bound, samples, statistical, || Ok(once()?.0))?;
-        judged.detects = spread::describe_detection(bound, stats.as_ref(), limit.as_ref());
+        judged.detects = spread::describe_detection(bound, limit.as_ref());
         judged.seconds = seconds;
         print_judged(&name, &judged);
         metrics.insert(name, judged);
@@ -774,5 +832,52 @@ mod tests {
             !judge(&b["two-node.mutex-request.speedup"], f64::NAN, None).0,
             "NaN never passes"
         );
+    }
+
+    /// A spread judges only runs that measure a metric as it was recorded: same machine, build,
+    /// client, and the sizes of that metric's own run.
+    #[test]
+    fn a_spread_applies_only_at_the_recorded_machine_client_and_sizes() {
+        let settings = GateSettings::default();
+        let machine = Machine::detect();
+        let cpu = Metric::CpuPerRequest(Variant::Atomic);
+        let two_node = Metric::TwoNodeSpeedup(Variant::Atomic);
+        let file = SpreadFile {
+            machine: machine.clone(),
+            settings: Some(settings),
+            http_client: None,
+            runs: 3,
+            metrics: BTreeMap::from([
+                (cpu.to_string(), vec![1.5, 1.52, 1.54]),
+                (two_node.to_string(), vec![1.99, 2.0, 1.98]),
+            ]),
+        };
+        assert!(file.mismatch(&machine, None).is_none());
+        assert!(file.mismatch(&machine, Some("Blocking")).is_some());
+        let other_cpu = Machine {
+            cpu: "another CPU".into(),
+            ..machine.clone()
+        };
+        assert!(file.mismatch(&other_cpu, None).is_some());
+        let debug = Machine {
+            release_build: !machine.release_build,
+            ..machine
+        };
+        assert!(file.mismatch(&debug, None).is_some());
+        assert!(recorded_stats(Some(&file), cpu, &settings).is_some());
+        let smaller_two_node = GateSettings {
+            two_node_requests: 48,
+            ..settings
+        };
+        assert!(recorded_stats(Some(&file), two_node, &smaller_two_node).is_none());
+        assert!(
+            recorded_stats(Some(&file), cpu, &smaller_two_node).is_some(),
+            "the cost run's sizes did not change"
+        );
+        let unsized_file = SpreadFile {
+            settings: None,
+            ..file
+        };
+        assert!(recorded_stats(Some(&unsized_file), cpu, &settings).is_none());
     }
 }

@@ -8,7 +8,9 @@
 //!   (near 1.0), round-robin is held to twice the slow node's rate (0.5 at 3x, 0.25 at 7x).
 //! - **slow share**: the slow node's share of the answers over its share of the capacity,
 //!   `1/(k+1)`: near 1.0 when work follows capacity, 2.0 or 4.0 under round-robin, near 0 when
-//!   everything goes to the node with the best latency.
+//!   everything goes to the node with the best latency. It counts every answer, the few that
+//!   finish after the window included (at most one per worker), where efficiency counts those
+//!   within it.
 //!
 //! The nodes' own counters give the shares, so a pool that misreports cannot hide its routing.
 
@@ -42,41 +44,59 @@ impl Router {
     }
 }
 
+/// How much slower the second node is: the two the gateway audit also runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slower {
+    /// Three times the fast node's service time.
+    X3,
+    /// Seven times.
+    X7,
+}
+
+impl Slower {
+    fn factor(self) -> f64 {
+        match self {
+            Slower::X3 => 3.0,
+            Slower::X7 => 7.0,
+        }
+    }
+}
+
 /// One routing cell: a strategy and how much slower the second node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cell {
     /// The strategy under test.
     pub router: Router,
-    /// The slow node takes this many times the fast node's service time.
-    pub slower: u32,
+    /// How much slower the second node is.
+    pub slower: Slower,
 }
 
 impl Cell {
     /// Every cell the gate measures.
     pub const ALL: [Cell; 4] = [
-        Cell::new(Router::LeastLoaded, 3),
-        Cell::new(Router::LeastLoaded, 7),
-        Cell::new(Router::Weighted, 3),
-        Cell::new(Router::Weighted, 7),
+        Cell::new(Router::LeastLoaded, Slower::X3),
+        Cell::new(Router::LeastLoaded, Slower::X7),
+        Cell::new(Router::Weighted, Slower::X3),
+        Cell::new(Router::Weighted, Slower::X7),
     ];
 
-    const fn new(router: Router, slower: u32) -> Self {
+    const fn new(router: Router, slower: Slower) -> Self {
         Self { router, slower }
     }
 
     /// `least-loaded-3x`: the cell part of a gate metric's name.
     pub fn name(self) -> &'static str {
         match (self.router, self.slower) {
-            (Router::LeastLoaded, 3) => "least-loaded-3x",
-            (Router::LeastLoaded, _) => "least-loaded-7x",
-            (Router::Weighted, 3) => "weighted-3x",
-            (Router::Weighted, _) => "weighted-7x",
+            (Router::LeastLoaded, Slower::X3) => "least-loaded-3x",
+            (Router::LeastLoaded, Slower::X7) => "least-loaded-7x",
+            (Router::Weighted, Slower::X3) => "weighted-3x",
+            (Router::Weighted, Slower::X7) => "weighted-7x",
         }
     }
 
     /// The slow node's share of the cluster's capacity.
     fn slow_capacity_share(self) -> f64 {
-        1.0 / (f64::from(self.slower) + 1.0)
+        1.0 / (self.slower.factor() + 1.0)
     }
 }
 
@@ -120,7 +140,7 @@ pub fn sample(
     settings: &RoutingSettings,
 ) -> anyhow::Result<RoutingSample> {
     let spec = ClusterSpec {
-        speeds: vec![1.0, 1.0 / f64::from(cell.slower)],
+        speeds: vec![1.0, 1.0 / cell.slower.factor()],
         ..ClusterSpec::uniform(2, 1, Duration::from_millis(settings.service_ms))
     };
     let nodes = Nodes::start(&spec, &[])?;

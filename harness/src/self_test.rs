@@ -15,7 +15,7 @@ use pool::testing::SlowPath;
 use crate::gate::{self, GateReport, GateSettings, Metric};
 use crate::routing::{Cell, Router};
 use crate::scenarios::{Ctx, Options};
-use crate::spread::{self, SpreadFile};
+use crate::spread::SpreadFile;
 use crate::variant::Variant;
 
 /// A regression the gate must catch.
@@ -36,7 +36,7 @@ pub enum Injection {
     /// Load-aware strategies stop reading the in-flight counts: least-loaded acts as
     /// round-robin, weighted as latency-first.
     LoadBlind,
-    /// Extra CPU work on every answer, sized at the CPU metric's stated detection limit
+    /// Extra CPU work on every answer, sized just past the CPU metric's stated detection limit
     /// ([`Sizes`]).
     AnswerWork,
 }
@@ -152,7 +152,7 @@ impl std::fmt::Display for Injection {
             Injection::SlowPath => "1 request in 50 waits 20 ms",
             Injection::StuckRoundRobin => "stuck round-robin",
             Injection::LoadBlind => "load-blind routing",
-            Injection::AnswerWork => "extra CPU work per answer, at the detection limit",
+            Injection::AnswerWork => "extra CPU work per answer, past the detection limit",
         })
     }
 }
@@ -183,49 +183,68 @@ pub fn settings() -> GateSettings {
 }
 
 /// Injection sizes measured at the start of a self-test.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sizes {
-    /// Extra work per answer: the CPU metric's detection limit times a clean pool's CPU time
-    /// per request, measured now.
+    /// Extra work per answer: `rise` times a clean pool's CPU time per request, measured now.
     pub answer_work: Duration,
-    /// The detection limit it was sized at (a fraction).
-    pub detects: f64,
+    /// The CPU rise it is sized for (a fraction).
+    pub rise: f64,
     /// A clean pool's CPU time per request.
     pub clean_cpu: Duration,
+    /// Where `rise` comes from, in words.
+    pub basis: String,
 }
 
-/// The CPU rise sized when no spread applies: issue 26's target.
-const CPU_RISE_WITHOUT_SPREAD: f64 = 0.15;
+/// How far past the smallest catchable rise the extra work is sized: at exactly the detection
+/// limit the gate catches it 95 times in 100 by definition, so a self-test sized there would
+/// itself fail one CI run in 20; 1.25 times it is caught all but about 1 in 1,000.
+const PAST_THE_LIMIT: f64 = 1.25;
 
 impl Sizes {
-    /// Measures a clean pool's CPU per request and sizes the extra work at the detection limit
-    /// the spread gives `cost.atomic.cpu_per_request` (15% without a spread of this machine).
+    /// Measures a clean pool's CPU per request and sizes the extra work at [`PAST_THE_LIMIT`]
+    /// times the rise the gate catches: the detection limit of `cost.atomic.cpu_per_request`
+    /// where the spread applies, else the rise that crosses its fixed ceiling.
     pub fn measure(base: &Options, spread: Option<&SpreadFile>) -> anyhow::Result<Self> {
         let ctx = Ctx::new(base.clone());
         let metric = Metric::CpuPerRequest(Variant::Atomic);
-        let bounds = gate::bounds()?;
-        let bound = bounds.get(&metric);
-        let detects = spread
-            .filter(|s| s.applies_to(&ctx.machine))
-            .and_then(|s| s.stats(&metric.to_string()))
-            .zip(bound)
-            .and_then(|(stats, bound)| spread::limit(bound, &stats))
-            .map_or(CPU_RISE_WITHOUT_SPREAD, |l| l.detects);
         let cost = settings().cost;
         // A thread's CPU per call drifts with what the shared cores give it (the ratio the gate
         // judges cancels that; an absolute size cannot), so the median of three samples.
         let mut samples = (0..3)
             .map(|i| {
                 crate::cost::cpu_figures(Variant::Atomic, ctx.pool_options(), &cost, i % 2 == 0)
-                    .map(|f| f.pool)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        samples.sort();
-        let clean_cpu = samples[1];
+        samples.sort_by_key(|f| f.pool);
+        let clean = samples[1];
+        let limit = gate::recorded_limit(spread, metric, &settings(), &ctx)?;
+        let (caught, basis) = match limit {
+            Some(l) => (
+                l.detects,
+                format!("the detection limit {:.1}%", 100.0 * l.detects),
+            ),
+            None => {
+                let bound = gate::bounds()?.get(&metric).map_or(f64::NAN, |b| b.value);
+                let rise = bound / clean.ratio() - 1.0;
+                (
+                    rise,
+                    format!(
+                        "the rise to the fixed ceiling {bound} from a clean ratio of {:.3} (no spread applies)",
+                        clean.ratio()
+                    ),
+                )
+            }
+        };
+        anyhow::ensure!(
+            caught.is_finite() && caught > 0.0,
+            "cannot size the extra work from {basis}"
+        );
+        let rise = PAST_THE_LIMIT * caught;
         Ok(Self {
-            answer_work: clean_cpu.mul_f64(detects),
-            detects,
-            clean_cpu,
+            answer_work: clean.pool.mul_f64(rise),
+            rise,
+            clean_cpu: clean.pool,
+            basis,
         })
     }
 }
@@ -234,9 +253,10 @@ impl std::fmt::Display for Sizes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "extra work per answer {:.1} us = the CPU metric's detection limit {:.1}% of a clean pool's {:.1} us per request",
+            "extra work per answer {:.1} us = {:.1}% ({PAST_THE_LIMIT} x {}) of a clean pool's {:.1} us per request",
             self.answer_work.as_secs_f64() * 1e6,
-            100.0 * self.detects,
+            100.0 * self.rise,
+            self.basis,
             self.clean_cpu.as_secs_f64() * 1e6
         )
     }
@@ -330,8 +350,9 @@ mod tests {
         let base = Options::default();
         let sizes = Sizes {
             answer_work: Duration::from_micros(7),
-            detects: 0.07,
+            rise: 0.07,
             clean_cpu: Duration::from_micros(100),
+            basis: "a test".into(),
         };
         let options = |i: Injection| i.options(&base, &sizes);
         let clean = options(Injection::Clean);

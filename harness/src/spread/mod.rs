@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::{Bound, Op};
+use crate::gate::GateSettings;
 use crate::machine::Machine;
 
 pub mod record;
@@ -32,11 +33,18 @@ pub mod record;
 /// The least standard deviation assumed, as a fraction of the mean.
 pub const SD_FLOOR: f64 = 0.01;
 
-/// Clean gate runs: each metric's value in every run, and where they ran.
+/// Clean gate runs: each metric's value in every run, where they ran and how they measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpreadFile {
     /// What it was recorded on.
     pub machine: Machine,
+    /// The gate's sizes when recorded; a metric's limit applies only to a run that measures it
+    /// at the same sizes (`None`, a file from before they were stored: no limit applies).
+    #[serde(default)]
+    pub settings: Option<GateSettings>,
+    /// Which HTTP client carried the pools' requests (`Debug` form; `None`: the default).
+    #[serde(default)]
+    pub http_client: Option<String>,
     /// Gate runs recorded.
     pub runs: usize,
     /// Each metric's value (the median of the gate's repeats) in each run.
@@ -44,9 +52,10 @@ pub struct SpreadFile {
 }
 
 impl SpreadFile {
-    /// Reads a spread file; `None` when there is none.
-    pub fn read(path: &Path) -> anyhow::Result<Option<Self>> {
+    /// Reads a spread file; `None` when there is none and `required` is false.
+    pub fn read(path: &Path, required: bool) -> anyhow::Result<Option<Self>> {
         if !path.exists() {
+            anyhow::ensure!(!required, "no spread file at {}", path.display());
             return Ok(None);
         }
         let text =
@@ -56,9 +65,23 @@ impl SpreadFile {
         Ok(Some(file))
     }
 
-    /// Whether its limits hold on `machine`: the same CPU model and core count.
-    pub fn applies_to(&self, machine: &Machine) -> bool {
-        self.machine.cpu == machine.cpu && self.machine.cores == machine.cores
+    /// Why its limits do not hold for a run on `machine` with `http_client`, if they do not:
+    /// another CPU model or core count, another build profile or another HTTP client.
+    pub fn mismatch(&self, machine: &Machine, http_client: Option<&str>) -> Option<String> {
+        let m = &self.machine;
+        if m.cpu != machine.cpu || m.cores != machine.cores {
+            return Some(format!("recorded on {} ({} cores)", m.cpu, m.cores));
+        }
+        if m.release_build != machine.release_build {
+            return Some(format!("recorded with release_build = {}", m.release_build));
+        }
+        if self.http_client.as_deref() != http_client {
+            return Some(format!(
+                "recorded with HTTP client {}",
+                self.http_client.as_deref().unwrap_or("default")
+            ));
+        }
+        None
     }
 
     /// The statistics of metric `name`, when it has at least two values.
@@ -123,8 +146,9 @@ const T_999: [f64; 30] = [
     3.421, 3.408, 3.396, 3.385,
 ];
 
-/// The one-sided 99.9% quantile of t with `df` degrees of freedom (the normal's 3.090 past 30,
-/// rounded up to 30's so that it stays on the strict side).
+/// The one-sided 99.9% quantile of t with `df` degrees of freedom; past 30, 30's (3.385, above
+/// the exact value, so the limit is a little looser than it need be: fewer false alarms, not
+/// more).
 pub fn t_999(df: usize) -> f64 {
     T_999[df.clamp(1, 30) - 1]
 }
@@ -137,8 +161,11 @@ pub struct Limit {
     /// What the gate holds the value to: the stricter of the statistical limit and the fixed
     /// bound, or the fixed bound alone for a bound not held to the spread.
     pub effective: f64,
-    /// The smallest relative shift caught 95 times in 100 (0.06: a 6% regression).
+    /// The smallest relative shift of the mean, against the bound's direction, caught 95 times
+    /// in 100 (0.06: a 6% regression).
     pub detects: f64,
+    /// The mean at which that happens.
+    pub caught_at: f64,
 }
 
 /// The limit `stats` puts on `bound`: for bounds held to the spread (`"baseline": true`), the
@@ -174,35 +201,40 @@ pub fn limit(bound: &Bound, stats: &Stats) -> Option<Limit> {
         }
         Op::Equals | Op::Report => return None,
     };
-    let detects = ((stats.mean - effective).abs() + 1.96 * sd) / stats.mean.abs().max(1e-12);
+    // A timing metric fails only when its re-measure fails too: each must cross with
+    // probability sqrt(0.95) = 0.975 (z = 1.96); any other fails on one crossing (z = 1.645).
+    let z = if bound.timing { 1.96 } else { 1.645 };
+    let direction = if bound.op == Op::AtLeast { -1.0 } else { 1.0 };
+    let caught_at = effective + direction * z * sd;
+    let detects = direction * (caught_at - stats.mean) / stats.mean.abs().max(1e-12);
     Some(Limit {
         statistical,
         effective,
         detects,
+        caught_at,
     })
 }
 
 /// The detection limit in words: `catches -6.5% (a mean of 1.866)`, `catches a mean of 0.102`
-/// (a figure whose clean mean is near zero, where a relative shift says nothing), `catches any
-/// one` (counts), or `never fails` (reported).
-pub fn describe_detection(bound: &Bound, stats: Option<&Stats>, limit: Option<&Limit>) -> String {
+/// (where the clean mean is near zero and a relative shift says nothing), `catches any one`
+/// (counts), or `never fails` (reported).
+pub fn describe_detection(bound: &Bound, limit: Option<&Limit>) -> String {
     let sign = match bound.op {
         Op::Equals => return "catches any one".into(),
         Op::Report => return "never fails".into(),
-        Op::AtLeast => -1.0,
-        Op::AtMost => 1.0,
+        Op::AtLeast => '-',
+        Op::AtMost => '+',
     };
-    let (Some(stats), Some(limit)) = (stats, limit) else {
-        return "detection limit unknown (no spread)".into();
+    let Some(limit) = limit else {
+        return "detection limit unknown (no spread recorded at these settings)".into();
     };
-    let caught_at = stats.mean * (1.0 + sign * limit.detects);
-    if stats.mean.abs() < 0.01 * bound.value.abs() {
-        return format!("catches a mean of {caught_at:.3}");
+    if !(0.0..=1.0).contains(&limit.detects) {
+        return format!("catches a mean of {:.3}", limit.caught_at);
     }
     format!(
-        "catches {}{:.1}% (a mean of {caught_at:.3})",
-        if sign < 0.0 { "-" } else { "+" },
-        100.0 * limit.detects
+        "catches {sign}{:.1}% (a mean of {:.3})",
+        100.0 * limit.detects,
+        limit.caught_at
     )
 }
 
@@ -256,6 +288,16 @@ mod tests {
         let l = limit(&fixed_only, &s).unwrap();
         assert_eq!(l.effective, 1.0, "not held to the spread");
         assert!((l.detects - (1.0 + 1.96 * s.sd) / 2.0).abs() < 1e-9);
+        let counted = Bound {
+            timing: false,
+            ..fixed_only
+        };
+        let once = limit(&counted, &s).unwrap();
+        assert!(
+            (once.detects - (1.0 + 1.645 * s.sd) / 2.0).abs() < 1e-9,
+            "no re-measure: one crossing fails"
+        );
+        assert!((once.caught_at - (1.0 - 1.645 * s.sd)).abs() < 1e-9);
         // Detection: (mean - limit + 1.96 sd) / mean.
         let expected = (margin + 1.96 * s.sd) / 2.0;
         assert!((at_least.detects - expected).abs() < 1e-9);
