@@ -74,10 +74,29 @@ impl std::str::FromStr for Jitter {
 pub struct LatencyModel {
     /// Fixed cost of every request (per input for embed batches).
     pub base: Duration,
-    /// Cost of every token, prompt and generated.
+    /// Cost of every token, prompt and generated (prompt tokens only when `prompt_rate` is not
+    /// set).
     pub per_token: Duration,
+    /// Prompt evaluation's own rate, tokens per second; `None` charges prompt tokens
+    /// `per_token` each, as generated ones (the mock's behaviour before this setting). Ollama's
+    /// runner evaluates the prompt in batches, far faster per token than it generates.
+    pub prompt_rate: Option<f64>,
     /// Spread around the nominal time.
     pub jitter: Jitter,
+}
+
+impl LatencyModel {
+    /// The nominal time to evaluate `tokens` prompt tokens, before jitter and speed.
+    pub fn prompt_time(&self, tokens: u64) -> Duration {
+        match self.prompt_rate {
+            Some(rate) => {
+                Duration::try_from_secs_f64(tokens as f64 / rate).unwrap_or(Duration::MAX)
+            }
+            None => self
+                .per_token
+                .saturating_mul(u32::try_from(tokens).unwrap_or(u32::MAX)),
+        }
+    }
 }
 
 impl Default for LatencyModel {
@@ -85,6 +104,7 @@ impl Default for LatencyModel {
         Self {
             base: Duration::from_millis(20),
             per_token: Duration::ZERO,
+            prompt_rate: None,
             jitter: Jitter::Fixed,
         }
     }
@@ -325,6 +345,9 @@ pub enum ConfigError {
     /// A jitter parameter out of range.
     #[error("jitter parameter out of range: {0:?}")]
     Jitter(Jitter),
+    /// A prompt rate that is not a positive, finite number of tokens per second.
+    #[error("the prompt rate must be positive and finite tokens/s, got {0}")]
+    PromptRate(f64),
     /// Zero parallel slots would never serve anything.
     #[error("parallel slots must be at least 1")]
     Parallel,
@@ -372,6 +395,13 @@ impl NodeConfig {
                 return Err(ConfigError::Jitter(self.latency.jitter));
             }
             _ => {}
+        }
+        if let Some(rate) = self
+            .latency
+            .prompt_rate
+            .filter(|r| !(r.is_finite() && *r > 0.0))
+        {
+            return Err(ConfigError::PromptRate(rate));
         }
         if self.slots.parallel == 0 {
             return Err(ConfigError::Parallel);

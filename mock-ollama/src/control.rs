@@ -107,6 +107,8 @@ pub struct SettingsPatch {
     /// Extra time per token.
     #[serde(default, with = "crate::duration::text")]
     pub per_token: Option<Duration>,
+    /// Prompt evaluation's own rate, tokens/s; `0` charges prompt tokens `per_token` again.
+    pub prompt_rate: Option<f64>,
     /// How service times spread.
     #[serde(default, with = "jitter_text")]
     pub jitter: Option<Jitter>,
@@ -165,6 +167,7 @@ impl SettingsPatch {
             speed: self.speed.map(|_| before.speed),
             latency: self.latency.map(|_| ns(before.latency_ns)),
             per_token: self.per_token.map(|_| ns(before.per_token_ns)),
+            prompt_rate: self.prompt_rate.map(|_| before.prompt_rate),
             // A node older than the jitter field reports none: leave the jitter as it is.
             jitter: self.jitter.and(before.jitter.parse().ok()),
             parallel: self.parallel.map(|_| before.parallel),
@@ -188,6 +191,9 @@ impl SettingsPatch {
         }
         if let Some(per_token) = self.per_token {
             next.latency.per_token = per_token;
+        }
+        if let Some(rate) = self.prompt_rate {
+            next.latency.prompt_rate = (rate != 0.0).then_some(rate);
         }
         if let Some(jitter) = self.jitter {
             next.latency.jitter = jitter;
@@ -230,6 +236,10 @@ pub struct Settings {
     pub latency_ns: u64,
     /// Extra time per token, ns.
     pub per_token_ns: u64,
+    /// Prompt evaluation's own rate, tokens/s; 0: prompt tokens cost `per_token` (and from a
+    /// node older than this field).
+    #[serde(default)]
+    pub prompt_rate: f64,
     /// Spread of service times (`fixed`, `uniform:S`, `lognormal:S`; empty from a node older
     /// than this field).
     #[serde(default)]
@@ -259,6 +269,7 @@ impl Settings {
             speed: config.speed,
             latency_ns: ns(config.latency.base),
             per_token_ns: ns(config.latency.per_token),
+            prompt_rate: config.latency.prompt_rate.unwrap_or(0.0),
             jitter: config.latency.jitter.to_string(),
             parallel: config.slots.parallel,
             max_queue: config.max_queue,
@@ -283,6 +294,7 @@ mod tests {
             speed: Some(0.5),
             latency: Some(Duration::from_millis(7)),
             per_token: Some(Duration::from_millis(3)),
+            prompt_rate: Some(2_000.0),
             jitter: Some(Jitter::LogNormal { sigma: 0.7 }),
             parallel: Some(3),
             max_queue: Some(9),

@@ -58,6 +58,10 @@ struct Args {
     /// Extra service time per token.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     per_token: Duration,
+    /// Prompt evaluation's own rate, tokens/s [default: PER_TOKEN per prompt token, as for
+    /// generated ones].
+    #[arg(long)]
+    prompt_rate: Option<f64>,
     /// Spread: fixed, uniform[:SPREAD] or lognormal[:SIGMA].
     #[arg(long, default_value = "fixed")]
     jitter: Jitter,
@@ -151,6 +155,7 @@ impl Args {
                     latency: LatencyModel {
                         base: self.latency,
                         per_token: self.per_token,
+                        prompt_rate: self.prompt_rate,
                         jitter: self.jitter,
                     },
                     speed: *self.speed.get(i).unwrap_or(&self.speed[0]),

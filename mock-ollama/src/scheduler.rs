@@ -400,6 +400,7 @@ mod tests {
             latency: LatencyModel {
                 base: Duration::from_millis(10),
                 per_token: Duration::from_millis(1),
+                prompt_rate: None,
                 jitter: Jitter::Fixed,
             },
             speed: 2.0,
@@ -417,6 +418,7 @@ mod tests {
             latency: LatencyModel {
                 base: Duration::from_millis(100),
                 per_token: Duration::ZERO,
+                prompt_rate: None,
                 jitter: Jitter::Uniform { spread: 0.5 },
             },
             ..NodeConfig::default()

@@ -2,8 +2,9 @@
 //! slot, started and ended its service, and how it ended. The audit of a gateway joins this log
 //! with what its client sent, request by request.
 //!
-//! A caller marks a request with `[rid:ID]` in its text (the first `[rid:` in the body: inside
-//! the first embed input, the prompt or a message) and/or an `x-request-id` header. Both are
+//! A caller marks a request with `[rid:ID]` in its text (the last complete `[rid:...]` in the
+//! body: a conversation that repeats its earlier turns carries their markers too, and the newest
+//! message, which comes last, is this request's) and/or an `x-request-id` header. Both are
 //! recorded; the marker is the join key, because proxies set or overwrite `X-Request-ID`. Ids
 //! longer than [`MAX_ID_BYTES`] are cut (at a character boundary) and flagged.
 //!
@@ -293,17 +294,22 @@ fn cap(id: &str) -> (String, bool) {
     (id[..end].to_owned(), true)
 }
 
-/// The id in the first `[rid:...]` of `body`; `None` when there is none or it is not closed
-/// within a capped length.
+/// The id in the last `[rid:...]` of `body` that is closed within a capped length; `None` when
+/// there is none.
 fn find_marker(body: &[u8]) -> Option<(String, bool)> {
     const OPEN: &[u8] = b"[rid:";
-    let start = body.windows(OPEN.len()).position(|w| w == OPEN)? + OPEN.len();
-    let rest = &body[start..];
-    // Look a little past the cap so a long id is cut and flagged rather than ignored.
-    let window = &rest[..rest.len().min(4 * MAX_ID_BYTES)];
-    let end = window.iter().position(|b| *b == b']')?;
-    let id = String::from_utf8_lossy(&window[..end]);
-    Some(cap(&id))
+    let mut before = body.len();
+    while let Some(open) = body[..before].windows(OPEN.len()).rposition(|w| w == OPEN) {
+        let rest = &body[open + OPEN.len()..];
+        // Look a little past the cap so a long id is cut and flagged rather than ignored.
+        let window = &rest[..rest.len().min(4 * MAX_ID_BYTES)];
+        if let Some(end) = window.iter().position(|b| *b == b']') {
+            return Some(cap(&String::from_utf8_lossy(&window[..end])));
+        }
+        // Not closed: an earlier marker may still be.
+        before = open;
+    }
+    None
 }
 
 tokio::task_local! {
@@ -403,9 +409,18 @@ mod tests {
         );
         assert_eq!(
             find_marker(b"[rid:first] [rid:second]").map(|m| m.0),
-            Some("first".into())
+            Some("second".into())
         );
+        // A conversation repeats its earlier turns: the newest message's marker is the request's.
+        let chat = br#"{"messages":[{"role":"user","content":"hi [rid:turn-1]"},{"role":"assistant","content":"hello"},{"role":"user","content":"more [rid:turn-2]"}]}"#;
+        assert_eq!(find_marker(chat).map(|m| m.0), Some("turn-2".into()));
         assert_eq!(find_marker(b"[rid:never closed"), None);
+        assert_eq!(
+            find_marker(b"[rid:good] then [rid:never closed").map(|m| m.0),
+            Some("good".into()),
+            "an unclosed last marker leaves the last closed one"
+        );
+        assert_eq!(find_marker(b"no marker at all"), None);
         let long = format!("[rid:{}]", "x".repeat(300));
         assert_eq!(
             find_marker(long.as_bytes()),

@@ -375,6 +375,7 @@ async fn generate_streams_one_complete_line_per_chunk() {
         latency: mock_ollama::LatencyModel {
             base: Duration::from_millis(1),
             per_token: Duration::from_millis(1),
+            prompt_rate: None,
             jitter: mock_ollama::Jitter::Fixed,
         },
         ..NodeConfig::default()
@@ -483,4 +484,56 @@ async fn metrics_endpoint_agrees_with_counters() {
     );
     assert!(text.contains("mock_ollama_requests_total{endpoint=\"/api/embed\",status=\"404\"} 1"));
     assert!(text.contains("mock_ollama_service_seconds_count 3"));
+}
+
+/// Prompt evaluation has its own rate when one is set: 100 prompt tokens at 4,000 tokens/s
+/// report 25 ms of prompt evaluation where `per_token` (1 ms) would charge 100 ms, and
+/// generation keeps `per_token`. The reported durations are the drawn nominal ones (fixed
+/// jitter, speed 1), so no clock is read to check them.
+#[tokio::test]
+async fn the_prompt_rate_prices_prompt_tokens_and_leaves_generation_alone() {
+    let node = MockNode::spawn(NodeConfig {
+        latency: mock_ollama::LatencyModel {
+            base: Duration::ZERO,
+            per_token: Duration::from_millis(1),
+            prompt_rate: Some(4_000.0),
+            jitter: mock_ollama::Jitter::Fixed,
+        },
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    // 400 characters: 100 tokens at Ollama's four characters a token.
+    let body = json!({ "model": "llama3.2", "prompt": "word".repeat(100), "stream": false,
+        "options": { "num_predict": 2 } })
+    .to_string();
+    let durations = |answer: &Value| {
+        (
+            answer["prompt_eval_count"].as_u64().unwrap(),
+            answer["prompt_eval_duration"].as_u64().unwrap(),
+            answer["eval_duration"].as_u64().unwrap(),
+        )
+    };
+    let (status, _, answer) = post(&node, "/api/generate", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(durations(&answer), (100, 25_000_000, 2_000_000));
+    // `0` on the control API puts prompt tokens back on `per_token`: the broken twin of the
+    // rate, which a check that never read the rate would not tell apart.
+    let back = mock_ollama::SettingsPatch {
+        prompt_rate: Some(0.0),
+        ..Default::default()
+    };
+    node.update(&back).unwrap();
+    let (_, _, answer) = post(&node, "/api/generate", &body).await;
+    assert_eq!(durations(&answer), (100, 100_000_000, 2_000_000));
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        let patch = mock_ollama::SettingsPatch {
+            prompt_rate: Some(bad),
+            ..Default::default()
+        };
+        assert!(
+            node.update(&patch).is_err(),
+            "{bad} tokens/s must be refused"
+        );
+    }
 }

@@ -212,6 +212,7 @@ async fn a_streaming_client_that_leaves_frees_its_slot_at_once() {
         latency: mock_ollama::LatencyModel {
             base: Duration::ZERO,
             per_token: Duration::from_secs(30),
+            prompt_rate: None,
             jitter: mock_ollama::Jitter::Fixed,
         },
         ..NodeConfig::default()

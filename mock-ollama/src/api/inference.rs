@@ -461,16 +461,14 @@ struct Timing {
 }
 
 impl Timing {
-    /// Prompt processing (base + per-token cost) and decoding (per output token), each with its
-    /// own jitter draw, over the node's speed.
+    /// Prompt processing (base + the prompt's tokens at the prompt rate, or `per_token` each)
+    /// and decoding (`per_token` per output token), each with its own jitter draw, over the
+    /// node's speed.
     fn draw(state: &NodeState, job: &Generation, load_wait: Duration, rng: &mut SmallRng) -> Self {
         let config = state.scheduler.config();
         let times = |tokens: u64| u32::try_from(tokens).unwrap_or(u32::MAX);
         let prompt_tokens = estimate_tokens(&job.prompt).max(1);
-        let per_prompt = config
-            .latency
-            .per_token
-            .saturating_mul(times(prompt_tokens));
+        let per_prompt = config.latency.prompt_time(prompt_tokens);
         let prefill = state
             .scheduler
             .scaled(config.latency.base.saturating_add(per_prompt), rng);
