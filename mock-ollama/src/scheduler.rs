@@ -48,6 +48,11 @@ pub struct ModelRuntime {
     users: AtomicU64,
     /// When the model last became idle or was loaded; `None` while unloaded.
     last_used: Mutex<Option<Instant>>,
+    /// The keep-alive the last request that set one gave the loaded model; `None`: the node's.
+    /// As Ollama's runner keeps its `sessionDuration` (`useLoadedRunner` in `server/sched.go`,
+    /// ollama/ollama@09f1587): a request without `keep_alive` leaves it as it is, a load starts
+    /// from the loading request's or the server's default.
+    keep_alive: Mutex<Option<Duration>>,
     /// When each recently freed slot was freed, oldest first (at most one per slot).
     released: Mutex<VecDeque<std::time::Instant>>,
 }
@@ -60,6 +65,16 @@ impl ModelRuntime {
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front()
     }
+}
+
+/// How far away "forever" is: a negative `keep_alive` (Ollama's "never unload") is
+/// `Duration::MAX`, which no clock can add; 30 years is what tokio uses for a timer that never
+/// fires.
+const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `at + by`, or `at` plus [`FOREVER`] when the sum would overflow the clock.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by.min(FOREVER)).unwrap_or(at)
 }
 
 /// Keeps a model marked in use; on drop the keep-alive clock restarts.
@@ -172,6 +187,7 @@ impl Scheduler {
                     loading: tokio::sync::Mutex::new(()),
                     users: AtomicU64::new(0),
                     last_used: Mutex::new(None),
+                    keep_alive: Mutex::new(None),
                     released: Mutex::new(VecDeque::with_capacity(slots)),
                 })
             })
@@ -267,13 +283,15 @@ impl Scheduler {
         nominal.mul_f64(factor.max(0.0) / self.config().speed)
     }
 
-    /// Marks `model` in use, loading it first if it is cold. Returns how long the request waited
-    /// for the model (Ollama's `load_duration`), or [`Busy`] when the model is cold and the queue
-    /// is full (both queue modes count load waits).
+    /// Marks `model` in use, loading it first if it is cold, and gives it the request's
+    /// `keep_alive` when it has one (`Duration::MAX`: forever). Returns how long the request
+    /// waited for the model (Ollama's `load_duration`), or [`Busy`] when the model is cold and
+    /// the queue is full (both queue modes count load waits).
     pub async fn acquire_model(
         &self,
         model: &Arc<ModelRuntime>,
         metrics: &Metrics,
+        keep_alive: Option<Duration>,
     ) -> Result<(InUse, Duration), Busy> {
         let start = Instant::now();
         let cold = !self.is_loaded(model);
@@ -309,7 +327,22 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
+        if keep_alive.is_some() {
+            *model
+                .keep_alive
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = keep_alive;
+        }
         Ok((guard, start.elapsed()))
+    }
+
+    /// How long `model` stays loaded once idle: the keep-alive a request gave it, or the node's.
+    fn keep_alive_of(&self, model: &ModelRuntime) -> Duration {
+        let set = *model
+            .keep_alive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        set.unwrap_or(self.config().keep_alive)
     }
 
     /// Whether the model is resident: loaded and either in use or idle for less than keep-alive.
@@ -323,16 +356,25 @@ impl Scheduler {
             .last_used
             .lock()
             .unwrap_or_else(PoisonError::into_inner))?;
+        let keep_alive = self.keep_alive_of(model);
         if model.users.load(Ordering::Acquire) > 0 {
-            return Some(Instant::now() + self.config().keep_alive.max(Duration::from_secs(1)));
+            return Some(later(
+                Instant::now(),
+                keep_alive.max(Duration::from_secs(1)),
+            ));
         }
-        Some(last + self.config().keep_alive)
+        Some(later(last, keep_alive))
     }
 
-    /// Forgets that `model` is loaded (`keep_alive: 0` with an empty prompt).
+    /// Forgets that `model` is loaded (`keep_alive: 0` with an empty prompt), and the keep-alive
+    /// its requests gave it: the next load starts from its own request's or the node's.
     pub fn unload(&self, model: &ModelRuntime) {
         *model
             .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        *model
+            .keep_alive
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
@@ -483,13 +525,13 @@ mod tests {
         });
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
         let metrics = Metrics::default();
-        let (use1, waited) = s.acquire_model(&model, &metrics).await.unwrap();
+        let (use1, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(
             waited >= Duration::from_secs(2),
             "cold load waited {waited:?}"
         );
         drop(use1);
-        let (use2, waited) = s.acquire_model(&model, &metrics).await.unwrap();
+        let (use2, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(
             waited < Duration::from_millis(1),
             "warm model waited {waited:?}"
@@ -497,8 +539,47 @@ mod tests {
         drop(use2);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(!s.is_loaded(&model), "keep-alive expired");
-        let (_use3, waited) = s.acquire_model(&model, &metrics).await.unwrap();
+        let (_use3, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
+    }
+
+    /// A request's `keep_alive` is the model's from then on (Ollama's `sessionDuration`): a
+    /// later request without one keeps it, `0` unloads as soon as the model is idle, a negative
+    /// one (`Duration::MAX`) never does, and an unload forgets it.
+    #[tokio::test(start_paused = true)]
+    async fn a_requests_keep_alive_stays_with_the_model_until_it_unloads() {
+        let s = scheduler(NodeConfig {
+            keep_alive: Duration::from_secs(300),
+            ..NodeConfig::default()
+        });
+        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let metrics = Metrics::default();
+        let short = Some(Duration::from_secs(1));
+        drop(s.acquire_model(&model, &metrics, short).await.unwrap());
+        // No keep_alive of its own: the model keeps the 1 s, not the node's 300 s.
+        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!s.is_loaded(&model), "the request's 1 s applied, not 300 s");
+        // Loaded afresh without one: the node's default again.
+        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert!(s.is_loaded(&model), "an unload forgot the 1 s");
+        // Forever: a negative keep_alive arrives as Duration::MAX.
+        drop(
+            s.acquire_model(&model, &metrics, Some(Duration::MAX))
+                .await
+                .unwrap(),
+        );
+        tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+        assert!(s.is_loaded(&model), "forever is still loaded after a year");
+        let in_use = s
+            .acquire_model(&model, &metrics, Some(Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(s.is_loaded(&model), "0 keeps the model while it is in use");
+        drop(in_use);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!s.is_loaded(&model), "0: unloaded once idle");
     }
 
     #[tokio::test]
@@ -587,11 +668,11 @@ mod tests {
             });
             let metrics = Metrics::default();
             let model = Arc::clone(s.resolve("llama3.2").unwrap());
-            let loading = Box::pin(s.acquire_model(&model, &metrics));
+            let loading = Box::pin(s.acquire_model(&model, &metrics, None));
             let mut loading = loading;
             assert!(futures_util::poll!(loading.as_mut()).is_pending());
             assert_eq!(
-                s.acquire_model(&model, &metrics).await.err(),
+                s.acquire_model(&model, &metrics, None).await.err(),
                 Some(Busy),
                 "{queue:?}: the one load wait fills a queue of 1"
             );
@@ -607,12 +688,12 @@ mod tests {
         });
         let metrics = Metrics::default();
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
-        let mut loading = Box::pin(s.acquire_model(&model, &metrics));
+        let mut loading = Box::pin(s.acquire_model(&model, &metrics, None));
         assert!(futures_util::poll!(loading.as_mut()).is_pending());
         drop(loading);
         assert!(!s.is_loaded(&model), "the load never finished");
         assert_eq!(metrics.snapshot().queued, 0, "the wait left the queue");
-        let (_in_use, waited) = s.acquire_model(&model, &metrics).await.unwrap();
+        let (_in_use, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(
             waited >= Duration::from_secs(5),
             "the next request loads it: {waited:?}"

@@ -537,3 +537,39 @@ async fn the_prompt_rate_prices_prompt_tokens_and_leaves_generation_alone() {
         );
     }
 }
+
+/// `/api/ps` shows a request's keep-alive: "-1m" (negative: forever; a bare "-1" is a 400, as in
+/// Go) puts `expires_at` decades away, where the node's default would put it within minutes; a
+/// later embed with "1h" moves it back to within the hour.
+#[tokio::test]
+async fn ps_shows_the_keep_alive_a_request_gave_its_model() {
+    let node = node().await;
+    let remaining = || async {
+        let ps: Value = reqwest::get(format!("{}/api/ps", node.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let at = ps["models"][0]["expires_at"].as_str().unwrap().to_owned();
+        let at = humantime::parse_rfc3339(&at).unwrap();
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    };
+    let embed = |keep_alive: &str| {
+        format!(r#"{{"model":"all-minilm","input":"x","keep_alive":"{keep_alive}"}}"#)
+    };
+    let (status, _, _) = post(&node, "/api/embed", &embed("-1m")).await;
+    assert_eq!(status, 200);
+    assert!(
+        remaining().await > Duration::from_secs(86_400 * 365 * 20),
+        "forever"
+    );
+    let (status, _, _) = post(&node, "/api/embed", &embed("1h")).await;
+    assert_eq!(status, 200);
+    let left = remaining().await;
+    assert!(
+        left > Duration::from_secs(3_000) && left <= Duration::from_secs(3_600),
+        "{left:?}"
+    );
+}

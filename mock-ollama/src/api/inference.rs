@@ -118,10 +118,11 @@ fn embedding_model(state: &NodeState, name: &str) -> Result<Arc<ModelRuntime>, A
 }
 
 /// Serves `inputs` one slot at a time, handing each served input to `emit`; returns the token
-/// count and how long the request waited for the model.
+/// count and how long the request waited for the model, which takes the request's `keep_alive`.
 async fn embed_items(
     state: &NodeState,
     model: &Arc<ModelRuntime>,
+    keep_alive: Option<Duration>,
     inputs: &[String],
     rng: &mut SmallRng,
     mut emit: impl FnMut(&EmbeddingTable, &str),
@@ -132,7 +133,10 @@ async fn embed_items(
             "this model does not support embeddings",
         )
     })?;
-    let (in_use, load_wait) = state.scheduler.acquire_model(model, &state.metrics).await?;
+    let (in_use, load_wait) = state
+        .scheduler
+        .acquire_model(model, &state.metrics, keep_alive)
+        .await?;
     let mut tokens = 0;
     for (i, input) in inputs.iter().enumerate() {
         let item_tokens = estimate_tokens(input);
@@ -154,7 +158,7 @@ pub(super) async fn embed(
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
     let request: EmbedRequest = parse_body(body, "EmbedRequest", EmbedRequest::FIELDS)?;
-    validate::keep_alive(request.keep_alive.as_ref())?;
+    let keep_alive = validate::keep_alive(request.keep_alive.as_ref())?;
     let name = request.model.unwrap_or_default();
     if name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "model '' not found"));
@@ -189,22 +193,29 @@ pub(super) async fn embed(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     out.extend_from_slice(b",\"embeddings\":[");
     let mut first = true;
-    let (tokens, load_wait) = embed_items(&state, &model, &inputs, &mut rng, |table, input| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        match dimensions {
-            None => table.write_json(input, &mut out),
-            // The slow path: a shorter vector is normalised again, so it cannot reuse the
-            // pre-formatted components.
-            Some(_) => {
-                let vector = truncate_embedding(table.vector(input), dimensions);
-                // Writing floats into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut out, &vector);
+    let (tokens, load_wait) = embed_items(
+        &state,
+        &model,
+        keep_alive,
+        &inputs,
+        &mut rng,
+        |table, input| {
+            if !first {
+                out.push(b',');
             }
-        }
-    })
+            first = false;
+            match dimensions {
+                None => table.write_json(input, &mut out),
+                // The slow path: a shorter vector is normalised again, so it cannot reuse the
+                // pre-formatted components.
+                Some(_) => {
+                    let vector = truncate_embedding(table.vector(input), dimensions);
+                    // Writing floats into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut out, &vector);
+                }
+            }
+        },
+    )
     .await?;
     out.push(b']');
     let metrics = [
@@ -226,7 +237,7 @@ pub(super) async fn embeddings(
 ) -> Result<Response, ApiError> {
     let request: EmbeddingsRequest =
         parse_body(body, "EmbeddingRequest", EmbeddingsRequest::FIELDS)?;
-    validate::keep_alive(request.keep_alive.as_ref())?;
+    let keep_alive = validate::keep_alive(request.keep_alive.as_ref())?;
     let name = request.model.unwrap_or_default();
     if name.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
@@ -243,9 +254,16 @@ pub(super) async fn embeddings(
         .filter(|p| !p.is_empty())
         .collect();
     let mut embedding = Vec::new();
-    embed_items(&state, &model, &prompt, &mut rng, |table, input| {
-        embedding = table.vector(input).into_iter().map(f64::from).collect();
-    })
+    embed_items(
+        &state,
+        &model,
+        keep_alive,
+        &prompt,
+        &mut rng,
+        |table, input| {
+            embedding = table.vector(input).into_iter().map(f64::from).collect();
+        },
+    )
     .await?;
     Ok(json_response(
         StatusCode::OK,
@@ -268,7 +286,15 @@ struct Generation {
     prompt: String,
     output_tokens: u64,
     stream: bool,
-    unload: bool,
+    /// The request's `keep_alive` (`Duration::MAX`: forever); `None`: the model keeps its own.
+    keep_alive: Option<Duration>,
+}
+
+impl Generation {
+    /// Ollama's unload request: `keep_alive: 0` with an empty prompt (or no messages).
+    fn unloads(&self) -> bool {
+        self.keep_alive == Some(Duration::ZERO)
+    }
 }
 
 fn generation_model(
@@ -318,7 +344,7 @@ pub(super) async fn generate(
         prompt: request.prompt.unwrap_or_default(),
         output_tokens: output_tokens(&state, options),
         stream: request.stream.unwrap_or(true),
-        unload: keep_alive == Some(Duration::ZERO),
+        keep_alive,
         model_name,
         model,
     };
@@ -354,7 +380,7 @@ pub(super) async fn chat(
         },
         output_tokens: output_tokens(&state, options),
         stream: request.stream.unwrap_or(true),
-        unload: keep_alive == Some(Duration::ZERO),
+        keep_alive,
         model_name,
         model,
     };
@@ -518,13 +544,13 @@ async fn run_generation(
     }
     let (in_use, load_wait) = state
         .scheduler
-        .acquire_model(&job.model, &state.metrics)
+        .acquire_model(&job.model, &state.metrics, job.keep_alive)
         .await?;
     if job.prompt.is_empty() {
         // Ollama's preload (and unload with keep_alive 0): answered at once, never streamed.
-        let reason = if job.unload { "unload" } else { "load" };
+        let reason = if job.unloads() { "unload" } else { "load" };
         drop(in_use);
-        if job.unload {
+        if job.unloads() {
             state.scheduler.unload(&job.model);
         }
         let mut body = chunk(&job, "", None);
