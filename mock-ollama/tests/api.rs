@@ -11,6 +11,16 @@ async fn node() -> MockNode {
         .expect("node starts")
 }
 
+/// `GET path` on `node`, as JSON.
+async fn get_json(node: &MockNode, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", node.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn post(node: &MockNode, path: &str, body: &str) -> (u16, String, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}{path}", node.url()))
@@ -71,12 +81,7 @@ async fn root_version_and_unknown_routes() {
 #[tokio::test]
 async fn tags_lists_models_with_name_and_model() {
     let node = node().await;
-    let tags: Value = reqwest::get(format!("{}/api/tags", node.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tags: Value = get_json(&node, "/api/tags").await;
     let models = tags["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -100,21 +105,11 @@ async fn tags_lists_models_with_name_and_model() {
 #[tokio::test]
 async fn ps_lists_models_once_used() {
     let node = node().await;
-    let ps: Value = reqwest::get(format!("{}/api/ps", node.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ps: Value = get_json(&node, "/api/ps").await;
     assert_eq!(ps, json!({ "models": [] }));
     let (status, _, _) = post(&node, "/api/embed", r#"{"model":"all-minilm","input":"x"}"#).await;
     assert_eq!(status, 200);
-    let ps: Value = reqwest::get(format!("{}/api/ps", node.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ps: Value = get_json(&node, "/api/ps").await;
     assert_eq!(ps["models"][0]["name"], "all-minilm:latest");
     assert!(ps["models"][0]["expires_at"].is_string());
 }
@@ -545,12 +540,7 @@ async fn the_prompt_rate_prices_prompt_tokens_and_leaves_generation_alone() {
 async fn ps_shows_the_keep_alive_a_request_gave_its_model() {
     let node = node().await;
     let remaining = || async {
-        let ps: Value = reqwest::get(format!("{}/api/ps", node.url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ps: Value = get_json(&node, "/api/ps").await;
         let at = ps["models"][0]["expires_at"].as_str().unwrap().to_owned();
         let at = humantime::parse_rfc3339(&at).unwrap();
         at.duration_since(std::time::SystemTime::now())
