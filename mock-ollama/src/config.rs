@@ -227,8 +227,19 @@ pub struct NodeConfig {
     /// How service times, stalls and control-plane latency are timed (model loads and
     /// keep-alive always use tokio's clock).
     pub timer: Timer,
-    /// Time the first request for a model waits while it "loads".
+    /// Time the first request for a model waits while it "loads" (every model alike unless
+    /// `load_rate` is set).
     pub load_time: Duration,
+    /// Bytes per second a model loads at (disk to GPU): a load then takes `load_time` plus the
+    /// model's size at this rate, so a 4.7 GB model costs more than a 45 MB one. `None`: every
+    /// model loads in `load_time` (the mock's behaviour before this setting).
+    pub load_rate: Option<f64>,
+    /// One load at a time on the node: a cold model waits for another model's load to end.
+    /// Ollama's scheduler does not start a load on a GPU where another model is still loading
+    /// (`filterGPUsWithoutLoadingModels` in `server/sched.go`, ollama/ollama@000ce02; the
+    /// request is re-queued until it ends), which on a one-GPU node serialises loads. `false`:
+    /// different models load in parallel (the mock's behaviour before this setting).
+    pub serial_loads: bool,
     /// Idle time after which a loaded model is unloaded (and the next request pays `load_time`).
     pub keep_alive: Duration,
     /// Latency of `/api/tags` and `/api/ps` (Ollama answers these instantly; a slow value models a
@@ -262,6 +273,8 @@ impl Default for NodeConfig {
             queue: QueueMode::default(),
             timer: Timer::default(),
             load_time: Duration::ZERO,
+            load_rate: None,
+            serial_loads: false,
             keep_alive: Duration::from_secs(300),
             control_latency: Duration::ZERO,
             faults: FaultConfig::default(),
@@ -345,6 +358,9 @@ pub enum ConfigError {
     /// A jitter parameter out of range.
     #[error("jitter parameter out of range: {0:?}")]
     Jitter(Jitter),
+    /// A load rate that is not a positive, finite number of bytes per second.
+    #[error("the load rate must be positive and finite bytes/s, got {0}")]
+    LoadRate(f64),
     /// A prompt rate that is not a positive, finite number of tokens per second.
     #[error("the prompt rate must be positive and finite tokens/s, got {0}")]
     PromptRate(f64),
@@ -362,6 +378,15 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// How long loading a model of `size` bytes takes: `load_time`, plus the size at
+    /// `load_rate` when one is set.
+    pub fn load_time_of(&self, size: u64) -> Duration {
+        let transfer = self.load_rate.map_or(Duration::ZERO, |rate| {
+            Duration::try_from_secs_f64(size as f64 / rate).unwrap_or(Duration::MAX)
+        });
+        self.load_time.saturating_add(transfer)
+    }
+
     /// A node with a fixed service time and everything else at its default.
     pub fn with_latency(base: Duration) -> Self {
         Self {
@@ -396,12 +421,12 @@ impl NodeConfig {
             }
             _ => {}
         }
-        if let Some(rate) = self
-            .latency
-            .prompt_rate
-            .filter(|r| !(r.is_finite() && *r > 0.0))
-        {
+        let bad_rate = |rate: Option<f64>| rate.filter(|r| !(r.is_finite() && *r > 0.0));
+        if let Some(rate) = bad_rate(self.latency.prompt_rate) {
             return Err(ConfigError::PromptRate(rate));
+        }
+        if let Some(rate) = bad_rate(self.load_rate) {
+            return Err(ConfigError::LoadRate(rate));
         }
         if self.slots.parallel == 0 {
             return Err(ConfigError::Parallel);
@@ -449,6 +474,12 @@ mod tests {
         config.slots.parallel = 0;
         assert_eq!(config.validate(), Err(ConfigError::Parallel));
         config.slots.parallel = 1;
+        config.load_rate = Some(0.0);
+        assert_eq!(config.validate(), Err(ConfigError::LoadRate(0.0)));
+        config.load_rate = Some(1e9);
+        config.latency.prompt_rate = Some(f64::INFINITY);
+        assert!(matches!(config.validate(), Err(ConfigError::PromptRate(_))));
+        config.latency.prompt_rate = None;
         assert_eq!(config.validate(), Ok(()));
     }
 

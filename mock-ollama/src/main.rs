@@ -103,6 +103,14 @@ struct Args {
     /// Cold-start time of a model's first request.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     load_time: Duration,
+    /// Bytes/s a model loads at, added to --load-time per model size [default: none, every
+    /// model loads in --load-time].
+    #[arg(long)]
+    load_rate: Option<f64>,
+    /// One model load at a time per node, as Ollama's scheduler on one GPU [default: models
+    /// load in parallel].
+    #[arg(long)]
+    serial_loads: bool,
     /// Idle time before a model unloads.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     keep_alive: Duration,
@@ -169,6 +177,8 @@ impl Args {
                     served_log_capacity: self.served_log,
                     timer: self.timer,
                     load_time: self.load_time,
+                    load_rate: self.load_rate,
+                    serial_loads: self.serial_loads,
                     keep_alive: self.keep_alive,
                     control_latency: self.control_latency,
                     faults: FaultConfig {

@@ -165,6 +165,8 @@ pub struct Scheduler {
     sequence: AtomicU64,
     /// Test holds on services, loads and control-plane answers ([`crate::hold`]).
     holds: Arc<Holds>,
+    /// Taken by every load when `serial_loads` is set, so one model loads at a time.
+    node_load: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -197,6 +199,7 @@ impl Scheduler {
             models,
             sequence: AtomicU64::new(0),
             holds: Arc::default(),
+            node_load: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -318,8 +321,15 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_some();
-            if !loaded_meanwhile && !self.config().load_time.is_zero() {
-                tokio::time::sleep(self.config().load_time).await;
+            // Taken after the model's own lock, and only the model's holder waits for it, so
+            // no two loads wait on each other in a cycle.
+            let _node_load = match self.config().serial_loads && !loaded_meanwhile {
+                true => Some(self.node_load.lock().await),
+                false => None,
+            };
+            let took = self.config().load_time_of(model.spec.size);
+            if !loaded_meanwhile && !took.is_zero() {
+                tokio::time::sleep(took).await;
             }
             self.holds.released(Held::Load).await;
             *model
@@ -541,6 +551,65 @@ mod tests {
         assert!(!s.is_loaded(&model), "keep-alive expired");
         let (_use3, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
+    }
+
+    /// With a load rate, a model's load costs `load_time` plus its size at that rate: the
+    /// 2 GB generation model loads for longer than the 46 MB embedding one, where `load_time`
+    /// alone (the twin without a rate) charges both the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_load_rate_charges_each_model_its_size() {
+        let waits = |load_rate: Option<f64>| async move {
+            let s = scheduler(NodeConfig {
+                load_time: Duration::from_secs(1),
+                load_rate,
+                ..NodeConfig::default()
+            });
+            let metrics = Metrics::default();
+            let mut waited = Vec::new();
+            for name in ["llama3.2", "all-minilm"] {
+                let model = Arc::clone(s.resolve(name).unwrap());
+                let (_in_use, took) = s.acquire_model(&model, &metrics, None).await.unwrap();
+                let expected = s.config().load_time_of(model.spec.size);
+                // tokio's timer rounds a sleep up to the millisecond.
+                assert!(
+                    took >= expected && took < expected + Duration::from_millis(1),
+                    "{name}: {took:?} for {expected:?}"
+                );
+                waited.push(took);
+            }
+            waited
+        };
+        let rated = waits(Some(1e9)).await;
+        assert!(rated[0] > rated[1] + Duration::from_secs(1), "{rated:?}");
+        assert!(rated[1] > Duration::from_secs(1), "{rated:?}");
+        assert_eq!(waits(None).await, [Duration::from_secs(1); 2]);
+    }
+
+    /// With serial loads two cold models load one after the other; without, side by side.
+    #[tokio::test(start_paused = true)]
+    async fn serial_loads_make_a_second_model_wait_for_the_first() {
+        let waits = |serial_loads: bool| async move {
+            let s = scheduler(NodeConfig {
+                load_time: Duration::from_secs(3),
+                serial_loads,
+                ..NodeConfig::default()
+            });
+            let metrics = Metrics::default();
+            let (a, b) = (
+                s.resolve("llama3.2").unwrap(),
+                s.resolve("all-minilm").unwrap(),
+            );
+            let (a, b) = tokio::join!(
+                s.acquire_model(a, &metrics, None),
+                s.acquire_model(b, &metrics, None)
+            );
+            let mut waits = [a.unwrap().1, b.unwrap().1];
+            waits.sort();
+            waits
+        };
+        let three = Duration::from_secs(3);
+        assert_eq!(waits(false).await, [three, three]);
+        assert_eq!(waits(true).await, [three, 2 * three]);
     }
 
     /// A request's `keep_alive` is the model's from then on (Ollama's `sessionDuration`): a
