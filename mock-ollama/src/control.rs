@@ -128,6 +128,16 @@ pub struct SettingsPatch {
     /// Latency of `/api/tags`, `/api/ps` and `/v1/models`.
     #[serde(default, with = "crate::duration::text")]
     pub control_latency: Option<Duration>,
+    /// Cold-start time of every model's load.
+    #[serde(default, with = "crate::duration::text")]
+    pub load_time: Option<Duration>,
+    /// Bytes/s a model loads at on top of `load_time`; `0`: every model loads in `load_time`.
+    pub load_rate: Option<f64>,
+    /// One load at a time on the node.
+    pub serial_loads: Option<bool>,
+    /// Idle time before a model unloads, for models no request gave a keep-alive of its own.
+    #[serde(default, with = "crate::duration::text")]
+    pub keep_alive: Option<Duration>,
 }
 
 /// Serde for the patch's jitter as its text form.
@@ -177,6 +187,10 @@ impl SettingsPatch {
             stall: self.stall.map(|_| ns(before.stall_ns)),
             reset_rate: self.reset_rate.map(|_| before.reset_rate),
             control_latency: self.control_latency.map(|_| ns(before.control_latency_ns)),
+            load_time: self.load_time.map(|_| ns(before.load_time_ns)),
+            load_rate: self.load_rate.map(|_| before.load_rate),
+            serial_loads: self.serial_loads.map(|_| before.serial_loads),
+            keep_alive: self.keep_alive.map(|_| ns(before.keep_alive_ns)),
         }
     }
 
@@ -220,6 +234,18 @@ impl SettingsPatch {
         if let Some(control_latency) = self.control_latency {
             next.control_latency = control_latency;
         }
+        if let Some(load_time) = self.load_time {
+            next.load_time = load_time;
+        }
+        if let Some(rate) = self.load_rate {
+            next.load_rate = (rate != 0.0).then_some(rate);
+        }
+        if let Some(serial) = self.serial_loads {
+            next.serial_loads = serial;
+        }
+        if let Some(keep_alive) = self.keep_alive {
+            next.keep_alive = keep_alive;
+        }
         next.validate()?;
         Ok(next)
     }
@@ -258,6 +284,18 @@ pub struct Settings {
     pub reset_rate: f64,
     /// Latency of the control plane, ns.
     pub control_latency_ns: u64,
+    /// Cold-start time of a load, ns (0 from a node older than this field).
+    #[serde(default)]
+    pub load_time_ns: u64,
+    /// Bytes/s a model loads at on top of the load time; 0: none.
+    #[serde(default)]
+    pub load_rate: f64,
+    /// One load at a time on the node.
+    #[serde(default)]
+    pub serial_loads: bool,
+    /// The node's idle time before a model unloads, ns (0 from a node older than this field).
+    #[serde(default)]
+    pub keep_alive_ns: u64,
 }
 
 impl Settings {
@@ -278,6 +316,10 @@ impl Settings {
             stall_ns: ns(config.faults.stall),
             reset_rate: config.faults.reset_rate,
             control_latency_ns: ns(config.control_latency),
+            load_time_ns: ns(config.load_time),
+            load_rate: config.load_rate.unwrap_or(0.0),
+            serial_loads: config.serial_loads,
+            keep_alive_ns: ns(config.keep_alive),
         }
     }
 }
@@ -303,6 +345,10 @@ mod tests {
             stall: Some(Duration::from_secs(1)),
             reset_rate: Some(0.3),
             control_latency: Some(Duration::from_millis(250)),
+            load_time: Some(Duration::from_secs(4)),
+            load_rate: Some(2e9),
+            serial_loads: Some(true),
+            keep_alive: Some(Duration::from_secs(60)),
         };
         let changed = patch.apply(&config).expect("valid");
         assert_ne!(changed, config);
