@@ -82,6 +82,19 @@ pub struct Entry {
     pub service_end_ns: Option<u64>,
     /// When it was over.
     pub end_ns: u64,
+    /// The model it asked for, once found (logs from before this field read as none).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// How long it waited for its model, ns: the load it paid or waited on, or next to nothing
+    /// when the model was resident.
+    #[serde(default)]
+    pub load_ns: Option<u64>,
+    /// Prompt (or embed input) tokens it was charged for.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Tokens it generated (none for embeddings).
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
 }
 
 /// A page of the log.
@@ -203,6 +216,10 @@ struct Live {
     reset: bool,
     abandoned: bool,
     hung: bool,
+    model: Option<String>,
+    load: Option<std::time::Duration>,
+    prompt_tokens: Option<u64>,
+    output_tokens: Option<u64>,
 }
 
 /// The live record of one request; written to the log when the last holder drops it.
@@ -277,6 +294,12 @@ impl Drop for Trace {
             marker: live.marker,
             header_id: live.header_id,
             id_truncated: live.id_truncated,
+            model: live.model,
+            load_ns: live
+                .load
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            prompt_tokens: live.prompt_tokens,
+            output_tokens: live.output_tokens,
         };
         self.log.push(entry);
     }
@@ -340,6 +363,22 @@ pub(crate) fn note_body(body: &[u8]) {
             live.marker = Some(id);
             live.id_truncated |= cut;
         }
+    });
+}
+
+/// The request has its model, `model`, after waiting `load` for it to load (zero: resident).
+pub(crate) fn note_model(model: &str, load: std::time::Duration) {
+    note(|live| {
+        live.model = Some(model.to_owned());
+        live.load = Some(load);
+    });
+}
+
+/// The request's prompt tokens and, for a generation, its output tokens.
+pub(crate) fn note_tokens(prompt: u64, output: Option<u64>) {
+    note(|live| {
+        live.prompt_tokens = Some(prompt);
+        live.output_tokens = output;
     });
 }
 

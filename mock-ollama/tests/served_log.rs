@@ -301,3 +301,58 @@ async fn connections_are_counted_at_the_socket() {
     }
     assert_eq!(node.counters().connections_closed, 12);
 }
+
+/// Each entry says which model served it, how long it waited for the model's load, and its
+/// tokens: the first request to a cold model carries the load (tokio's sleep never ends early,
+/// so at least `load_time`), a generation its prompt and output tokens, an embed its input
+/// tokens and none generated, and a request for an unknown model no model at all.
+#[tokio::test]
+async fn entries_carry_the_model_its_load_wait_and_tokens() {
+    let load_time = Duration::from_millis(20);
+    let node = node(NodeConfig {
+        load_time,
+        ..fast()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let status = http
+        .post(format!("{}/api/generate", node.url()))
+        .json(
+            &json!({ "model": "llama3.2", "prompt": format!("{} [rid:g]", "word".repeat(10)),
+            "stream": false, "options": { "num_predict": 5 } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(embed(&http, &node, "eight chars [rid:e]", None).await, 200);
+    assert_eq!(
+        http.post(format!("{}/api/embed", node.url()))
+            .json(&json!({ "model": "nope", "input": "[rid:n]" }))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let entries = all(&node);
+    let by = |marker: &str| {
+        entries
+            .iter()
+            .find(|e| e.marker.as_deref() == Some(marker))
+            .unwrap()
+            .clone()
+    };
+    let g = by("g");
+    assert_eq!(g.model.as_deref(), Some("llama3.2:latest"));
+    assert!(g.load_ns.unwrap() >= load_time.as_nanos() as u64, "{g:?}");
+    // "word" x 10 and " [rid:g]": 48 characters, 12 tokens at four characters a token.
+    assert_eq!((g.prompt_tokens, g.output_tokens), (Some(12), Some(5)));
+    let e = by("e");
+    assert_eq!(e.model.as_deref(), Some("all-minilm:latest"));
+    assert!(e.load_ns.is_some());
+    assert_eq!((e.prompt_tokens, e.output_tokens), (Some(5), None));
+    let n = by("n");
+    assert_eq!((n.model, n.load_ns, n.prompt_tokens), (None, None, None));
+}

@@ -195,6 +195,10 @@ mod tests {
             service_start_ns: None,
             service_end_ns: None,
             end_ns: 0,
+            model: None,
+            load_ns: None,
+            prompt_tokens: None,
+            output_tokens: None,
         }
     }
 

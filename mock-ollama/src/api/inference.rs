@@ -137,6 +137,7 @@ async fn embed_items(
         .scheduler
         .acquire_model(model, &state.metrics, keep_alive)
         .await?;
+    served::note_model(&model.spec.name, load_wait);
     let mut tokens = 0;
     for (i, input) in inputs.iter().enumerate() {
         let item_tokens = estimate_tokens(input);
@@ -148,6 +149,7 @@ async fn embed_items(
         emit(table, input);
     }
     drop(in_use);
+    served::note_tokens(tokens, None);
     Ok((tokens, load_wait))
 }
 
@@ -546,6 +548,7 @@ async fn run_generation(
         .scheduler
         .acquire_model(&job.model, &state.metrics, job.keep_alive)
         .await?;
+    served::note_model(&job.model.spec.name, load_wait);
     if job.prompt.is_empty() {
         // Ollama's preload (and unload with keep_alive 0): answered at once, never streamed.
         let reason = if job.unloads() { "unload" } else { "load" };
@@ -563,6 +566,7 @@ async fn run_generation(
         .slot(&job.model, &state.metrics, true)
         .await?;
     let timing = Timing::draw(&state, &job, load_wait, &mut rng);
+    served::note_tokens(timing.prompt_tokens, Some(timing.output_tokens));
     if !job.stream {
         serve(&state, &mut slot, timing.prefill + timing.decode).await;
         let held = (slot, in_use);
