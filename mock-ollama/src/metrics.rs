@@ -49,6 +49,8 @@ pub struct Metrics {
     loading: AtomicU64,
     rejected_busy: AtomicU64,
     streams_abandoned: AtomicU64,
+    loads: AtomicU64,
+    loads_aborted: AtomicU64,
     service_buckets: [AtomicU64; BUCKETS.len()],
     service_count: AtomicU64,
     service_sum_ns: AtomicU64,
@@ -56,6 +58,30 @@ pub struct Metrics {
     served: Mutex<Option<hdrhistogram::Histogram<u64>>>,
     /// TCP connections accepted and closed, counted by the node's listener.
     connections: Arc<Connections>,
+}
+
+/// One model load in progress; see [`Metrics::load_started`].
+#[derive(Debug)]
+pub(crate) struct LoadCount<'a> {
+    metrics: &'a Metrics,
+    finished: bool,
+}
+
+impl LoadCount<'_> {
+    /// The load finished: the model is resident.
+    pub(crate) fn finished(mut self) {
+        self.finished = true;
+        self.metrics.loads.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for LoadCount<'_> {
+    fn drop(&mut self) {
+        // Relaxed: plain tallies, read by snapshots that need no order with anything else.
+        if !self.finished {
+            self.metrics.loads_aborted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A copy of a node's counters at one moment.
@@ -75,6 +101,11 @@ pub struct CountersSnapshot {
     pub rejected_busy: u64,
     /// Streamed answers whose client left before the last line (their slot was freed then).
     pub streams_abandoned: u64,
+    /// Model loads that finished (the model became resident).
+    pub loads: u64,
+    /// Model loads abandoned before they finished: their only request left (Ollama logs a 499),
+    /// so the model stayed cold and the next request pays the load again.
+    pub loads_aborted: u64,
     /// Inference items served (each embed input counts once).
     pub items_served: u64,
     /// TCP connections the node accepted.
@@ -198,6 +229,15 @@ impl Metrics {
         self.streams_abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A model load starts: counted as finished by [`LoadCount::finished`], as aborted if the
+    /// guard is dropped first (its request left during the load).
+    pub(crate) fn load_started(&self) -> LoadCount<'_> {
+        LoadCount {
+            metrics: self,
+            finished: false,
+        }
+    }
+
     /// Adds one to `gauge` unless it already holds `bound` (then counts a busy rejection).
     fn join<'a>(&'a self, gauge: &'a AtomicU64, bound: Option<usize>) -> Option<GaugeGuard<'a>> {
         let before = gauge.fetch_add(1, Ordering::Relaxed);
@@ -264,6 +304,8 @@ impl Metrics {
             loading: self.loading.load(Ordering::Relaxed),
             rejected_busy: self.rejected_busy.load(Ordering::Relaxed),
             streams_abandoned: self.streams_abandoned.load(Ordering::Relaxed),
+            loads: self.loads.load(Ordering::Relaxed),
+            loads_aborted: self.loads_aborted.load(Ordering::Relaxed),
             items_served: self.service_count.load(Ordering::Relaxed),
             connections_accepted: self.connections.accepted(),
             connections_closed: self.connections.closed(),
@@ -317,6 +359,16 @@ impl Metrics {
                 "mock_ollama_streams_abandoned_total",
                 "Streamed answers whose client left early.",
                 snap.streams_abandoned,
+            ),
+            (
+                "mock_ollama_loads_total",
+                "Model loads that finished.",
+                snap.loads,
+            ),
+            (
+                "mock_ollama_loads_aborted_total",
+                "Model loads abandoned by their request before they finished.",
+                snap.loads_aborted,
             ),
             (
                 "mock_ollama_connections_accepted_total",

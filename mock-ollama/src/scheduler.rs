@@ -327,6 +327,8 @@ impl Scheduler {
                 true => Some(self.node_load.lock().await),
                 false => None,
             };
+            // Dropped with this request before the model is resident: an aborted load.
+            let count = (!loaded_meanwhile).then(|| metrics.load_started());
             let took = self.config().load_time_of(model.spec.size);
             if !loaded_meanwhile && !took.is_zero() {
                 tokio::time::sleep(took).await;
@@ -336,6 +338,9 @@ impl Scheduler {
                 .last_used
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+            if let Some(count) = count {
+                count.finished();
+            }
         }
         if keep_alive.is_some() {
             *model
@@ -762,10 +767,21 @@ mod tests {
         drop(loading);
         assert!(!s.is_loaded(&model), "the load never finished");
         assert_eq!(metrics.snapshot().queued, 0, "the wait left the queue");
+        assert_eq!(
+            (metrics.snapshot().loads, metrics.snapshot().loads_aborted),
+            (0, 1)
+        );
         let (_in_use, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
         assert!(
             waited >= Duration::from_secs(5),
             "the next request loads it: {waited:?}"
         );
+        assert_eq!(
+            (metrics.snapshot().loads, metrics.snapshot().loads_aborted),
+            (1, 1),
+            "the second load finished; a warm request counts none"
+        );
+        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        assert_eq!(metrics.snapshot().loads, 1);
     }
 }
