@@ -164,6 +164,33 @@ impl std::str::FromStr for Timer {
     }
 }
 
+/// What a node does when a streamed generation's client leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Leave {
+    /// Stops at once, whatever it was doing (the mock's behaviour before this setting).
+    #[default]
+    AtOnce,
+    /// As Ollama's own runner up to v0.24.0 is reported to behave (ollama/ollama#11889; not
+    /// yet checked here against that release's runner source): it learns that the client left
+    /// only when it sends the next token, so prompt evaluation runs to its end and generation
+    /// stops after the token in progress.
+    AtNextToken,
+}
+
+impl std::str::FromStr for Leave {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "at-once" => Ok(Leave::AtOnce),
+            "at-next-token" => Ok(Leave::AtNextToken),
+            other => Err(format!(
+                "unknown leave mode {other:?}; expected at-once or at-next-token"
+            )),
+        }
+    }
+}
+
 /// Which waiting requests count toward `max_queue` (and get Ollama's 503 when it is full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueMode {
@@ -227,6 +254,8 @@ pub struct NodeConfig {
     /// How service times, stalls and control-plane latency are timed (model loads and
     /// keep-alive always use tokio's clock).
     pub timer: Timer,
+    /// What a streamed generation does when its client leaves.
+    pub leave: Leave,
     /// Time the first request for a model waits while it "loads" (every model alike unless
     /// `load_rate` is set).
     pub load_time: Duration,
@@ -272,6 +301,7 @@ impl Default for NodeConfig {
             max_queue: 512,
             queue: QueueMode::default(),
             timer: Timer::default(),
+            leave: Leave::AtOnce,
             load_time: Duration::ZERO,
             load_rate: None,
             serial_loads: false,

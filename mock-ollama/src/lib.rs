@@ -51,7 +51,7 @@ pub mod timer;
 
 pub use client::{ClientError, ControlClient};
 pub use config::{
-    FaultConfig, Jitter, LatencyModel, NodeConfig, NodeSpec, QueueMode, SlotPolicy, Timer,
+    FaultConfig, Jitter, LatencyModel, Leave, NodeConfig, NodeSpec, QueueMode, SlotPolicy, Timer,
 };
 pub use control::{Availability, ControlAccess, Settings as NodeSettings, SettingsPatch};
 pub use faults::{FAULT_HEADER, Fault};

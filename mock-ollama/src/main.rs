@@ -85,6 +85,10 @@ struct Args {
     /// does; slot waits are unbounded) or `bounded` (every wait, an idealised queue).
     #[arg(long, default_value = "ollama")]
     queue: QueueMode,
+    /// What a stream does when its client leaves: `at-once` (stop) or `at-next-token` (Ollama's
+    /// runner to v0.24.0: prompt evaluation runs to its end, generation stops at the next token).
+    #[arg(long, default_value = "at-once")]
+    leave: mock_ollama::Leave,
     /// How service times are timed: `precise` (a timer thread, microseconds) or `tokio`
     /// (tokio's 1 ms timer).
     #[arg(long, default_value = "precise")]
@@ -176,6 +180,7 @@ impl Args {
                     queue: self.queue,
                     served_log_capacity: self.served_log,
                     timer: self.timer,
+                    leave: self.leave,
                     load_time: self.load_time,
                     load_rate: self.load_rate,
                     serial_loads: self.serial_loads,

@@ -95,6 +95,10 @@ pub struct Entry {
     /// Tokens it generated (none for embeddings).
     #[serde(default)]
     pub output_tokens: Option<u64>,
+    /// For a stream whose client left: how long the node went on working after it left, ns (0
+    /// when it stopped at once; see `NodeConfig::leave`).
+    #[serde(default)]
+    pub after_leave_ns: Option<u64>,
 }
 
 /// A page of the log.
@@ -220,6 +224,7 @@ struct Live {
     load: Option<std::time::Duration>,
     prompt_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    after_leave: Option<std::time::Duration>,
 }
 
 /// The live record of one request; written to the log when the last holder drops it.
@@ -300,6 +305,9 @@ impl Drop for Trace {
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             prompt_tokens: live.prompt_tokens,
             output_tokens: live.output_tokens,
+            after_leave_ns: live
+                .after_leave
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         };
         self.log.push(entry);
     }
@@ -425,9 +433,13 @@ impl Trace {
         self.with(|live| live.hung = true);
     }
 
-    /// For a stream's task: the client left before the last line.
-    pub(crate) fn abandoned(&self) {
-        self.with(|live| live.abandoned = true);
+    /// For a stream's task: the client left before the last line, and the node worked `after`
+    /// more before it stopped.
+    pub(crate) fn abandoned(&self, after: std::time::Duration) {
+        self.with(|live| {
+            live.abandoned = true;
+            live.after_leave = Some(after);
+        });
     }
 }
 

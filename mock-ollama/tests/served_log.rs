@@ -356,3 +356,59 @@ async fn entries_carry_the_model_its_load_wait_and_tokens() {
     let n = by("n");
     assert_eq!((n.model, n.load_ns, n.prompt_tokens), (None, None, None));
 }
+
+/// A client that leaves during prompt evaluation: `at-once` stops the node then (the entry
+/// appears long before the 30 s prompt would end), `at-next-token` evaluates the whole prompt
+/// first (its service lasts at least the 200 ms prompt) and logs how long it worked after.
+#[tokio::test]
+async fn a_client_leaving_during_the_prompt_stops_the_node_as_its_leave_mode_says() {
+    let http = reqwest::Client::new();
+    // 400 prompt tokens: 30 s at 13.33 tokens/s, 200 ms at 2,000 tokens/s.
+    let leave_during_prompt = |leave: mock_ollama::Leave, prompt_rate: f64| {
+        let http = http.clone();
+        async move {
+            let node = node(NodeConfig {
+                latency: mock_ollama::LatencyModel {
+                    per_token: Duration::from_millis(1),
+                    prompt_rate: Some(prompt_rate),
+                    ..fast().latency
+                },
+                timer: mock_ollama::Timer::Tokio,
+                leave,
+                ..fast()
+            })
+            .await;
+            let response = http
+                .post(format!("{}/api/generate", node.url()))
+                .json(&json!({ "model": "llama3.2", "prompt": format!("{} [rid:p]", "word".repeat(398)),
+                    "options": { "num_predict": 3 } }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            drop(response);
+            // Wait for the entry, not for time; a node that worked on would miss this bound.
+            let mut waited = 0;
+            while all(&node).is_empty() {
+                assert!(
+                    waited < 5_000,
+                    "{leave:?}: the left stream was never logged"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                waited += 1;
+            }
+            all(&node).remove(0)
+        }
+    };
+    let at_once = leave_during_prompt(mock_ollama::Leave::AtOnce, 400.0 / 30.0).await;
+    assert_eq!(at_once.outcome, ServedOutcome::Cancelled);
+    let later = leave_during_prompt(mock_ollama::Leave::AtNextToken, 2_000.0).await;
+    assert_eq!(later.outcome, ServedOutcome::Cancelled);
+    let worked = later.end_ns - later.service_start_ns.unwrap();
+    assert!(
+        worked >= 200_000_000,
+        "the whole prompt was evaluated: {worked} ns"
+    );
+    assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
+    assert_eq!(later.output_tokens, Some(3));
+}

@@ -199,6 +199,7 @@ mod tests {
             load_ns: None,
             prompt_tokens: None,
             output_tokens: None,
+            after_leave_ns: None,
         }
     }
 

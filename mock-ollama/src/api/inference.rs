@@ -25,6 +25,7 @@ use super::validate::{self, GenerationOptions, truncate_embedding};
 use super::{
     ApiError, NodeState, json as json_response, json_bytes, nanos_since, parse_body, reset_response,
 };
+use crate::config::Leave;
 use crate::embedding::{EmbeddingTable, estimate_tokens, fnv1a};
 use crate::faults::{self, FAULT_HEADER, Fault};
 use crate::scheduler::{Busy, InUse, ModelRuntime, Slot};
@@ -456,18 +457,42 @@ impl Words {
     }
 }
 
-/// Sleeps `took` with `timer`; false when the client left first (the receiver was dropped).
-async fn wait_unless_closed(
+/// How a stretch of a stream's work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Worked {
+    /// It ran its length with the client there.
+    Done,
+    /// The client left (the receiver was dropped); the node worked `after` more.
+    Left { after: Duration },
+}
+
+/// Works `took` with `timer`. A client that leaves meanwhile stops the work at once
+/// ([`Leave::AtOnce`]) or once this stretch is done ([`Leave::AtNextToken`]: a runner learns of
+/// it only when it next sends, so prompt evaluation and the token in progress finish).
+async fn work(
     tx: &tokio::sync::mpsc::Sender<Bytes>,
     timer: crate::config::Timer,
+    leave: Leave,
     took: Duration,
-) -> bool {
+) -> Worked {
     if took.is_zero() {
-        return !tx.is_closed();
+        return match tx.is_closed() {
+            true => Worked::Left {
+                after: Duration::ZERO,
+            },
+            false => Worked::Done,
+        };
     }
+    let end = Instant::now() + took;
     tokio::select! {
-        () = crate::timer::sleep(timer, took) => true,
-        () = tx.closed() => false,
+        () = crate::timer::sleep(timer, took) => Worked::Done,
+        () = tx.closed() => {
+            let left = Instant::now();
+            if leave == Leave::AtNextToken {
+                crate::timer::sleep(timer, end.saturating_duration_since(left)).await;
+            }
+            Worked::Left { after: left.elapsed() }
+        }
     }
 }
 
@@ -599,27 +624,28 @@ fn stream_generation(
     }
     tokio::spawn(async move {
         let held = held;
-        let abandoned = || {
+        let abandoned = |after: Duration| {
             state.metrics.stream_abandoned();
             if let Some(trace) = &trace {
-                trace.abandoned();
+                trace.abandoned(after);
             }
         };
-        let timer = state.scheduler.config().timer;
+        let config = state.scheduler.config();
+        let (timer, leave) = (config.timer, config.leave);
         // Prompt processing counts from the slot's service start, as a non-streamed answer does.
         let prefill_left =
             (held.0.started + timing.prefill).saturating_duration_since(Instant::now());
-        if !wait_unless_closed(&tx, timer, prefill_left).await {
-            return abandoned();
+        if let Worked::Left { after } = work(&tx, timer, leave, prefill_left).await {
+            return abandoned(after);
         }
         let mut words = Words::new(&job.prompt);
         for _ in 0..timing.output_tokens {
-            if !wait_unless_closed(&tx, timer, timing.per_token).await {
-                return abandoned();
+            if let Worked::Left { after } = work(&tx, timer, leave, timing.per_token).await {
+                return abandoned(after);
             }
             let line = ndjson_line(&chunk(&job, &words.next_token(), None));
             if tx.send(line).await.is_err() {
-                return abandoned();
+                return abandoned(Duration::ZERO);
             }
         }
         state
