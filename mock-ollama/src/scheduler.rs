@@ -72,7 +72,8 @@ impl ModelRuntime {
 /// fires.
 const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 
-/// `at + by`, or `at` plus [`FOREVER`] when the sum would overflow the clock.
+/// `at + by`, with `by` capped at [`FOREVER`] (a clock that could not hold even that would give
+/// `at` itself).
 fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by.min(FOREVER)).unwrap_or(at)
 }
