@@ -195,10 +195,15 @@ pub struct Sizes {
     pub basis: String,
 }
 
-/// How far past the smallest catchable rise the extra work is sized: at exactly the detection
+/// How far past the smallest catchable rise the extra work is sized. At exactly the detection
 /// limit the gate catches it 95 times in 100 by definition, so a self-test sized there would
-/// itself fail one CI run in 20; 1.25 times it is caught all but about 1 in 1,000.
-const PAST_THE_LIMIT: f64 = 1.25;
+/// itself fail one CI run in 20. And the size is absolute time, which the ratio the gate judges
+/// does not cancel: in four self-tests here it moved the figure by 0.46 to 1.76 times the rise
+/// it was sized for (sized 20.6%: +9.4%, caught with little to spare). At 2.5 times the limit
+/// the smallest of those shifts still puts the mean about 4 sd past the limit. The detection
+/// limit itself rests on the spread and the validation runs (`results/gate-spread.md`); what
+/// this case shows is that extra work per answer fails the CPU figure and nothing else.
+const PAST_THE_LIMIT: f64 = 2.5;
 
 impl Sizes {
     /// Measures a clean pool's CPU per request and sizes the extra work at [`PAST_THE_LIMIT`]
