@@ -405,10 +405,9 @@ fn measure_cost(
     settings: &GateSettings,
     ctx: &Ctx,
 ) -> anyhow::Result<Samples> {
-    let mut all = Samples::new();
-    for repeat in 0..settings.repeats {
+    gather(settings.repeats, |repeat| {
         let sample = crate::cost::sample(measured, ctx.pool_options(), &settings.cost, repeat)?;
-        for (metric, value) in [
+        Ok(vec![
             (Metric::Overhead(named), sample.overhead),
             (
                 Metric::ConnectionsPerRequest(named),
@@ -417,11 +416,8 @@ fn measure_cost(
             (Metric::LatencyAddedP50(named), sample.latency_added_p50),
             (Metric::LatencyAddedP99(named), sample.latency_added_p99),
             (Metric::CpuPerRequest(named), sample.cpu_per_request),
-        ] {
-            all.entry(metric).or_default().push(value);
-        }
-    }
-    Ok(all)
+        ])
+    })
 }
 
 /// Both routing figures of `cell` for `candidate`, `settings.repeats` samples each.
@@ -431,13 +427,23 @@ fn measure_routing(
     settings: &GateSettings,
     ctx: &Ctx,
 ) -> anyhow::Result<Samples> {
-    let mut all = Samples::new();
-    for _ in 0..settings.repeats {
+    gather(settings.repeats, |_| {
         let sample = routing::sample(cell, candidate, ctx.pool_options(), &settings.routing)?;
-        for (metric, value) in [
+        Ok(vec![
             (Metric::RoutingEfficiency(cell), sample.efficiency),
             (Metric::RoutingSlowShare(cell), sample.slow_share),
-        ] {
+        ])
+    })
+}
+
+/// `repeats` runs that each give several metrics one value (`run(i)`), as samples by metric.
+fn gather(
+    repeats: usize,
+    mut run: impl FnMut(usize) -> anyhow::Result<Vec<(Metric, f64)>>,
+) -> anyhow::Result<Samples> {
+    let mut all = Samples::new();
+    for repeat in 0..repeats {
+        for (metric, value) in run(repeat)? {
             all.entry(metric).or_default().push(value);
         }
     }

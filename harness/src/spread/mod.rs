@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::bounds::{Bound, Op};
 use crate::gate::GateSettings;
 use crate::machine::Machine;
+use crate::summary::Summary;
 
 pub mod record;
 
@@ -116,20 +117,14 @@ impl Stats {
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        };
+        let order = Summary::of(values.to_vec());
         Some(Self {
             n,
             mean,
             sd: var.sqrt(),
-            median,
-            min: sorted[0],
-            max: sorted[n - 1],
+            median: order.median,
+            min: order.min,
+            max: order.max,
         })
     }
 
