@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::control::ControlAccess;
 use crate::models::{ModelSpec, default_models};
+use crate::residency::Limits;
 
 /// How a request's service time spreads around its nominal value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -165,7 +166,8 @@ impl std::str::FromStr for Timer {
 }
 
 /// What a node does when a streamed generation's client leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Leave {
     /// Stops at once, whatever it was doing (the mock's behaviour before this setting).
     #[default]
@@ -229,6 +231,10 @@ pub struct FaultConfig {
     pub stall: Duration,
     /// Probability of aborting the connection instead of answering.
     pub reset_rate: f64,
+    /// For generations: stalls and resets strike after this many tokens of the answer instead
+    /// of before it (a stream cut or held mid-way); `None`: before (the mock's behaviour before
+    /// this setting). Embeddings are always struck before their answer.
+    pub after_tokens: Option<u32>,
 }
 
 /// Everything one simulated node needs to start.
@@ -256,6 +262,11 @@ pub struct NodeConfig {
     pub timer: Timer,
     /// What a streamed generation does when its client leaves.
     pub leave: Leave,
+    /// Each slot keeps the prompt it last processed, and a generation whose prompt shares a
+    /// prefix with a free slot's is charged prompt evaluation only for the rest (Ollama's
+    /// runner). `false`: every prompt is evaluated whole (the mock's behaviour before this
+    /// setting).
+    pub prompt_cache: bool,
     /// Time the first request for a model waits while it "loads" (every model alike unless
     /// `load_rate` is set).
     pub load_time: Duration,
@@ -271,6 +282,9 @@ pub struct NodeConfig {
     pub serial_loads: bool,
     /// Idle time after which a loaded model is unloaded (and the next request pays `load_time`).
     pub keep_alive: Duration,
+    /// How many runners the node holds at once, and in how much memory (see
+    /// [`crate::residency`]); unlimited by default (the mock's behaviour before these settings).
+    pub residency: Limits,
     /// Latency of `/api/tags` and `/api/ps` (Ollama answers these instantly; a slow value models a
     /// struggling node's control plane).
     pub control_latency: Duration,
@@ -302,10 +316,12 @@ impl Default for NodeConfig {
             queue: QueueMode::default(),
             timer: Timer::default(),
             leave: Leave::AtOnce,
+            prompt_cache: false,
             load_time: Duration::ZERO,
             load_rate: None,
             serial_loads: false,
             keep_alive: Duration::from_secs(300),
+            residency: Limits::default(),
             control_latency: Duration::ZERO,
             faults: FaultConfig::default(),
             default_output_tokens: 16,
@@ -397,6 +413,9 @@ pub enum ConfigError {
     /// Zero parallel slots would never serve anything.
     #[error("parallel slots must be at least 1")]
     Parallel,
+    /// `max_loaded_models` of 0 would never load anything.
+    #[error("max loaded models must be at least 1")]
+    MaxLoaded,
     /// No models configured.
     #[error("a node needs at least one model")]
     NoModels,
@@ -460,6 +479,9 @@ impl NodeConfig {
         }
         if self.slots.parallel == 0 {
             return Err(ConfigError::Parallel);
+        }
+        if self.residency.max_loaded == Some(0) {
+            return Err(ConfigError::MaxLoaded);
         }
         if self.models.is_empty() {
             return Err(ConfigError::NoModels);

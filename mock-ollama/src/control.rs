@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Jitter, NodeConfig};
+use crate::config::{ConfigError, Jitter, Leave, NodeConfig};
 
 /// Whether and how a node answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -138,6 +138,16 @@ pub struct SettingsPatch {
     /// Idle time before a model unloads, for models no request gave a keep-alive of its own.
     #[serde(default, with = "crate::duration::text")]
     pub keep_alive: Option<Duration>,
+    /// Runners held at once; `0`: no limit.
+    pub max_loaded_models: Option<usize>,
+    /// Memory runners may take, bytes; `0`: no limit.
+    pub vram: Option<u64>,
+    /// Whether slots keep a prompt cache.
+    pub prompt_cache: Option<bool>,
+    /// What a stream does when its client leaves (`at-once`, `at-next-token`).
+    pub leave: Option<Leave>,
+    /// Tokens into a generation's answer at which stalls and resets strike; `-1`: before it.
+    pub fault_after_tokens: Option<i64>,
 }
 
 /// Serde for the patch's jitter as its text form.
@@ -191,6 +201,11 @@ impl SettingsPatch {
             load_rate: self.load_rate.map(|_| before.load_rate),
             serial_loads: self.serial_loads.map(|_| before.serial_loads),
             keep_alive: self.keep_alive.map(|_| ns(before.keep_alive_ns)),
+            max_loaded_models: self.max_loaded_models.map(|_| before.max_loaded_models),
+            vram: self.vram.map(|_| before.vram),
+            prompt_cache: self.prompt_cache.map(|_| before.prompt_cache),
+            leave: self.leave.map(|_| before.leave),
+            fault_after_tokens: self.fault_after_tokens.map(|_| before.fault_after_tokens),
         }
     }
 
@@ -246,6 +261,21 @@ impl SettingsPatch {
         if let Some(keep_alive) = self.keep_alive {
             next.keep_alive = keep_alive;
         }
+        if let Some(max) = self.max_loaded_models {
+            next.residency.max_loaded = (max != 0).then_some(max);
+        }
+        if let Some(vram) = self.vram {
+            next.residency.memory = (vram != 0).then_some(vram);
+        }
+        if let Some(on) = self.prompt_cache {
+            next.prompt_cache = on;
+        }
+        if let Some(leave) = self.leave {
+            next.leave = leave;
+        }
+        if let Some(after) = self.fault_after_tokens {
+            next.faults.after_tokens = u32::try_from(after).ok();
+        }
         next.validate()?;
         Ok(next)
     }
@@ -296,6 +326,26 @@ pub struct Settings {
     /// The node's idle time before a model unloads, ns (0 from a node older than this field).
     #[serde(default)]
     pub keep_alive_ns: u64,
+    /// Runners held at once; 0: no limit.
+    #[serde(default)]
+    pub max_loaded_models: usize,
+    /// Memory runners may take, bytes; 0: no limit.
+    #[serde(default)]
+    pub vram: u64,
+    /// Whether slots keep a prompt cache.
+    #[serde(default)]
+    pub prompt_cache: bool,
+    /// What a stream does when its client leaves.
+    #[serde(default)]
+    pub leave: Leave,
+    /// Tokens into a generation's answer at which stalls and resets strike; -1: before it.
+    #[serde(default = "before_the_answer")]
+    pub fault_after_tokens: i64,
+}
+
+/// What a node older than `fault_after_tokens` does.
+fn before_the_answer() -> i64 {
+    -1
 }
 
 impl Settings {
@@ -320,6 +370,11 @@ impl Settings {
             load_rate: config.load_rate.unwrap_or(0.0),
             serial_loads: config.serial_loads,
             keep_alive_ns: ns(config.keep_alive),
+            max_loaded_models: config.residency.max_loaded.unwrap_or(0),
+            vram: config.residency.memory.unwrap_or(0),
+            prompt_cache: config.prompt_cache,
+            leave: config.leave,
+            fault_after_tokens: config.faults.after_tokens.map_or(-1, i64::from),
         }
     }
 }
@@ -349,6 +404,11 @@ mod tests {
             load_rate: Some(2e9),
             serial_loads: Some(true),
             keep_alive: Some(Duration::from_secs(60)),
+            max_loaded_models: Some(2),
+            vram: Some(16 << 30),
+            prompt_cache: Some(true),
+            leave: Some(Leave::AtNextToken),
+            fault_after_tokens: Some(3),
         };
         let changed = patch.apply(&config).expect("valid");
         assert_ne!(changed, config);

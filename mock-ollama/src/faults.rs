@@ -7,7 +7,8 @@ use rand::RngExt;
 
 use crate::config::FaultConfig;
 
-/// Request header that forces a fault: `error`, `stall`, `reset` or `none`.
+/// Request header that forces a fault: `error`, `stall`, `reset`, `none`, or for a generation
+/// `stall-after:K` / `reset-after:K` (after K tokens of its answer).
 pub const FAULT_HEADER: &str = "x-mock-fault";
 
 /// What happens to one inference request.
@@ -21,20 +22,57 @@ pub enum Fault {
     Stall,
     /// The connection is aborted instead of answered.
     Reset,
+    /// A generation's answer stalls for the configured stall time after this many tokens.
+    StallAfter(u32),
+    /// A generation's answer is cut (the connection aborted) after this many tokens.
+    ResetAfter(u32),
+}
+
+impl Fault {
+    /// This fault as it strikes a request that generates tokens, when the node's faults strike
+    /// `after` tokens into an answer: a stall or a reset moves there.
+    pub fn for_generation(self, after: Option<u32>) -> Fault {
+        match (self, after) {
+            (Fault::Stall, Some(k)) => Fault::StallAfter(k),
+            (Fault::Reset, Some(k)) => Fault::ResetAfter(k),
+            (fault, _) => fault,
+        }
+    }
+
+    /// This fault as it strikes a request without tokens (an embedding): before the answer.
+    pub fn for_embedding(self) -> Fault {
+        match self {
+            Fault::StallAfter(_) => Fault::Stall,
+            Fault::ResetAfter(_) => Fault::Reset,
+            fault => fault,
+        }
+    }
 }
 
 impl std::str::FromStr for Fault {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim().to_ascii_lowercase().as_str() {
+        let text = text.trim().to_ascii_lowercase();
+        let unknown = || {
+            format!(
+                "unknown fault {text:?}: expected error, stall, reset, none, stall-after:K or reset-after:K"
+            )
+        };
+        if let Some((kind, tokens)) = text.split_once("-after:") {
+            let tokens: u32 = tokens.parse().map_err(|_| unknown())?;
+            return match kind {
+                "stall" => Ok(Fault::StallAfter(tokens)),
+                "reset" => Ok(Fault::ResetAfter(tokens)),
+                _ => Err(unknown()),
+            };
+        }
+        match text.as_str() {
             "none" => Ok(Fault::None),
             "error" => Ok(Fault::Error),
             "stall" => Ok(Fault::Stall),
             "reset" => Ok(Fault::Reset),
-            other => Err(format!(
-                "unknown fault {other:?}: expected error, stall, reset or none"
-            )),
+            _ => Err(unknown()),
         }
     }
 }
@@ -87,7 +125,14 @@ mod tests {
         let n = 20_000;
         let mut counts = [0usize; 4];
         for _ in 0..n {
-            counts[decide(&config, None, &mut rng) as usize] += 1;
+            let index = match decide(&config, None, &mut rng) {
+                Fault::None => 0,
+                Fault::Error => 1,
+                Fault::Stall => 2,
+                Fault::Reset => 3,
+                other => panic!("rates never draw {other:?}"),
+            };
+            counts[index] += 1;
         }
         let frac = |i: usize| counts[i] as f64 / n as f64;
         assert!((frac(1) - 0.1).abs() < 0.01, "error {}", frac(1));
@@ -98,6 +143,10 @@ mod tests {
     #[test]
     fn header_values_parse() {
         assert_eq!("ERROR".parse::<Fault>().unwrap(), Fault::Error);
+        assert_eq!("reset-after:5".parse::<Fault>(), Ok(Fault::ResetAfter(5)));
+        assert_eq!("stall-after:0".parse::<Fault>(), Ok(Fault::StallAfter(0)));
         assert!("explode".parse::<Fault>().is_err());
+        assert!("reset-after:x".parse::<Fault>().is_err());
+        assert!("error-after:3".parse::<Fault>().is_err());
     }
 }

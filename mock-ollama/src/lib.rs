@@ -44,6 +44,8 @@ pub mod faults;
 pub mod hold;
 pub mod metrics;
 pub mod models;
+pub mod preset;
+pub mod residency;
 pub mod scheduler;
 pub mod served;
 pub mod server;

@@ -35,6 +35,14 @@ fn probability(text: &str) -> Result<f64, String> {
     }
 }
 
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Simulated Ollama nodes for load-balancer benchmarks.
 #[derive(Debug, Parser)]
 #[command(
@@ -118,6 +126,18 @@ struct Args {
     /// Idle time before a model unloads.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     keep_alive: Duration,
+    /// Runners the node holds at once (OLLAMA_MAX_LOADED_MODELS; Ollama's default is 3 per
+    /// GPU); one more model evicts one [default: no limit].
+    #[arg(long, value_parser = at_least_one)]
+    max_loaded_models: Option<usize>,
+    /// Memory the node's runners may take (a GPU's VRAM), bytes or with a unit (`16GiB`,
+    /// `8GB`); a model that does not fit evicts one [default: no limit].
+    #[arg(long, value_parser = mock_ollama::residency::parse_bytes)]
+    vram: Option<u64>,
+    /// Each slot keeps the prompt it last processed; a prompt sharing its prefix is evaluated
+    /// only past it, as Ollama's runner does [default: every prompt evaluated whole].
+    #[arg(long)]
+    prompt_cache: bool,
     /// Latency of /api/tags and /api/ps.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     control_latency: Duration,
@@ -133,9 +153,19 @@ struct Args {
     /// Probability of aborting the connection.
     #[arg(long, default_value_t = 0.0, value_parser = probability, allow_negative_numbers = true)]
     reset_rate: f64,
-    /// Extra model: NAME (chat), NAME=chat or NAME=embed:DIM. Repeatable.
+    /// For generations: stalls and resets strike after this many tokens of the answer (a
+    /// stream held or cut mid-way) [default: before the answer].
+    #[arg(long)]
+    fault_after_tokens: Option<u32>,
+    /// Extra model: NAME (chat), NAME=chat or NAME=embed:DIM, optionally followed by
+    /// `,size=BYTES,kv=BYTES,ctx=TOKENS` (weights, KV cache per token, training context).
+    /// Repeatable.
     #[arg(long = "model", value_parser = ModelSpec::parse_flag)]
     models: Vec<ModelSpec>,
+    /// A whole node profile, applied over the other flags: `gpu16` (one 16 GiB GPU, four 3B-8B
+    /// chat models at Q4, Ollama's scheduler and runner defaults; sources in docs/mock-ollama.md).
+    #[arg(long, conflicts_with_all = ["models", "per_token", "prompt_rate", "load_time", "load_rate", "vram", "max_loaded_models"])]
+    preset: Option<mock_ollama::preset::Preset>,
 }
 
 impl Args {
@@ -185,12 +215,18 @@ impl Args {
                     load_rate: self.load_rate,
                     serial_loads: self.serial_loads,
                     keep_alive: self.keep_alive,
+                    residency: mock_ollama::residency::Limits {
+                        max_loaded: self.max_loaded_models,
+                        memory: self.vram,
+                    },
+                    prompt_cache: self.prompt_cache,
                     control_latency: self.control_latency,
                     faults: FaultConfig {
                         error_rate: self.error_rate,
                         stall_rate: self.stall_rate,
                         stall: self.stall,
                         reset_rate: self.reset_rate,
+                        after_tokens: self.fault_after_tokens,
                     },
                     models: models.clone(),
                     control: match (&self.control_token, self.no_control) {
@@ -199,6 +235,10 @@ impl Args {
                         (None, false) => ControlAccess::Open,
                     },
                     ..NodeConfig::default()
+                };
+                let config = match self.preset {
+                    Some(preset) => preset.apply(config),
+                    None => config,
                 };
                 config.validate().with_context(|| format!("node {i}"))?;
                 Ok(config)

@@ -51,6 +51,8 @@ pub struct Metrics {
     streams_abandoned: AtomicU64,
     loads: AtomicU64,
     loads_aborted: AtomicU64,
+    evictions: AtomicU64,
+    reloads: AtomicU64,
     service_buckets: [AtomicU64; BUCKETS.len()],
     service_count: AtomicU64,
     service_sum_ns: AtomicU64,
@@ -106,6 +108,10 @@ pub struct CountersSnapshot {
     /// Model loads abandoned before they finished: their only request left (Ollama logs a 499),
     /// so the model stayed cold and the next request pays the load again.
     pub loads_aborted: u64,
+    /// Runners unloaded to make room for another model (`max_loaded_models` or memory).
+    pub evictions: u64,
+    /// Runners unloaded to load the same model again with a request's other options.
+    pub reloads: u64,
     /// Inference items served (each embed input counts once).
     pub items_served: u64,
     /// TCP connections the node accepted.
@@ -238,6 +244,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a runner evicted for another model.
+    pub(crate) fn evicted(&self) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a runner unloaded to be loaded again with other options.
+    pub(crate) fn reloaded(&self) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds one to `gauge` unless it already holds `bound` (then counts a busy rejection).
     fn join<'a>(&'a self, gauge: &'a AtomicU64, bound: Option<usize>) -> Option<GaugeGuard<'a>> {
         let before = gauge.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +322,8 @@ impl Metrics {
             streams_abandoned: self.streams_abandoned.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
             loads_aborted: self.loads_aborted.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            reloads: self.reloads.load(Ordering::Relaxed),
             items_served: self.service_count.load(Ordering::Relaxed),
             connections_accepted: self.connections.accepted(),
             connections_closed: self.connections.closed(),
@@ -369,6 +387,16 @@ impl Metrics {
                 "mock_ollama_loads_aborted_total",
                 "Model loads abandoned by their request before they finished.",
                 snap.loads_aborted,
+            ),
+            (
+                "mock_ollama_evictions_total",
+                "Runners unloaded to make room for another model.",
+                snap.evictions,
+            ),
+            (
+                "mock_ollama_reloads_total",
+                "Runners unloaded to load the model again with other options.",
+                snap.reloads,
             ),
             (
                 "mock_ollama_connections_accepted_total",

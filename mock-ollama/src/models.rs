@@ -30,8 +30,13 @@ pub struct ModelSpec {
     pub parameter_size: String,
     /// Quantisation label (`F16`, `Q4_K_M`).
     pub quantization: String,
-    /// Size on disk in bytes.
+    /// Size on disk in bytes (the weights a runner holds in memory).
     pub size: u64,
+    /// The context it was trained with: a longer `num_ctx` is cut to this.
+    pub context_length: u64,
+    /// KV-cache bytes per token of context (the runner's memory is `size` plus this times
+    /// `num_ctx` times its slots); 0 leaves the cache out.
+    pub kv_bytes_per_token: u64,
 }
 
 impl ModelSpec {
@@ -44,6 +49,9 @@ impl ModelSpec {
             parameter_size: params.to_owned(),
             quantization: "F16".to_owned(),
             size,
+            // Not the models' own training contexts: long enough that no `num_ctx` is cut.
+            context_length: crate::api::validate::MAX_CONTEXT,
+            kv_bytes_per_token: 0,
         }
     }
 
@@ -56,29 +64,54 @@ impl ModelSpec {
             parameter_size: params.to_owned(),
             quantization: "Q4_K_M".to_owned(),
             size,
+            context_length: crate::api::validate::MAX_CONTEXT,
+            kv_bytes_per_token: 0,
         }
     }
 
-    /// Parses a `--model` flag: `NAME` (a chat model), `NAME=chat` or `NAME=embed:DIM`.
+    /// Parses a `--model` flag: `NAME` (a chat model), `NAME=chat` or `NAME=embed:DIM`, then
+    /// optionally `,size=BYTES` (weights, `4.9GB`), `,kv=BYTES` (KV cache per token of
+    /// context) and `,ctx=TOKENS` (training context), as `llama3.1:8b=chat,size=4.9GB,kv=128KiB`.
     pub fn parse_flag(text: &str) -> Result<Self, String> {
-        let (name, kind) = text.split_once('=').unwrap_or((text, "chat"));
+        let (head, extras) = text.split_once(',').unwrap_or((text, ""));
+        let (name, kind) = head.split_once('=').unwrap_or((head, "chat"));
         if name.is_empty() {
             return Err(format!("model flag {text:?} has no name"));
         }
-        match kind.split_once(':') {
-            None if kind == "chat" => Ok(Self::generation(name, "llama", "1B", 1 << 30)),
+        let mut spec = match kind.split_once(':') {
+            None if kind == "chat" => Self::generation(name, "llama", "1B", 1 << 30),
             Some(("embed", dim)) => {
                 let dim: usize = dim
                     .parse()
                     .ok()
                     .filter(|d| *d > 0)
                     .ok_or_else(|| format!("invalid embedding dimension in {text:?}"))?;
-                Ok(Self::embedding(name, dim, "bert", "100M", 200 << 20))
+                Self::embedding(name, dim, "bert", "100M", 200 << 20)
             }
-            _ => Err(format!(
-                "invalid model flag {text:?}: expected NAME, NAME=chat or NAME=embed:DIM"
-            )),
+            _ => {
+                return Err(format!(
+                    "invalid model flag {text:?}: expected NAME, NAME=chat or NAME=embed:DIM"
+                ));
+            }
+        };
+        for extra in extras.split(',').filter(|e| !e.is_empty()) {
+            let (key, value) = extra
+                .split_once('=')
+                .ok_or_else(|| format!("expected KEY=VALUE in {text:?}, got {extra:?}"))?;
+            let bytes = || crate::residency::parse_bytes(value);
+            match key {
+                "size" => spec.size = bytes()?,
+                "kv" => spec.kv_bytes_per_token = bytes()?,
+                "ctx" => {
+                    spec.context_length =
+                        value.parse().ok().filter(|c| *c >= 4).ok_or_else(|| {
+                            format!("invalid context length {value:?} in {text:?}")
+                        })?
+                }
+                _ => return Err(format!("unknown model setting {key:?} in {text:?}")),
+            }
         }
+        Ok(spec)
     }
 
     /// Whether this is an embedding model.
@@ -114,7 +147,12 @@ pub fn default_models() -> Vec<ModelSpec> {
         ModelSpec::embedding("mxbai-embed-large", 1024, "bert", "334M", 669_615_493),
         ModelSpec::embedding("nomic-embed-text", 768, "nomic-bert", "137M", 274_302_450),
         ModelSpec::embedding("all-minilm", 384, "bert", "23M", 45_960_996),
-        ModelSpec::generation("llama3.2", "llama", "3.2B", 2_019_393_189),
+        // 28 layers x 8 KV heads x 128 dimensions x (K and V) x 2 bytes (f16), from the
+        // model's GGUF metadata as Ollama's library page lists it.
+        ModelSpec {
+            kv_bytes_per_token: 28 * 8 * 128 * 2 * 2,
+            ..ModelSpec::generation("llama3.2", "llama", "3.2B", 2_019_393_189)
+        },
     ]
 }
 
@@ -165,5 +203,15 @@ mod tests {
         assert!(ModelSpec::parse_flag("x=embed:0").is_err());
         assert!(ModelSpec::parse_flag("=chat").is_err());
         assert!(ModelSpec::parse_flag("x=video").is_err());
+        let sized = ModelSpec::parse_flag("llama3.1:8b=chat,size=4.9GB,kv=128KiB,ctx=131072")
+            .expect("parses");
+        assert_eq!(sized.name, "llama3.1:8b");
+        assert_eq!(
+            (sized.size, sized.kv_bytes_per_token, sized.context_length),
+            (4_900_000_000, 131_072, 131_072)
+        );
+        assert!(ModelSpec::parse_flag("x,size=lots").is_err());
+        assert!(ModelSpec::parse_flag("x,colour=red").is_err());
+        assert!(ModelSpec::parse_flag("x,ctx=2").is_err());
     }
 }

@@ -89,9 +89,22 @@ pub struct Entry {
     /// when the model was resident.
     #[serde(default)]
     pub load_ns: Option<u64>,
-    /// Prompt (or embed input) tokens it was charged for.
+    /// Whether its model was resident, with its runner options, when it arrived (`false`: it
+    /// paid or waited for a load).
+    #[serde(default)]
+    pub resident: Option<bool>,
+    /// Other models its load evicted to make room.
+    #[serde(default)]
+    pub evicted: Option<u32>,
+    /// The runner option that made it reload its model (`num_ctx`, ...), if it did.
+    #[serde(default)]
+    pub reload: Option<String>,
+    /// Prompt (or embed input) tokens in its request.
     #[serde(default)]
     pub prompt_tokens: Option<u64>,
+    /// Of those, tokens the slot's prompt cache already held, so not evaluated again.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
     /// Tokens it generated (none for embeddings).
     #[serde(default)]
     pub output_tokens: Option<u64>,
@@ -150,6 +163,11 @@ impl ServedLog {
 
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the node started: the zero of every time in the log.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Whether requests are recorded.
@@ -222,7 +240,11 @@ struct Live {
     hung: bool,
     model: Option<String>,
     load: Option<std::time::Duration>,
+    resident: Option<bool>,
+    evicted: Option<u32>,
+    reload: Option<&'static str>,
     prompt_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
     output_tokens: Option<u64>,
     after_leave: Option<std::time::Duration>,
 }
@@ -303,7 +325,11 @@ impl Drop for Trace {
             load_ns: live
                 .load
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            resident: live.resident,
+            evicted: live.evicted,
+            reload: live.reload.map(str::to_owned),
             prompt_tokens: live.prompt_tokens,
+            cached_tokens: live.cached_tokens,
             output_tokens: live.output_tokens,
             after_leave_ns: live
                 .after_leave
@@ -374,18 +400,23 @@ pub(crate) fn note_body(body: &[u8]) {
     });
 }
 
-/// The request has its model, `model`, after waiting `load` for it to load (zero: resident).
-pub(crate) fn note_model(model: &str, load: std::time::Duration) {
+/// The request has its model, `model`, as `acquired` says it got it.
+pub(crate) fn note_model(model: &str, acquired: &crate::scheduler::Acquired) {
     note(|live| {
         live.model = Some(model.to_owned());
-        live.load = Some(load);
+        live.load = Some(acquired.waited);
+        live.resident = Some(acquired.resident);
+        live.evicted = Some(acquired.evicted);
+        live.reload = acquired.reload;
     });
 }
 
-/// The request's prompt tokens and, for a generation, its output tokens.
-pub(crate) fn note_tokens(prompt: u64, output: Option<u64>) {
+/// The request's prompt tokens, how many of them came from the slot's cache, and, for a
+/// generation, its output tokens.
+pub(crate) fn note_tokens(prompt: u64, cached: u64, output: Option<u64>) {
     note(|live| {
         live.prompt_tokens = Some(prompt);
+        live.cached_tokens = Some(cached);
         live.output_tokens = output;
     });
 }
@@ -431,6 +462,16 @@ impl Trace {
     /// The node is hanging: this request will not be answered.
     pub(crate) fn hung(&self) {
         self.with(|live| live.hung = true);
+    }
+
+    /// For a stream's task: an injected fault cut the stream mid-way.
+    pub(crate) fn reset(&self) {
+        self.with(|live| live.reset = true);
+    }
+
+    /// For a stream's task: an injected stall held the stream mid-way.
+    pub(crate) fn stalled(&self) {
+        self.with(|live| live.stalled = true);
     }
 
     /// For a stream's task: the client left before the last line, and the node worked `after`

@@ -146,11 +146,11 @@ impl MockNode {
             addr: wanted,
             source,
         })?;
-        let config_capacity = config.served_log_capacity;
+        let served = Arc::new(ServedLog::new(config.served_log_capacity));
         let state = Arc::new(NodeState {
-            scheduler: Scheduler::new(Arc::new(config)),
+            scheduler: Scheduler::new(Arc::new(config), served.started()),
             metrics: Metrics::default(),
-            served: Arc::new(ServedLog::new(config_capacity)),
+            served,
             availability: AvailabilityCell::default(),
             lifecycle: std::sync::OnceLock::new(),
             stops: tokio::sync::watch::Sender::new(0),

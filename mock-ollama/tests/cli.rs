@@ -29,6 +29,11 @@ fn impossible_flag_values_exit_2_naming_the_flag() {
         (&["--queue", "fifo"], "--queue"),
         (&["--latency", "fast"], "--latency"),
         (&["--nodes", "2", "--speed", "1,1,1"], "--speed"),
+        (&["--max-loaded-models", "0"], "--max-loaded-models"),
+        (&["--vram", "lots"], "--vram"),
+        (&["--preset", "gpu99"], "--preset"),
+        (&["--preset", "gpu16", "--vram", "8GiB"], "--vram"),
+        (&["--model", "x,size=lots"], "--model"),
     ] {
         let (code, stderr) = mock_ollama(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

@@ -66,6 +66,7 @@ fn faulty_nodes() -> MockCluster {
             stall_rate: 0.01,
             stall: Duration::from_millis(20),
             reset_rate: 0.01,
+            ..FaultConfig::default()
         },
         ..NodeConfig::with_latency(Duration::ZERO)
     };

@@ -197,7 +197,11 @@ mod tests {
             end_ns: 0,
             model: None,
             load_ns: None,
+            resident: None,
+            evicted: None,
+            reload: None,
             prompt_tokens: None,
+            cached_tokens: None,
             output_tokens: None,
             after_leave_ns: None,
         }

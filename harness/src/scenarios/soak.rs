@@ -41,6 +41,7 @@ fn faulty_nodes() -> anyhow::Result<MockCluster> {
         stall_rate: 0.01,
         stall: Duration::from_millis(20),
         reset_rate: 0.01,
+        ..FaultConfig::default()
     };
     // Each node its own seed (`NodeSpec::config`): with one seed, three nodes draw the same fault
     // for their k-th request, and a pool that serialises requests (mutex-request) sees all three

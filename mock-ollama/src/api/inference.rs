@@ -5,7 +5,6 @@
 //! input, in turn), hold it for the service time. Slots and counters are RAII guards, so a client
 //! that disconnects mid-request frees its slot when axum drops the handler's future.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +27,7 @@ use super::{
 use crate::config::Leave;
 use crate::embedding::{EmbeddingTable, estimate_tokens, fnv1a};
 use crate::faults::{self, FAULT_HEADER, Fault};
+use crate::residency::RunnerOptions;
 use crate::scheduler::{Busy, InUse, ModelRuntime, Slot};
 use crate::served;
 
@@ -39,15 +39,18 @@ impl From<Busy> for ApiError {
 
 /// What the fault draw decided, after a stall (if any) has been served.
 enum Proceed {
-    Serve,
+    /// Serve, with a fault to strike during the answer (`StallAfter`, `ResetAfter`) if any.
+    Serve(Option<Fault>),
     Abort(Response),
 }
 
-/// Draws this request's fault (or reads the forced one) and applies it.
+/// Draws this request's fault (or reads the forced one) and applies what strikes before the
+/// answer; a request that `generates` tokens keeps a fault that strikes during its answer.
 async fn apply_fault(
     state: &NodeState,
     headers: &HeaderMap,
     rng: &mut SmallRng,
+    generates: bool,
 ) -> Result<Proceed, ApiError> {
     let forced = match headers.get(FAULT_HEADER) {
         None => None,
@@ -65,8 +68,14 @@ async fn apply_fault(
         ),
     };
     let config = state.scheduler.config();
-    match faults::decide(&config.faults, forced, rng) {
-        Fault::None => Ok(Proceed::Serve),
+    let fault = faults::decide(&config.faults, forced, rng);
+    let fault = match generates {
+        true => fault.for_generation(config.faults.after_tokens),
+        false => fault.for_embedding(),
+    };
+    match fault {
+        Fault::None => Ok(Proceed::Serve(None)),
+        later @ (Fault::StallAfter(_) | Fault::ResetAfter(_)) => Ok(Proceed::Serve(Some(later))),
         Fault::Error => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "mock-ollama: injected server error",
@@ -75,7 +84,7 @@ async fn apply_fault(
         Fault::Stall => {
             crate::served::note_stall();
             crate::timer::sleep(config.timer, config.faults.stall).await;
-            Ok(Proceed::Serve)
+            Ok(Proceed::Serve(None))
         }
     }
 }
@@ -123,7 +132,7 @@ fn embedding_model(state: &NodeState, name: &str) -> Result<Arc<ModelRuntime>, A
 async fn embed_items(
     state: &NodeState,
     model: &Arc<ModelRuntime>,
-    keep_alive: Option<Duration>,
+    (wanted, keep_alive): (RunnerOptions, Option<Duration>),
     inputs: &[String],
     rng: &mut SmallRng,
     mut emit: impl FnMut(&EmbeddingTable, &str),
@@ -134,11 +143,11 @@ async fn embed_items(
             "this model does not support embeddings",
         )
     })?;
-    let (in_use, load_wait) = state
+    let acquired = state
         .scheduler
-        .acquire_model(model, &state.metrics, keep_alive)
+        .acquire_model(model, &state.metrics, wanted, keep_alive)
         .await?;
-    served::note_model(&model.spec.name, load_wait);
+    served::note_model(&model.spec.name, &acquired);
     let mut tokens = 0;
     for (i, input) in inputs.iter().enumerate() {
         let item_tokens = estimate_tokens(input);
@@ -149,8 +158,9 @@ async fn embed_items(
         drop(slot);
         emit(table, input);
     }
-    drop(in_use);
-    served::note_tokens(tokens, None);
+    let load_wait = acquired.waited;
+    drop(acquired);
+    served::note_tokens(tokens, 0, None);
     Ok((tokens, load_wait))
 }
 
@@ -181,10 +191,10 @@ pub(super) async fn embed(
         _ => return Err(invalid()),
     };
     let model = embedding_model(&state, &name)?;
-    validate::options(request.options.as_ref())?;
+    let wanted = validate::options(request.options.as_ref())?.runner(&model.spec);
     let dimensions = request.dimensions;
     let mut rng = state.scheduler.request_rng();
-    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
+    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng, false).await? {
         return Ok(response);
     }
     // The body is written by hand: formatting the vectors through serde would cost more than
@@ -199,7 +209,7 @@ pub(super) async fn embed(
     let (tokens, load_wait) = embed_items(
         &state,
         &model,
-        keep_alive,
+        (wanted, keep_alive),
         &inputs,
         &mut rng,
         |table, input| {
@@ -246,9 +256,9 @@ pub(super) async fn embeddings(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "model is required"));
     }
     let model = embedding_model(&state, &name)?;
-    validate::options(request.options.as_ref())?;
+    let wanted = validate::options(request.options.as_ref())?.runner(&model.spec);
     let mut rng = state.scheduler.request_rng();
-    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
+    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng, false).await? {
         return Ok(response);
     }
     let prompt: Vec<String> = request
@@ -260,7 +270,7 @@ pub(super) async fn embeddings(
     embed_items(
         &state,
         &model,
-        keep_alive,
+        (wanted, keep_alive),
         &prompt,
         &mut rng,
         |table, input| {
@@ -288,6 +298,8 @@ struct Generation {
     model: Arc<ModelRuntime>,
     prompt: String,
     output_tokens: u64,
+    /// The runner options it asks for.
+    runner: RunnerOptions,
     stream: bool,
     /// The request's `keep_alive` (`Duration::MAX`: forever); `None`: the model keeps its own.
     keep_alive: Option<Duration>,
@@ -346,6 +358,7 @@ pub(super) async fn generate(
         endpoint: Endpoint::Generate,
         prompt: request.prompt.unwrap_or_default(),
         output_tokens: output_tokens(&state, options),
+        runner: options.runner(&model.spec),
         stream: request.stream.unwrap_or(true),
         keep_alive,
         model_name,
@@ -382,6 +395,7 @@ pub(super) async fn chat(
             prompt
         },
         output_tokens: output_tokens(&state, options),
+        runner: options.runner(&model.spec),
         stream: request.stream.unwrap_or(true),
         keep_alive,
         model_name,
@@ -470,7 +484,7 @@ enum Worked {
 /// ([`Leave::AtOnce`]) or once this stretch is done ([`Leave::AtNextToken`]: a runner learns of
 /// it only when it next sends, so prompt evaluation and the token in progress finish).
 async fn work(
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    tx: &tokio::sync::mpsc::Sender<Line>,
     timer: crate::config::Timer,
     leave: Leave,
     took: Duration,
@@ -506,6 +520,8 @@ fn ndjson_line(value: &Value) -> Bytes {
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     prompt_tokens: u64,
+    /// Of the prompt's tokens, those the slot's cache held: not evaluated again.
+    cached_tokens: u64,
     output_tokens: u64,
     prefill: Duration,
     decode: Duration,
@@ -514,14 +530,21 @@ struct Timing {
 }
 
 impl Timing {
-    /// Prompt processing (base + the prompt's tokens at the prompt rate, or `per_token` each)
-    /// and decoding (`per_token` per output token), each with its own jitter draw, over the
-    /// node's speed.
-    fn draw(state: &NodeState, job: &Generation, load_wait: Duration, rng: &mut SmallRng) -> Self {
+    /// Prompt processing (base + the prompt's tokens not in the slot's cache at the prompt rate,
+    /// or `per_token` each) and decoding (`per_token` per output token), each with its own
+    /// jitter draw, over the node's speed. `shared` is the characters the slot's cache held; at
+    /// least one token is evaluated, as Ollama's runner leaves one to sample from.
+    fn draw(
+        state: &NodeState,
+        job: &Generation,
+        (load_wait, shared): (Duration, usize),
+        rng: &mut SmallRng,
+    ) -> Self {
         let config = state.scheduler.config();
         let times = |tokens: u64| u32::try_from(tokens).unwrap_or(u32::MAX);
         let prompt_tokens = estimate_tokens(&job.prompt).max(1);
-        let per_prompt = config.latency.prompt_time(prompt_tokens);
+        let cached_tokens = (shared as u64 / 4).min(prompt_tokens - 1);
+        let per_prompt = config.latency.prompt_time(prompt_tokens - cached_tokens);
         let prefill = state
             .scheduler
             .scaled(config.latency.base.saturating_add(per_prompt), rng);
@@ -535,6 +558,7 @@ impl Timing {
         );
         Self {
             prompt_tokens,
+            cached_tokens,
             output_tokens,
             prefill,
             decode,
@@ -566,14 +590,16 @@ async fn run_generation(
     start: Instant,
 ) -> Result<Response, ApiError> {
     let mut rng = state.scheduler.request_rng();
-    if let Proceed::Abort(response) = apply_fault(&state, &headers, &mut rng).await? {
-        return Ok(response);
-    }
-    let (in_use, load_wait) = state
+    let mid_answer = match apply_fault(&state, &headers, &mut rng, true).await? {
+        Proceed::Abort(response) => return Ok(response),
+        Proceed::Serve(later) => later,
+    };
+    let acquired = state
         .scheduler
-        .acquire_model(&job.model, &state.metrics, job.keep_alive)
+        .acquire_model(&job.model, &state.metrics, job.runner, job.keep_alive)
         .await?;
-    served::note_model(&job.model.spec.name, load_wait);
+    served::note_model(&job.model.spec.name, &acquired);
+    let (in_use, load_wait) = (acquired.in_use, acquired.waited);
     if job.prompt.is_empty() {
         // Ollama's preload (and unload with keep_alive 0): answered at once, never streamed.
         let reason = if job.unloads() { "unload" } else { "load" };
@@ -590,12 +616,34 @@ async fn run_generation(
         .scheduler
         .slot(&job.model, &state.metrics, true)
         .await?;
-    let timing = Timing::draw(&state, &job, load_wait, &mut rng);
-    served::note_tokens(timing.prompt_tokens, Some(timing.output_tokens));
+    let shared = slot.use_cache(&job.prompt, state.scheduler.config().prompt_cache);
+    let timing = Timing::draw(&state, &job, (load_wait, shared), &mut rng);
+    served::note_tokens(
+        timing.prompt_tokens,
+        timing.cached_tokens,
+        Some(timing.output_tokens),
+    );
     if !job.stream {
-        serve(&state, &mut slot, timing.prefill + timing.decode).await;
+        // Cut after k tokens: the node worked the prompt and those k, then the connection goes.
+        let worked = match mid_answer {
+            Some(Fault::ResetAfter(k)) => {
+                let k = u64::from(k).min(timing.output_tokens);
+                timing.prefill + timing.per_token * u32::try_from(k).unwrap_or(u32::MAX)
+            }
+            _ => timing.prefill + timing.decode,
+        };
+        serve(&state, &mut slot, worked).await;
+        if let Some(Fault::StallAfter(_)) = mid_answer {
+            // A generation held mid-way keeps its slot.
+            served::note_stall();
+            let config = state.scheduler.config();
+            crate::timer::sleep(config.timer, config.faults.stall).await;
+        }
         let held = (slot, in_use);
         drop(held);
+        if let Some(Fault::ResetAfter(_)) = mid_answer {
+            return Ok(reset_response());
+        }
         let mut words = Words::new(&job.prompt);
         let text: String = (0..timing.output_tokens)
             .map(|_| words.next_token())
@@ -603,20 +651,74 @@ async fn run_generation(
         let body = chunk(&job, &text, Some(("stop", timing.metrics(start))));
         return Ok(json_response(StatusCode::OK, &body));
     }
-    Ok(stream_generation(state, job, timing, start, (slot, in_use)))
+    let answer = Answer {
+        job,
+        timing,
+        start,
+        mid_answer,
+    };
+    Ok(stream_generation(state, answer, (slot, in_use)))
+}
+
+/// A generation ready to stream.
+struct Answer {
+    job: Generation,
+    timing: Timing,
+    start: Instant,
+    /// A stall or reset that strikes after some of its tokens.
+    mid_answer: Option<Fault>,
+}
+
+/// One item of a streamed body: a line, or the error that cuts the connection.
+type Line = Result<Bytes, std::io::Error>;
+
+/// Strikes `fault` into a stream before its token `index` when it is due there (a fault due
+/// past the last token strikes before the final line): a stall holds the stream (a client
+/// leaving meanwhile is handled as during any work), a reset cuts it. `Err` when the stream
+/// must end here.
+async fn strike(
+    fault: Option<Fault>,
+    index: u64,
+    last: u64,
+    tx: &tokio::sync::mpsc::Sender<Line>,
+    state: &NodeState,
+    trace: Option<&Arc<served::Trace>>,
+) -> Result<(), Worked> {
+    let due = |k: u32| u64::from(k).min(last) == index;
+    let config = state.scheduler.config();
+    match fault {
+        Some(Fault::StallAfter(k)) if due(k) => {
+            if let Some(trace) = trace {
+                trace.stalled();
+            }
+            match work(tx, config.timer, config.leave, config.faults.stall).await {
+                Worked::Done => Ok(()),
+                left => Err(left),
+            }
+        }
+        Some(Fault::ResetAfter(k)) if due(k) => {
+            if let Some(trace) = trace {
+                trace.reset();
+            }
+            let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
+            let _ = tx.send(Err(cut)).await;
+            Err(Worked::Done)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Streams the answer token by token from a task of its own; the slot and the model (`held`)
 /// stay taken until the last line is written or the client leaves, which releases them at once,
 /// not at its next token.
-fn stream_generation(
-    state: Arc<NodeState>,
-    job: Generation,
-    timing: Timing,
-    start: Instant,
-    held: (Slot, InUse),
-) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+fn stream_generation(state: Arc<NodeState>, answer: Answer, held: (Slot, InUse)) -> Response {
+    let Answer {
+        job,
+        timing,
+        start,
+        mid_answer,
+    } = answer;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Line>(8);
     // The task holds the request's served-log record: the entry is written when it ends.
     let trace = served::current();
     if let Some(trace) = &trace {
@@ -639,12 +741,19 @@ fn stream_generation(
             return abandoned(after);
         }
         let mut words = Words::new(&job.prompt);
-        for _ in 0..timing.output_tokens {
+        let last = timing.output_tokens;
+        for index in 0..=last {
+            match strike(mid_answer, index, last, &tx, &state, trace.as_ref()).await {
+                Err(Worked::Left { after }) => return abandoned(after),
+                Err(Worked::Done) => return,
+                Ok(()) if index == last => break,
+                Ok(()) => {}
+            }
             if let Worked::Left { after } = work(&tx, timer, leave, timing.per_token).await {
                 return abandoned(after);
             }
             let line = ndjson_line(&chunk(&job, &words.next_token(), None));
-            if tx.send(line).await.is_err() {
+            if tx.send(Ok(line)).await.is_err() {
                 return abandoned(Duration::ZERO);
             }
         }
@@ -655,12 +764,17 @@ fn stream_generation(
             trace.service_end();
         }
         let done = chunk(&job, "", Some(("stop", timing.metrics(start))));
-        let _ = tx.send(ndjson_line(&done)).await;
+        let _ = tx.send(Ok(ndjson_line(&done))).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|line| (Ok::<Bytes, Infallible>(line), rx))
+        let line = rx.recv().await?;
+        if line.is_err() {
+            // hyper puts the lines before into its write buffer and flushes it only once the
+            // body is pending; pending once here lets it flush them before the cut aborts the
+            // connection, so the client gets exactly the lines sent before the fault.
+            tokio::task::yield_now().await;
+        }
+        Some((line, rx))
     });
     let mut response = Response::new(Body::from_stream(stream));
     response.headers_mut().insert(

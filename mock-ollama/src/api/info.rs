@@ -90,18 +90,21 @@ pub(super) async fn ps(State(state): State<Arc<NodeState>>) -> Response {
         .iter()
         .filter_map(|m| {
             let expires = state.scheduler.expires_at(m).filter(|t| *t > now)?;
+            let options = state.scheduler.runner_options(m)?;
+            let size = state.scheduler.footprint(m, options.num_ctx);
             let remaining = expires - now;
             Some((
                 remaining,
                 json!({
                     "name": m.spec.name,
                     "model": m.spec.name,
-                    "size": m.spec.size,
+                    "size": size,
                     "digest": m.spec.digest(),
                     "details": details(&m.spec),
                     "expires_at": rfc3339(now_wall + remaining),
-                    "size_vram": 0,
-                    "context_length": super::validate::DEFAULT_CONTEXT,
+                    // The mock has no CPU offload: a runner is all in (simulated) VRAM.
+                    "size_vram": size,
+                    "context_length": options.num_ctx,
                 }),
             ))
         })

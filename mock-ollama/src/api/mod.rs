@@ -155,7 +155,7 @@ fn parse_body<T: DeserializeOwned>(
 
 /// The endpoint label for counters: the route's path, or `other` for unknown paths.
 fn endpoint_label(path: &str) -> &'static str {
-    const KNOWN: [&str; 17] = [
+    const KNOWN: [&str; 18] = [
         "/",
         "/api/version",
         "/api/tags",
@@ -171,6 +171,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "/v1/chat/completions",
         "/v1/completions",
         "/mock/served",
+        "/mock/residency",
         "/mock/config",
         "/mock/availability",
     ];
@@ -330,6 +331,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/mock/served", get(served_log::read))
+        .route("/mock/residency", get(served_log::residency))
         .route(
             "/mock/config",
             get(control::get_config)

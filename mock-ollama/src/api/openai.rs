@@ -513,31 +513,41 @@ fn sse_stream(shape: Shape, native: Response) -> Response {
         body: axum::body::BodyDataStream,
         pending: Vec<u8>,
         shape: Shape,
+        broken: bool,
     }
     let lines = Lines {
         body: native.into_body().into_data_stream(),
         pending: Vec::new(),
         shape,
+        broken: false,
     };
     let events = futures_util::stream::unfold(lines, |mut lines| async move {
         loop {
+            if lines.broken {
+                return None;
+            }
             if let Some(end) = lines.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = lines.pending.drain(..=end).collect();
                 let Ok(value) = serde_json::from_slice::<Value>(&line) else {
                     continue;
                 };
-                let events = lines.shape.events(&value);
-                let stream = futures_util::stream::iter(
-                    events
-                        .into_iter()
-                        .map(Ok::<Bytes, std::convert::Infallible>),
-                );
-                return Some((stream, lines));
+                let events = lines.shape.events(&value).into_iter().map(Ok);
+                return Some((
+                    futures_util::stream::iter(events.collect::<Vec<_>>()),
+                    lines,
+                ));
             }
             match lines.body.next().await {
                 Some(Ok(bytes)) => lines.pending.extend_from_slice(&bytes),
-                // The native stream broke or ended: so does this one.
-                Some(Err(_)) | None => return None,
+                // The native stream was cut (an injected reset): so is this one.
+                Some(Err(cut)) => {
+                    lines.broken = true;
+                    // Pending once, so hyper flushes the events before (see the native stream).
+                    tokio::task::yield_now().await;
+                    let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, cut);
+                    return Some((futures_util::stream::iter(vec![Err(cut)]), lines));
+                }
+                None => return None,
             }
         }
     })

@@ -3,6 +3,9 @@
 //! `x-mock-next` (the `since` of the next page), `x-mock-dropped` (entries lost from the ring:
 //! nonzero means exact accounting is no longer possible) and `x-mock-started-unix-ns` (the
 //! node's wall-clock start, to place the entries' monotonic times).
+//!
+//! `GET /mock/residency`: the node's residency timeline as one JSON object (`events`, oldest
+//! first, on the served log's clock; `dropped`), see [`crate::residency`].
 
 use std::sync::Arc;
 
@@ -63,4 +66,19 @@ pub(super) async fn read(
         }
     }
     Ok(response)
+}
+
+/// The residency timeline; readable as the served log is.
+pub(super) async fn residency(
+    State(state): State<Arc<NodeState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if matches!(
+        state.scheduler.current().control,
+        crate::control::ControlAccess::Token(_)
+    ) {
+        super::control::authorize(&state, &headers)?;
+    }
+    let events = state.scheduler.residency_events();
+    Ok(super::json(StatusCode::OK, &events))
 }

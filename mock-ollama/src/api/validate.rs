@@ -15,6 +15,8 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::ApiError;
+use crate::models::ModelSpec;
+use crate::residency::RunnerOptions;
 
 /// Output tokens of one generation when neither `num_predict` nor `num_ctx` says otherwise, and
 /// the context length assumed for every model (Ollama's default `num_ctx`).
@@ -256,6 +258,16 @@ pub struct GenerationOptions {
     pub num_predict: Option<i64>,
     /// `num_ctx` as sent.
     pub num_ctx: Option<i64>,
+    /// `num_batch` as sent.
+    pub num_batch: Option<i64>,
+    /// `num_gpu` as sent.
+    pub num_gpu: Option<i64>,
+    /// `main_gpu` as sent.
+    pub main_gpu: Option<i64>,
+    /// `use_mmap` as sent.
+    pub use_mmap: Option<bool>,
+    /// `num_thread` as sent.
+    pub num_thread: Option<i64>,
 }
 
 /// Options Ollama types as integers, floats, strings lists and booleans (the ones clients send;
@@ -305,15 +317,23 @@ pub fn options(value: Option<&Value>) -> Result<GenerationOptions, ApiError> {
             // Go's FromMap takes a float64 and truncates it.
             let n = v.as_f64().ok_or_else(|| wrong(key, "type integer"))?;
             let n = n as i64;
-            match key {
-                "num_predict" => parsed.num_predict = Some(n),
-                "num_ctx" => parsed.num_ctx = Some(n),
-                _ => {}
-            }
+            let field = match key {
+                "num_predict" => &mut parsed.num_predict,
+                "num_ctx" => &mut parsed.num_ctx,
+                "num_batch" => &mut parsed.num_batch,
+                "num_gpu" => &mut parsed.num_gpu,
+                "main_gpu" => &mut parsed.main_gpu,
+                "num_thread" => &mut parsed.num_thread,
+                _ => continue,
+            };
+            *field = Some(n);
         } else if FLOAT_OPTIONS.contains(&key) && !v.is_number() {
             return Err(wrong(key, "type float32"));
-        } else if BOOL_OPTIONS.contains(&key) && !v.is_boolean() {
-            return Err(wrong(key, "type boolean"));
+        } else if BOOL_OPTIONS.contains(&key) {
+            let flag = v.as_bool().ok_or_else(|| wrong(key, "type boolean"))?;
+            if key == "use_mmap" {
+                parsed.use_mmap = Some(flag);
+            }
         } else if key == "stop" {
             let items = v.as_array().ok_or_else(|| wrong(key, "type array"))?;
             if !items.iter().all(Value::is_string) {
@@ -325,6 +345,20 @@ pub fn options(value: Option<&Value>) -> Result<GenerationOptions, ApiError> {
 }
 
 impl GenerationOptions {
+    /// The runner options these ask of `spec`'s runner: each unset one at Ollama's default, and
+    /// the context cut to the model's training context.
+    pub fn runner(&self, spec: &ModelSpec) -> RunnerOptions {
+        let default = RunnerOptions::default();
+        RunnerOptions {
+            num_ctx: self.context().min(spec.context_length.max(4)),
+            num_batch: self.num_batch.unwrap_or(default.num_batch),
+            num_gpu: self.num_gpu.unwrap_or(default.num_gpu),
+            main_gpu: self.main_gpu.unwrap_or(default.main_gpu),
+            use_mmap: self.use_mmap.or(default.use_mmap),
+            num_thread: self.num_thread.unwrap_or(default.num_thread),
+        }
+    }
+
     /// The context length: `num_ctx` clamped to `[4, MAX_CONTEXT]` (Ollama raises anything below
     /// 4 to 4), or [`DEFAULT_CONTEXT`].
     pub fn context(&self) -> u64 {
@@ -392,6 +426,7 @@ mod tests {
         let with = |num_predict, num_ctx| GenerationOptions {
             num_predict,
             num_ctx,
+            ..GenerationOptions::default()
         };
         assert_eq!(
             with(Some(4_294_967_296), None).output_tokens(16),

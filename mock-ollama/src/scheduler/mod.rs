@@ -8,11 +8,15 @@
 //! `OLLAMA_MAX_QUEUE` since loaded models bypass its scheduler queue); [`QueueMode::Bounded`]
 //! counts slot waits too, so a benchmark can provoke the 503 of an overflowing queue.
 
-use std::collections::VecDeque;
+mod load;
+mod runner;
+
+pub use load::Acquired;
+pub use runner::{InUse, ModelRuntime};
 
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,84 +24,18 @@ use tokio::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::{Jitter, NodeConfig, QueueMode};
 use crate::embedding::{EmbeddingTable, splitmix64};
-use crate::hold::{Held, Holds};
+use crate::hold::Holds;
 use crate::metrics::{Limit, Metrics, Wait};
-use crate::models::{self, ModelKind, ModelSpec};
+use crate::models::{self, ModelKind};
+use crate::residency::{Events, Timeline};
 
 /// The node's queue is full: answer 503 with Ollama's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
-
-/// Runtime state of one model on one node.
-#[derive(Debug)]
-pub struct ModelRuntime {
-    /// The model's description.
-    pub spec: ModelSpec,
-    /// Pre-formatted vectors, for embedding models.
-    pub embeddings: Option<EmbeddingTable>,
-    slots: Arc<Semaphore>,
-    /// Slots the model has now (the semaphore's size, changed by the control API).
-    slots_total: AtomicUsize,
-    /// Serialises loads of this model, so concurrent first requests wait for one load.
-    loading: tokio::sync::Mutex<()>,
-    /// Requests currently using the model (keeps it loaded regardless of keep-alive).
-    users: AtomicU64,
-    /// When the model last became idle or was loaded; `None` while unloaded.
-    last_used: Mutex<Option<Instant>>,
-    /// The keep-alive the last request that set one gave the loaded model; `None`: the node's.
-    /// As Ollama's runner keeps its `sessionDuration` (`useLoadedRunner` in `server/sched.go`,
-    /// ollama/ollama@09f1587): a request without `keep_alive` leaves it as it is, a load starts
-    /// from the loading request's or the server's default.
-    keep_alive: Mutex<Option<Duration>>,
-    /// When each recently freed slot was freed, oldest first (at most one per slot).
-    released: Mutex<VecDeque<std::time::Instant>>,
-}
-
-impl ModelRuntime {
-    /// The oldest recorded slot release, if any.
-    fn take_release(&self) -> Option<std::time::Instant> {
-        self.released
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
-    }
-}
-
-/// How far away "forever" is: a negative `keep_alive` (Ollama's "never unload") is
-/// `Duration::MAX`, which no clock can add; 30 years is what tokio uses for a timer that never
-/// fires.
-const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
-
-/// `at + by`, with `by` capped at [`FOREVER`] (a clock that could not hold even that would give
-/// `at` itself).
-fn later(at: Instant, by: Duration) -> Instant {
-    at.checked_add(by.min(FOREVER)).unwrap_or(at)
-}
-
-/// Keeps a model marked in use; on drop the keep-alive clock restarts.
-#[derive(Debug)]
-pub struct InUse(Arc<ModelRuntime>);
-
-impl Drop for InUse {
-    fn drop(&mut self) {
-        // Restarts the keep-alive clock of a loaded model. A model whose load never finished
-        // (its only request left during the load) stays unloaded: the next request loads it.
-        let mut last_used = self
-            .0
-            .last_used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(at) = last_used.as_mut() {
-            *at = Instant::now();
-        }
-        drop(last_used);
-        self.0.users.fetch_sub(1, Ordering::Release);
-    }
-}
 
 /// A slot held for one inference item.
 #[derive(Debug)]
@@ -114,6 +52,8 @@ pub struct Slot {
     pub started: std::time::Instant,
     /// When the item's service was due to end, once it ended by its timer alone.
     due: Option<std::time::Instant>,
+    /// The prompt-cache slot it holds, if it took one.
+    cache: Option<usize>,
     // Declared last: the permit goes back after `Drop` has recorded the release.
     _permit: OwnedSemaphorePermit,
 }
@@ -127,10 +67,24 @@ impl Slot {
     pub fn finished_on_time(&mut self, due: std::time::Instant) {
         self.due = Some(due);
     }
+
+    /// Takes this slot's prompt cache for `prompt` when the node has the cache on: the
+    /// characters of `prompt` it already held (0 with the cache off).
+    pub fn use_cache(&mut self, prompt: &str, on: bool) -> usize {
+        if !on {
+            return 0;
+        }
+        let (index, shared) = self.model.take_cache(prompt);
+        self.cache = Some(index);
+        shared
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(index) = self.cache {
+            self.model.return_cache(index);
+        }
         let freed = self.due.unwrap_or_else(std::time::Instant::now);
         let mut released = self
             .model
@@ -166,13 +120,16 @@ pub struct Scheduler {
     sequence: AtomicU64,
     /// Test holds on services, loads and control-plane answers ([`crate::hold`]).
     holds: Arc<Holds>,
-    /// Taken by every load when `serial_loads` is set, so one model loads at a time.
-    node_load: tokio::sync::Mutex<()>,
+    /// The node's scheduling lock (see [`load`]).
+    node_lock: tokio::sync::Mutex<()>,
+    /// What happened to which model when.
+    timeline: Timeline,
 }
 
 impl Scheduler {
-    /// Builds the runtime state for every configured model.
-    pub fn new(config: Arc<NodeConfig>) -> Self {
+    /// Builds the runtime state for every configured model; the residency timeline counts
+    /// from `started` (the served log's start).
+    pub fn new(config: Arc<NodeConfig>, started: std::time::Instant) -> Self {
         let models = config
             .models
             .iter()
@@ -182,17 +139,7 @@ impl Scheduler {
                     ModelKind::Embedding { dim } => Some(EmbeddingTable::new(&spec.name, dim)),
                     ModelKind::Generation => None,
                 };
-                Arc::new(ModelRuntime {
-                    spec: spec.clone(),
-                    embeddings,
-                    slots: Arc::new(Semaphore::new(slots)),
-                    slots_total: AtomicUsize::new(slots),
-                    loading: tokio::sync::Mutex::new(()),
-                    users: AtomicU64::new(0),
-                    last_used: Mutex::new(None),
-                    keep_alive: Mutex::new(None),
-                    released: Mutex::new(VecDeque::with_capacity(slots)),
-                })
+                Arc::new(ModelRuntime::new(spec.clone(), embeddings, slots))
             })
             .collect();
         Self {
@@ -200,8 +147,15 @@ impl Scheduler {
             models,
             sequence: AtomicU64::new(0),
             holds: Arc::default(),
-            node_load: tokio::sync::Mutex::new(()),
+            node_lock: tokio::sync::Mutex::new(()),
+            timeline: Timeline::new(tokio::time::Instant::from_std(started)),
         }
+    }
+
+    /// The node's residency events so far (expiries noticed first).
+    pub fn residency_events(&self) -> Events {
+        self.sweep_expired();
+        self.timeline.read()
     }
 
     /// The node's test holds ([`crate::hold`]).
@@ -287,114 +241,6 @@ impl Scheduler {
         nominal.mul_f64(factor.max(0.0) / self.config().speed)
     }
 
-    /// Marks `model` in use, loading it first if it is cold, and gives it the request's
-    /// `keep_alive` when it has one (`Duration::MAX`: forever). Returns how long the request
-    /// waited for the model (Ollama's `load_duration`), or [`Busy`] when the model is cold and
-    /// the queue is full (both queue modes count load waits).
-    pub async fn acquire_model(
-        &self,
-        model: &Arc<ModelRuntime>,
-        metrics: &Metrics,
-        keep_alive: Option<Duration>,
-    ) -> Result<(InUse, Duration), Busy> {
-        let start = Instant::now();
-        let cold = !self.is_loaded(model);
-        if cold {
-            // An expired model is unloaded before this request counts as a user of it.
-            self.unload(model);
-        }
-        let _queued = if cold {
-            let limit = match self.config().queue {
-                QueueMode::Ollama => Limit::Loading(self.config().max_queue),
-                QueueMode::Bounded => Limit::Queued(self.config().max_queue),
-            };
-            Some(metrics.try_enqueue(Wait::Load, limit).ok_or(Busy)?)
-        } else {
-            None
-        };
-        model.users.fetch_add(1, Ordering::Acquire);
-        let guard = InUse(Arc::clone(model));
-        if cold {
-            let _loading = model.loading.lock().await;
-            // Another request may have finished the load while this one waited for the lock.
-            let loaded_meanwhile = model
-                .last_used
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some();
-            // Taken after the model's own lock, and only the model's holder waits for it, so
-            // no two loads wait on each other in a cycle.
-            let _node_load = match self.config().serial_loads && !loaded_meanwhile {
-                true => Some(self.node_load.lock().await),
-                false => None,
-            };
-            // Dropped with this request before the model is resident: an aborted load.
-            let count = (!loaded_meanwhile).then(|| metrics.load_started());
-            let took = self.config().load_time_of(model.spec.size);
-            if !loaded_meanwhile && !took.is_zero() {
-                tokio::time::sleep(took).await;
-            }
-            self.holds.released(Held::Load).await;
-            *model
-                .last_used
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-            if let Some(count) = count {
-                count.finished();
-            }
-        }
-        if keep_alive.is_some() {
-            *model
-                .keep_alive
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = keep_alive;
-        }
-        Ok((guard, start.elapsed()))
-    }
-
-    /// How long `model` stays loaded once idle: the keep-alive a request gave it, or the node's.
-    fn keep_alive_of(&self, model: &ModelRuntime) -> Duration {
-        let set = *model
-            .keep_alive
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        set.unwrap_or(self.config().keep_alive)
-    }
-
-    /// Whether the model is resident: loaded and either in use or idle for less than keep-alive.
-    pub fn is_loaded(&self, model: &ModelRuntime) -> bool {
-        self.expires_at(model).is_some_and(|t| t > Instant::now())
-    }
-
-    /// When an idle model will unload; far in the future while it is in use.
-    pub fn expires_at(&self, model: &ModelRuntime) -> Option<Instant> {
-        let last = (*model
-            .last_used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner))?;
-        let keep_alive = self.keep_alive_of(model);
-        if model.users.load(Ordering::Acquire) > 0 {
-            return Some(later(
-                Instant::now(),
-                keep_alive.max(Duration::from_secs(1)),
-            ));
-        }
-        Some(later(last, keep_alive))
-    }
-
-    /// Forgets that `model` is loaded (`keep_alive: 0` with an empty prompt), and the keep-alive
-    /// its requests gave it: the next load starts from its own request's or the node's.
-    pub fn unload(&self, model: &ModelRuntime) {
-        *model
-            .last_used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        *model
-            .keep_alive
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
     /// Takes one slot of `model`, waiting in FIFO order. In [`QueueMode::Bounded`], when `admit`
     /// is set (the request's first item) and it must wait, it is refused with [`Busy`] if the
     /// node's queue is full; later items of an admitted batch always wait, as in Ollama. In
@@ -415,6 +261,7 @@ impl Scheduler {
                 waited: Duration::ZERO,
                 started: asked,
                 due: None,
+                cache: None,
                 _permit: permit,
             });
         }
@@ -438,6 +285,7 @@ impl Scheduler {
             waited: start.elapsed(),
             started,
             due: None,
+            cache: None,
             _permit: permit,
         })
     }
@@ -447,9 +295,23 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::config::LatencyModel;
+    use crate::residency::RunnerOptions;
 
     fn scheduler(config: NodeConfig) -> Scheduler {
-        Scheduler::new(Arc::new(config))
+        Scheduler::new(Arc::new(config), std::time::Instant::now())
+    }
+
+    /// `acquire_model` with the default runner options, as a (hold, wait) pair.
+    async fn acquire(
+        s: &Scheduler,
+        model: &Arc<ModelRuntime>,
+        metrics: &Metrics,
+        keep_alive: Option<Duration>,
+    ) -> Result<(InUse, Duration), Busy> {
+        let acquired = s
+            .acquire_model(model, metrics, RunnerOptions::default(), keep_alive)
+            .await?;
+        Ok((acquired.in_use, acquired.waited))
     }
 
     #[test]
@@ -541,13 +403,13 @@ mod tests {
         });
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
         let metrics = Metrics::default();
-        let (use1, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
+        let (use1, waited) = acquire(&s, &model, &metrics, None).await.unwrap();
         assert!(
             waited >= Duration::from_secs(2),
             "cold load waited {waited:?}"
         );
         drop(use1);
-        let (use2, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
+        let (use2, waited) = acquire(&s, &model, &metrics, None).await.unwrap();
         assert!(
             waited < Duration::from_millis(1),
             "warm model waited {waited:?}"
@@ -555,7 +417,7 @@ mod tests {
         drop(use2);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(!s.is_loaded(&model), "keep-alive expired");
-        let (_use3, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
+        let (_use3, waited) = acquire(&s, &model, &metrics, None).await.unwrap();
         assert!(waited >= Duration::from_secs(2), "reload waited {waited:?}");
     }
 
@@ -574,7 +436,7 @@ mod tests {
             let mut waited = Vec::new();
             for name in ["llama3.2", "all-minilm"] {
                 let model = Arc::clone(s.resolve(name).unwrap());
-                let (_in_use, took) = s.acquire_model(&model, &metrics, None).await.unwrap();
+                let (_in_use, took) = acquire(&s, &model, &metrics, None).await.unwrap();
                 let expected = s.config().load_time_of(model.spec.size);
                 // tokio's timer rounds a sleep up to the millisecond.
                 assert!(
@@ -606,8 +468,8 @@ mod tests {
                 s.resolve("all-minilm").unwrap(),
             );
             let (a, b) = tokio::join!(
-                s.acquire_model(a, &metrics, None),
-                s.acquire_model(b, &metrics, None)
+                acquire(&s, a, &metrics, None),
+                acquire(&s, b, &metrics, None)
             );
             let mut waits = [a.unwrap().1, b.unwrap().1];
             waits.sort();
@@ -630,25 +492,24 @@ mod tests {
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
         let metrics = Metrics::default();
         let short = Some(Duration::from_secs(1));
-        drop(s.acquire_model(&model, &metrics, short).await.unwrap());
+        drop(acquire(&s, &model, &metrics, short).await.unwrap());
         // No keep_alive of its own: the model keeps the 1 s, not the node's 300 s.
-        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        drop(acquire(&s, &model, &metrics, None).await.unwrap());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!s.is_loaded(&model), "the request's 1 s applied, not 300 s");
         // Loaded afresh without one: the node's default again.
-        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        drop(acquire(&s, &model, &metrics, None).await.unwrap());
         tokio::time::advance(Duration::from_secs(200)).await;
         assert!(s.is_loaded(&model), "an unload forgot the 1 s");
         // Forever: a negative keep_alive arrives as Duration::MAX.
         drop(
-            s.acquire_model(&model, &metrics, Some(Duration::MAX))
+            acquire(&s, &model, &metrics, Some(Duration::MAX))
                 .await
                 .unwrap(),
         );
         tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
         assert!(s.is_loaded(&model), "forever is still loaded after a year");
-        let in_use = s
-            .acquire_model(&model, &metrics, Some(Duration::ZERO))
+        let in_use = acquire(&s, &model, &metrics, Some(Duration::ZERO))
             .await
             .unwrap();
         assert!(s.is_loaded(&model), "0 keeps the model while it is in use");
@@ -743,11 +604,11 @@ mod tests {
             });
             let metrics = Metrics::default();
             let model = Arc::clone(s.resolve("llama3.2").unwrap());
-            let loading = Box::pin(s.acquire_model(&model, &metrics, None));
+            let loading = Box::pin(acquire(&s, &model, &metrics, None));
             let mut loading = loading;
             assert!(futures_util::poll!(loading.as_mut()).is_pending());
             assert_eq!(
-                s.acquire_model(&model, &metrics, None).await.err(),
+                acquire(&s, &model, &metrics, None).await.err(),
                 Some(Busy),
                 "{queue:?}: the one load wait fills a queue of 1"
             );
@@ -763,7 +624,7 @@ mod tests {
         });
         let metrics = Metrics::default();
         let model = Arc::clone(s.resolve("llama3.2").unwrap());
-        let mut loading = Box::pin(s.acquire_model(&model, &metrics, None));
+        let mut loading = Box::pin(acquire(&s, &model, &metrics, None));
         assert!(futures_util::poll!(loading.as_mut()).is_pending());
         drop(loading);
         assert!(!s.is_loaded(&model), "the load never finished");
@@ -772,7 +633,7 @@ mod tests {
             (metrics.snapshot().loads, metrics.snapshot().loads_aborted),
             (0, 1)
         );
-        let (_in_use, waited) = s.acquire_model(&model, &metrics, None).await.unwrap();
+        let (_in_use, waited) = acquire(&s, &model, &metrics, None).await.unwrap();
         assert!(
             waited >= Duration::from_secs(5),
             "the next request loads it: {waited:?}"
@@ -782,7 +643,7 @@ mod tests {
             (1, 1),
             "the second load finished; a warm request counts none"
         );
-        drop(s.acquire_model(&model, &metrics, None).await.unwrap());
+        drop(acquire(&s, &model, &metrics, None).await.unwrap());
         assert_eq!(metrics.snapshot().loads, 1);
     }
 }
