@@ -53,6 +53,25 @@ impl EmbeddingTable {
         }
     }
 
+    /// The table of `model` with vectors of length `dim`, built once per process and shared by
+    /// every node that serves the model: a table holds a formatted text per component (tens of
+    /// KiB for a 1,024-dimension model), and a process simulating 64 nodes would otherwise hold
+    /// 64 copies of identical tables.
+    pub fn shared(model: &str, dim: usize) -> std::sync::Arc<Self> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+        type Tables = Mutex<HashMap<(String, usize), Arc<EmbeddingTable>>>;
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        let mut tables = TABLES
+            .get_or_init(Tables::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let table = tables
+            .entry((model.to_owned(), dim))
+            .or_insert_with(|| Arc::new(Self::new(model, dim)));
+        Arc::clone(table)
+    }
+
     /// Vector length.
     pub fn dim(&self) -> usize {
         self.base.len()

@@ -54,6 +54,7 @@ async fn precise(duration: Duration) {
     let (done, wait) = oneshot::channel();
     register(Pending {
         fire_at,
+        slack: (duration / SLACK_DIVISOR).min(MAX_SLACK),
         order: 0,
         done,
     });
@@ -104,10 +105,20 @@ impl Lead {
     }
 }
 
-/// A pending sleep: when to fire it (its deadline minus the lead), an order of arrival (ties in
-/// the heap), and how to end it.
+/// How early a sleep may end to share its timer thread's wake-up with an earlier one: a
+/// thousandth of its length, at most 50 us. A 50 ms token may end 50 us early; a 500 us service
+/// only 0.5 us. With a thousand streams pacing their tokens, many deadlines fall within that of
+/// each other, and each wake-up the thread saves is a futex wait and a context switch (the
+/// precise timer cost 1.98x a plain handler's CPU per token before this, 2 x 18 us of 45 us;
+/// `benches/stream_cost.rs`).
+const SLACK_DIVISOR: u32 = 1_000;
+const MAX_SLACK: Duration = Duration::from_micros(50);
+
+/// A pending sleep: when to fire it (its deadline minus the lead), how much earlier it may be
+/// fired with another, an order of arrival (ties in the heap), and how to end it.
 struct Pending {
     fire_at: Instant,
+    slack: Duration,
     order: u64,
     done: oneshot::Sender<()>,
 }
@@ -190,11 +201,11 @@ fn register(mut pending: Pending) {
     }
 }
 
-/// Ends every sleep that is due at `now`; returns when to fire next.
+/// Ends every sleep that is due at `now`, or within its slack of it; returns when to fire next.
 fn fire_due(now: Instant) -> Option<Instant> {
     let mut queue = queue();
     while let Some(Reverse(next)) = queue.heap.peek() {
-        if next.fire_at > now {
+        if next.fire_at > now + next.slack {
             return Some(next.fire_at);
         }
         if let Some(Reverse(due)) = queue.heap.pop() {

@@ -199,7 +199,7 @@ pub(super) async fn embed(
     }
     // The body is written by hand: formatting the vectors through serde would cost more than
     // everything else the node does (see `embedding`).
-    let dim = model.embeddings.as_ref().map_or(0, EmbeddingTable::dim);
+    let dim = model.embeddings.as_ref().map_or(0, |table| table.dim());
     let mut out = Vec::with_capacity(128 + inputs.len() * dim * 12);
     out.extend_from_slice(b"{\"model\":");
     serde_json::to_writer(&mut out, &name)

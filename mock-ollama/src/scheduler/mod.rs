@@ -136,7 +136,7 @@ impl Scheduler {
             .map(|spec| {
                 let slots = config.slots.slots_for(spec.is_embedding());
                 let embeddings = match spec.kind {
-                    ModelKind::Embedding { dim } => Some(EmbeddingTable::new(&spec.name, dim)),
+                    ModelKind::Embedding { dim } => Some(EmbeddingTable::shared(&spec.name, dim)),
                     ModelKind::Generation => None,
                 };
                 Arc::new(ModelRuntime::new(spec.clone(), embeddings, slots))

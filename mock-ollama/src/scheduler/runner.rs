@@ -54,7 +54,7 @@ pub struct ModelRuntime {
     /// The model's description.
     pub spec: ModelSpec,
     /// Pre-formatted vectors, for embedding models.
-    pub embeddings: Option<EmbeddingTable>,
+    pub embeddings: Option<Arc<EmbeddingTable>>,
     pub(super) slots: Arc<Semaphore>,
     /// Slots the model has now (the semaphore's size, changed by the control API).
     pub(super) slots_total: AtomicUsize,
@@ -85,7 +85,11 @@ fn common_prefix(a: &str, b: &str) -> usize {
 
 impl ModelRuntime {
     /// A model not loaded, with `slots` slots.
-    pub(super) fn new(spec: ModelSpec, embeddings: Option<EmbeddingTable>, slots: usize) -> Self {
+    pub(super) fn new(
+        spec: ModelSpec,
+        embeddings: Option<Arc<EmbeddingTable>>,
+        slots: usize,
+    ) -> Self {
         Self {
             spec,
             embeddings,
