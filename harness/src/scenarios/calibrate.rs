@@ -25,7 +25,11 @@ use crate::summary::{Latency, Summary};
 use crate::variant::{PoolOptions, PoolUnderTest, Variant};
 
 /// Configured service times.
-const SERVICE_US: [u64; 8] = [250, 500, 1_000, 2_000, 5_000, 20_000, 100_000, 1_000_000];
+const SERVICE_US: [u64; 9] = [
+    250, 500, 1_000, 1_500, 2_000, 5_000, 20_000, 100_000, 1_000_000,
+];
+/// Service times at which the client's view is taken apart (those a new user timed, issue 27).
+const CLIENT_VIEW_US: [u64; 2] = [1_500, 5_000];
 /// Service times of the throughput check.
 const CAPACITY_MS: [u64; 3] = [2, 5, 20];
 /// Repeats of each throughput check (each [`capacity_window`] long).
@@ -58,6 +62,9 @@ fn workload(workers: usize, requests: usize, cap: Option<Duration>) -> Workload 
 struct Served {
     /// The node's own p50 and p99 of how long items held their slot.
     node: (f64, f64),
+    /// The node's p50 from a request's arrival to its answer being handed to the server (the
+    /// served log's `end_ns - arrival_ns`): everything the node itself did.
+    span: f64,
     /// The client's latency percentiles.
     client: Latency,
 }
@@ -74,13 +81,21 @@ fn sequential(timer: Timer, service: Duration, requests: usize) -> anyhow::Resul
         "{} calibration requests failed",
         run.failed()
     );
+    let node = &nodes.nodes()[0];
     let quantile = |q| {
-        nodes.nodes()[0]
-            .served_quantile(q)
+        node.served_quantile(q)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
+    let mut spans: Vec<f64> = node
+        .served(0, usize::MAX)
+        .entries
+        .iter()
+        .map(|e| e.end_ns.saturating_sub(e.arrival_ns) as f64 / 1e6)
+        .collect();
+    spans.sort_by(f64::total_cmp);
     Ok(Served {
         node: (quantile(0.5), quantile(0.99)),
+        span: spans.get(spans.len() / 2).copied().unwrap_or(f64::NAN),
         client: Latency::of(&run.latency),
     })
 }
@@ -153,6 +168,44 @@ fn os_floor(service: Duration, count: usize) -> (f64, f64) {
     .unwrap_or((f64::NAN, f64::NAN))
 }
 
+/// The machine's floor for a reply after an idle wait: a plain thread serving raw TCP (64-byte
+/// messages, `TCP_NODELAY`, 1 ns timer slack) that sleeps `service` before each reply, and a
+/// client thread sending one message at a time. Returns the client's p50 round trip in
+/// microseconds over `count` messages after 20 of warm-up. No server on this machine can answer
+/// after such a wait with less lateness than this, HTTP or not.
+fn reply_floor(service: Duration, count: usize) -> anyhow::Result<f64> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        mock_ollama::timer::lower_timer_slack();
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut message = [0u8; 64];
+        while stream.read_exact(&mut message).is_ok() {
+            std::thread::sleep(service);
+            stream.write_all(&message)?;
+        }
+        Ok(())
+    });
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut message = [0u8; 64];
+    let mut rtts = Vec::with_capacity(count);
+    for i in 0..count + 20 {
+        let started = std::time::Instant::now();
+        stream.write_all(&message)?;
+        stream.read_exact(&mut message)?;
+        if i >= 20 {
+            rtts.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(stream);
+    let _ = server.join();
+    rtts.sort_by(f64::total_cmp);
+    Ok(rtts.get(rtts.len() / 2).copied().unwrap_or(f64::NAN))
+}
+
 /// Rows and verdicts as the scenario's parts add them.
 #[derive(Default)]
 struct Out {
@@ -213,6 +266,69 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     })
 }
 
+/// Where a client's extra time at one setting goes, in microseconds over the configured time.
+struct ClientView {
+    /// The client's p50 minus its p50 at zero service time, minus the configured time.
+    client: f64,
+    /// Of it, the node's own span (arrival to answer) over its span at zero service time.
+    node: f64,
+    /// The same for a plain blocking server on raw TCP: the machine's floor.
+    floor: f64,
+}
+
+fn client_view_at(us: u64, served: &Served, idle: &Served) -> anyhow::Result<ClientView> {
+    let configured = us as f64;
+    let floor = reply_floor(Duration::from_micros(us), 300)? - reply_floor(Duration::ZERO, 300)?;
+    Ok(ClientView {
+        client: (served.client.p50 - idle.client.p50) * 1e3 - configured,
+        node: (served.span - idle.span) * 1e3 - configured,
+        floor: floor - configured,
+    })
+}
+
+impl ClientView {
+    fn rows(&self, us: u64) -> Vec<Row> {
+        let case = format!("configured {}", pretty(us));
+        let one = |v: f64| Summary::of(vec![v]);
+        vec![
+            Row::new(
+                "client-view",
+                case.clone(),
+                "client_extra",
+                "us",
+                one(self.client),
+            )
+            .note("bare-pool client: latency minus its latency at 0 service, minus the service"),
+            Row::new(
+                "client-view",
+                case.clone(),
+                "node_extra",
+                "us",
+                one(self.node),
+            )
+            .note("the node's own span (served log, arrival to answer), likewise"),
+            Row::new("client-view", case, "floor_extra", "us", one(self.floor))
+                .note("a plain blocking server on raw TCP, likewise: this machine's floor"),
+        ]
+    }
+
+    fn verdict(&self, us: u64) -> String {
+        let bound = (0.05 * us as f64).max(150.0);
+        format!(
+            "at {} a client sees {:.0} us more than configured ({}: bound {bound:.0} us), {:.0} us of it inside the node, where a plain server's reply costs {:.0} us more",
+            pretty(us),
+            self.client,
+            if self.client <= bound {
+                "within"
+            } else {
+                "over"
+            },
+            self.node,
+            self.floor
+        )
+    }
+}
+
 /// The machine's own wake-up lateness, which no timer can beat.
 fn os_floors(out: &mut Out) {
     let mut floors = Vec::new();
@@ -244,9 +360,11 @@ fn os_floors(out: &mut Out) {
 /// The node's served time against the configured one at every setting, for one timer.
 fn accuracy(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyhow::Result<()> {
     bar.set_message(format!("{name}: client cost"));
-    let overhead = sequential(timer, Duration::ZERO, 300)?.client.p50;
+    let idle = sequential(timer, Duration::ZERO, 300)?;
+    let overhead = idle.client.p50;
     bar.inc(1);
     let mut misses = Vec::new();
+    let mut client_view = Vec::new();
     for us in SERVICE_US {
         let service = Duration::from_micros(us);
         bar.set_message(format!("{name}: {us} us"));
@@ -257,11 +375,22 @@ fn accuracy(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyho
         let by_client = (served.client.p50 - overhead, served.client.p99 - overhead);
         out.rows
             .extend(setting_rows(name, us, (p50, p99), by_client, overhead));
+        if CLIENT_VIEW_US.contains(&us) && timer == Timer::Precise {
+            let view = client_view_at(us, &served, &idle)?;
+            out.rows.extend(view.rows(us));
+            client_view.push(view.verdict(us));
+        }
         let p50_ok = (p50 - configured).abs() <= (0.02 * configured).max(0.05);
         let p99_ok = (p99 - configured).abs() <= (0.10 * configured).max(0.2);
         if !(p50_ok && p99_ok) {
             misses.push(format!("{} (p50 {p50:.3}, p99 {p99:.3} ms)", pretty(us)));
         }
+    }
+    if !client_view.is_empty() {
+        out.verdicts.push(format!(
+            "The client's view, one request at a time on an idle node (issue 27: within max(5%, 150 us) of the configured time, or the machine's floor): {}.",
+            client_view.join("; ")
+        ));
     }
     out.verdicts.push(format!(
         "{name} timer: served time within max(2%, 50 us) at p50 and max(10%, 200 us) at p99 of the configured time at {} of {} settings{}.",
@@ -344,8 +473,10 @@ fn setting_rows(
 fn pretty(us: u64) -> String {
     if us >= 1_000_000 {
         format!("{} s", us / 1_000_000)
-    } else if us >= 1_000 {
+    } else if us >= 1_000 && us % 1_000 == 0 {
         format!("{} ms", us / 1_000)
+    } else if us >= 1_000 {
+        format!("{:.1} ms", us as f64 / 1_000.0)
     } else {
         format!("{us} us")
     }
