@@ -473,7 +473,7 @@ fn setting_rows(
 fn pretty(us: u64) -> String {
     if us >= 1_000_000 {
         format!("{} s", us / 1_000_000)
-    } else if us >= 1_000 && us % 1_000 == 0 {
+    } else if us >= 1_000 && us.is_multiple_of(1_000) {
         format!("{} ms", us / 1_000)
     } else if us >= 1_000 {
         format!("{:.1} ms", us as f64 / 1_000.0)
