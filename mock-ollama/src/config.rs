@@ -416,6 +416,14 @@ pub enum ConfigError {
     /// `max_loaded_models` of 0 would never load anything.
     #[error("max loaded models must be at least 1")]
     MaxLoaded,
+    /// A model the node cannot serve as described.
+    #[error("model {name:?}: {problem}")]
+    Model {
+        /// The model's name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// No models configured.
     #[error("a node needs at least one model")]
     NoModels,
@@ -485,6 +493,28 @@ impl NodeConfig {
         }
         if self.models.is_empty() {
             return Err(ConfigError::NoModels);
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            let problem = match model.kind {
+                _ if model.name.trim().is_empty()
+                    || model.name.starts_with(':')
+                    || model.name.ends_with(':') =>
+                {
+                    Some("has no name")
+                }
+                crate::models::ModelKind::Embedding { dim: 0 } => Some("has dimension 0"),
+                _ if model.context_length < 4 => Some("has a context under 4 tokens"),
+                _ if self.models[..i].iter().any(|m| m.name == model.name) => {
+                    Some("is listed twice")
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::Model {
+                    name: model.name.clone(),
+                    problem,
+                });
+            }
         }
         if self.control == ControlAccess::Open && !self.host.is_loopback() {
             return Err(ConfigError::OpenControl(self.host));

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, Jitter, Leave, NodeConfig};
+use crate::models::ModelSpec;
 
 /// Whether and how a node answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -148,6 +149,9 @@ pub struct SettingsPatch {
     pub leave: Option<Leave>,
     /// Tokens into a generation's answer at which stalls and resets strike; `-1`: before it.
     pub fault_after_tokens: Option<i64>,
+    /// The node's catalogue, whole: models kept unchanged keep their state (loaded, cached);
+    /// new or changed ones start unloaded; removed ones answer Ollama's not-found from now on.
+    pub models: Option<Vec<ModelSpec>>,
 }
 
 /// Serde for the patch's jitter as its text form.
@@ -206,6 +210,7 @@ impl SettingsPatch {
             prompt_cache: self.prompt_cache.map(|_| before.prompt_cache),
             leave: self.leave.map(|_| before.leave),
             fault_after_tokens: self.fault_after_tokens.map(|_| before.fault_after_tokens),
+            models: self.models.as_ref().map(|_| before.models.clone()),
         }
     }
 
@@ -276,6 +281,15 @@ impl SettingsPatch {
         if let Some(after) = self.fault_after_tokens {
             next.faults.after_tokens = u32::try_from(after).ok();
         }
+        if let Some(models) = &self.models {
+            next.models = models
+                .iter()
+                .map(|m| ModelSpec {
+                    name: crate::models::with_tag(&m.name),
+                    ..m.clone()
+                })
+                .collect();
+        }
         next.validate()?;
         Ok(next)
     }
@@ -341,6 +355,9 @@ pub struct Settings {
     /// Tokens into a generation's answer at which stalls and resets strike; -1: before it.
     #[serde(default = "before_the_answer")]
     pub fault_after_tokens: i64,
+    /// The catalogue (empty from a node older than this field).
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
 }
 
 /// What a node older than `fault_after_tokens` does.
@@ -375,6 +392,7 @@ impl Settings {
             prompt_cache: config.prompt_cache,
             leave: config.leave,
             fault_after_tokens: config.faults.after_tokens.map_or(-1, i64::from),
+            models: config.models.clone(),
         }
     }
 }
@@ -409,6 +427,7 @@ mod tests {
             prompt_cache: Some(true),
             leave: Some(Leave::AtNextToken),
             fault_after_tokens: Some(3),
+            models: Some(vec![ModelSpec::generation("only", "llama", "8B", 5 << 30)]),
         };
         let changed = patch.apply(&config).expect("valid");
         assert_ne!(changed, config);

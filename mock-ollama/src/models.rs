@@ -5,8 +5,10 @@
 //! dimensions, and one small chat model, so both embedding and generation paths can be exercised
 //! without configuration.
 
-/// What a model can do; decides which endpoints accept it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a model can do; decides which endpoints accept it. On the wire (the control API's
+/// catalogue) `"generation"` or `{"embedding": {"dim": 384}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     /// An embedding model producing vectors of this dimension.
     Embedding {
@@ -14,29 +16,58 @@ pub enum ModelKind {
         dim: usize,
     },
     /// A text-generation model (`/api/generate`, `/api/chat`).
+    #[default]
     Generation,
 }
 
-/// One model as `/api/tags` and `/api/show` describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One model as `/api/tags` and `/api/show` describe it. Over the control API only `name` is
+/// required; the rest default to a 1 GiB Q4_K_M llama chat model without a KV cache.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Full name with tag, e.g. `mxbai-embed-large:latest`.
     pub name: String,
     /// Embedding or generation.
+    #[serde(default)]
     pub kind: ModelKind,
     /// Architecture family (`bert`, `llama`, ...).
+    #[serde(default = "defaults::family")]
     pub family: String,
     /// Parameter count as Ollama prints it (`334M`, `3.2B`).
+    #[serde(default = "defaults::parameter_size")]
     pub parameter_size: String,
     /// Quantisation label (`F16`, `Q4_K_M`).
+    #[serde(default = "defaults::quantization")]
     pub quantization: String,
     /// Size on disk in bytes (the weights a runner holds in memory).
+    #[serde(default = "defaults::size")]
     pub size: u64,
     /// The context it was trained with: a longer `num_ctx` is cut to this.
+    #[serde(default = "defaults::context_length")]
     pub context_length: u64,
     /// KV-cache bytes per token of context (the runner's memory is `size` plus this times
     /// `num_ctx` times its slots); 0 leaves the cache out.
+    #[serde(default)]
     pub kv_bytes_per_token: u64,
+}
+
+/// The control API's defaults for a model described by its name alone.
+mod defaults {
+    pub fn family() -> String {
+        "llama".to_owned()
+    }
+    pub fn parameter_size() -> String {
+        "1B".to_owned()
+    }
+    pub fn quantization() -> String {
+        "Q4_K_M".to_owned()
+    }
+    pub fn size() -> u64 {
+        1 << 30
+    }
+    pub fn context_length() -> u64 {
+        crate::api::validate::MAX_CONTEXT
+    }
 }
 
 impl ModelSpec {

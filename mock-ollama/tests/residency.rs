@@ -219,3 +219,70 @@ async fn a_runner_option_of_the_wrong_type_is_ollamas_500() {
         .expect("sent");
     assert_eq!(response.status(), 500);
 }
+
+/// The catalogue changes at runtime over the control API: a model kept unchanged stays
+/// resident, a new one serves, a removed one answers Ollama's not-found; a catalogue the node
+/// cannot serve is refused whole.
+#[tokio::test]
+async fn the_catalogue_changes_at_runtime_and_kept_models_stay_resident() {
+    let node = node(NodeConfig::with_latency(Duration::ZERO)).await;
+    let http = reqwest::Client::new();
+    generate(
+        &node,
+        json!({ "model": "llama3.2", "prompt": "a [rid:before]", "stream": false }),
+    )
+    .await;
+    let settings: Value = http
+        .get(format!("{}/mock/config", node.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut models = settings["models"].as_array().unwrap().clone();
+    models.retain(|m| m["name"] != "all-minilm:latest");
+    models.push(json!({ "name": "qwen3:8b", "size": 5_200_000_000u64 }));
+    let patch = |body: Value| {
+        http.patch(format!("{}/mock/config", node.url()))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        patch(json!({ "models": models })).await.unwrap().status(),
+        200
+    );
+    generate(
+        &node,
+        json!({ "model": "llama3.2", "prompt": "b [rid:kept]", "stream": false }),
+    )
+    .await;
+    assert_eq!(
+        entry(&node, "kept").resident,
+        Some(true),
+        "kept models keep their state"
+    );
+    generate(
+        &node,
+        json!({ "model": "qwen3:8b", "prompt": "c [rid:new]", "stream": false }),
+    )
+    .await;
+    let gone = http
+        .post(format!("{}/api/embed", node.url()))
+        .json(&json!({ "model": "all-minilm", "input": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let tags = get(&node, "/api/tags").await;
+    assert!(
+        tags.contains("qwen3:8b") && !tags.contains("all-minilm"),
+        "{tags}"
+    );
+    let twice = json!({ "models": [{ "name": "x" }, { "name": "x:latest" }] });
+    assert_eq!(patch(twice).await.unwrap().status(), 400);
+    assert!(
+        get(&node, "/api/tags").await.contains("qwen3:8b"),
+        "nothing changed"
+    );
+}

@@ -124,7 +124,7 @@ fn embedding_model(state: &NodeState, name: &str) -> Result<Arc<ModelRuntime>, A
             "this model does not support embeddings",
         ));
     }
-    Ok(Arc::clone(model))
+    Ok(model)
 }
 
 /// Serves `inputs` one slot at a time, handing each served input to `emit`; returns the token
@@ -332,7 +332,7 @@ fn generation_model(
             format!("{:?} does not support {what}", model.spec.name),
         ));
     }
-    Ok(Arc::clone(model))
+    Ok(model)
 }
 
 /// Output tokens for `options`, bounded by the context (see [`GenerationOptions::output_tokens`]).

@@ -220,8 +220,8 @@ impl Scheduler {
     ) -> Option<(Arc<ModelRuntime>, residency::Pressure)> {
         let config = self.config();
         let footprint_of = |m: &ModelRuntime, num_ctx: u64| self.footprint(m, num_ctx);
-        let others: Vec<Loaded<'_>> = self
-            .models
+        let models = self.models();
+        let others: Vec<Loaded<'_>> = models
             .iter()
             .filter(|m| !Arc::ptr_eq(m, model))
             .filter_map(|m| {
@@ -241,7 +241,7 @@ impl Scheduler {
             footprint_of(model, wanted.num_ctx),
         )?;
         let victim = residency::victim(&others)?;
-        let victim = self.models.iter().find(|m| m.spec.name == victim.model)?;
+        let victim = models.iter().find(|m| m.spec.name == victim.model)?;
         Some((Arc::clone(victim), pressure))
     }
 
@@ -264,7 +264,7 @@ impl Scheduler {
     pub(crate) fn sweep_expired(&self) {
         let now = Instant::now();
         let node_keep_alive = self.config().keep_alive;
-        for model in &self.models {
+        for model in self.models().iter() {
             let mut runner = model.runner();
             let Some(last) = runner.last_used else {
                 continue;
@@ -370,7 +370,7 @@ mod tests {
     }
 
     fn model(s: &Scheduler, name: &str) -> Arc<ModelRuntime> {
-        Arc::clone(s.resolve(name).expect("configured"))
+        s.resolve(name).expect("configured")
     }
 
     async fn take(
@@ -385,11 +385,11 @@ mod tests {
             .expect("admitted")
     }
 
-    fn loaded(s: &Scheduler) -> Vec<&str> {
+    fn loaded(s: &Scheduler) -> Vec<String> {
         s.models()
             .iter()
             .filter(|m| s.is_loaded(m))
-            .map(|m| m.spec.name.as_str())
+            .map(|m| m.spec.name.clone())
             .collect()
     }
 

@@ -97,6 +97,27 @@ impl Drop for Slot {
     }
 }
 
+/// The runtimes of `config`'s catalogue: a model already in `had` with the same description
+/// keeps its runtime (loaded state, cache, slots); a new or changed one starts unloaded; one no
+/// longer listed is gone for new requests (those in flight finish with it).
+fn runtimes(config: &NodeConfig, had: &[Arc<ModelRuntime>]) -> Vec<Arc<ModelRuntime>> {
+    config
+        .models
+        .iter()
+        .map(|spec| {
+            if let Some(kept) = had.iter().find(|m| m.spec == *spec) {
+                return Arc::clone(kept);
+            }
+            let slots = config.slots.slots_for(spec.is_embedding());
+            let embeddings = match spec.kind {
+                ModelKind::Embedding { dim } => Some(EmbeddingTable::shared(&spec.name, dim)),
+                ModelKind::Generation => None,
+            };
+            Arc::new(ModelRuntime::new(spec.clone(), embeddings, slots))
+        })
+        .collect()
+}
+
 tokio::task_local! {
     /// The settings current when the request being handled arrived.
     static ARRIVAL: Arc<NodeConfig>;
@@ -114,7 +135,9 @@ pub async fn with_settings_of_arrival<F: Future>(config: Arc<NodeConfig>, fut: F
 pub struct Scheduler {
     /// The current settings; the control API swaps them while requests run.
     config: ArcSwap<NodeConfig>,
-    models: Vec<Arc<ModelRuntime>>,
+    /// The catalogue's runtimes, in the configuration's order; swapped when the control API
+    /// changes the catalogue (a request in flight keeps the runtime it resolved).
+    models: ArcSwap<Vec<Arc<ModelRuntime>>>,
     /// Request sequence number, mixed into the seed so every request draws its own reproducible
     /// random stream without a lock around a shared generator.
     sequence: AtomicU64,
@@ -130,21 +153,10 @@ impl Scheduler {
     /// Builds the runtime state for every configured model; the residency timeline counts
     /// from `started` (the served log's start).
     pub fn new(config: Arc<NodeConfig>, started: std::time::Instant) -> Self {
-        let models = config
-            .models
-            .iter()
-            .map(|spec| {
-                let slots = config.slots.slots_for(spec.is_embedding());
-                let embeddings = match spec.kind {
-                    ModelKind::Embedding { dim } => Some(EmbeddingTable::shared(&spec.name, dim)),
-                    ModelKind::Generation => None,
-                };
-                Arc::new(ModelRuntime::new(spec.clone(), embeddings, slots))
-            })
-            .collect();
+        let models = runtimes(&config, &[]);
         Self {
             config: ArcSwap::new(config),
-            models,
+            models: ArcSwap::from_pointee(models),
             sequence: AtomicU64::new(0),
             holds: Arc::default(),
             node_lock: tokio::sync::Mutex::new(()),
@@ -179,7 +191,11 @@ impl Scheduler {
     /// Makes `config` the node's settings for requests that arrive from now on, and resizes
     /// every model's slots to match (a shrink takes effect as busy slots are freed).
     pub fn replace_config(&self, config: NodeConfig) {
-        for model in &self.models {
+        if config.models != self.current().models {
+            self.models
+                .store(Arc::new(runtimes(&config, &self.models())));
+        }
+        for model in self.models().iter() {
             let want = config.slots.slots_for(model.spec.is_embedding());
             let had = model.slots_total.swap(want, Ordering::Relaxed);
             if want > had {
@@ -203,13 +219,14 @@ impl Scheduler {
     }
 
     /// Every model with its runtime state.
-    pub fn models(&self) -> &[Arc<ModelRuntime>] {
-        &self.models
+    pub fn models(&self) -> Arc<Vec<Arc<ModelRuntime>>> {
+        self.models.load_full()
     }
 
     /// Finds a model by name, with or without `:latest`.
-    pub fn resolve(&self, name: &str) -> Option<&Arc<ModelRuntime>> {
-        models::resolve(&self.current().models, name).map(|(i, _)| &self.models[i])
+    pub fn resolve(&self, name: &str) -> Option<Arc<ModelRuntime>> {
+        let full = models::with_tag(name);
+        self.models().iter().find(|m| m.spec.name == full).cloned()
     }
 
     /// A fresh random stream for one request, reproducible from the seed and arrival order.
@@ -371,7 +388,7 @@ mod tests {
             ..NodeConfig::default()
         });
         let metrics = Metrics::default();
-        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let model = s.resolve("all-minilm").unwrap();
         let first = s.slot(&model, &metrics, true).await.unwrap();
         // The second admitted item must wait: run it concurrently and check it is queued.
         let waiting = {
@@ -401,7 +418,7 @@ mod tests {
             keep_alive: Duration::from_secs(10),
             ..NodeConfig::default()
         });
-        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let model = s.resolve("llama3.2").unwrap();
         let metrics = Metrics::default();
         let (use1, waited) = acquire(&s, &model, &metrics, None).await.unwrap();
         assert!(
@@ -435,7 +452,7 @@ mod tests {
             let metrics = Metrics::default();
             let mut waited = Vec::new();
             for name in ["llama3.2", "all-minilm"] {
-                let model = Arc::clone(s.resolve(name).unwrap());
+                let model = s.resolve(name).unwrap();
                 let (_in_use, took) = acquire(&s, &model, &metrics, None).await.unwrap();
                 let expected = s.config().load_time_of(model.spec.size);
                 // tokio's timer rounds a sleep up to the millisecond.
@@ -464,8 +481,8 @@ mod tests {
             });
             let metrics = Metrics::default();
             let (a, b) = (
-                s.resolve("llama3.2").unwrap(),
-                s.resolve("all-minilm").unwrap(),
+                &s.resolve("llama3.2").unwrap(),
+                &s.resolve("all-minilm").unwrap(),
             );
             let (a, b) = tokio::join!(
                 acquire(&s, a, &metrics, None),
@@ -489,7 +506,7 @@ mod tests {
             keep_alive: Duration::from_secs(300),
             ..NodeConfig::default()
         });
-        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let model = s.resolve("llama3.2").unwrap();
         let metrics = Metrics::default();
         let short = Some(Duration::from_secs(1));
         drop(acquire(&s, &model, &metrics, short).await.unwrap());
@@ -522,7 +539,7 @@ mod tests {
     async fn a_waiter_starts_its_service_when_the_slot_was_freed() {
         let s = scheduler(NodeConfig::default());
         let metrics = Metrics::default();
-        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let model = s.resolve("all-minilm").unwrap();
         let first = s.slot(&model, &metrics, true).await.unwrap();
         let mut waiting = Box::pin(s.slot(&model, &metrics, true));
         assert!(futures_util::poll!(waiting.as_mut()).is_pending());
@@ -545,7 +562,7 @@ mod tests {
     async fn a_slot_that_ended_on_time_hands_its_due_time_to_the_next_waiter() {
         let s = scheduler(NodeConfig::default());
         let metrics = Metrics::default();
-        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let model = s.resolve("all-minilm").unwrap();
         let mut first = s.slot(&model, &metrics, true).await.unwrap();
         let mut waiting = Box::pin(s.slot(&model, &metrics, true));
         assert!(futures_util::poll!(waiting.as_mut()).is_pending());
@@ -572,7 +589,7 @@ mod tests {
             ..NodeConfig::default()
         });
         let metrics = Metrics::default();
-        let model = Arc::clone(s.resolve("all-minilm").unwrap());
+        let model = s.resolve("all-minilm").unwrap();
         let first = s.slot(&model, &metrics, true).await.unwrap();
         let mut waiting = Vec::new();
         for _ in 0..3 {
@@ -603,7 +620,7 @@ mod tests {
                 ..NodeConfig::default()
             });
             let metrics = Metrics::default();
-            let model = Arc::clone(s.resolve("llama3.2").unwrap());
+            let model = s.resolve("llama3.2").unwrap();
             let loading = Box::pin(acquire(&s, &model, &metrics, None));
             let mut loading = loading;
             assert!(futures_util::poll!(loading.as_mut()).is_pending());
@@ -623,7 +640,7 @@ mod tests {
             ..NodeConfig::default()
         });
         let metrics = Metrics::default();
-        let model = Arc::clone(s.resolve("llama3.2").unwrap());
+        let model = s.resolve("llama3.2").unwrap();
         let mut loading = Box::pin(acquire(&s, &model, &metrics, None));
         assert!(futures_util::poll!(loading.as_mut()).is_pending());
         drop(loading);
