@@ -232,14 +232,7 @@ async fn the_catalogue_changes_at_runtime_and_kept_models_stay_resident() {
         json!({ "model": "llama3.2", "prompt": "a [rid:before]", "stream": false }),
     )
     .await;
-    let settings: Value = http
-        .get(format!("{}/mock/config", node.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings: Value = serde_json::from_str(&get(&node, "/mock/config").await).unwrap();
     let mut models = settings["models"].as_array().unwrap().clone();
     models.retain(|m| m["name"] != "all-minilm:latest");
     models.push(json!({ "name": "qwen3:8b", "size": 5_200_000_000u64 }));
