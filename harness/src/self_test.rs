@@ -206,7 +206,7 @@ pub struct Sizes {
 const PAST_THE_LIMIT: f64 = 2.5;
 
 impl Sizes {
-    /// Measures a clean pool's CPU per request and sizes the extra work at [`PAST_THE_LIMIT`]
+    /// Measures a clean pool's CPU per request and sizes the extra work at `PAST_THE_LIMIT`
     /// times the rise the gate catches: the detection limit of `cost.atomic.cpu_per_request`
     /// where the spread applies, else the rise that crosses its fixed ceiling.
     pub fn measure(base: &Options, spread: Option<&SpreadFile>) -> anyhow::Result<Self> {

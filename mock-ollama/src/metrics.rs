@@ -345,70 +345,7 @@ impl Metrics {
                 "mock_ollama_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
             );
         }
-        let gauges = [
-            (
-                "mock_ollama_in_flight",
-                "Requests being handled.",
-                snap.in_flight,
-            ),
-            (
-                "mock_ollama_queued",
-                "Requests waiting for a model load or a slot.",
-                snap.queued,
-            ),
-            (
-                "mock_ollama_in_service",
-                "Inference items holding a slot.",
-                snap.in_service,
-            ),
-            (
-                "mock_ollama_loading",
-                "Requests waiting for a model load.",
-                snap.loading,
-            ),
-        ];
-        let counters = [
-            (
-                "mock_ollama_rejected_busy_total",
-                "Requests refused with 503 (queue full).",
-                snap.rejected_busy,
-            ),
-            (
-                "mock_ollama_streams_abandoned_total",
-                "Streamed answers whose client left early.",
-                snap.streams_abandoned,
-            ),
-            (
-                "mock_ollama_loads_total",
-                "Model loads that finished.",
-                snap.loads,
-            ),
-            (
-                "mock_ollama_loads_aborted_total",
-                "Model loads abandoned by their request before they finished.",
-                snap.loads_aborted,
-            ),
-            (
-                "mock_ollama_evictions_total",
-                "Runners unloaded to make room for another model.",
-                snap.evictions,
-            ),
-            (
-                "mock_ollama_reloads_total",
-                "Runners unloaded to load the model again with other options.",
-                snap.reloads,
-            ),
-            (
-                "mock_ollama_connections_accepted_total",
-                "TCP connections accepted.",
-                snap.connections_accepted,
-            ),
-            (
-                "mock_ollama_connections_closed_total",
-                "TCP connections closed, by either side.",
-                snap.connections_closed,
-            ),
-        ];
+        let (gauges, counters) = scalars(&snap);
         let kinds = gauges.iter().map(|g| ("gauge", g));
         for (kind, (name, help, value)) in kinds.chain(counters.iter().map(|c| ("counter", c))) {
             let _ = writeln!(
@@ -442,6 +379,78 @@ impl Metrics {
         let _ = writeln!(out, "mock_ollama_service_seconds_sum {sum}");
         let _ = writeln!(out, "mock_ollama_service_seconds_count {count}");
     }
+}
+
+/// One scalar series: name, help text, value.
+type Scalar = (&'static str, &'static str, u64);
+
+/// The gauges and counters of `snap`, as `render` writes them.
+fn scalars(snap: &CountersSnapshot) -> ([Scalar; 4], [Scalar; 8]) {
+    let gauges = [
+        (
+            "mock_ollama_in_flight",
+            "Requests being handled.",
+            snap.in_flight,
+        ),
+        (
+            "mock_ollama_queued",
+            "Requests waiting for a model load or a slot.",
+            snap.queued,
+        ),
+        (
+            "mock_ollama_in_service",
+            "Inference items holding a slot.",
+            snap.in_service,
+        ),
+        (
+            "mock_ollama_loading",
+            "Requests waiting for a model load.",
+            snap.loading,
+        ),
+    ];
+    let counters = [
+        (
+            "mock_ollama_rejected_busy_total",
+            "Requests refused with 503 (queue full).",
+            snap.rejected_busy,
+        ),
+        (
+            "mock_ollama_streams_abandoned_total",
+            "Streamed answers whose client left early.",
+            snap.streams_abandoned,
+        ),
+        (
+            "mock_ollama_loads_total",
+            "Model loads that finished.",
+            snap.loads,
+        ),
+        (
+            "mock_ollama_loads_aborted_total",
+            "Model loads abandoned by their request before they finished.",
+            snap.loads_aborted,
+        ),
+        (
+            "mock_ollama_evictions_total",
+            "Runners unloaded to make room for another model.",
+            snap.evictions,
+        ),
+        (
+            "mock_ollama_reloads_total",
+            "Runners unloaded to load the model again with other options.",
+            snap.reloads,
+        ),
+        (
+            "mock_ollama_connections_accepted_total",
+            "TCP connections accepted.",
+            snap.connections_accepted,
+        ),
+        (
+            "mock_ollama_connections_closed_total",
+            "TCP connections closed, by either side.",
+            snap.connections_closed,
+        ),
+    ];
+    (gauges, counters)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //!   held their slot), the pool's over the engine's.
 //! - **CPU per request**: the CPU time the pool's calling threads spend per request over what the
 //!   engine spends on the same exchange from the same threads, interleaved call by call
-//!   ([`cpu`]). Throughput hides a CPU regression while the client has a core to spare; this
+//!   (`cpu.rs`). Throughput hides a CPU regression while the client has a core to spare; this
 //!   figure does not.
 
 mod cpu;
