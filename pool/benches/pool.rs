@@ -251,11 +251,25 @@ fn end_to_end_group(c: &mut Criterion) {
     group.bench_function("bare pool, 1 request", |b| {
         b.iter(|| black_box(bare.embed("mxbai-embed-large", "chunk").unwrap()))
     });
-    // Peak throughput over both nodes at zero service time, then a 12-worker batch with 1 ms service.
+    peak_over_two_nodes(&mut group, &urls);
+    group.finish();
+}
+
+/// Peak throughput over both nodes at zero service time, 12 and 100 workers.
+fn peak_over_two_nodes(group: &mut BenchmarkGroup<'_, WallTime>, urls: &[String]) {
+    let config = PoolConfig::default;
+    let locked = MutexLedger::new;
+    let blocking = || PoolConfig {
+        http: HttpConfig {
+            client: HttpClient::Blocking,
+            ..HttpConfig::default()
+        },
+        ..PoolConfig::default()
+    };
     for workers in [12, 100] {
-        let atomic = Pool::new(AtomicLedger::new(), config(), &urls).unwrap();
-        let mutex = Pool::new(locked(LockScope::Counters), config(), &urls).unwrap();
-        let on_reqwest = Pool::new(AtomicLedger::new(), blocking(), &urls).unwrap();
+        let atomic = Pool::new(AtomicLedger::new(), config(), urls).unwrap();
+        let mutex = Pool::new(locked(LockScope::Counters), config(), urls).unwrap();
+        let on_reqwest = Pool::new(AtomicLedger::new(), blocking(), urls).unwrap();
         group.bench_function(
             BenchmarkId::new(
                 "atomic pool on reqwest::blocking, 2 nodes, workers",
@@ -290,7 +304,12 @@ fn end_to_end_group(c: &mut Criterion) {
             },
         );
     }
-    group.finish();
+}
+
+/// A 12-worker batch with 1 ms service on two nodes, per ledger.
+fn end_to_end_batch_group(c: &mut Criterion) {
+    let config = PoolConfig::default;
+    let locked = MutexLedger::new;
     let slow = NodeConfig {
         slots: SlotPolicy {
             parallel: 12,
@@ -330,6 +349,7 @@ criterion_group!(
     ledger_group,
     select_group,
     snapshot_group,
-    end_to_end_group
+    end_to_end_group,
+    end_to_end_batch_group
 );
 criterion_main!(benches);
