@@ -38,5 +38,6 @@ pub mod scenarios;
 pub mod self_test;
 pub mod spread;
 pub mod summary;
+pub mod trace;
 pub mod variant;
 pub mod wording;
