@@ -165,7 +165,8 @@ impl std::str::FromStr for Timer {
     }
 }
 
-/// What a node does when a streamed generation's client leaves.
+/// What a node does when a generation's client leaves (a stream's reader goes away, or a
+/// non-streamed answer's connection closes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Leave {
@@ -260,7 +261,7 @@ pub struct NodeConfig {
     /// How service times, stalls and control-plane latency are timed (model loads and
     /// keep-alive always use tokio's clock).
     pub timer: Timer,
-    /// What a streamed generation does when its client leaves.
+    /// What a generation does when its client leaves.
     pub leave: Leave,
     /// Each slot keeps the prompt it last processed, and a generation whose prompt shares a
     /// prefix with a free slot's is charged prompt evaluation only for the rest (Ollama's

@@ -101,7 +101,8 @@ pub struct CountersSnapshot {
     pub loading: u64,
     /// Requests refused with 503 because the queue was full.
     pub rejected_busy: u64,
-    /// Streamed answers whose client left before the last line (their slot was freed then).
+    /// Streamed answers whose client left before the last line, and non-streamed ones under
+    /// `Leave::AtNextToken` whose client left before the answer.
     pub streams_abandoned: u64,
     /// Model loads that finished (the model became resident).
     pub loads: u64,

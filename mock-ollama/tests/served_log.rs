@@ -357,6 +357,21 @@ async fn entries_carry_the_model_its_load_wait_and_tokens() {
     assert_eq!((n.model, n.load_ns, n.prompt_tokens), (None, None, None));
 }
 
+/// A node with a 1 ms token, prompts at `prompt_rate` tokens/s and the given leave mode, on
+/// tokio's timer.
+fn leaving(leave: mock_ollama::Leave, prompt_rate: f64) -> NodeConfig {
+    NodeConfig {
+        latency: mock_ollama::LatencyModel {
+            per_token: Duration::from_millis(1),
+            prompt_rate: Some(prompt_rate),
+            ..fast().latency
+        },
+        timer: mock_ollama::Timer::Tokio,
+        leave,
+        ..fast()
+    }
+}
+
 /// A client that leaves during prompt evaluation: `at-once` stops the node then (the entry
 /// appears long before the 30 s prompt would end), `at-next-token` evaluates the whole prompt
 /// first (its service lasts at least the 200 ms prompt) and logs how long it worked after.
@@ -367,17 +382,7 @@ async fn a_client_leaving_during_the_prompt_stops_the_node_as_its_leave_mode_say
     let leave_during_prompt = |leave: mock_ollama::Leave, prompt_rate: f64| {
         let http = http.clone();
         async move {
-            let node = node(NodeConfig {
-                latency: mock_ollama::LatencyModel {
-                    per_token: Duration::from_millis(1),
-                    prompt_rate: Some(prompt_rate),
-                    ..fast().latency
-                },
-                timer: mock_ollama::Timer::Tokio,
-                leave,
-                ..fast()
-            })
-            .await;
+            let node = node(leaving(leave, prompt_rate)).await;
             let response = http
                 .post(format!("{}/api/generate", node.url()))
                 .json(&json!({ "model": "llama3.2", "prompt": format!("{} [rid:p]", "word".repeat(398)),
@@ -411,4 +416,49 @@ async fn a_client_leaving_during_the_prompt_stops_the_node_as_its_leave_mode_say
     );
     assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
     assert_eq!(later.output_tokens, Some(3));
+}
+
+/// The same for a non-streamed answer, whose client leaves by closing its connection before the
+/// answer: `at-once` stops when the server drops the handler, `at-next-token` evaluates the
+/// whole prompt first and logs how long it worked after.
+#[tokio::test]
+async fn a_client_leaving_a_non_streamed_answer_stops_the_node_as_its_leave_mode_says() {
+    let leave_during_prompt = |leave: mock_ollama::Leave, prompt_rate: f64| async move {
+        let node = Arc::new(node(leaving(leave, prompt_rate)).await);
+        let url = format!("{}/api/generate", node.url());
+        let body = json!({ "model": "llama3.2", "prompt": format!("{} [rid:q]", "word".repeat(398)),
+            "stream": false, "options": { "num_predict": 3 } });
+        let request = tokio::spawn(async move {
+            let _ = reqwest::Client::new().post(url).json(&body).send().await;
+        });
+        // Leave once the node is working on it (its slot taken), not after some time.
+        let mut waited = 0;
+        while node.counters().in_service == 0 {
+            assert!(waited < 5_000, "{leave:?}: never served");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            waited += 1;
+        }
+        request.abort();
+        let mut waited = 0;
+        while all(&node).is_empty() {
+            assert!(
+                waited < 5_000,
+                "{leave:?}: the left request was never logged"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            waited += 1;
+        }
+        all(&node).remove(0)
+    };
+    let at_once = leave_during_prompt(mock_ollama::Leave::AtOnce, 400.0 / 30.0).await;
+    assert_eq!(at_once.outcome, ServedOutcome::Cancelled);
+    assert_eq!(at_once.after_leave_ns, None, "{at_once:?}");
+    let later = leave_during_prompt(mock_ollama::Leave::AtNextToken, 2_000.0).await;
+    assert_eq!(later.outcome, ServedOutcome::Cancelled);
+    let worked = later.end_ns - later.service_start_ns.unwrap();
+    assert!(
+        worked >= 200_000_000,
+        "the whole prompt was evaluated: {worked} ns"
+    );
+    assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
 }

@@ -623,6 +623,9 @@ async fn run_generation(
         timing.cached_tokens,
         Some(timing.output_tokens),
     );
+    if !job.stream && mid_answer.is_none() && state.scheduler.config().leave == Leave::AtNextToken {
+        return answer_detached(state, job, timing, start, (slot, in_use)).await;
+    }
     if !job.stream {
         // Cut after k tokens: the node worked the prompt and those k, then the connection goes.
         let worked = match mid_answer {
@@ -658,6 +661,85 @@ async fn run_generation(
         mid_answer,
     };
     Ok(stream_generation(state, answer, (slot, in_use)))
+}
+
+/// A non-streamed answer whose work goes on when its client leaves, as under
+/// [`Leave::AtNextToken`]: it runs in a task of its own (the handler, dropped by the server when
+/// the client closes the connection, only waits for it), which finishes the prompt evaluation or
+/// the token in progress once the client is gone and logs how long it worked after.
+async fn answer_detached(
+    state: Arc<NodeState>,
+    job: Generation,
+    timing: Timing,
+    start: Instant,
+    held: (Slot, InUse),
+) -> Result<Response, ApiError> {
+    // The handler holds the receiver: when it is dropped, the task sees its sender closed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Line>(1);
+    let trace = served::current();
+    if let Some(trace) = &trace {
+        trace.service_start(Instant::now(), held.0.started);
+    }
+    tokio::spawn(async move {
+        let (mut slot, in_use) = held;
+        let _in_service = state.metrics.in_service();
+        let timer = state.scheduler.config().timer;
+        let prefill_end = slot.started + timing.prefill;
+        let decode_end = prefill_end + timing.decode;
+        // When the client left, and until when the node works on: the prompt's end during
+        // prompt evaluation, the end of the token in progress during generation.
+        let left = match until_or_left(&tx, timer, prefill_end).await {
+            Some(left) => Some((left, prefill_end)),
+            None => until_or_left(&tx, timer, decode_end).await.map(|left| {
+                let per_token = timing.per_token.as_nanos().max(1);
+                let done = left.saturating_duration_since(prefill_end).as_nanos() / per_token + 1;
+                let next = prefill_end + timing.per_token * u32::try_from(done).unwrap_or(u32::MAX);
+                (left, next.min(decode_end))
+            }),
+        };
+        if let Some((left, until)) = left {
+            crate::timer::sleep_until(timer, until).await;
+            state.metrics.stream_abandoned();
+            if let Some(trace) = &trace {
+                trace.abandoned(until.saturating_duration_since(left));
+            }
+            return;
+        }
+        slot.finished_on_time(decode_end);
+        state
+            .metrics
+            .observe_service(timing.prefill + timing.decode);
+        if let Some(trace) = &trace {
+            trace.service_end();
+        }
+        drop((slot, in_use));
+        let mut words = Words::new(&job.prompt);
+        let text: String = (0..timing.output_tokens)
+            .map(|_| words.next_token())
+            .collect();
+        let body = chunk(&job, &text, Some(("stop", timing.metrics(start))));
+        let _ = tx.send(Ok(ndjson_line(&body))).await;
+    });
+    match rx.recv().await {
+        Some(Ok(body)) => Ok(json_bytes(StatusCode::OK, body.to_vec())),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mock-ollama: the generation ended without an answer",
+        )),
+    }
+}
+
+/// Sleeps until `end`, or until the client behind `tx` leaves: `None` when `end` came, or
+/// when the client left.
+async fn until_or_left(
+    tx: &tokio::sync::mpsc::Sender<Line>,
+    timer: crate::config::Timer,
+    end: Instant,
+) -> Option<Instant> {
+    tokio::select! {
+        () = crate::timer::sleep_until(timer, end) => None,
+        () = tx.closed() => Some(Instant::now()),
+    }
 }
 
 /// A generation ready to stream.
