@@ -357,6 +357,21 @@ async fn entries_carry_the_model_its_load_wait_and_tokens() {
     assert_eq!((n.model, n.load_ns, n.prompt_tokens), (None, None, None));
 }
 
+/// The node's first entry, once written: waits for the entry, not for time (a node that worked
+/// on where it should have stopped would miss the 5 s bound).
+async fn first_entry(node: &MockNode, leave: mock_ollama::Leave) -> ServedEntry {
+    let mut waited = 0;
+    while all(node).is_empty() {
+        assert!(
+            waited < 5_000,
+            "{leave:?}: the left request was never logged"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        waited += 1;
+    }
+    all(node).remove(0)
+}
+
 /// A node with a 1 ms token, prompts at `prompt_rate` tokens/s and the given leave mode, on
 /// tokio's timer.
 fn leaving(leave: mock_ollama::Leave, prompt_rate: f64) -> NodeConfig {
@@ -392,17 +407,7 @@ async fn a_client_leaving_during_the_prompt_stops_the_node_as_its_leave_mode_say
                 .unwrap();
             assert_eq!(response.status(), 200);
             drop(response);
-            // Wait for the entry, not for time; a node that worked on would miss this bound.
-            let mut waited = 0;
-            while all(&node).is_empty() {
-                assert!(
-                    waited < 5_000,
-                    "{leave:?}: the left stream was never logged"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                waited += 1;
-            }
-            all(&node).remove(0)
+            first_entry(&node, leave).await
         }
     };
     let at_once = leave_during_prompt(mock_ollama::Leave::AtOnce, 400.0 / 30.0).await;
@@ -439,16 +444,7 @@ async fn a_client_leaving_a_non_streamed_answer_stops_the_node_as_its_leave_mode
             waited += 1;
         }
         request.abort();
-        let mut waited = 0;
-        while all(&node).is_empty() {
-            assert!(
-                waited < 5_000,
-                "{leave:?}: the left request was never logged"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            waited += 1;
-        }
-        all(&node).remove(0)
+        first_entry(&node, leave).await
     };
     let at_once = leave_during_prompt(mock_ollama::Leave::AtOnce, 400.0 / 30.0).await;
     assert_eq!(at_once.outcome, ServedOutcome::Cancelled);
