@@ -168,6 +168,31 @@ fn os_floor(service: Duration, count: usize) -> (f64, f64) {
     .unwrap_or((f64::NAN, f64::NAN))
 }
 
+/// The p50 latency (ms) of one client sending one request at a time to a four-slot node while
+/// three other clients keep three of its slots busy, so the probe never queues but the node,
+/// the runtime and the CPUs are not idle.
+fn probe_under_load(service: Duration) -> anyhow::Result<f64> {
+    let nodes = node(Timer::Precise, service, 4)?;
+    let (background, probe) = (client(&nodes)?, client(&nodes)?);
+    let requests = requests_at(service);
+    let window = service * requests as u32 + Duration::from_millis(500);
+    let latency = std::thread::scope(|scope| {
+        let busy =
+            scope.spawn(|| closed_loop(&*background, &workload(3, usize::MAX / 2, Some(window))));
+        // Let the background reach its steady state before the probe starts.
+        std::thread::sleep(Duration::from_millis(200));
+        let run = closed_loop(&*probe, &workload(1, requests, None));
+        let busy = busy
+            .join()
+            .map_err(|_| anyhow::anyhow!("background load panicked"))?;
+        anyhow::ensure!(busy?.failed() == 0, "background requests failed");
+        let run = run?;
+        anyhow::ensure!(run.failed() == 0, "{} probe requests failed", run.failed());
+        Ok(Latency::of(&run.latency).p50)
+    })?;
+    Ok(latency)
+}
+
 /// The machine's floor for a reply after an idle wait: a plain thread serving raw TCP (64-byte
 /// messages, `TCP_NODELAY`, 1 ns timer slack) that sleeps `service` before each reply, and a
 /// client thread sending one message at a time. Returns the client's p50 round trip in
@@ -270,6 +295,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
 struct ClientView {
     /// The client's p50 minus its p50 at zero service time, minus the configured time.
     client: f64,
+    /// The same while three other clients keep three more of the node's slots busy.
+    loaded: f64,
     /// Of it, the node's own span (arrival to answer) over its span at zero service time.
     node: f64,
     /// The same for a plain blocking server on raw TCP: the machine's floor.
@@ -279,8 +306,10 @@ struct ClientView {
 fn client_view_at(us: u64, served: &Served, idle: &Served) -> anyhow::Result<ClientView> {
     let configured = us as f64;
     let floor = reply_floor(Duration::from_micros(us), 300)? - reply_floor(Duration::ZERO, 300)?;
+    let loaded = probe_under_load(Duration::from_micros(us))?;
     Ok(ClientView {
         client: (served.client.p50 - idle.client.p50) * 1e3 - configured,
+        loaded: (loaded - idle.client.p50) * 1e3 - configured,
         node: (served.span - idle.span) * 1e3 - configured,
         floor: floor - configured,
     })
@@ -289,42 +318,52 @@ fn client_view_at(us: u64, served: &Served, idle: &Served) -> anyhow::Result<Cli
 impl ClientView {
     fn rows(&self, us: u64) -> Vec<Row> {
         let case = format!("configured {}", pretty(us));
-        let one = |v: f64| Summary::of(vec![v]);
+        let row = |metric: &str, value: f64, note: &str| {
+            Row::new(
+                "client-view",
+                case.clone(),
+                metric,
+                "us",
+                Summary::of(vec![value]),
+            )
+            .note(note.to_owned())
+        };
         vec![
-            Row::new(
-                "client-view",
-                case.clone(),
+            row(
                 "client_extra",
-                "us",
-                one(self.client),
-            )
-            .note("bare-pool client: latency minus its latency at 0 service, minus the service"),
-            Row::new(
-                "client-view",
-                case.clone(),
+                self.client,
+                "bare-pool client: latency minus its latency at 0 service, minus the service",
+            ),
+            row(
+                "client_extra_loaded",
+                self.loaded,
+                "the same while three other clients keep three more slots busy",
+            ),
+            row(
                 "node_extra",
-                "us",
-                one(self.node),
-            )
-            .note("the node's own span (served log, arrival to answer), likewise"),
-            Row::new("client-view", case, "floor_extra", "us", one(self.floor))
-                .note("a plain blocking server on raw TCP, likewise: this machine's floor"),
+                self.node,
+                "the node's own span (served log, arrival to answer), likewise",
+            ),
+            row(
+                "floor_extra",
+                self.floor,
+                "a plain blocking server on raw TCP, likewise: this machine's floor",
+            ),
         ]
     }
 
     fn verdict(&self, us: u64) -> String {
         let bound = (0.05 * us as f64).max(150.0);
+        let judged = |extra: f64| if extra <= bound { "within" } else { "over" };
         format!(
-            "at {} a client sees {:.0} us more than configured ({}: bound {bound:.0} us), {:.0} us of it inside the node, where a plain server's reply costs {:.0} us more",
+            "at {} a client sees {:.0} us more than configured ({}: bound {bound:.0} us), {:.0} us of it inside the node, where a plain server's reply costs {:.0} us more; {:.0} us more with three other clients busy on the node ({})",
             pretty(us),
             self.client,
-            if self.client <= bound {
-                "within"
-            } else {
-                "over"
-            },
+            judged(self.client),
             self.node,
-            self.floor
+            self.floor,
+            self.loaded,
+            judged(self.loaded),
         )
     }
 }
