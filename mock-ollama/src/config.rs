@@ -173,10 +173,12 @@ pub enum Leave {
     /// Stops at once, whatever it was doing (the mock's behaviour before this setting).
     #[default]
     AtOnce,
-    /// As Ollama's own runner up to v0.24.0 is reported to behave (ollama/ollama#11889; not
-    /// yet checked here against that release's runner source): it learns that the client left
-    /// only when it sends the next token, so prompt evaluation runs to its end and generation
-    /// stops after the token in progress.
+    /// As Ollama's own runner behaves (reported in ollama/ollama#11889): its completion handler
+    /// closes `seq.quit` when the request's context ends, and the batch loop reads `seq.quit`
+    /// only in `sendResponse`/`flushPending`, when it hands a token over
+    /// (`runner/ollamarunner/runner.go`; read in public copies of the runner, not pinned to
+    /// v0.24.0's commit). So prompt evaluation runs to its end and generation stops after the
+    /// token in progress.
     AtNextToken,
 }
 
