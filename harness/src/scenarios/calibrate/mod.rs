@@ -17,6 +17,8 @@ use indicatif::ProgressBar;
 use mock_ollama::{MockCluster, NodeConfig, NodeSpec, Timer};
 use serde_json::json;
 
+mod verdicts;
+
 use super::open_loop::open_loop;
 use super::{Ctx, Findings};
 use crate::load::{Workload, closed_loop};
@@ -231,11 +233,10 @@ fn reply_floor(service: Duration, count: usize) -> anyhow::Result<f64> {
     Ok(rtts.get(rtts.len() / 2).copied().unwrap_or(f64::NAN))
 }
 
-/// Rows and verdicts as the scenario's parts add them.
+/// Rows as the scenario's parts add them.
 #[derive(Default)]
 struct Out {
     rows: Vec<Row>,
-    verdicts: Vec<String>,
 }
 
 /// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
@@ -253,6 +254,9 @@ impl super::ScenarioSpec for Calibrate {
     }
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
+    }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts::verdicts(&result.rows))
     }
 }
 
@@ -285,8 +289,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     Ok(Findings {
         repeats: 1,
         params,
+        verdicts: verdicts::verdicts(&out.rows),
         rows: out.rows,
-        verdicts: out.verdicts,
         accounting: Accounting::default(),
     })
 }
@@ -351,32 +355,12 @@ impl ClientView {
             ),
         ]
     }
-
-    fn verdict(&self, us: u64) -> String {
-        let bound = (0.05 * us as f64).max(150.0);
-        let judged = |extra: f64| if extra <= bound { "within" } else { "over" };
-        format!(
-            "at {} a client sees {:.0} us more than configured ({}: bound {bound:.0} us), {:.0} us of it inside the node, where a plain server's reply costs {:.0} us more; {:.0} us more with three other clients busy on the node ({})",
-            pretty(us),
-            self.client,
-            judged(self.client),
-            self.node,
-            self.floor,
-            self.loaded,
-            judged(self.loaded),
-        )
-    }
 }
 
 /// The machine's own wake-up lateness, which no timer can beat.
 fn os_floors(out: &mut Out) {
-    let mut floors = Vec::new();
     for us in [250, 1_000] {
         let (p50, p99) = os_floor(Duration::from_micros(us), 1_000);
-        floors.push(format!(
-            "{} sleeps end {p50:.0} us late at p50 and {p99:.0} us at p99",
-            pretty(us)
-        ));
         for (metric, value) in [("late_p50", p50), ("late_p99", p99)] {
             out.rows.push(
                 Row::new(
@@ -390,10 +374,6 @@ fn os_floors(out: &mut Out) {
             );
         }
     }
-    out.verdicts.push(format!(
-        "This machine's own floor (a plain thread, 1 ns timer slack, 1,000 sleeps): {}.",
-        floors.join("; ")
-    ));
 }
 
 /// The node's served time against the configured one at every setting, for one timer.
@@ -402,14 +382,11 @@ fn accuracy(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyho
     let idle = sequential(timer, Duration::ZERO, 300)?;
     let overhead = idle.client.p50;
     bar.inc(1);
-    let mut misses = Vec::new();
-    let mut client_view = Vec::new();
     for us in SERVICE_US {
         let service = Duration::from_micros(us);
         bar.set_message(format!("{name}: {us} us"));
         let served = sequential(timer, service, requests_at(service))?;
         bar.inc(1);
-        let configured = us as f64 / 1000.0;
         let (p50, p99) = served.node;
         let by_client = (served.client.p50 - overhead, served.client.p99 - overhead);
         out.rows
@@ -417,32 +394,13 @@ fn accuracy(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyho
         if CLIENT_VIEW_US.contains(&us) && timer == Timer::Precise {
             let view = client_view_at(us, &served, &idle)?;
             out.rows.extend(view.rows(us));
-            client_view.push(view.verdict(us));
-        }
-        let p50_ok = (p50 - configured).abs() <= (0.02 * configured).max(0.05);
-        let p99_ok = (p99 - configured).abs() <= (0.10 * configured).max(0.2);
-        if !(p50_ok && p99_ok) {
-            misses.push(format!("{} (p50 {p50:.3}, p99 {p99:.3} ms)", pretty(us)));
         }
     }
-    if !client_view.is_empty() {
-        out.verdicts.push(format!(
-            "The client's view, one request at a time on an idle node (issue 27: within max(5%, 150 us) of the configured time, or the machine's floor): {}.",
-            client_view.join("; ")
-        ));
-    }
-    out.verdicts.push(format!(
-        "{name} timer: served time within max(2%, 50 us) at p50 and max(10%, 200 us) at p99 of the configured time at {} of {} settings{}.",
-        SERVICE_US.len() - misses.len(),
-        SERVICE_US.len(),
-        if misses.is_empty() { String::new() } else { format!("; missed at {}", misses.join(", ")) }
-    ));
     Ok(())
 }
 
 /// One node's throughput over its configured capacity, for one timer.
 fn capacity(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyhow::Result<()> {
-    let mut ratios = Vec::new();
     for ms in CAPACITY_MS {
         bar.set_message(format!("{name}: capacity at {ms} ms"));
         let service = Duration::from_millis(ms);
@@ -450,19 +408,11 @@ fn capacity(timer: Timer, name: &str, bar: &ProgressBar, out: &mut Out) -> anyho
             .map(|_| capacity_ratio(timer, service, capacity_window(service)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let summary = Summary::of(repeats);
-        ratios.push(format!(
-            "{ms} ms: {:.3} ({:.3}-{:.3})",
-            summary.median, summary.min, summary.max
-        ));
         let case = format!("1 slot, {ms} ms, 4 workers");
         out.rows
             .push(Row::new(name, case, "capacity_ratio", "x", summary).ideal(1.0));
         bar.inc(1);
     }
-    out.verdicts.push(format!(
-        "{name} timer: one node serves {} of its configured capacity (slots / service time; median and range of {CAPACITY_REPEATS} runs).",
-        ratios.join(", ")
-    ));
     Ok(())
 }
 
@@ -475,10 +425,6 @@ fn cpu(timer: Timer, name: &str, out: &mut Out) -> anyhow::Result<()> {
     if timer == Timer::Precise {
         out.rows.push(row("timer_thread_core_share", "%", share));
     }
-    out.verdicts.push(format!(
-        "{name} timer at 1,000 requests/s: {per_request:.1} us of CPU per request for the whole process (client and node){}.",
-        if timer == Timer::Precise { format!("; the timer thread itself uses {share:.2}% of one core") } else { String::new() }
-    ));
     Ok(())
 }
 
