@@ -125,18 +125,44 @@ fn http_rows(variant: Variant, case: &str, outcome: StressOutcome, latency: Late
     ]
 }
 
-fn http_verdict(variant: Variant, outcome: StressOutcome, requests: usize) -> String {
-    let exact = outcome.lost == 0 && outcome.active_after == 0;
-    format!(
-        "{variant}: {} lost updates, {} requests still marked active after {requests} requests{}.",
-        outcome.lost,
-        outcome.active_after,
-        if exact {
-            ": client, pool and nodes agree exactly"
-        } else {
-            ": MISMATCH"
-        }
-    )
+/// The case of the in-memory rows.
+const IN_MEMORY: &str = "100 threads x 1,000, in memory";
+
+/// The verdicts, from the rows and the parameters alone (so `harness report` rewords them).
+fn verdicts(rows: &[Row], params: &serde_json::Value) -> Vec<String> {
+    let requests = params["requests"].as_u64().unwrap_or(0);
+    let lost = rows.iter().filter(|r| r.metric == "lost");
+    let (memory, http): (Vec<&Row>, Vec<&Row>) = lost.partition(|r| r.case == IN_MEMORY);
+    let mut out: Vec<String> = http
+        .iter()
+        .map(|r| {
+            let active = rows
+                .iter()
+                .find(|a| a.variant == r.variant && a.case == r.case && a.metric == "active_after")
+                .map_or(f64::NAN, |a| a.value.median);
+            let exact = r.value.median == 0.0 && active == 0.0;
+            format!(
+                "{}: {} lost updates, {active} requests still marked active after {requests} requests{}.",
+                r.variant,
+                r.value.median,
+                if exact {
+                    ": client, pool and nodes agree exactly"
+                } else {
+                    ": MISMATCH"
+                }
+            )
+        })
+        .collect();
+    out.extend(memory.iter().map(|r| {
+        format!(
+            "{}: {} lost updates over 100 threads x 1,000 requests in memory.",
+            r.variant, r.value.median
+        )
+    }));
+    if params["bare_requested"].as_bool() == Some(true) {
+        out.push("bare: keeps no statistics, so there is nothing to lose; not run.".into());
+    }
+    out
 }
 
 /// The scenario, as the registry ([`super::SCENARIOS`]) lists it.
@@ -158,6 +184,9 @@ impl super::ScenarioSpec for Stress {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows, &result.params))
+    }
 }
 
 /// Runs the scenario.
@@ -165,7 +194,6 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     let o = &ctx.opts;
     let (requests, threads) = (o.requests.unwrap_or(10_000), o.workers.unwrap_or(100));
     let mut rows = Vec::new();
-    let mut verdicts = Vec::new();
     let mut accounting = Accounting::default();
     let variants: Vec<Variant> = o
         .variants
@@ -180,38 +208,24 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         accounting.merge(acc);
         let case = format!("{requests} requests, {threads} threads, 1% failures");
         rows.extend(http_rows(variant, &case, outcome, latency));
-        verdicts.push(http_verdict(variant, outcome, requests));
         bar.inc(1);
     }
     let (mutex_lost, atomic_lost) = counters_lost()?;
     bar.finish_and_clear();
     for (name, lost) in [("MutexLedger", mutex_lost), ("AtomicLedger", atomic_lost)] {
-        rows.push(
-            Row::new(
-                name,
-                "100 threads x 1,000, in memory",
-                "lost",
-                "updates",
-                Summary::of(vec![lost as f64]),
-            )
-            .ideal(0.0),
-        );
-        verdicts.push(format!(
-            "{name}: {lost} lost updates over 100 threads x 1,000 requests in memory."
-        ));
-    }
-    if o.variants.contains(&Variant::Bare) {
-        verdicts.push("bare: keeps no statistics, so there is nothing to lose; not run.".into());
+        let lost = Summary::of(vec![lost as f64]);
+        rows.push(Row::new(name, IN_MEMORY, "lost", "updates", lost).ideal(0.0));
     }
     let params = json!({
         "requests": requests, "threads": threads, "nodes": 2, "slots_per_node": 64, "service_ms": 0, "error_rate": 0.01,
         "in_memory": "100 threads x 1000", "variants": variants,
+        "bare_requested": o.variants.contains(&Variant::Bare),
     });
     Ok(Findings {
         repeats: 1,
+        verdicts: verdicts(&rows, &params),
         params,
         rows,
-        verdicts,
         accounting,
     })
 }
