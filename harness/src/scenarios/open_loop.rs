@@ -197,6 +197,9 @@ impl super::ScenarioSpec for OpenLoop {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows))
+    }
     fn charts(&self) -> &'static [&'static str] {
         &["open-loop.svg"]
     }
@@ -227,12 +230,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         "req/s",
         capacity.clone(),
     )];
-    let mut verdicts = Vec::new();
     for (&(variant, level_index), samples) in &results {
         rows.extend(level_rows(variant, LEVELS[level_index], samples));
-        if level_index == LEVELS.len() - 1 {
-            verdicts.push(verdict_at_top(variant, samples));
-        }
     }
     let params = json!({
         "nodes": spec.speeds.len(), "slots_per_node": spec.slots, "service_ms": spec.service.as_secs_f64() * 1e3,
@@ -242,8 +241,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     Ok(Findings {
         repeats: o.repeats,
         params,
+        verdicts: verdicts(&rows),
         rows,
-        verdicts,
         accounting,
     })
 }
@@ -281,20 +280,31 @@ fn level_rows(variant: Variant, level: f64, samples: &LevelSamples) -> Vec<Row> 
     ]
 }
 
-/// What a caller sees at the highest load level, and what a naive tool would report.
-fn verdict_at_top(variant: Variant, samples: &LevelSamples) -> String {
-    let (c, u) = (
-        Latency::of(&samples.corrected),
-        Latency::of(&samples.uncorrected),
-    );
-    format!(
-        "{variant} at 95% of capacity: from the intended send time p50 {:.1} ms, p99 {:.1} ms; from the actual send p50 {:.1} ms, p99 {:.1} ms (the naive median hides {:.1}x); max {:.0} ms; {:.0}% of sends late.",
-        c.p50,
-        c.p99,
-        u.p50,
-        u.p99,
-        c.p50 / u.p50.max(1e-9),
-        c.max,
-        Summary::of(samples.late_pct.clone()).median
-    )
+/// What a caller sees at the highest load level, and what a naive tool would report, per
+/// variant: from the rows alone (so `harness report` rewords them).
+fn verdicts(rows: &[Row]) -> Vec<String> {
+    let top = LEVELS[LEVELS.len() - 1];
+    let case = format!("{:.0}% of capacity", top * 100.0);
+    let find = |variant: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r.variant == variant && r.case == case && r.metric == metric)
+    };
+    rows.iter()
+        .filter(|r| r.case == case && r.metric == "latency_p99_corrected")
+        .filter_map(|r| {
+            let c = r.latency_ms.as_ref()?;
+            let u = find(&r.variant, "latency_p99_uncorrected")?.latency_ms.as_ref()?;
+            let late = find(&r.variant, "late_sends")?.value.median;
+            Some(format!(
+                "{} at {case}: from the intended send time p50 {:.1} ms, p99 {:.1} ms; from the actual send p50 {:.1} ms, p99 {:.1} ms (the naive median hides {:.1}x); max {:.0} ms; {late:.0}% of sends late.",
+                r.variant,
+                c.p50,
+                c.p99,
+                u.p50,
+                u.p99,
+                c.p50 / u.p50.max(1e-9),
+                c.max,
+            ))
+        })
+        .collect()
 }
