@@ -227,6 +227,12 @@ impl super::ScenarioSpec for Soak {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        // Results from before the `active_after` row keep the verdicts they were written with.
+        result.rows.iter().find(|r| r.metric == "active_after")?;
+        let requests = result.params["requests"].as_u64()?;
+        Some(verdicts(&result.rows, requests))
+    }
 }
 
 /// Runs the scenario.
@@ -244,15 +250,13 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     // Likewise the mock's precise timer thread, one per process.
     mock_ollama::timer::start();
     let mut accounting = Accounting::default();
-    let (mut rows, mut verdicts) = (Vec::new(), Vec::new());
+    let mut rows = Vec::new();
     let bar = ctx.progress("soak", o.variants.len());
     for &variant in &o.variants {
         bar.set_message(variant.name());
         let run = soak_one(ctx, variant, requests, workers)?;
         let lost = account(variant, &run, requests, &mut accounting);
-        let (soak_rows, verdict) = describe(variant, &run, requests, lost);
-        rows.extend(soak_rows);
-        verdicts.push(verdict);
+        rows.extend(describe(variant, &run, requests, lost));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -265,14 +269,45 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     Ok(Findings {
         repeats: 1,
         params,
+        verdicts: verdicts(&rows, requests),
         rows,
-        verdicts,
         accounting,
     })
 }
 
-/// The run's rows and its verdict.
-fn describe(variant: Variant, run: &SoakRun, requests: u64, lost: u64) -> (Vec<Row>, String) {
+/// The note on a run's `client_errors` row that names its most common causes.
+const MOST_COMMON: &str = "most common: ";
+
+/// One verdict per variant, from the rows alone (so `harness report` rewords them).
+fn verdicts(rows: &[Row], requests: u64) -> Vec<String> {
+    let find = |variant: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r.variant == variant && r.metric == metric)
+    };
+    let value =
+        |variant: &str, metric: &str| find(variant, metric).map_or(f64::NAN, |r| r.value.median);
+    rows.iter()
+        .filter(|r| r.metric == "lost")
+        .map(|r| {
+            let v = r.variant.as_str();
+            let causes = find(v, "client_errors")
+                .and_then(|e| e.note.as_deref())
+                .and_then(|n| n.strip_prefix(MOST_COMMON))
+                .unwrap_or("none");
+            format!(
+                "{v}: {} lost, {} client-visible errors of {requests} (most common: {causes}), {} active after; threads {:+}, descriptors {:+} after the run.",
+                r.value.median,
+                value(v, "client_errors"),
+                value(v, "active_after"),
+                value(v, "thread_delta"),
+                value(v, "fd_delta"),
+            )
+        })
+        .collect()
+}
+
+/// The run's rows.
+fn describe(variant: Variant, run: &SoakRun, requests: u64, lost: u64) -> Vec<Row> {
     let one = |v: f64| Summary::of(vec![v]);
     let name = variant.name();
     let case = format!("{requests} requests, faults, node 1 down and back");
@@ -288,6 +323,17 @@ fn describe(variant: Variant, run: &SoakRun, requests: u64, lost: u64) -> (Vec<R
         .values()
         .map(|n| n.failed_requests)
         .sum();
+    let mut causes: Vec<(&String, &u64)> = run.causes.iter().collect();
+    causes.sort_by(|a, b| b.1.cmp(a.1));
+    let causes: Vec<String> = causes
+        .iter()
+        .take(3)
+        .map(|(c, n)| format!("{n} x [{c}]"))
+        .collect();
+    let causes = match causes.is_empty() {
+        true => "none".to_owned(),
+        false => causes.join(", "),
+    };
     let mut rows = vec![
         Row::new(name, case.clone(), "lost", "requests", one(lost as f64)),
         Row::new(
@@ -296,6 +342,14 @@ fn describe(variant: Variant, run: &SoakRun, requests: u64, lost: u64) -> (Vec<R
             "client_errors",
             "requests",
             one(run.failed as f64),
+        )
+        .note(format!("{MOST_COMMON}{causes}")),
+        Row::new(
+            name,
+            case.clone(),
+            "active_after",
+            "requests",
+            one(run.stats.active_total() as f64),
         ),
         Row::new(
             name,
@@ -325,24 +379,5 @@ fn describe(variant: Variant, run: &SoakRun, requests: u64, lost: u64) -> (Vec<R
             one(unseen as f64),
         ));
     }
-    let mut causes: Vec<(&String, &u64)> = run.causes.iter().collect();
-    causes.sort_by(|a, b| b.1.cmp(a.1));
-    let causes: Vec<String> = causes
-        .iter()
-        .take(3)
-        .map(|(c, n)| format!("{n} x [{c}]"))
-        .collect();
-    let verdict = format!(
-        "{variant}: {lost} lost, {} client-visible errors of {requests} (most common: {}), {} active after; threads {:+}, descriptors {:+} after the run.",
-        run.failed,
-        if causes.is_empty() {
-            "none".into()
-        } else {
-            causes.join(", ")
-        },
-        run.stats.active_total(),
-        run.thread_delta,
-        run.fd_delta
-    );
-    (rows, verdict)
+    rows
 }
