@@ -1,7 +1,7 @@
 //! Real LLM serving traces, read and shaped for replay: when each request arrives, how long its
 //! prompt and answer are, and (Mooncake) which 512-token prefix blocks it shares with others.
 //!
-//! Two formats, told apart by the file's first line ([`parse`]): the Azure LLM inference traces'
+//! Two formats, told apart by the file's first line (`parse.rs`): the Azure LLM inference traces'
 //! CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`, any column order, timestamps as
 //! `2023-11-16 18:15:46.6805900`) and the Mooncake release's JSON lines (`timestamp` in ms,
 //! `input_length`, `output_length`, `hash_ids`). Copies of one trace of each, with their
