@@ -77,11 +77,6 @@ impl Cell {
         1.0 + 1.0 / self.ratio
     }
 
-    /// `variant (label)`, as verdicts name a cell.
-    fn name(&self) -> String {
-        format!("{} ({})", self.variant, self.label())
-    }
-
     /// The run window: at least two whole probe cycles when the control plane is slow. A probe
     /// round asks 2 endpoints per node; a window shorter than two cycles measures where in the
     /// cycle the run happened to fall (a 2.5 s window inside a 4 s round under the lock shows 0
@@ -255,6 +250,9 @@ impl super::ScenarioSpec for Explain {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows))
+    }
     fn charts(&self) -> &'static [&'static str] {
         &["explain.svg"]
     }
@@ -305,25 +303,21 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
         "req/s",
         Summary::of(reference_thr),
     )];
-    let baseline_thr = Summary::of(per_cell[0].throughput.clone()).median;
-    let mut verdicts = Verdicts::default();
     for (cell, samples) in cells.iter().zip(per_cell) {
-        let (cell_rows, speedup) = cell_rows(cell, &samples);
-        rows.extend(cell_rows);
-        verdicts.add(cell, speedup, &samples, baseline_thr);
+        rows.extend(cell_rows(cell, &samples));
     }
     Ok(Findings {
         repeats: o.repeats,
         params: params(&bench),
+        verdicts: verdicts(&rows),
         rows,
-        verdicts: verdicts.finish(),
         accounting,
     })
 }
 
-/// A cell's rows (speedup with its ideal and latency, lock-wait share, throughput) and its median
-/// speedup.
-fn cell_rows(cell: &Cell, samples: &CellSamples) -> (Vec<Row>, f64) {
+/// A cell's rows: speedup with its ideal, latency and a note naming its axis, lock-wait share,
+/// throughput.
+fn cell_rows(cell: &Cell, samples: &CellSamples) -> Vec<Row> {
     let speedup = Summary::of(samples.speedups.clone());
     let efficiency = 100.0 * speedup.median / cell.ideal();
     let (variant, label) = (cell.variant.name(), cell.label());
@@ -355,50 +349,58 @@ fn cell_rows(cell: &Cell, samples: &CellSamples) -> (Vec<Row>, f64) {
     rows.push(row);
     let throughput = Summary::of(samples.throughput.clone());
     rows.push(Row::new(variant, label, "throughput", "req/s", throughput));
-    (rows, speedup.median)
+    rows
 }
 
-/// The verdicts, gathered cell by cell.
-#[derive(Default)]
-struct Verdicts {
-    near_sollol: Vec<String>,
-    at_ideal: Vec<String>,
-    per_cell: Vec<String>,
-}
-
-impl Verdicts {
-    fn add(&mut self, cell: &Cell, speedup: f64, samples: &CellSamples, baseline_thr: f64) {
-        let name = cell.name();
+/// The verdicts, from the rows alone (so `harness report` rewords them): which cells stay near
+/// SOLLOL's 1.12x, which reach their capacity ideal, and for the locked and slow-control-plane
+/// cells their throughput against the first cell's.
+fn verdicts(rows: &[Row]) -> Vec<String> {
+    let throughput = |r: &Row| {
+        rows.iter()
+            .find(|t| t.metric == "throughput" && t.variant == r.variant && t.case == r.case)
+            .map_or(f64::NAN, |t| t.value.median)
+    };
+    let cells: Vec<&Row> = rows.iter().filter(|r| r.metric == "speedup").collect();
+    let baseline_thr = cells.first().map_or(f64::NAN, |r| throughput(r));
+    let (mut near_sollol, mut at_ideal, mut per_cell) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &cells {
+        let (name, speedup) = (format!("{} ({})", r.variant, r.case), r.value.median);
         if speedup < 1.25 {
-            self.near_sollol.push(format!("{name} {speedup:.2}x"));
+            near_sollol.push(format!("{name} {speedup:.2}x"));
         }
-        if speedup >= 0.9 * cell.ideal() {
-            self.at_ideal.push(format!("{name} {speedup:.2}x"));
+        if r.ideal.is_some_and(|ideal| speedup >= 0.9 * ideal) {
+            at_ideal.push(format!("{name} {speedup:.2}x"));
         }
-        let locked = cell.axis == Axis::LockScope && cell.variant != Variant::Atomic;
-        if locked || cell.control > Duration::ZERO {
-            self.per_cell.push(format!(
+        let lock_axis = r
+            .note
+            .as_deref()
+            .is_some_and(|n| n.starts_with(Axis::LockScope.name()));
+        let slow_control = r
+            .case
+            .strip_prefix("control plane ")
+            .and_then(|ms| ms.strip_suffix(" ms"))
+            .is_some_and(|ms| ms != "0");
+        if (lock_axis && r.variant != Variant::Atomic.name()) || slow_control {
+            per_cell.push(format!(
                 "{name}: {:.2} times the baseline cell's throughput, speedup {speedup:.2}x over one node, max latency {:.0} ms.",
-                Summary::of(samples.throughput.clone()).median / baseline_thr,
-                Latency::of(&samples.latency).max
+                throughput(r) / baseline_thr,
+                r.latency_ms.as_ref().map_or(f64::NAN, |l| l.max)
             ));
         }
     }
-
-    fn finish(self) -> Vec<String> {
-        let mut verdicts = vec![
-            format!(
-                "Cells at or below 1.25x (SOLLOL measured 1.12x on two nodes): {}.",
-                list(&self.near_sollol)
-            ),
-            format!(
-                "Cells within 10% of their capacity ideal: {}.",
-                list(&self.at_ideal)
-            ),
-        ];
-        verdicts.extend(self.per_cell);
-        verdicts
-    }
+    let mut verdicts = vec![
+        format!(
+            "Cells at or below 1.25x (SOLLOL measured 1.12x on two nodes): {}.",
+            list(&near_sollol)
+        ),
+        format!(
+            "Cells within 10% of their capacity ideal: {}.",
+            list(&at_ideal)
+        ),
+    ];
+    verdicts.extend(per_cell);
+    verdicts
 }
 
 fn params(bench: &Bench<'_>) -> serde_json::Value {
