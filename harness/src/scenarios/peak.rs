@@ -53,6 +53,16 @@ enum Client {
 }
 
 impl Client {
+    /// The client whose [`Client::name`] is `name`.
+    fn named(name: &str) -> Option<Self> {
+        let pools = Variant::ALL
+            .into_iter()
+            .flat_map(|v| HTTP_CLIENTS.map(|http| Client::Pool(v, http)));
+        pools
+            .chain([Client::Engine, Client::EngineDecoding, Client::Threads])
+            .find(|c| c.name() == name)
+    }
+
     /// The variant's name on the default client (the name other scenarios use), with the
     /// client's name appended on the other.
     fn name(self) -> String {
@@ -194,6 +204,9 @@ impl super::ScenarioSpec for Peak {
     fn measure(&self, ctx: &Ctx) -> anyhow::Result<Findings> {
         run(ctx)
     }
+    fn reword(&self, result: &crate::results::ScenarioResult) -> Option<Vec<String>> {
+        Some(verdicts(&result.rows, &result.params))
+    }
 }
 
 /// Runs the scenario.
@@ -232,10 +245,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
     }
     bar.finish_and_clear();
     let rows = rows(&samples, embedded);
-    let verdicts = verdicts(&samples, &workers, embedded, o.http_clients.max(1));
-    Ok(Findings {
-        repeats: o.repeats,
-        params: json!({
+    let params = json!({
             "workers": workers,
             "requests": requests,
             "node_slots": slots,
@@ -243,9 +253,12 @@ fn run(ctx: &Ctx) -> anyhow::Result<Findings> {
             "nodes": if embedded { "one in-process mock node" } else { "--node (out of process)" },
             "http_clients": o.http_clients,
             "http_client": o.http_client.map_or("both", pool::HttpClient::name),
-        }),
+    });
+    Ok(Findings {
+        repeats: o.repeats,
+        verdicts: verdicts(&rows, &params),
+        params,
         rows,
-        verdicts,
         accounting,
     })
 }
@@ -316,7 +329,7 @@ fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
             );
             rows.push(if f.in_process_only {
                 let cores = summary(runs, |s| s.node_cores).median;
-                row.note(format!("node threads busy {cores:.2} cores"))
+                row.note(format!("{NODE_CORES}{cores:.2} cores"))
             } else {
                 row
             });
@@ -325,28 +338,55 @@ fn rows(samples: &Samples, embedded: bool) -> Vec<Row> {
     rows
 }
 
-/// The median of one figure of one client at one worker count (NaN when not measured).
-type MedianOf<'a> = dyn Fn(Client, usize, fn(&Sample) -> f64) -> f64 + 'a;
+/// The median of one figure (a row's metric, or `node_cores`) of one client at one worker
+/// count (NaN when not measured).
+type MedianOf<'a> = dyn Fn(Client, usize, &str) -> f64 + 'a;
 
-/// One sentence per layer of the peak comparison, each from the same samples.
-fn verdicts(
-    samples: &Samples,
-    workers: &[usize],
-    embedded: bool,
-    http_clients: usize,
-) -> Vec<String> {
-    let median = |c: Client, w: usize, f: fn(&Sample) -> f64| {
-        samples
-            .get(&(c, w))
-            .map_or(f64::NAN, |runs| summary(runs, f).median)
+/// The note that carries the node's busy cores on its CPU row.
+const NODE_CORES: &str = "node threads busy ";
+
+/// One sentence per layer of the peak comparison, from the rows and the parameters alone (so
+/// `harness report` rewords them).
+fn verdicts(rows: &[Row], params: &serde_json::Value) -> Vec<String> {
+    let workers: Vec<usize> = params["workers"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let embedded = params["nodes"].as_str() == Some("one in-process mock node");
+    let http_clients = params["http_clients"].as_u64().unwrap_or(1).max(1) as usize;
+    let median = |c: Client, w: usize, metric: &str| {
+        let (name, case) = (c.name(), format!("workers={w}"));
+        let at = |m: &str| {
+            rows.iter()
+                .find(|r| r.variant == name && r.case == case && r.metric == m)
+        };
+        match metric {
+            "node_cores" => at("node CPU per request")
+                .and_then(|r| {
+                    r.note
+                        .as_deref()?
+                        .strip_prefix(NODE_CORES)?
+                        .strip_suffix(" cores")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(f64::NAN),
+            _ => at(metric).map_or(f64::NAN, |r| r.value.median),
+        }
     };
-    let mut clients: Vec<Client> = samples.keys().map(|(c, _)| *c).collect();
-    clients.dedup();
-    let mut out: Vec<String> = clients
+    let mut names: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    names.dedup();
+    let mut out: Vec<String> = names
         .iter()
-        .map(|&client| peak_of(client, workers, embedded, &median))
+        .filter_map(|name| Client::named(name))
+        .map(|client| peak_of(client, &workers, embedded, &median))
         .collect();
-    out.extend(io_thread_cap(workers, http_clients, &median));
+    out.extend(io_thread_cap(&workers, http_clients, &median));
     let at = workers
         .iter()
         .copied()
@@ -365,7 +405,7 @@ fn verdicts(
 fn peak_of(client: Client, workers: &[usize], embedded: bool, median: &MedianOf) -> String {
     let (best_w, best) = workers
         .iter()
-        .map(|&w| (w, median(client, w, |s| s.throughput)))
+        .map(|&w| (w, median(client, w, "throughput")))
         .fold(
             (0, f64::NAN),
             |a, b| if b.1 > a.1 || a.1.is_nan() { b } else { a },
@@ -373,13 +413,13 @@ fn peak_of(client: Client, workers: &[usize], embedded: bool, median: &MedianOf)
     let mut line = format!(
         "{}: peak {best:.0} req/s at {best_w} workers, client CPU {:.1} us per request there",
         client.name(),
-        median(client, best_w, |s| s.client_us),
+        median(client, best_w, "client CPU per request"),
     );
     if embedded {
         line.push_str(&format!(
             ", the node {:.1} us per request and {:.2} cores busy",
-            median(client, best_w, |s| s.node_us),
-            median(client, best_w, |s| s.node_cores),
+            median(client, best_w, "node CPU per request"),
+            median(client, best_w, "node_cores"),
         ));
     }
     line.push('.');
@@ -391,7 +431,7 @@ fn io_thread_cap(workers: &[usize], http_clients: usize, median: &MedianOf) -> O
     let blocking = Client::Pool(Variant::Atomic, HttpClient::Blocking);
     let (w, io) = workers
         .iter()
-        .map(|&w| (w, median(blocking, w, |s| s.io_thread_us)))
+        .map(|&w| (w, median(blocking, w, "client I/O thread CPU per request")))
         .filter(|(_, io)| io.is_finite() && *io > 0.0)
         .min_by(|a, b| a.1.total_cmp(&b.1))?;
     Some(format!(
@@ -402,10 +442,11 @@ fn io_thread_cap(workers: &[usize], http_clients: usize, median: &MedianOf) -> O
 
 /// The atomic pool's client CPU per request against the engine's and plain threads' at `w`.
 fn client_cpu(w: usize, http: HttpClient, median: &MedianOf) -> Option<String> {
-    let atomic = median(Client::Pool(Variant::Atomic, http), w, |s| s.client_us);
-    let engine = median(Client::Engine, w, |s| s.client_us);
-    let decoding = median(Client::EngineDecoding, w, |s| s.client_us);
-    let threads = median(Client::Threads, w, |s| s.client_us);
+    let cpu = "client CPU per request";
+    let atomic = median(Client::Pool(Variant::Atomic, http), w, cpu);
+    let engine = median(Client::Engine, w, cpu);
+    let decoding = median(Client::EngineDecoding, w, cpu);
+    let threads = median(Client::Threads, w, cpu);
     (engine.is_finite() && decoding.is_finite() && atomic.is_finite()).then(|| format!(
         "At {w} workers the atomic pool on the {} client spends {atomic:.1} us of client CPU per request: {:.2}x the engine decoding the same answers ({decoding:.1} us; issue 14 asks for at most 1.5x), {:.2}x the engine dropping them ({engine:.1} us), {:.2}x blocking threads doing the engine's exchange and decoding without a pool ({threads:.1} us).",
         http.name(),
