@@ -10,7 +10,8 @@
 //! with the median and spread of the repeats.
 //!
 //! `cargo bench -p mock-ollama --bench stream_cost` (about 2 minutes; uses ports 31100-31163);
-//! with `-- load`, only the load, for a profiler attached to a server started by hand.
+//! with `-- load`, only the load, for a profiler attached to a server started by hand; with
+//! `-- mock`, only the mock's runs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

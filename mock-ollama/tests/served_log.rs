@@ -372,6 +372,18 @@ async fn first_entry(node: &MockNode, leave: mock_ollama::Leave) -> ServedEntry 
     all(node).remove(0)
 }
 
+/// An entry of a request whose client left during a 200 ms prompt, on a node that finishes the
+/// prompt first: cancelled, yet served at least the prompt, and worked on after the client left.
+fn worked_through_the_prompt(later: &ServedEntry) {
+    assert_eq!(later.outcome, ServedOutcome::Cancelled);
+    let worked = later.end_ns - later.service_start_ns.unwrap();
+    assert!(
+        worked >= 200_000_000,
+        "the whole prompt was evaluated: {worked} ns"
+    );
+    assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
+}
+
 /// A node with a 1 ms token, prompts at `prompt_rate` tokens/s and the given leave mode, on
 /// tokio's timer.
 fn leaving(leave: mock_ollama::Leave, prompt_rate: f64) -> NodeConfig {
@@ -413,13 +425,7 @@ async fn a_client_leaving_during_the_prompt_stops_the_node_as_its_leave_mode_say
     let at_once = leave_during_prompt(mock_ollama::Leave::AtOnce, 400.0 / 30.0).await;
     assert_eq!(at_once.outcome, ServedOutcome::Cancelled);
     let later = leave_during_prompt(mock_ollama::Leave::AtNextToken, 2_000.0).await;
-    assert_eq!(later.outcome, ServedOutcome::Cancelled);
-    let worked = later.end_ns - later.service_start_ns.unwrap();
-    assert!(
-        worked >= 200_000_000,
-        "the whole prompt was evaluated: {worked} ns"
-    );
-    assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
+    worked_through_the_prompt(&later);
     assert_eq!(later.output_tokens, Some(3));
 }
 
@@ -450,11 +456,35 @@ async fn a_client_leaving_a_non_streamed_answer_stops_the_node_as_its_leave_mode
     assert_eq!(at_once.outcome, ServedOutcome::Cancelled);
     assert_eq!(at_once.after_leave_ns, None, "{at_once:?}");
     let later = leave_during_prompt(mock_ollama::Leave::AtNextToken, 2_000.0).await;
-    assert_eq!(later.outcome, ServedOutcome::Cancelled);
-    let worked = later.end_ns - later.service_start_ns.unwrap();
-    assert!(
-        worked >= 200_000_000,
-        "the whole prompt was evaluated: {worked} ns"
-    );
-    assert!(later.after_leave_ns.unwrap() > 0, "{later:?}");
+    worked_through_the_prompt(&later);
+}
+
+/// A non-streamed answer served to the end under `at-next-token` (its work in a task of its own)
+/// has the same body as under `at-once`: one JSON object, no line break, done.
+#[tokio::test]
+async fn a_non_streamed_answer_has_the_same_body_in_both_leave_modes() {
+    let mut bodies = Vec::new();
+    for leave in [mock_ollama::Leave::AtOnce, mock_ollama::Leave::AtNextToken] {
+        let node = node(leaving(leave, 1e6)).await;
+        let body = reqwest::Client::new()
+            .post(format!("{}/api/generate", node.url()))
+            .json(
+                &json!({ "model": "llama3.2", "prompt": "hi", "stream": false,
+                "options": { "num_predict": 3 } }),
+            )
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(!body.ends_with(b"\n"), "{leave:?}: {body:?}");
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (answer["done"].clone(), answer["eval_count"].clone()),
+            (json!(true), json!(3))
+        );
+        bodies.push(answer["response"].clone());
+    }
+    assert_eq!(bodies[0], bodies[1], "the same words for the same prompt");
 }

@@ -7,11 +7,14 @@ use serde::Deserialize;
 
 use super::{Format, TraceError, TraceRequest};
 
+/// What a JSON-lines trace's first line starts with.
+const JSON_OBJECT: char = '{';
+
 /// The format of `text` (JSON lines when its first non-empty line opens an object) and its
 /// requests, sorted by arrival, arrivals counted from the first.
 pub(super) fn requests(path: &Path, text: &str) -> Result<(Format, Vec<TraceRequest>), TraceError> {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let (format, mut timed) = if first.trim_start().starts_with('{') {
+    let (format, mut timed) = if first.trim_start().starts_with(JSON_OBJECT) {
         (Format::MooncakeJsonl, mooncake(path, text)?)
     } else {
         (Format::AzureCsv, azure(path, text)?)
@@ -124,53 +127,29 @@ fn azure(path: &Path, text: &str) -> Result<Timed, TraceError> {
 }
 
 /// `2023-11-16 18:15:46.6805900` (or with a `T`, and an optional `Z` or `+HH:MM` offset) as ns
-/// since the Unix epoch.
+/// since the Unix epoch; humantime reads the date and time (up to 9 fractional digits).
 pub(super) fn timestamp_ns(text: &str) -> Option<i128> {
-    let (date, time) = text.split_once([' ', 'T'])?;
-    let (time, offset_s) = split_offset(time)?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    if ymd.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (parts.next()??, parts.next()??, parts.next()??);
-    if parts.next().is_some() || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos: i128 = format!("{fraction:0<9}").parse().ok()?;
-    let seconds = days_from_civil(y, m, d) * 86_400 + h * 3_600 + min * 60 + s - offset_s;
-    Some(i128::from(seconds) * 1_000_000_000 + nanos)
+    let (local, offset_s) = split_offset(text)?;
+    let at = humantime::parse_rfc3339_weak(local).ok()?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since.as_nanos() as i128 - i128::from(offset_s) * 1_000_000_000)
 }
 
-/// The time of day and its UTC offset in seconds (`Z` or none: 0).
-fn split_offset(time: &str) -> Option<(&str, i64)> {
-    if let Some(time) = time.strip_suffix('Z') {
-        return Some((time, 0));
+/// The date and time of day, and its UTC offset in seconds (`Z` or none: 0). The offset's sign
+/// is looked for in the time, after the date's own dashes.
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    if let Some(local) = text.strip_suffix('Z') {
+        return Some((local, 0));
     }
-    let Some(at) = time.rfind(['+', '-']) else {
-        return Some((time, 0));
+    let time_from = text.find([' ', 'T'])?;
+    let Some(at) = text[time_from..].rfind(['+', '-']).map(|i| time_from + i) else {
+        return Some((text, 0));
     };
-    let (time, offset) = time.split_at(at);
+    let (local, offset) = text.split_at(at);
     let sign = if offset.starts_with('-') { -1 } else { 1 };
     let (h, m) = offset[1..].split_once(':')?;
     Some((
-        time,
+        local,
         sign * (h.parse::<i64>().ok()? * 3_600 + m.parse::<i64>().ok()? * 60),
     ))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

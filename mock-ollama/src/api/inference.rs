@@ -718,7 +718,12 @@ async fn answer_detached(
             .map(|_| words.next_token())
             .collect();
         let body = chunk(&job, &text, Some(("stop", timing.metrics(start))));
-        let _ = tx.send(Ok(ndjson_line(&body))).await;
+        // The same bytes a plain answer has: one JSON object, no line break.
+        let _ = tx
+            .send(Ok(Bytes::from(
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )))
+            .await;
     });
     match rx.recv().await {
         Some(Ok(body)) => Ok(json_bytes(StatusCode::OK, body.to_vec())),

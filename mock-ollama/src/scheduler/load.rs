@@ -251,7 +251,7 @@ impl Scheduler {
         victim.runner().evicting = true;
         let evicting = Evicting(victim);
         victim.until_idle().await;
-        self.forget(victim);
+        victim.unload();
         drop(evicting);
         self.timeline.record(
             Instant::now(),
@@ -271,8 +271,7 @@ impl Scheduler {
             };
             let expired_at = later(last, runner.keep_alive.unwrap_or(node_keep_alive));
             if runner.users == 0 && expired_at <= now {
-                runner.last_used = None;
-                runner.keep_alive = None;
+                runner.unload();
                 drop(runner);
                 model.clear_caches();
                 let why = Unload::Expired;
@@ -282,20 +281,10 @@ impl Scheduler {
         }
     }
 
-    /// Forgets that `model` is loaded, and the keep-alive its requests gave it: the next load
-    /// starts from its own request's or the node's.
-    fn forget(&self, model: &ModelRuntime) {
-        let mut runner = model.runner();
-        runner.last_used = None;
-        runner.keep_alive = None;
-        drop(runner);
-        model.clear_caches();
-    }
-
     /// Unloads `model` at a request's asking (`keep_alive: 0` with an empty prompt).
     pub fn unload(&self, model: &ModelRuntime) {
         let was_loaded = model.runner().last_used.is_some();
-        self.forget(model);
+        model.unload();
         if was_loaded {
             let kind = EventKind::Unloaded {
                 why: Unload::Requested,

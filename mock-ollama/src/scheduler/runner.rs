@@ -48,6 +48,15 @@ pub(super) struct Runner {
     pub(super) loading: bool,
 }
 
+impl Runner {
+    /// Marks the runner unloaded and forgets the keep-alive its requests gave it: the next load
+    /// starts from its own request's or the node's.
+    pub(super) fn unload(&mut self) {
+        self.last_used = None;
+        self.keep_alive = None;
+    }
+}
+
 /// Runtime state of one model on one node.
 #[derive(Debug)]
 pub struct ModelRuntime {
@@ -112,20 +121,19 @@ impl ModelRuntime {
         if caches.iter().filter(|c| !c.in_use).count() == 0 || caches.len() < slots {
             caches.push(CacheSlot::default());
         }
+        // The longest shared prefix; on a tie the first slot, as Ollama's strict `>` keeps it.
         let (index, shared) = caches
             .iter()
             .enumerate()
             .filter(|(_, c)| !c.in_use)
             .map(|(i, c)| (i, common_prefix(&c.text, prompt)))
-            .fold((0, None), |best, (i, n)| match best.1 {
-                Some(m) if m >= n => best,
-                _ => (i, Some(n)),
-            });
+            .min_by_key(|&(i, n)| (std::cmp::Reverse(n), i))
+            .unwrap_or((0, 0));
         let cache = &mut caches[index];
         cache.in_use = true;
         cache.text.clear();
         cache.text.push_str(prompt);
-        (index, shared.unwrap_or(0))
+        (index, shared)
     }
 
     /// Gives a cache slot back.
@@ -134,6 +142,12 @@ impl ModelRuntime {
         if let Some(cache) = caches.get_mut(index) {
             cache.in_use = false;
         }
+    }
+
+    /// Unloads the runner: not loaded, its keep-alive forgotten, its slots' caches empty.
+    pub(super) fn unload(&self) {
+        self.runner().unload();
+        self.clear_caches();
     }
 
     /// Empties every slot's cache (the runner was unloaded).
