@@ -105,12 +105,54 @@ struct LoadArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     workers: u32,
     /// Requests in total (default: 10,000 closed-loop, 1,000 open-loop; with --duration,
-    /// until it ends).
+    /// until it ends; a trace sends its own).
     #[arg(long)]
     requests: Option<u64>,
-    /// The body; `{rid}` is replaced by each request's id.
-    #[arg(long, default_value = r#"{"model":"all-minilm","input":"load {rid}"}"#)]
-    body: String,
+    /// What each request asks: embed (--body), chat (streamed, --prompt-tokens and
+    /// --output-tokens), or trace (--trace's arrivals and lengths). chat and trace read every
+    /// answer line by line and print time to first token, inter-token latency, time per output
+    /// token, output tokens/s and, with --slo, goodput; --url is then the chat route.
+    #[arg(long, value_enum, default_value = "embed")]
+    workload: WorkloadKind,
+    /// The embed body; `{rid}` is replaced by each request's id
+    /// [default: {"model":"all-minilm","input":"load {rid}"}].
+    #[arg(long)]
+    body: Option<String>,
+    /// chat and trace: the dialect (ollama: /api/chat NDJSON; openai: /v1/chat/completions
+    /// server-sent events).
+    #[arg(long, value_enum, default_value = "ollama")]
+    api: crate::workload::Api,
+    /// chat and trace: the model asked for.
+    #[arg(long, default_value = "llama3.2")]
+    model: String,
+    /// chat: prompt tokens per request, N or MIN..MAX (uniform, the same draw for the same
+    /// request number in every run).
+    #[arg(long, default_value = "64")]
+    prompt_tokens: crate::workload::Lengths,
+    /// chat: answer tokens per request (num_predict / max_tokens), N or MIN..MAX.
+    #[arg(long, default_value = "32")]
+    output_tokens: crate::workload::Lengths,
+    /// trace: an Azure LLM inference trace CSV or Mooncake JSON lines (see data/traces/).
+    #[arg(long, required_if_eq("workload", "trace"))]
+    trace: Option<PathBuf>,
+    /// trace: arrivals this many times as fast.
+    #[arg(long, default_value_t = 1.0)]
+    trace_speed: f64,
+    /// trace: replay the requests that arrive within this much of the trace's start (before
+    /// the speed-up).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    trace_window: Duration,
+    /// trace: the context the target runs with (num_ctx); token counts of a trace whose longest
+    /// request would not fit are scaled down by one factor, prefix blocks with them.
+    #[arg(long, default_value_t = 4096)]
+    context: u64,
+    /// chat and trace: goodput counts whole answers within these limits, e.g.
+    /// ttft=500ms,tpot=50ms.
+    #[arg(long)]
+    slo: Option<crate::workload::Slo>,
+    /// The longest a request may take, stream included.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
     /// Open loop at this many requests per second (closed loop without it).
     #[arg(long)]
     rate: Option<f64>,
@@ -131,6 +173,17 @@ struct LoadArgs {
     /// request's id.
     #[arg(long = "header")]
     headers: Vec<String>,
+}
+
+/// `--workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadKind {
+    /// Embedding calls with --body.
+    Embed,
+    /// Streamed chat.
+    Chat,
+    /// A replayed trace.
+    Trace,
 }
 
 /// `--arrivals`.
@@ -510,39 +563,12 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `harness load`: one engine run, printed as oha would (requests/s, latency, errors) plus the
 /// process's CPU time per request.
 fn run_load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    use crate::engine::{Arrivals, Engine, Schedule, Target, Template};
-    let workers = args.workers as usize;
-    let requests = match (args.requests, args.duration) {
-        (Some(n), _) => n,
-        (None, Some(_)) => u64::MAX / 2,
-        (None, None) => 10_000,
-    };
-    let schedule = match args.rate {
-        Some(rate) => Schedule::Open {
-            rate,
-            requests: args.requests.unwrap_or(1_000),
-            connections: workers,
-            arrivals: match args.arrivals {
-                ArrivalKind::Constant => Arrivals::Constant,
-                ArrivalKind::Poisson => Arrivals::Poisson { seed: 1 },
-            },
-        },
-        None => Schedule::Closed {
-            workers,
-            requests,
-            cap: args.duration,
-        },
-    };
+    use crate::engine::Engine;
+    let (target, schedule) = load_plan(args)?;
     let engine = Engine {
         threads: args.threads.unwrap_or(Engine::default().threads),
         keep_alive: !args.no_keep_alive,
-        ..Engine::default()
-    };
-    let target = Target {
-        url: args.url.clone(),
-        template: Template::new(&args.body),
-        decode: None,
-        headers: crate::engine::Headers::parse(&args.headers)?,
+        timeout: args.timeout,
     };
     let cpu_before = crate::machine::cpu_time();
     let run = engine.run(&target, schedule, "load")?;
@@ -561,7 +587,113 @@ fn run_load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         run.late,
         cpu.as_secs_f64() * 1e6 / sent,
     );
+    if target.read != crate::engine::Read::Whole {
+        let tokens = crate::workload::TokenMetrics::of(&run, args.slo);
+        println!("{}", tokens.describe(cpu));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `harness load` sends, and when.
+fn load_plan(args: &LoadArgs) -> anyhow::Result<(crate::engine::Target, crate::engine::Schedule)> {
+    use crate::engine::{Arrivals, Schedule, Target, Template};
+    use crate::workload::Workload;
+    let workload = match args.workload {
+        WorkloadKind::Embed => Workload::Embed,
+        WorkloadKind::Chat => Workload::Chat {
+            prompt: args.prompt_tokens,
+            output: args.output_tokens,
+        },
+        WorkloadKind::Trace => Workload::Trace(std::sync::Arc::new(load_trace(args)?)),
+    };
+    anyhow::ensure!(
+        args.body.is_none() || args.workload == WorkloadKind::Embed,
+        "--body is the embed workload's; chat and trace make their own bodies"
+    );
+    let mut requests = workload.requests(args.api, &args.model);
+    if let Some(body) = &args.body {
+        requests.bodies = Template::new(body).into();
+    } else if args.workload == WorkloadKind::Embed {
+        requests.bodies = Template::new(r#"{"model":"all-minilm","input":"load {rid}"}"#).into();
+    }
+    let target = Target {
+        url: args.url.clone(),
+        bodies: requests.bodies,
+        read: requests.read,
+        decode: None,
+        headers: crate::engine::Headers::parse(&args.headers)?,
+    };
+    let workers = args.workers as usize;
+    let schedule = match (requests.arrivals, args.rate) {
+        (Some(offsets), _) => {
+            anyhow::ensure!(
+                args.rate.is_none() && args.requests.is_none() && args.duration.is_none(),
+                "a trace sets its own arrivals: --rate, --requests and --duration do not apply (use --trace-speed and --trace-window)"
+            );
+            Schedule::Replay {
+                offsets,
+                connections: workers,
+            }
+        }
+        (None, Some(rate)) => Schedule::Open {
+            rate,
+            requests: args.requests.unwrap_or(1_000),
+            connections: workers,
+            arrivals: match args.arrivals {
+                ArrivalKind::Constant => Arrivals::Constant,
+                ArrivalKind::Poisson => Arrivals::Poisson { seed: 1 },
+            },
+        },
+        (None, None) => Schedule::Closed {
+            workers,
+            requests: match (args.requests, args.duration) {
+                (Some(n), _) => n,
+                (None, Some(_)) => u64::MAX / 2,
+                (None, None) => 10_000,
+            },
+            cap: args.duration,
+        },
+    };
+    Ok((target, schedule))
+}
+
+/// `--trace`, shaped by `--trace-window`, `--trace-speed` and `--context`; says what it did.
+fn load_trace(args: &LoadArgs) -> anyhow::Result<crate::trace::Trace> {
+    let path = args
+        .trace
+        .as_deref()
+        .context("--workload trace needs --trace FILE")?;
+    anyhow::ensure!(
+        args.trace_speed.is_finite() && args.trace_speed > 0.0,
+        "--trace-speed must be a positive number"
+    );
+    let mut trace = crate::trace::Trace::load(path)?
+        .window(args.trace_window)
+        .at_speed(args.trace_speed);
+    anyhow::ensure!(
+        !trace.requests.is_empty(),
+        "{}: no request arrives within --trace-window {}",
+        path.display(),
+        humantime::format_duration(args.trace_window)
+    );
+    let scale = trace.fit_context(args.context);
+    let span = trace.requests.last().map(|r| r.at).unwrap_or_default();
+    eprintln!(
+        "trace {}: {} requests over {:.1} s at {}x{}",
+        path.display(),
+        trace.requests.len(),
+        span.as_secs_f64(),
+        args.trace_speed,
+        if scale < 1.0 {
+            format!(
+                "; token counts and prefix blocks scaled by {scale:.3} to fit a context of {}",
+                args.context
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(trace)
 }
 
 /// `harness gateway`: measures the cells, writes the result and prints the verdicts.

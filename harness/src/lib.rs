@@ -41,3 +41,4 @@ pub mod summary;
 pub mod trace;
 pub mod variant;
 pub mod wording;
+pub mod workload;

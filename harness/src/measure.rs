@@ -151,12 +151,16 @@ mod tests {
             latency_us: 1,
             sent_us: 0,
             late_us: 0,
+            ttft_us: None,
+            tokens: 0,
         };
         Run {
             run_id: "t".into(),
             elapsed: std::time::Duration::from_secs(1),
             records: (0..ok + failed).map(record).collect(),
             latency: new_histogram(),
+            ttft: new_histogram(),
+            itl: new_histogram(),
             late: 0,
             window: None,
             capped: false,

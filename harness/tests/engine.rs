@@ -12,7 +12,8 @@ use mock_ollama::{MockCluster, NodeConfig};
 fn embed_target(url: &str) -> Target {
     Target {
         url: format!("{url}/api/embed"),
-        template: Template::new(r#"{"model":"all-minilm","input":"text {rid} [rid:{rid}]"}"#),
+        bodies: Template::new(r#"{"model":"all-minilm","input":"text {rid} [rid:{rid}]"}"#).into(),
+        read: harness::engine::Read::Whole,
         decode: None,
         headers: Default::default(),
     }
@@ -34,7 +35,7 @@ fn without_keep_alive_every_request_opens_a_connection() {
             ..Engine::default()
         };
         let run = engine
-            .run(&embed_target(&nodes.urls()[0]), closed, "k")
+            .run(&embed_target(&nodes.urls()[0]), closed.clone(), "k")
             .expect("run");
         assert_eq!((run.ok(), run.failed()), (40, 0), "keep-alive {keep_alive}");
         assert_eq!(
@@ -76,7 +77,9 @@ fn a_decoder_sees_every_answer_and_its_refusals_are_failures() {
             decode: Some(decode),
             ..embed_target(&nodes.urls()[0])
         };
-        Engine::default().run(&target, closed, "d").expect("run")
+        Engine::default()
+            .run(&target, closed.clone(), "d")
+            .expect("run")
     };
     static DECODED: AtomicUsize = AtomicUsize::new(0);
     let embeds = |body: &[u8]| {
@@ -199,7 +202,9 @@ fn impossible_schedules_are_errors() {
         },
     ] {
         assert!(
-            Engine::default().run(&target, schedule, "x").is_err(),
+            Engine::default()
+                .run(&target, schedule.clone(), "x")
+                .is_err(),
             "{schedule:?}"
         );
     }

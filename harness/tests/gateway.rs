@@ -2,6 +2,8 @@
 //! each misbehaviour must land in its accounting class, and the well-behaved gateway must come
 //! out clean. No external programs, no timing assertions.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,38 +134,23 @@ async fn chat(State(gw): State<Arc<Gateway>>, uri: Uri, body: Bytes) -> Response
 
 /// Starts the gateway on its own runtime thread; returns its URL.
 fn start_gateway(nodes: Vec<String>, behaviour: Behaviour) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let gw = Arc::new(Gateway {
-                nodes,
-                behaviour,
-                next: AtomicU64::new(0),
-                client: reqwest::Client::new(),
-            });
-            let app = Router::new()
-                .route(
-                    "/api/version",
-                    get(|| async { ([("server", "test-gateway/1")], r#"{"version":"test"}"#) }),
-                )
-                .route("/api/embed", post(embed))
-                .route("/api/chat", post(chat))
-                .route("/v1/chat/completions", post(chat))
-                .with_state(gw);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                .expect("send url");
-            let _ = axum::serve(listener, app).await;
+    common::serve(move || {
+        let gw = Arc::new(Gateway {
+            nodes,
+            behaviour,
+            next: AtomicU64::new(0),
+            client: reqwest::Client::new(),
         });
-    });
-    rx.recv().expect("gateway url")
+        Router::new()
+            .route(
+                "/api/version",
+                get(|| async { ([("server", "test-gateway/1")], r#"{"version":"test"}"#) }),
+            )
+            .route("/api/embed", post(embed))
+            .route("/api/chat", post(chat))
+            .route("/v1/chat/completions", post(chat))
+            .with_state(gw)
+    })
 }
 
 /// Every node's configuration now, to check that a cell put back what it changed.

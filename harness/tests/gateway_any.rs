@@ -4,6 +4,8 @@
 //! without a patch and refuse a wrong key at readiness; the second must be called gateway-bound,
 //! not graded on its routing.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,27 +103,13 @@ fn start_proxy(nodes: Vec<String>, serial_cost: Option<Duration>) -> (String, Ar
         refused: AtomicU64::new(0),
     });
     let state = Arc::clone(&proxy);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let app = Router::new()
-                .route("/v1/models", get(models))
-                .route("/v1/embeddings", post(embeddings))
-                .with_state(state);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                .expect("send url");
-            let _ = axum::serve(listener, app).await;
-        });
+    let url = common::serve(move || {
+        Router::new()
+            .route("/v1/models", get(models))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(state)
     });
-    (rx.recv().expect("proxy url"), proxy)
+    (url, proxy)
 }
 
 fn settings(target: String, headers: &[&str], cells: Vec<CellKind>) -> Settings {

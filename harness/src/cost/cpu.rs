@@ -128,7 +128,8 @@ fn interleaved(
     let pool = variant.build(&[node.url()], options)?;
     let target = Target {
         url: format!("{}/api/embed", node.url()),
-        template: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#),
+        bodies: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#).into(),
+        read: crate::engine::Read::Whole,
         decode: None,
         headers: Default::default(),
     };

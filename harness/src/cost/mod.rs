@@ -196,7 +196,8 @@ impl Part {
     fn engine_side(&self, node: &MockNode) -> anyhow::Result<Side> {
         let target = Target {
             url: format!("{}/api/embed", node.url()),
-            template: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#),
+            bodies: Template::new(r#"{"model":"all-minilm","input":"reference {rid}"}"#).into(),
+            read: crate::engine::Read::Whole,
             decode: None,
             headers: Default::default(),
         };

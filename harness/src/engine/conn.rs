@@ -3,14 +3,17 @@
 //! workers. A connection that fails is dropped and the next request opens a new one; without
 //! keep-alive every request does.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use super::{Decoder, EngineError, Headers};
+use super::stream::StreamReader;
+use super::{Decoder, EngineError, Headers, Read};
+use crate::load::Answer;
 
 /// Where requests go, parsed once.
 #[derive(Debug, Clone)]
@@ -52,25 +55,48 @@ pub(super) struct Conn {
     keep_alive: bool,
     decode: Option<Decoder>,
     headers: Headers,
+    read: Read,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Gaps between the tokens of every streamed answer read on this connection, us (taken
+    /// out while an exchange feeds it).
+    gaps: Option<Histogram<u64>>,
+}
+
+/// Settings of a connection besides where it goes.
+pub(super) struct Options {
+    pub(super) timeout: Duration,
+    pub(super) keep_alive: bool,
+    pub(super) decode: Option<Decoder>,
+    pub(super) headers: Headers,
+    pub(super) read: Read,
 }
 
 impl Conn {
-    pub(super) fn new(
-        endpoint: Endpoint,
-        timeout: Duration,
-        keep_alive: bool,
-        decode: Option<Decoder>,
-        headers: Headers,
-    ) -> Self {
+    pub(super) fn new(endpoint: Endpoint, options: Options) -> Self {
+        let Options {
+            timeout,
+            keep_alive,
+            decode,
+            headers,
+            read,
+        } = options;
         Self {
             endpoint,
             timeout,
             keep_alive,
             decode,
             headers,
+            read,
             sender: None,
+            gaps: None,
         }
+    }
+
+    /// The gaps between tokens of every stream read so far, us.
+    pub(super) fn take_gaps(&mut self) -> Histogram<u64> {
+        self.gaps
+            .take()
+            .unwrap_or_else(crate::summary::new_histogram)
     }
 
     async fn connect(&self) -> Option<SendRequest<Full<Bytes>>> {
@@ -85,30 +111,57 @@ impl Conn {
         Some(sender)
     }
 
-    /// POSTs `body` and reads the whole answer; the status, or `None` when no complete answer
-    /// arrived within the timeout.
-    /// A 2xx answer the decoder refuses is `None` too, but its connection is kept: the exchange
-    /// itself completed.
-    pub(super) async fn post(&mut self, id: &str, body: Bytes) -> Option<u16> {
-        let Ok(Some((status, body))) =
-            tokio::time::timeout(self.timeout, self.exchange(id, body)).await
-        else {
+    /// POSTs `body` and reads the answer: its status, or `None` when no complete answer arrived
+    /// within the timeout (for a stream: no whole one), and a stream's first token and tokens
+    /// (kept when it broke off).
+    /// A 2xx answer the decoder refuses has no status either, but its connection is kept: the
+    /// exchange itself completed.
+    pub(super) async fn post(&mut self, id: &str, body: Bytes) -> Answer {
+        let mut stream = match self.read {
+            Read::Whole => None,
+            Read::Stream(api) => Some(StreamReader::new(api)),
+        };
+        let mut gaps = self.take_gaps();
+        let outcome = tokio::time::timeout(
+            self.timeout,
+            self.exchange(id, body, stream.as_mut(), &mut gaps),
+        )
+        .await;
+        self.gaps = Some(gaps);
+        let (first_token, tokens) = stream
+            .as_ref()
+            .map_or((None, 0), |s| (s.first_token, s.tokens));
+        let answer = |status| Answer {
+            status,
+            first_token,
+            tokens,
+        };
+        let Ok(Some((status, body))) = outcome else {
             // A failed or timed-out exchange leaves the connection in an unknown state.
             self.sender = None;
-            return None;
+            return answer(None);
         };
         if !self.keep_alive {
             // The connection's task closes it once its sender is gone.
             self.sender = None;
         }
-        match self.decode {
-            Some(decode) if (200..300).contains(&status) => decode(&body).then_some(status),
-            _ => Some(status),
-        }
+        let complete = match (&stream, self.decode) {
+            (Some(stream), _) => stream.whole() || !(200..300).contains(&status),
+            (None, Some(decode)) if (200..300).contains(&status) => decode(&body),
+            (None, _) => true,
+        };
+        answer(complete.then_some(status))
     }
 
-    /// The status and the whole body.
-    async fn exchange(&mut self, id: &str, body: Bytes) -> Option<(u16, Bytes)> {
+    /// The status and the whole body, or for a stream the status with the body fed to `stream`
+    /// as it arrives.
+    async fn exchange(
+        &mut self,
+        id: &str,
+        body: Bytes,
+        stream: Option<&mut StreamReader>,
+        gaps: &mut Histogram<u64>,
+    ) -> Option<(u16, Bytes)> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.sender = Some(self.connect().await?);
         }
@@ -124,7 +177,15 @@ impl Conn {
         let request = request.body(Full::new(body)).ok()?;
         let response = sender.send_request(request).await.ok()?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await.ok()?;
-        Some((status, body.to_bytes()))
+        let mut body = response.into_body();
+        let Some(stream) = stream.filter(|_| (200..300).contains(&status)) else {
+            return Some((status, body.collect().await.ok()?.to_bytes()));
+        };
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.ok()?.into_data() {
+                stream.feed(&data, Instant::now(), gaps);
+            }
+        }
+        Some((status, Bytes::new()))
     }
 }

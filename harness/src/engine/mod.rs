@@ -11,12 +11,17 @@
 //! carries a unique id (`x-request-id` and the template's `{rid}`), and its outcome is kept, so
 //! the audit can join the client's view with each node's served log.
 //!
+//! A streamed answer ([`Read::Stream`]) is read frame by frame and every line parsed
+//! (`stream`): the first token's time and each gap between tokens go into the worker's
+//! histograms, so the token metrics cost no list per request.
+//!
 //! Split as oha is: [`template`] builds bodies, `conn` holds one hyper HTTP/1.1 connection,
 //! `worker` sends, this module plans and merges. A first version on reqwest (one client per
 //! worker) reached 0.69 of wrk's requests/s at twice its CPU per request on the same target.
 
 mod conn;
 pub mod headers;
+pub(crate) mod stream;
 pub mod template;
 mod worker;
 
@@ -24,20 +29,35 @@ use std::time::Duration;
 
 pub use crate::load::{Arrivals, Record, Run, Schedule};
 pub use headers::{HeaderError, Headers};
-pub use template::Template;
+pub use template::{Bodies, Template};
+
+use crate::workload::Api;
 
 /// What to send, and where.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The URL every request is POSTed to.
     pub url: String,
-    /// The body, with `{rid}` where the request's id goes.
-    pub template: Template,
+    /// Each request's body.
+    pub bodies: Bodies,
+    /// How answers are read.
+    pub read: Read,
     /// Decodes each 2xx answer, for comparisons with a client that does (`run peak`'s
     /// `engine+decode`); `None` reads the answer and drops it.
     pub decode: Option<Decoder>,
     /// The user's headers on every request (keys, user ids), after the harness's own.
     pub headers: Headers,
+}
+
+/// How the engine reads an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Whole, then dropped (or decoded).
+    Whole,
+    /// Line by line as it arrives, in `Api`'s streaming format: the time of the first token and
+    /// the gaps between tokens are kept, and an answer counts as complete only when the stream
+    /// is whole (every line parsed, the final one last).
+    Stream(Api),
 }
 
 /// Decodes one 2xx body; `false` (not what was expected) records the request as failed, without

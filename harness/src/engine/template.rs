@@ -2,6 +2,8 @@
 //! the request's id, so every request can be found in the nodes' served logs (the `[rid:ID]`
 //! marker) and no cache can answer two requests with one computation.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// The placeholder replaced by a request's id.
@@ -41,6 +43,44 @@ impl Template {
             body.extend_from_slice(part);
         }
         Bytes::from(body)
+    }
+}
+
+/// Makes request `n`'s body from its number and id.
+pub type Render = dyn Fn(u64, &str) -> Bytes + Send + Sync;
+
+/// Each request's body: one template for all, or a body of its own per request (a workload's
+/// drawn lengths, a trace's prompts), made when the request is sent.
+#[derive(Clone)]
+pub enum Bodies {
+    /// One template, its `{rid}` replaced per request.
+    Same(Template),
+    /// Request `n` with id `id` gets `render(n, id)`.
+    Each(Arc<Render>),
+}
+
+impl Bodies {
+    /// The body of request `n`, whose id is `id`.
+    pub fn render(&self, n: u64, id: &str) -> Bytes {
+        match self {
+            Bodies::Same(template) => template.render(id),
+            Bodies::Each(render) => render(n, id),
+        }
+    }
+}
+
+impl From<Template> for Bodies {
+    fn from(template: Template) -> Self {
+        Bodies::Same(template)
+    }
+}
+
+impl std::fmt::Debug for Bodies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bodies::Same(template) => f.debug_tuple("Same").field(template).finish(),
+            Bodies::Each(_) => f.write_str("Each(..)"),
+        }
     }
 }
 

@@ -9,26 +9,26 @@ use std::time::{Duration, Instant};
 
 use mock_ollama::Timer;
 
-use super::conn::{Conn, Endpoint};
+use super::conn::{Conn, Endpoint, Options};
 use super::{Engine, EngineError, Run, Schedule, Target};
 use crate::load::threads::{self, RunError};
-use crate::load::{Tally, merge, offsets};
+use crate::load::{Answer, Tally, merge};
 
 /// One worker's connection to the target.
 fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
-    Ok(Conn::new(
-        Endpoint::parse(&target.url)?,
-        engine.timeout,
-        engine.keep_alive,
-        target.decode,
-        target.headers.clone(),
-    ))
+    let options = Options {
+        timeout: engine.timeout,
+        keep_alive: engine.keep_alive,
+        decode: target.decode,
+        headers: target.headers.clone(),
+        read: target.read,
+    };
+    Ok(Conn::new(Endpoint::parse(&target.url)?, options))
 }
 
-/// Sends request `id` and reads its whole answer; the status, or `None` when the answer never
-/// arrived complete.
-async fn send(conn: &mut Conn, target: &Target, id: &str) -> Option<u16> {
-    conn.post(id, target.template.render(id)).await
+/// Sends request `n` with id `id` and reads its answer.
+async fn send(conn: &mut Conn, target: &Target, n: u64, id: &str) -> Answer {
+    conn.post(id, target.bodies.render(n, id)).await
 }
 
 pub(super) async fn drive(
@@ -38,20 +38,18 @@ pub(super) async fn drive(
     run_id: &str,
 ) -> Result<Run, EngineError> {
     let started = Instant::now();
-    let tallies = match schedule {
-        Schedule::Closed {
-            workers,
-            requests,
-            cap,
-        } => closed(engine, target, run_id, workers, requests, cap).await?,
-        Schedule::Open {
-            rate,
-            requests,
-            connections,
-            arrivals,
-        } => {
-            let offsets = offsets(rate, requests, arrivals);
-            open(engine, target, run_id, connections, offsets).await?
+    let tallies = match (&schedule, schedule.offsets()) {
+        (
+            Schedule::Closed {
+                workers,
+                requests,
+                cap,
+            },
+            _,
+        ) => closed(engine, target, run_id, *workers, *requests, *cap).await?,
+        (_, offsets) => {
+            let offsets = offsets.unwrap_or_else(|| Arc::new([]));
+            open(engine, target, run_id, schedule.lanes(), offsets).await?
         }
     };
     Ok(merge(run_id, started.elapsed(), tallies))
@@ -101,7 +99,7 @@ fn on_thread<'a>(
         .map_err(|e| EngineError::Start(e.to_string()))?;
     Ok(move |n: u64| {
         let id = super::template::request_id(run_id, n);
-        runtime.block_on(send(&mut conn, target, &id))
+        runtime.block_on(send(&mut conn, target, n, &id)).status
     })
 }
 
@@ -139,9 +137,10 @@ async fn closed(
                 }
                 let id = super::template::request_id(&run_id, n);
                 let sent = Instant::now();
-                let status = send(&mut client, &target, &id).await;
-                tally.record(n, status, sent, sent);
+                let answer = send(&mut client, &target, n, &id).await;
+                tally.record_answer(n, answer, sent, sent);
             }
+            tally.itl = client.take_gaps();
             tally
         }));
     }
@@ -153,9 +152,8 @@ async fn open(
     target: &Target,
     run_id: &str,
     connections: usize,
-    offsets: Vec<Duration>,
+    offsets: Arc<[Duration]>,
 ) -> Result<Vec<Tally>, EngineError> {
-    let offsets = Arc::new(offsets);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(connections);
@@ -183,11 +181,12 @@ async fn open(
                     now
                 };
                 let id = super::template::request_id(&run_id, n);
-                let status = send(&mut client, &target, &id).await;
+                let answer = send(&mut client, &target, n, &id).await;
                 // Latency from the intended send: a request that waited for a connection
                 // carries that wait (no coordinated omission).
-                tally.record(n, status, intended, sent);
+                tally.record_answer(n, answer, intended, sent);
             }
+            tally.itl = client.take_gaps();
             tally
         }));
     }

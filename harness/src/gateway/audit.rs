@@ -170,9 +170,13 @@ mod tests {
                     latency_us: 1,
                     sent_us: 0,
                     late_us: 0,
+                    ttft_us: None,
+                    tokens: 0,
                 })
                 .collect(),
             latency: new_histogram(),
+            ttft: new_histogram(),
+            itl: new_histogram(),
             late: 0,
             window: None,
             capped: false,

@@ -49,24 +49,7 @@ pub use audit::{Audit, Class};
 pub use cells::{CellKind, CellSpec};
 pub use ready::Readiness;
 
-/// Which dialect the load speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Api {
-    /// `POST /api/embed` (streamed `/api/chat` in the streaming cell).
-    Ollama,
-    /// `POST /v1/embeddings` (streamed `/v1/chat/completions` in the streaming cell).
-    Openai,
-}
-
-impl Api {
-    fn path(self) -> &'static str {
-        match self {
-            Api::Ollama => "/api/embed",
-            Api::Openai => "/v1/embeddings",
-        }
-    }
-}
+pub use crate::workload::Api;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -285,8 +268,9 @@ fn target(url: &str, settings: &Settings) -> Target {
 /// [`target`] with another body for the embed route.
 fn target_with(url: &str, settings: &Settings, template: Template) -> Target {
     Target {
-        url: format!("{url}{}", settings.api.path()),
-        template,
+        url: format!("{url}{}", settings.api.embed_path()),
+        bodies: template.into(),
+        read: crate::engine::Read::Whole,
         decode: None,
         headers: if url == settings.target {
             settings.headers.clone()

@@ -12,6 +12,7 @@
 mod closed;
 pub mod threads;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -39,7 +40,7 @@ pub enum Arrivals {
 }
 
 /// How load is offered.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// `workers` concurrent workers, each sending its next request when the last is answered.
     Closed {
@@ -61,15 +62,25 @@ pub enum Schedule {
         /// Spacing of arrivals.
         arrivals: Arrivals,
     },
+    /// One request at each given time (a replayed trace's arrivals), over at most
+    /// `connections` connections, as the open loop sends them.
+    Replay {
+        /// Intended send times from the start, one per request.
+        offsets: Arc<[Duration]>,
+        /// Connections.
+        connections: usize,
+    },
 }
 
 impl Schedule {
     /// Why the schedule cannot run, if it cannot.
-    pub fn check(self) -> Result<(), &'static str> {
+    pub fn check(&self) -> Result<(), &'static str> {
         match self {
             Schedule::Closed { workers: 0, .. } => Err("workers must be at least 1"),
-            Schedule::Open { connections: 0, .. } => Err("connections must be at least 1"),
-            Schedule::Open { rate, .. } if !(rate.is_finite() && rate > 0.0) => {
+            Schedule::Open { connections: 0, .. } | Schedule::Replay { connections: 0, .. } => {
+                Err("connections must be at least 1")
+            }
+            Schedule::Open { rate, .. } if !(rate.is_finite() && *rate > 0.0) => {
                 Err("the rate must be a positive number")
             }
             _ => Ok(()),
@@ -77,10 +88,26 @@ impl Schedule {
     }
 
     /// Concurrent senders: the closed loop's workers or the open loop's connections.
-    pub fn lanes(self) -> usize {
+    pub fn lanes(&self) -> usize {
         match self {
-            Schedule::Closed { workers, .. } => workers,
-            Schedule::Open { connections, .. } => connections,
+            Schedule::Closed { workers, .. } => *workers,
+            Schedule::Open { connections, .. } | Schedule::Replay { connections, .. } => {
+                *connections
+            }
+        }
+    }
+
+    /// The intended send times of an open loop or a replay; `None` for a closed loop.
+    pub fn offsets(&self) -> Option<Arc<[Duration]>> {
+        match self {
+            Schedule::Closed { .. } => None,
+            Schedule::Open {
+                rate,
+                requests,
+                arrivals,
+                ..
+            } => Some(offsets(*rate, *requests, *arrivals).into()),
+            Schedule::Replay { offsets, .. } => Some(Arc::clone(offsets)),
         }
     }
 }
@@ -100,6 +127,11 @@ pub struct Record {
     pub sent_us: u64,
     /// How long after its intended time it actually left, us (0 in a closed loop).
     pub late_us: u64,
+    /// A streamed answer's first token, us from the intended send (`None`: not streamed, or
+    /// no token arrived).
+    pub ttft_us: Option<u64>,
+    /// Tokens of a streamed answer that arrived (0 when not streamed).
+    pub tokens: u32,
 }
 
 impl Record {
@@ -126,6 +158,11 @@ pub struct Run {
     pub records: Vec<Record>,
     /// Latency of complete 2xx answers from their intended send, us.
     pub latency: Histogram<u64>,
+    /// Streamed answers: time to first token of every request that got one, us from the
+    /// intended send.
+    pub ttft: Histogram<u64>,
+    /// Streamed answers: every gap between two tokens of one answer, us.
+    pub itl: Histogram<u64>,
     /// Open loop: requests sent more than [`LATE`] after their intended time.
     pub late: u64,
     /// Count only answers that ended within this window from the start when the run was
@@ -209,6 +246,9 @@ pub(crate) struct Tally {
     start: Instant,
     records: Vec<Record>,
     latency: Histogram<u64>,
+    ttft: Histogram<u64>,
+    /// Gaps between tokens; the sender records them as lines arrive.
+    pub(crate) itl: Histogram<u64>,
     late: u64,
     /// When the worker finished, read on the worker: a coordinating thread that joins many
     /// workers on few cores reads the clock late by whole time slices.
@@ -224,6 +264,8 @@ impl Tally {
             start,
             records: Vec::new(),
             latency: new_histogram(),
+            ttft: new_histogram(),
+            itl: new_histogram(),
             late: 0,
             end: None,
             capped: false,
@@ -232,20 +274,61 @@ impl Tally {
 
     /// Records request `n`, meant to leave at `intended` and sent at `sent`, answered now.
     pub(crate) fn record(&mut self, n: u64, status: Option<u16>, intended: Instant, sent: Instant) {
+        self.record_answer(n, Answer::whole(status), intended, sent);
+    }
+
+    /// [`Tally::record`] with a streamed answer's first token and token count.
+    pub(crate) fn record_answer(
+        &mut self,
+        n: u64,
+        answer: Answer,
+        intended: Instant,
+        sent: Instant,
+    ) {
         let latency_us = intended.elapsed().as_micros() as u64;
         let late = sent.saturating_duration_since(intended);
         self.late += u64::from(late > LATE);
+        let ttft_us = answer
+            .first_token
+            .map(|at| at.saturating_duration_since(intended).as_micros() as u64);
         let record = Record {
             n,
-            status,
+            status: answer.status,
             latency_us,
             sent_us: intended.saturating_duration_since(self.start).as_micros() as u64,
             late_us: late.as_micros() as u64,
+            ttft_us,
+            tokens: answer.tokens,
         };
         if record.ok() {
             self.latency.saturating_record(latency_us.max(1));
         }
+        if let Some(ttft) = ttft_us {
+            self.ttft.saturating_record(ttft.max(1));
+        }
         self.records.push(record);
+    }
+}
+
+/// One answer as its sender read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The HTTP status of a complete answer (for a stream: a whole one), else `None`.
+    pub(crate) status: Option<u16>,
+    /// When a streamed answer's first token arrived.
+    pub(crate) first_token: Option<Instant>,
+    /// A streamed answer's tokens.
+    pub(crate) tokens: u32,
+}
+
+impl Answer {
+    /// An answer read whole (no tokens).
+    pub(crate) fn whole(status: Option<u16>) -> Self {
+        Self {
+            status,
+            first_token: None,
+            tokens: 0,
+        }
     }
 }
 
@@ -263,6 +346,8 @@ pub(crate) fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> Run
         elapsed,
         records: Vec::new(),
         latency: new_histogram(),
+        ttft: new_histogram(),
+        itl: new_histogram(),
         late: 0,
         window: None,
         capped: false,
@@ -270,6 +355,8 @@ pub(crate) fn merge(run_id: &str, elapsed: Duration, tallies: Vec<Tally>) -> Run
     for tally in tallies {
         run.records.extend(tally.records);
         crate::summary::merge(&mut run.latency, &tally.latency);
+        crate::summary::merge(&mut run.ttft, &tally.ttft);
+        crate::summary::merge(&mut run.itl, &tally.itl);
         run.late += tally.late;
         run.capped |= tally.capped;
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{Run, Schedule, Tally, merge, offsets};
+use super::{Run, Schedule, Tally, merge};
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +37,13 @@ where
 {
     schedule.check().map_err(RunError::Schedule)?;
     let lanes = schedule.lanes();
-    let plan = match schedule {
-        Schedule::Closed { requests, cap, .. } => Plan::Closed { requests, cap },
-        Schedule::Open {
-            rate,
-            requests,
-            arrivals,
-            ..
-        } => Plan::Open {
-            offsets: offsets(rate, requests, arrivals),
+    let plan = match (&schedule, schedule.offsets()) {
+        (Schedule::Closed { requests, cap, .. }, _) => Plan::Closed {
+            requests: *requests,
+            cap: *cap,
+        },
+        (_, offsets) => Plan::Open {
+            offsets: offsets.unwrap_or_else(|| std::sync::Arc::new([])),
             next: AtomicU64::new(0),
         },
     };
@@ -88,7 +86,7 @@ enum Plan {
         cap: Option<Duration>,
     },
     Open {
-        offsets: Vec<Duration>,
+        offsets: std::sync::Arc<[Duration]>,
         next: AtomicU64,
     },
 }
@@ -171,7 +169,7 @@ mod tests {
             connections: 4,
             arrivals: Arrivals::Constant,
         };
-        let run = run(open, "o", |_| Ok(|_| Some(200))).expect("runs");
+        let run = run(open.clone(), "o", |_| Ok(|_| Some(200))).expect("runs");
         assert_eq!(run.records.len(), 50);
         let zero = Schedule::Closed {
             workers: 0,

@@ -153,7 +153,8 @@ fn sample(
             let url = cluster.urls().first().cloned().unwrap_or_default();
             let target = Target {
                 url: format!("{url}/api/embed"),
-                template: Template::new(r#"{"model":"all-minilm","input":"peak {rid}"}"#),
+                bodies: Template::new(r#"{"model":"all-minilm","input":"peak {rid}"}"#).into(),
+                read: crate::engine::Read::Whole,
                 decode: (client != Client::Engine).then_some(decode_embed as Decoder),
                 headers: Default::default(),
             };

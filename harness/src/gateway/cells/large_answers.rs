@@ -89,7 +89,7 @@ fn batch_for(url: &str, api: Api) -> anyhow::Result<(usize, usize)> {
     let probe = |inputs: usize| -> anyhow::Result<usize> {
         let body = template(inputs).render("probe");
         let answer = client
-            .post(format!("{url}{}", api.path()))
+            .post(format!("{url}{}", api.embed_path()))
             .header("content-type", "application/json")
             .body(body.to_vec())
             .send()?

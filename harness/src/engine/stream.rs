@@ -1,0 +1,272 @@
+//! Reading a streamed answer as it arrives: the bytes cut into lines, every line parsed, the
+//! time of each token kept as gaps, and whether the stream was whole.
+//!
+//! A token is a line that carries text: Ollama's `message.content` (chat) or `response`
+//! (generate), OpenAI's `choices[0].delta.content` or `choices[0].text`. Time to first token is
+//! taken at the first such line, as vLLM's `bench serve` does; the gaps between token lines are
+//! the inter-token latencies. A stream is whole when every line parses, the last is the final
+//! one (Ollama: `"done": true`; OpenAI: `data: [DONE]`), and no line follows it.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+
+use crate::workload::Api;
+
+/// One streamed answer being read.
+#[derive(Debug)]
+pub(crate) struct StreamReader {
+    api: Api,
+    /// Bytes of a line not yet ended.
+    pending: Vec<u8>,
+    /// When the first token line arrived.
+    pub(crate) first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    /// Token lines read.
+    pub(crate) tokens: u32,
+    /// The final line was read (and nothing after it so far).
+    done: bool,
+    /// A line did not parse, or a line followed the final one.
+    broken: bool,
+}
+
+/// What one line was.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// Carries text.
+    Token,
+    /// Parses, carries no text, is not the final line (a role chunk, a blank between events).
+    Other,
+    /// The final line.
+    Done,
+    /// Not a line of this dialect.
+    Bad,
+}
+
+impl StreamReader {
+    pub(crate) fn new(api: Api) -> Self {
+        Self {
+            api,
+            pending: Vec::new(),
+            first_token: None,
+            last_token: None,
+            tokens: 0,
+            done: false,
+            broken: false,
+        }
+    }
+
+    /// Reads one piece of the body that arrived at `now`; each gap between two token lines goes
+    /// into `gaps` (us).
+    pub(crate) fn feed(&mut self, data: &[u8], now: Instant, gaps: &mut Histogram<u64>) {
+        let mut rest = data;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (head, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            let kind = if self.pending.is_empty() {
+                classify(self.api, head)
+            } else {
+                self.pending.extend_from_slice(head);
+                let line = std::mem::take(&mut self.pending);
+                classify(self.api, &line)
+            };
+            self.take(kind, now, gaps);
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn take(&mut self, kind: Line, now: Instant, gaps: &mut Histogram<u64>) {
+        if self.done && kind != Line::Other {
+            self.broken = true;
+        }
+        match kind {
+            Line::Token => {
+                if let Some(last) = self.last_token {
+                    gaps.saturating_record(now.duration_since(last).as_micros() as u64);
+                }
+                self.first_token.get_or_insert(now);
+                self.last_token = Some(now);
+                self.tokens += 1;
+            }
+            Line::Done => self.done = true,
+            Line::Bad => self.broken = true,
+            Line::Other => {}
+        }
+    }
+
+    /// Every line parsed, the final one arrived last, nothing was left unended.
+    pub(crate) fn whole(&self) -> bool {
+        self.done && !self.broken && self.pending.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
+fn classify(api: Api, line: &[u8]) -> Line {
+    let line = line.trim_ascii();
+    match api {
+        Api::Ollama if line.is_empty() => Line::Other,
+        Api::Ollama => native(line),
+        // Server-sent events separate events with a blank line; `:` lines are comments.
+        Api::Openai if line.is_empty() || line.starts_with(b":") => Line::Other,
+        Api::Openai => match line.strip_prefix(b"data:").map(<[u8]>::trim_ascii) {
+            Some(b"[DONE]") => Line::Done,
+            Some(event) => openai(event),
+            None => Line::Bad,
+        },
+    }
+}
+
+/// An Ollama NDJSON line (chat or generate).
+fn native(line: &[u8]) -> Line {
+    #[derive(Deserialize)]
+    struct Native<'a> {
+        #[serde(default)]
+        done: bool,
+        #[serde(borrow, default)]
+        message: Option<Message<'a>>,
+        #[serde(borrow, default)]
+        response: Option<Cow<'a, str>>,
+    }
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<Native>(line) else {
+        return Line::Bad;
+    };
+    let text = parsed.message.and_then(|m| m.content).or(parsed.response);
+    match (parsed.done, text.is_some_and(|t| !t.is_empty())) {
+        (true, _) => Line::Done,
+        (false, true) => Line::Token,
+        (false, false) => Line::Other,
+    }
+}
+
+/// One OpenAI streaming event's JSON (chat or completions).
+fn openai(event: &[u8]) -> Line {
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow, default)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow, default)]
+        delta: Option<Delta<'a>>,
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+    }
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<Event>(event) else {
+        return Line::Bad;
+    };
+    let text = parsed
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.delta.and_then(|d| d.content).or(c.text));
+    if text.is_some_and(|t| !t.is_empty()) {
+        Line::Token
+    } else {
+        Line::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::summary::new_histogram;
+
+    fn read(api: Api, pieces: &[&str]) -> (StreamReader, Histogram<u64>) {
+        let (mut reader, mut gaps) = (StreamReader::new(api), new_histogram());
+        let start = Instant::now();
+        for (i, piece) in pieces.iter().enumerate() {
+            let at = start + Duration::from_millis(10 * i as u64);
+            reader.feed(piece.as_bytes(), at, &mut gaps);
+        }
+        (reader, gaps)
+    }
+
+    const TOKEN: &str =
+        "{\"message\":{\"role\":\"assistant\",\"content\":\"ab\"},\"done\":false}\n";
+    const DONE: &str = "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true}\n";
+
+    #[test]
+    fn native_tokens_gaps_and_the_final_line() {
+        let (r, gaps) = read(Api::Ollama, &[TOKEN, TOKEN, TOKEN, DONE]);
+        assert_eq!(r.tokens, 3);
+        assert!(r.whole());
+        assert_eq!(gaps.len(), 2, "two gaps between three tokens");
+        assert_eq!(gaps.max() / 1000, 10, "each 10 ms");
+    }
+
+    #[test]
+    fn lines_cut_across_pieces_are_joined() {
+        let (head, tail) = TOKEN.split_at(17);
+        let (r, _) = read(Api::Ollama, &[head, tail, &DONE[..5], &DONE[5..]]);
+        assert_eq!(r.tokens, 1);
+        assert!(r.whole());
+        let generate = "{\"response\":\"x\",\"done\":false}\n{\"response\":\"\",\"done\":true}\n";
+        let (r, _) = read(Api::Ollama, &[generate]);
+        assert_eq!((r.tokens, r.whole()), (1, true), "/api/generate lines");
+    }
+
+    #[test]
+    fn a_stream_is_broken_when_cut_unparsable_or_continued_after_the_end() {
+        assert!(
+            !read(Api::Ollama, &[TOKEN, TOKEN]).0.whole(),
+            "no final line"
+        );
+        assert!(
+            !read(Api::Ollama, &[TOKEN, DONE, TOKEN]).0.whole(),
+            "a line after the final one"
+        );
+        assert!(
+            !read(Api::Ollama, &[TOKEN, DONE, DONE]).0.whole(),
+            "two final lines"
+        );
+        assert!(
+            !read(Api::Ollama, &["{\"done\":fa\n", DONE]).0.whole(),
+            "a line not JSON"
+        );
+        assert!(
+            !read(Api::Ollama, &[TOKEN, DONE, "{\"do"]).0.whole(),
+            "an unended line after the end"
+        );
+        assert!(!read(Api::Ollama, &[]).0.whole(), "nothing");
+    }
+
+    #[test]
+    fn event_streams_count_content_and_end_at_done() {
+        let role =
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+        let token = "data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\n";
+        let last = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        let end = "data: [DONE]\n\n";
+        let (r, gaps) = read(Api::Openai, &[role, token, token, last, end]);
+        assert_eq!((r.tokens, r.whole(), gaps.len()), (2, true, 1));
+        assert!(!read(Api::Openai, &[token, last]).0.whole(), "no [DONE]");
+        assert!(
+            !read(Api::Openai, &[token, end, token]).0.whole(),
+            "an event after [DONE]"
+        );
+        assert!(
+            !read(Api::Openai, &["data: {\"choi\n\n", end]).0.whole(),
+            "a cut event"
+        );
+        assert!(
+            !read(Api::Openai, &["{\"choices\":[]}\n", end]).0.whole(),
+            "not an event"
+        );
+        let completion = "data: {\"choices\":[{\"text\":\"ab\"}]}\n\n";
+        assert_eq!(read(Api::Openai, &[completion, end]).0.tokens, 1);
+    }
+}
