@@ -7,8 +7,9 @@
 //! names it can measure (its cells and measures, [`Name::split`] then its own check), so a typo
 //! is an error that lists what exists; ops, bounds, files, judging and printing are here once.
 //!
-//! The workload part is optional and names what each request was (`embed`, the only one so far);
-//! it keeps bounds of different workloads from ever judging each other's figures.
+//! The workload part is optional and names what each request was (`embed`, `chat`, `trace`;
+//! none means `embed`): it keeps bounds of different workloads from ever judging each other's
+//! figures.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -16,8 +17,9 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-/// The workloads a name may carry; a name without one means the first.
-pub const WORKLOADS: [&str; 1] = ["embed"];
+/// The workloads a name may carry (`crate::workload::Workload::name`); a name without one means
+/// the first.
+pub const WORKLOADS: [&str; 3] = ["embed", "chat", "trace"];
 
 /// A bound's name split into its parts, not yet checked against any experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +253,7 @@ mod tests {
             Name::split("two-node.atomic.speedup").unwrap().workload,
             None
         );
-        for bad in ["a.b", "a.b.c.d.e", "a..c", "gateway.chat.x.y"] {
+        for bad in ["a.b", "a.b.c.d.e", "a..c", "gateway.stream.x.y"] {
             assert!(Name::split(bad).is_err(), "{bad} must not parse");
         }
     }

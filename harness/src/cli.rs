@@ -108,12 +108,8 @@ struct LoadArgs {
     /// until it ends; a trace sends its own).
     #[arg(long)]
     requests: Option<u64>,
-    /// What each request asks: embed (--body), chat (streamed, --prompt-tokens and
-    /// --output-tokens), or trace (--trace's arrivals and lengths). chat and trace read every
-    /// answer line by line and print time to first token, inter-token latency, time per output
-    /// token, output tokens/s and, with --slo, goodput; --url is then the chat route.
-    #[arg(long, value_enum, default_value = "embed")]
-    workload: WorkloadKind,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// The embed body; `{rid}` is replaced by each request's id
     /// [default: {"model":"all-minilm","input":"load {rid}"}].
     #[arg(long)]
@@ -122,34 +118,9 @@ struct LoadArgs {
     /// server-sent events).
     #[arg(long, value_enum, default_value = "ollama")]
     api: crate::workload::Api,
-    /// chat and trace: the model asked for.
-    #[arg(long, default_value = "llama3.2")]
-    model: String,
-    /// chat: prompt tokens per request, N or MIN..MAX (uniform, the same draw for the same
-    /// request number in every run).
-    #[arg(long, default_value = "64")]
-    prompt_tokens: crate::workload::Lengths,
-    /// chat: answer tokens per request (num_predict / max_tokens), N or MIN..MAX.
-    #[arg(long, default_value = "32")]
-    output_tokens: crate::workload::Lengths,
-    /// trace: an Azure LLM inference trace CSV or Mooncake JSON lines (see data/traces/).
-    #[arg(long, required_if_eq("workload", "trace"))]
-    trace: Option<PathBuf>,
     /// trace: arrivals this many times as fast.
     #[arg(long, default_value_t = 1.0)]
     trace_speed: f64,
-    /// trace: replay the requests that arrive within this much of the trace's start (before
-    /// the speed-up).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    trace_window: Duration,
-    /// trace: the context the target runs with (num_ctx); token counts of a trace whose longest
-    /// request would not fit are scaled down by one factor, prefix blocks with them.
-    #[arg(long, default_value_t = 4096)]
-    context: u64,
-    /// chat and trace: goodput counts whole answers within these limits, e.g.
-    /// ttft=500ms,tpot=50ms.
-    #[arg(long)]
-    slo: Option<crate::workload::Slo>,
     /// The longest a request may take, stream included.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
@@ -173,6 +144,95 @@ struct LoadArgs {
     /// request's id.
     #[arg(long = "header")]
     headers: Vec<String>,
+}
+
+/// What each request asks, for `load` and `gateway`.
+#[derive(Debug, Args)]
+struct WorkloadArgs {
+    /// What each request asks: embed (short embedding calls), chat (streamed, --prompt-tokens
+    /// and --output-tokens), or trace (--trace's lengths, and with `load` its arrivals). chat
+    /// and trace read every answer line by line: time to first token, inter-token latency,
+    /// time per output token, output tokens/s and goodput.
+    #[arg(long, value_enum, default_value = "embed")]
+    workload: WorkloadKind,
+    /// chat and trace: the model asked for.
+    #[arg(long, default_value = "llama3.2")]
+    model: String,
+    /// chat: prompt tokens per request, N or MIN..MAX (uniform, the same draw for the same
+    /// request number in every run).
+    #[arg(long, default_value = "64")]
+    prompt_tokens: crate::workload::Lengths,
+    /// chat: answer tokens per request (num_predict / max_tokens), N or MIN..MAX.
+    #[arg(long, default_value = "32")]
+    output_tokens: crate::workload::Lengths,
+    /// trace: an Azure LLM inference trace CSV or Mooncake JSON lines (see data/traces/).
+    #[arg(long, required_if_eq("workload", "trace"))]
+    trace: Option<PathBuf>,
+    /// trace: the requests that arrive within this much of the trace's start (before any
+    /// speed-up).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    trace_window: Duration,
+    /// trace: the context the nodes run with (num_ctx); token counts of a trace whose longest
+    /// request would not fit are scaled down by one factor, prefix blocks with them.
+    #[arg(long, default_value_t = 4096)]
+    context: u64,
+    /// chat and trace: goodput counts whole answers within these limits, e.g.
+    /// ttft=500ms,tpot=50ms (gateway default: 3x the p50s measured straight at the nodes).
+    #[arg(long)]
+    slo: Option<crate::workload::Slo>,
+}
+
+impl WorkloadArgs {
+    /// The workload, its trace read and shaped (arrivals `speed` times as fast).
+    fn workload(&self, speed: f64) -> anyhow::Result<crate::workload::Workload> {
+        use crate::workload::Workload;
+        Ok(match self.workload {
+            WorkloadKind::Embed => Workload::Embed,
+            WorkloadKind::Chat => Workload::Chat {
+                prompt: self.prompt_tokens,
+                output: self.output_tokens,
+            },
+            WorkloadKind::Trace => Workload::Trace(std::sync::Arc::new(self.trace(speed)?)),
+        })
+    }
+
+    /// `--trace`, shaped by `--trace-window`, `speed` and `--context`; says what it did.
+    fn trace(&self, speed: f64) -> anyhow::Result<crate::trace::Trace> {
+        let path = self
+            .trace
+            .as_deref()
+            .context("--workload trace needs --trace FILE")?;
+        anyhow::ensure!(
+            speed.is_finite() && speed > 0.0,
+            "--trace-speed must be a positive number"
+        );
+        let mut trace = crate::trace::Trace::load(path)?
+            .window(self.trace_window)
+            .at_speed(speed);
+        anyhow::ensure!(
+            !trace.requests.is_empty(),
+            "{}: no request arrives within --trace-window {}",
+            path.display(),
+            humantime::format_duration(self.trace_window)
+        );
+        let scale = trace.fit_context(self.context);
+        let span = trace.requests.last().map(|r| r.at).unwrap_or_default();
+        eprintln!(
+            "trace {}: {} requests over {:.1} s at {speed}x{}",
+            path.display(),
+            trace.requests.len(),
+            span.as_secs_f64(),
+            if scale < 1.0 {
+                format!(
+                    "; token counts and prefix blocks scaled by {scale:.3} to fit a context of {}",
+                    self.context
+                )
+            } else {
+                String::new()
+            }
+        );
+        Ok(trace)
+    }
 }
 
 /// `--workload`.
@@ -259,6 +319,14 @@ struct GatewayArgs {
     /// The --mock-node's control token (Authorization: Bearer).
     #[arg(long, requires = "mock_nodes")]
     control_token: Option<String>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// chat and trace: each node's time per generated token.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    per_token: Duration,
+    /// chat and trace: each node's prompt evaluation rate, tokens/s.
+    #[arg(long, default_value_t = 2000.0)]
+    prompt_rate: f64,
     /// Judge the result against this bounds file (gateway.CELL.MEASURE -> op, value) and exit 1
     /// when a bound fails: a gateway project's CI check (see examples/gateways/bounds.json).
     #[arg(long)]
@@ -588,7 +656,7 @@ fn run_load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         cpu.as_secs_f64() * 1e6 / sent,
     );
     if target.read != crate::engine::Read::Whole {
-        let tokens = crate::workload::TokenMetrics::of(&run, args.slo);
+        let tokens = crate::workload::TokenMetrics::of(&run, args.workload.slo);
         println!("{}", tokens.describe(cpu));
     }
     Ok(ExitCode::SUCCESS)
@@ -597,23 +665,16 @@ fn run_load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
 /// What `harness load` sends, and when.
 fn load_plan(args: &LoadArgs) -> anyhow::Result<(crate::engine::Target, crate::engine::Schedule)> {
     use crate::engine::{Arrivals, Schedule, Target, Template};
-    use crate::workload::Workload;
-    let workload = match args.workload {
-        WorkloadKind::Embed => Workload::Embed,
-        WorkloadKind::Chat => Workload::Chat {
-            prompt: args.prompt_tokens,
-            output: args.output_tokens,
-        },
-        WorkloadKind::Trace => Workload::Trace(std::sync::Arc::new(load_trace(args)?)),
-    };
+    let embed = args.workload.workload == WorkloadKind::Embed;
+    let workload = args.workload.workload(args.trace_speed)?;
     anyhow::ensure!(
-        args.body.is_none() || args.workload == WorkloadKind::Embed,
+        args.body.is_none() || embed,
         "--body is the embed workload's; chat and trace make their own bodies"
     );
-    let mut requests = workload.requests(args.api, &args.model);
+    let mut requests = workload.requests(args.api, &args.workload.model);
     if let Some(body) = &args.body {
         requests.bodies = Template::new(body).into();
-    } else if args.workload == WorkloadKind::Embed {
+    } else if embed {
         requests.bodies = Template::new(r#"{"model":"all-minilm","input":"load {rid}"}"#).into();
     }
     let target = Target {
@@ -657,45 +718,6 @@ fn load_plan(args: &LoadArgs) -> anyhow::Result<(crate::engine::Target, crate::e
     Ok((target, schedule))
 }
 
-/// `--trace`, shaped by `--trace-window`, `--trace-speed` and `--context`; says what it did.
-fn load_trace(args: &LoadArgs) -> anyhow::Result<crate::trace::Trace> {
-    let path = args
-        .trace
-        .as_deref()
-        .context("--workload trace needs --trace FILE")?;
-    anyhow::ensure!(
-        args.trace_speed.is_finite() && args.trace_speed > 0.0,
-        "--trace-speed must be a positive number"
-    );
-    let mut trace = crate::trace::Trace::load(path)?
-        .window(args.trace_window)
-        .at_speed(args.trace_speed);
-    anyhow::ensure!(
-        !trace.requests.is_empty(),
-        "{}: no request arrives within --trace-window {}",
-        path.display(),
-        humantime::format_duration(args.trace_window)
-    );
-    let scale = trace.fit_context(args.context);
-    let span = trace.requests.last().map(|r| r.at).unwrap_or_default();
-    eprintln!(
-        "trace {}: {} requests over {:.1} s at {}x{}",
-        path.display(),
-        trace.requests.len(),
-        span.as_secs_f64(),
-        args.trace_speed,
-        if scale < 1.0 {
-            format!(
-                "; token counts and prefix blocks scaled by {scale:.3} to fit a context of {}",
-                args.context
-            )
-        } else {
-            String::new()
-        }
-    );
-    Ok(trace)
-}
-
 /// `harness gateway`: measures the cells, writes the result and prints the verdicts.
 fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let sizes = &args.sizes;
@@ -708,6 +730,12 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     // Refused before anything starts: a bad header would otherwise fail every request.
     let headers = crate::engine::Headers::parse(&args.headers)?;
     let ready = readiness(&args)?;
+    let workload = args.workload.workload(1.0)?;
+    let cells = match (args.cells.is_empty(), &workload) {
+        (false, _) => args.cells.clone(),
+        (true, crate::workload::Workload::Embed) => crate::gateway::cells::defaults(),
+        (true, streamed) => crate::gateway::cells::streamed_defaults(streamed),
+    };
     let settings = crate::gateway::Settings {
         headers,
         ready,
@@ -727,15 +755,19 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         error_rates: args.error_rates.clone(),
         repeats,
         ready_timeout: args.ready_timeout,
-        cells: if args.cells.is_empty() {
-            crate::gateway::cells::defaults()
-        } else {
-            args.cells.clone()
-        },
+        cells,
         phase: args.phase,
         repeat_inputs: args.repeat_inputs,
         stall: args.stall,
+        workload: crate::gateway::WorkloadSettings {
+            workload,
+            model: args.workload.model.clone(),
+            per_token: args.per_token,
+            prompt_rate: args.prompt_rate,
+            slo: args.workload.slo,
+        },
     };
+    crate::gateway::cells::check_workload(&settings)?;
     anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
     anyhow::ensure!(
         settings.stall >= Duration::from_millis(1),

@@ -223,6 +223,12 @@ impl std::str::FromStr for Metric {
     /// A gate metric's name; the error names the first part no metric has.
     fn from_str(text: &str) -> Result<Self, String> {
         let name = Name::split(text)?;
+        if let Some(w) = name.workload.filter(|w| *w != crate::bounds::WORKLOADS[0]) {
+            return Err(format!(
+                "{text:?}: the gate measures the {} workload only, not {w:?}",
+                crate::bounds::WORKLOADS[0]
+            ));
+        }
         let all: Vec<(Metric, Parts)> = Metric::all().map(|m| (m, m.name_parts())).collect();
         let known = |pick: fn(&Parts) -> &'static str, keep: &dyn Fn(&Parts) -> bool| {
             let mut parts: Vec<String> = all
@@ -820,6 +826,10 @@ mod tests {
         }
         let with_workload = "two-node.embed.atomic.speedup".parse::<Metric>().unwrap();
         assert_eq!(with_workload, Metric::TwoNodeSpeedup(Variant::Atomic));
+        let chat = "two-node.chat.atomic.speedup"
+            .parse::<Metric>()
+            .unwrap_err();
+        assert!(chat.contains("embed workload only"), "{chat}");
     }
 
     #[test]

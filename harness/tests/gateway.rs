@@ -184,6 +184,7 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
         stall: Duration::from_millis(200),
         headers: Default::default(),
         ready: gateway::Readiness::for_api(Api::Ollama),
+        workload: Default::default(),
     }
 }
 

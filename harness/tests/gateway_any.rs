@@ -133,6 +133,7 @@ fn settings(target: String, headers: &[&str], cells: Vec<CellKind>) -> Settings 
         stall: Duration::from_millis(200),
         headers: Headers::parse(headers).expect("headers"),
         ready: Readiness::for_api(Api::Openai),
+        workload: Default::default(),
     }
 }
 

@@ -73,6 +73,55 @@ pub struct Audit {
     pub nodes: Vec<NodeAudit>,
     /// Whether any node's log dropped entries (then the classes are not exact).
     pub incomplete: bool,
+    /// What the nodes' logs say they did for this run's requests, every attempt counted.
+    #[serde(default)]
+    pub work: NodeWork,
+}
+
+/// The nodes' own view of the work a run's requests cost them, summed over every attempt the
+/// logs hold (from each entry's model, prompt-cache and leave fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeWork {
+    /// Attempts that found their model not resident (with their options) and paid or waited
+    /// for a load: cold loads and reloads.
+    pub loads: u64,
+    /// Of them, reloads forced by a runner option (`num_ctx`, ...).
+    pub reloads: u64,
+    /// Models unloaded to make room for the loads.
+    pub evictions: u64,
+    /// Time those attempts waited for their model, us.
+    pub load_wait_us: u64,
+    /// Prompt tokens in the attempts.
+    pub prompt_tokens: u64,
+    /// Of them, found in a slot's prompt cache and not evaluated again.
+    pub cached_tokens: u64,
+    /// Time nodes went on working on streams after their clients left, us.
+    pub worked_after_leave_us: u64,
+}
+
+impl NodeWork {
+    fn add(&mut self, entry: &ServedEntry) {
+        if entry.resident == Some(false) {
+            self.loads += 1;
+            self.load_wait_us += entry.load_ns.unwrap_or(0) / 1_000;
+        }
+        self.reloads += u64::from(entry.reload.is_some());
+        self.evictions += u64::from(entry.evicted.unwrap_or(0));
+        self.prompt_tokens += entry.prompt_tokens.unwrap_or(0);
+        self.cached_tokens += entry.cached_tokens.unwrap_or(0);
+        self.worked_after_leave_us += entry.after_leave_ns.unwrap_or(0) / 1_000;
+    }
+
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: NodeWork) {
+        self.loads += other.loads;
+        self.reloads += other.reloads;
+        self.evictions += other.evictions;
+        self.load_wait_us += other.load_wait_us;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.worked_after_leave_us += other.worked_after_leave_us;
+    }
 }
 
 impl Audit {
@@ -130,6 +179,7 @@ pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
                 continue;
             };
             let served = entry.outcome == ServedOutcome::Served;
+            result.work.add(entry);
             let slot = seen.entry(n).or_default();
             slot.1 += 1;
             result.nodes[node].attempts += 1;
@@ -209,6 +259,46 @@ mod tests {
             output_tokens: None,
             after_leave_ns: None,
         }
+    }
+
+    #[test]
+    fn the_nodes_work_sums_every_attempt_of_the_run_and_nothing_else() {
+        let cold = ServedEntry {
+            resident: Some(false),
+            load_ns: Some(2_000_000),
+            evicted: Some(1),
+            reload: Some("num_ctx".into()),
+            prompt_tokens: Some(100),
+            cached_tokens: Some(0),
+            ..entry("r-0", ServedOutcome::Served)
+        };
+        let warm = ServedEntry {
+            resident: Some(true),
+            load_ns: Some(1_000),
+            prompt_tokens: Some(100),
+            cached_tokens: Some(60),
+            after_leave_ns: Some(5_000_000),
+            ..entry("r-1", ServedOutcome::Cancelled)
+        };
+        let foreign = ServedEntry {
+            resident: Some(false),
+            prompt_tokens: Some(999),
+            ..entry("other-0", ServedOutcome::Served)
+        };
+        let audit = audit(
+            &run(&[Some(200), None]),
+            &[(vec![cold, warm, foreign], false)],
+        );
+        let expected = NodeWork {
+            loads: 1,
+            reloads: 1,
+            evictions: 1,
+            load_wait_us: 2_000,
+            prompt_tokens: 200,
+            cached_tokens: 60,
+            worked_after_leave_us: 5_000,
+        };
+        assert_eq!(audit.work, expected);
     }
 
     #[test]

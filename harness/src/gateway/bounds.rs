@@ -53,6 +53,16 @@ pub enum Measure {
     PeakRatio,
     /// Open-loop cell: p99 at the highest load, ms.
     P99Ms,
+    /// Streamed workloads: time to first token, p50, ms (last repeat).
+    TtftP50Ms,
+    /// Streamed workloads: time to first token, p99, ms (last repeat).
+    TtftP99Ms,
+    /// Streamed workloads: inter-token latency, p99, ms (last repeat).
+    ItlP99Ms,
+    /// Streamed workloads: whole answers within the SLO per second (last repeat).
+    Goodput,
+    /// Streamed workloads: streams cut after their first token (last repeat).
+    CutStreams,
     /// A figure of the cell's own (`Cell::figures`), named by its kind
     /// ([`super::CellSpec::figures`]).
     Figure(&'static str),
@@ -71,7 +81,7 @@ impl Measure {
     }
 }
 
-const MEASURES: [(Measure, &str); 14] = [
+const MEASURES: [(Measure, &str); 19] = [
     (Measure::Efficiency, "efficiency"),
     (Measure::Throughput, "throughput"),
     (Measure::ServedMoreThanOnce, "served_more_than_once"),
@@ -86,6 +96,11 @@ const MEASURES: [(Measure, &str); 14] = [
     (Measure::AddedP99Ms, "added_p99_ms"),
     (Measure::PeakRatio, "peak_ratio"),
     (Measure::P99Ms, "p99_ms"),
+    (Measure::TtftP50Ms, "ttft_p50_ms"),
+    (Measure::TtftP99Ms, "ttft_p99_ms"),
+    (Measure::ItlP99Ms, "itl_p99_ms"),
+    (Measure::Goodput, "goodput"),
+    (Measure::CutStreams, "cut_streams"),
 ];
 
 /// The cells a result can hold, by name: `direct` and every registered kind's cells
@@ -97,9 +112,11 @@ fn cells() -> Vec<String> {
         .collect()
 }
 
-/// `gateway.CELL.MEASURE`.
+/// `gateway[.WORKLOAD].CELL.MEASURE`: a bound judges only results of its workload.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Metric {
+    /// The workload (`embed` when the name has none).
+    pub workload: &'static str,
     /// The cell's name.
     pub cell: String,
     /// What is measured in it.
@@ -108,7 +125,13 @@ pub struct Metric {
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{EXPERIMENT}.{}.{}", self.cell, self.measure.name())
+        // Embed bounds keep the names they had before workloads were named.
+        if self.workload != bounds::WORKLOADS[0] {
+            write!(f, "{EXPERIMENT}.{}.", self.workload)?;
+        } else {
+            write!(f, "{EXPERIMENT}.")?;
+        }
+        write!(f, "{}.{}", self.cell, self.measure.name())
     }
 }
 
@@ -145,7 +168,13 @@ impl FromStr for Metric {
                 let names: Vec<String> = names.chain(own.iter().map(|f| (*f).to_owned())).collect();
                 Name::unknown(text, "measure", name.measure, &names)
             })?;
+        let workload = name.workload.unwrap_or(bounds::WORKLOADS[0]);
         Ok(Metric {
+            // `Name::split` refused any workload not in the list.
+            workload: bounds::WORKLOADS
+                .into_iter()
+                .find(|w| *w == workload)
+                .unwrap_or(bounds::WORKLOADS[0]),
             cell: name.cell.to_owned(),
             measure,
         })
@@ -182,6 +211,11 @@ fn value(cell: &Cell, measure: Measure) -> Option<f64> {
             Some(s.steps.last()?.efficiency.median)
         }),
         Measure::Throughput => Some(cell.throughput.median),
+        Measure::TtftP50Ms => cell.tokens.as_ref().map(|t| t.ttft.p50),
+        Measure::TtftP99Ms => cell.tokens.as_ref().map(|t| t.ttft.p99),
+        Measure::ItlP99Ms => cell.tokens.as_ref().map(|t| t.itl.p99),
+        Measure::Goodput => cell.tokens.as_ref().and_then(|t| t.goodput),
+        Measure::CutStreams => cell.tokens.as_ref().map(|t| t.cut_after_first_token as f64),
         Measure::ServedMoreThanOnce => audit.map(|a| a.served_more_than_once as f64),
         Measure::AnsweredWithoutNode => audit.map(|a| a.answered_without_node as f64),
         Measure::FailedButServed => audit.map(|a| a.failed_but_served as f64),
@@ -210,10 +244,20 @@ pub fn judge(result: &GatewayResult, bounds: &Bounds) -> Vec<Judged> {
     bounds
         .iter()
         .map(|(metric, bound)| {
-            let value = value_in(result, &metric.cell, metric.measure);
+            // A result of another workload has no value for the bound: it fails as unmeasured.
+            let value = (workload_of(result) == metric.workload)
+                .then(|| value_in(result, &metric.cell, metric.measure))
+                .flatten();
             Judged::of(metric.to_string(), bound, value)
         })
         .collect()
+}
+
+/// The workload `result` was measured with (results from before workloads say none: `embed`).
+fn workload_of(result: &GatewayResult) -> &str {
+    result.params["workload"]["name"]
+        .as_str()
+        .unwrap_or(bounds::WORKLOADS[0])
 }
 
 /// Bencher Metric Format entries: one benchmark per gateway and cell
@@ -262,13 +306,56 @@ mod tests {
             ("gateway.distribution.eficiency", "no measure"),
             ("gatway.distribution.efficiency", "no experiment"),
             ("distribution.efficiency", "expected EXPERIMENT"),
-            ("gateway.chat.distribution.efficiency", "no workload"),
+            ("gateway.stream.distribution.efficiency", "no workload"),
         ] {
             let message = typo.parse::<Metric>().expect_err(typo);
             assert!(message.contains(error), "{typo}: {message}");
         }
         assert!(
             parse(r#"{"metrics": {"gateway.distribution.x": {"op": ">=", "value": 1}}}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn a_bound_judges_only_results_of_its_workload() {
+        let chat: Metric = "gateway.chat.distribution.ttft_p99_ms"
+            .parse()
+            .expect("parses");
+        assert_eq!(chat.to_string(), "gateway.chat.distribution.ttft_p99_ms");
+        let result = |workload: &str| -> GatewayResult {
+            let tokens = serde_json::json!({
+                "ttft": {"count": 1, "p50": 5.0, "p90": 6.0, "p99": 7.0, "p999": 8.0, "max": 9.0},
+                "itl": {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0},
+                "tpot": {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0},
+                "output_tokens": 1, "output_tokens_per_s": 1.0, "requests": 1, "whole": 1,
+                "cut_after_first_token": 0, "slo": null, "meeting_slo": null, "goodput": null
+            });
+            let cell = serde_json::json!({
+                "name": "distribution",
+                "throughput": {"median": 1.0, "min": 1.0, "max": 1.0, "samples": [1.0]},
+                "efficiency": null,
+                "latency": {"count": 1, "p50": 1.0, "p90": 1.0, "p99": 1.0, "p999": 1.0, "max": 1.0},
+                "shares": [], "audit": null, "tokens": tokens
+            });
+            serde_json::from_value(serde_json::json!({
+                "label": "x", "target": "t", "api": "ollama",
+                "machine": crate::machine::Machine::detect(),
+                "params": {"workload": {"name": workload}}, "capacity": [],
+                "cells": [cell], "verdicts": []
+            }))
+            .expect("result")
+        };
+        let bounds = parse(
+            r#"{"metrics": {"gateway.chat.distribution.ttft_p99_ms": {"op": "<=", "value": 10}}}"#,
+        )
+        .expect("bounds");
+        let on_chat = judge(&result("chat"), &bounds);
+        assert_eq!((on_chat[0].value, on_chat[0].pass), (Some(7.0), true));
+        let on_embed = judge(&result("embed"), &bounds);
+        assert_eq!(
+            (on_embed[0].value, on_embed[0].pass),
+            (None, false),
+            "a chat bound never judges an embed result"
         );
     }
 

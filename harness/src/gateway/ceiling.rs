@@ -1,7 +1,8 @@
 //! The gateway's own ceiling, and which cells it bounds.
 //!
-//! Every node is set to zero service time (through its control API, restored after) and
-//! `--workers` closed-loop workers go through the gateway: whatever rate passes then is the most
+//! Every node is set to zero service time (through its control API, restored after; under a
+//! streamed workload no time per token and none for the prompt either, so a stream is its lines
+//! written at once) and `--workers` closed-loop workers go through the gateway: whatever rate passes then is the most
 //! the gateway (with the nodes and the load engine on the same cores) sustains, whatever the
 //! nodes' capacity. A gateway whose ceiling is below the capacity ideal cannot show its routing
 //! in a cell that runs at that ceiling: the cell measures the gateway's throughput, and its
@@ -24,8 +25,12 @@ pub(super) fn measure(
     nodes: &Nodes,
     settings: &Settings,
 ) -> anyhow::Result<(Summary, u64)> {
+    let streams = settings.workload.streams();
     let instant = |_: &mock_ollama::NodeSettings| SettingsPatch {
         latency: Some(std::time::Duration::ZERO),
+        per_token: streams.then_some(std::time::Duration::ZERO),
+        // 0: prompt tokens cost the per-token time, now zero.
+        prompt_rate: streams.then_some(0.0),
         ..SettingsPatch::default()
     };
     let samples = while_patched(nodes, 0..nodes.len(), instant, || {

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
+use crate::workload::{Slo, TokenMetrics, Workload};
 
 pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
@@ -94,6 +95,44 @@ pub struct Settings {
     pub headers: Headers,
     /// What the gateway answers when it is ready.
     pub ready: Readiness,
+    /// What the requests ask (embed by default).
+    pub workload: WorkloadSettings,
+}
+
+/// What the requests ask, and how the nodes answer a streamed one.
+#[derive(Debug, Clone)]
+pub struct WorkloadSettings {
+    /// The workload.
+    pub workload: Workload,
+    /// The model a streamed workload asks for.
+    pub model: String,
+    /// Each node's time per generated token under a streamed workload.
+    pub per_token: Duration,
+    /// Each node's prompt evaluation rate under a streamed workload, tokens/s.
+    pub prompt_rate: f64,
+    /// What goodput counts; `None`: 3x the TTFT and TPOT p50s measured straight at the nodes.
+    pub slo: Option<Slo>,
+}
+
+impl Default for WorkloadSettings {
+    fn default() -> Self {
+        Self {
+            workload: Workload::Embed,
+            model: "llama3.2".into(),
+            // 5 ms a token keeps a 32-token stream near 0.2 s, so a capped 5 s run holds 25;
+            // prompts at the gpu16 preset's 2,000 tokens/s (mock-ollama's preset.rs, sourced).
+            per_token: Duration::from_millis(5),
+            prompt_rate: 2_000.0,
+            slo: None,
+        }
+    }
+}
+
+impl WorkloadSettings {
+    /// Whether answers stream (chat, trace).
+    pub fn streams(&self) -> bool {
+        !matches!(self.workload, Workload::Embed)
+    }
 }
 
 /// One cell's measurements.
@@ -129,6 +168,9 @@ pub struct Cell {
     /// Figures of a cell's own, by name ([`CellSpec::figures`]), each one a bound may name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub figures: BTreeMap<String, Summary>,
+    /// Under a streamed workload: the token figures of the last repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenMetrics>,
 }
 
 impl Cell {
@@ -148,6 +190,7 @@ impl Cell {
             scaling: None,
             open_loop: None,
             figures: BTreeMap::new(),
+            tokens: None,
         }
     }
 }
@@ -221,10 +264,15 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
                 error_rate: settings.error_rates.get(i).copied().unwrap_or(0.0),
                 ..NodeSpec::new(settings.service, settings.slots)
             };
-            NodeConfig {
+            let mut config = NodeConfig {
                 port: settings.port.saturating_add(i as u16),
                 ..spec.config(i)
+            };
+            if settings.workload.streams() {
+                config.latency.per_token = settings.workload.per_token;
+                config.latency.prompt_rate = Some(settings.workload.prompt_rate);
             }
+            config
         })
         .collect()
 }
@@ -259,10 +307,20 @@ fn embed_template(repeat_inputs: bool) -> Template {
     }
 }
 
-/// The load's target at `url` (a node or the gateway); the user's headers go to the gateway
-/// only.
+/// The load's target at `url` (a node or the gateway) with the settings' workload; the user's
+/// headers go to the gateway only.
 fn target(url: &str, settings: &Settings) -> Target {
-    target_with(url, settings, embed_template(settings.repeat_inputs))
+    let load = &settings.workload;
+    if !load.streams() {
+        return target_with(url, settings, embed_template(settings.repeat_inputs));
+    }
+    let requests = load.workload.requests(settings.api, &load.model);
+    Target {
+        url: format!("{url}{}", requests.path),
+        bodies: requests.bodies,
+        read: requests.read,
+        ..target_with(url, settings, Template::new(""))
+    }
 }
 
 /// [`target`] with another body for the embed route.
@@ -317,7 +375,7 @@ fn direct(engine: &Engine, nodes: &Nodes, settings: &Settings) -> anyhow::Result
     let per_node = (settings.requests / nodes.len().max(1) as u64).max(1);
     let mut capacity = Vec::new();
     let mut totals = vec![0.0; settings.repeats];
-    let mut latency = None;
+    let (mut latency, mut tokens) = (None, None);
     for (i, url) in nodes.urls().iter().enumerate() {
         let mut samples = Vec::new();
         for (r, total) in totals.iter_mut().enumerate() {
@@ -334,14 +392,21 @@ fn direct(engine: &Engine, nodes: &Nodes, settings: &Settings) -> anyhow::Result
             *total += run.throughput();
             samples.push(run.throughput());
             latency = Some(Latency::of(&run.latency));
+            tokens = token_metrics(&run, settings);
         }
         capacity.push(Summary::of(samples).median);
     }
-    let cell = Cell::new(
-        "direct",
-        Summary::of(totals),
-        latency.unwrap_or_else(no_latency),
-    );
+    if settings.workload.streams() {
+        tokens = even_share_tokens(engine, nodes, settings)?;
+    }
+    let cell = Cell {
+        tokens,
+        ..Cell::new(
+            "direct",
+            Summary::of(totals),
+            latency.unwrap_or_else(no_latency),
+        )
+    };
     Ok((cell, capacity))
 }
 
@@ -356,7 +421,7 @@ fn distribution(
     let ideal: f64 = capacity.iter().sum();
     let (mut throughput, mut efficiency) = (Vec::new(), Vec::new());
     let mut total = Audit::default();
-    let (mut shares, mut latency) = (Vec::new(), None);
+    let (mut shares, mut latency, mut tokens) = (Vec::new(), None, None);
     for r in 0..settings.repeats {
         let heads = log_heads(nodes)?;
         let run = run_once(
@@ -370,26 +435,79 @@ fn distribution(
         let audit = audit::audit(&run, &logs_since(nodes, &heads)?);
         throughput.push(run.throughput());
         efficiency.push(run.throughput() / ideal.max(1e-9));
-        let served: u64 = audit.nodes.iter().map(|n| n.served).sum();
-        shares = audit
-            .nodes
-            .iter()
-            .zip(capacity)
-            .map(|(n, c)| (n.served as f64 / served.max(1) as f64, c / ideal.max(1e-9)))
-            .collect();
+        shares = shares_of(&audit, capacity);
         latency = Some(Latency::of(&run.latency));
+        tokens = token_metrics(&run, settings);
         merge(&mut total, audit);
     }
     Ok(Cell {
         efficiency: Some(Summary::of(efficiency)),
         shares,
         audit: Some(total),
+        tokens,
         ..Cell::new(
             name,
             Summary::of(throughput),
             latency.unwrap_or_else(no_latency),
         )
     })
+}
+
+/// Per node: its share of the work `audit` saw served, and its share of the `capacity`.
+fn shares_of(audit: &Audit, capacity: &[f64]) -> Vec<(f64, f64)> {
+    let ideal: f64 = capacity.iter().sum();
+    let served: u64 = audit.nodes.iter().map(|n| n.served).sum();
+    audit
+        .nodes
+        .iter()
+        .zip(capacity)
+        .map(|(n, c)| (n.served as f64 / served.max(1) as f64, c / ideal.max(1e-9)))
+        .collect()
+}
+
+/// The token figures of `run` under a streamed workload, goodput against the settings' SLO.
+fn token_metrics(run: &Run, settings: &Settings) -> Option<TokenMetrics> {
+    let load = &settings.workload;
+    load.streams().then(|| TokenMetrics::of(run, load.slo))
+}
+
+/// The token figures straight at node 0 under the load a perfectly even gateway would give it
+/// (`--workers` over the nodes, rounded up): the baseline time to first token and between
+/// tokens. The capacity runs put every worker on one node, so their streams queue for slots
+/// that a gateway spreading the same workers would find free. The last repeat's figures.
+fn even_share_tokens(
+    engine: &Engine,
+    nodes: &Nodes,
+    settings: &Settings,
+) -> anyhow::Result<Option<TokenMetrics>> {
+    let Some(node0) = nodes.urls().first().cloned() else {
+        return Ok(None);
+    };
+    let share = settings.workers.div_ceil(nodes.len().max(1));
+    let requests = (settings.requests / nodes.len().max(1) as u64).max(1);
+    let mut tokens = None;
+    for r in 0..settings.repeats {
+        let run = run_once(engine, &node0, settings, share, requests, &format!("dt{r}"))?;
+        tokens = token_metrics(&run, settings);
+    }
+    Ok(tokens)
+}
+
+/// The SLO a run without `--slo` judges goodput by: 3x the time to first token and the time per
+/// output token measured straight at a node under its even share of the workers (the `direct`
+/// cell's token p50s), in whole milliseconds so it reads as typed; `None` when the direct runs
+/// had no token figures.
+fn default_slo(direct: &Cell) -> Option<Slo> {
+    let tokens = direct.tokens.as_ref()?;
+    let three_times = |ms: f64| {
+        let ms = (3.0 * ms).round().max(1.0);
+        ms.is_finite().then(|| Duration::from_millis(ms as u64))
+    };
+    let slo = Slo {
+        ttft: three_times(tokens.ttft.p50),
+        tpot: three_times(tokens.tpot.p50),
+    };
+    (slo.ttft.is_some() || slo.tpot.is_some()).then_some(slo)
 }
 
 /// The cell of the last node `slowdown` times slower.
@@ -543,6 +661,7 @@ fn merge(total: &mut Audit, one: Audit) {
     total.recovered += one.recovered;
     total.retries += one.retries;
     total.incomplete |= one.incomplete;
+    total.work.merge(one.work);
     if total.nodes.len() < one.nodes.len() {
         total
             .nodes
@@ -556,13 +675,25 @@ fn merge(total: &mut Audit, one: Audit) {
 }
 
 /// Sets remote nodes as embedded ones start: up, the settings' service time, slots, speeds and
-/// error rates, and no per-token time, stalls, resets or control-plane latency (a node left
-/// changed by an interrupted run would otherwise be measured as it was left).
+/// error rates, a streamed workload's token times (else none), and no stalls, resets or
+/// control-plane latency (a node left changed by an interrupted run would otherwise be measured
+/// as it was left).
 pub fn configure_remote(nodes: &Nodes, settings: &Settings) -> anyhow::Result<()> {
+    let streams = settings.workload.streams();
     for i in 0..nodes.len() {
         let patch = SettingsPatch {
             latency: Some(settings.service),
-            per_token: Some(Duration::ZERO),
+            per_token: Some(if streams {
+                settings.workload.per_token
+            } else {
+                Duration::ZERO
+            }),
+            // 0 charges prompt tokens the per-token time, as a node started without a rate does.
+            prompt_rate: Some(if streams {
+                settings.workload.prompt_rate
+            } else {
+                0.0
+            }),
             parallel: Some(settings.slots),
             speed: Some(settings.speeds.get(i).copied().unwrap_or(1.0)),
             error_rate: Some(settings.error_rates.get(i).copied().unwrap_or(0.0)),
@@ -620,6 +751,21 @@ pub fn measure_process(
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
+    // Goodput through the gateway is judged against what the nodes do without it.
+    let derived;
+    let settings = match (&settings.workload.slo, default_slo(&direct_cell)) {
+        (None, Some(slo)) => {
+            derived = Settings {
+                workload: WorkloadSettings {
+                    slo: Some(slo),
+                    ..settings.workload.clone()
+                },
+                ..settings.clone()
+            };
+            &derived
+        }
+        _ => settings,
+    };
     eprintln!("  the gateway's ceiling");
     let before = sampler.as_ref().and_then(footprint::Sampler::now);
     let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;
@@ -657,6 +803,7 @@ pub fn measure_process(
             "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
             "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
             "headers": settings.headers.redacted(), "ready": settings.ready,
+            "workload": workload_params(&settings.workload),
         }),
         capacity,
         ceiling: Some(ceiling),
@@ -667,6 +814,31 @@ pub fn measure_process(
     };
     result.verdicts = verdicts_of(&result);
     Ok(result)
+}
+
+/// What a result says about its workload: its name, and for a streamed one the model, the
+/// nodes' token times, the SLO goodput was judged by, and a trace's source and shaping.
+fn workload_params(load: &WorkloadSettings) -> serde_json::Value {
+    let mut params = serde_json::json!({ "name": load.workload.name() });
+    if load.streams() {
+        params["model"] = load.model.clone().into();
+        params["per_token_ms"] = (load.per_token.as_secs_f64() * 1e3).into();
+        params["prompt_rate"] = load.prompt_rate.into();
+        params["slo"] = serde_json::to_value(load.slo).unwrap_or_default();
+    }
+    match &load.workload {
+        Workload::Chat { prompt, output } => {
+            params["prompt_tokens"] = serde_json::to_value(prompt).unwrap_or_default();
+            params["output_tokens"] = serde_json::to_value(output).unwrap_or_default();
+        }
+        Workload::Trace(trace) => {
+            params["trace"] = trace.source.display().to_string().into();
+            params["trace_requests"] = trace.requests.len().into();
+            params["token_scale"] = trace.token_scale.into();
+        }
+        Workload::Embed => {}
+    }
+    params
 }
 
 /// The verdicts of `result`, computed from its figures alone, so a rewording reaches results

@@ -100,6 +100,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
     out.push_str(&fault_table(&results));
     out.push_str(&overhead_table(&results));
     out.push_str(&figures_table(&results));
+    out.push_str(&tokens_table(&results));
     out.push_str(&control_plane_lines(&results));
     let drawn = super::charts::draw(dir, &results).context("drawing the gateway charts")?;
     out.push('\n');
@@ -251,6 +252,14 @@ fn node_description(r: &GatewayResult) -> String {
         "{} x {} slot, {} ms",
         p["nodes"], p["slots"], p["service_ms"]
     );
+    let load = &p["workload"];
+    if let Some(per_token) = load["per_token_ms"].as_f64() {
+        let _ = write!(
+            text,
+            "; {} at {per_token} ms a token",
+            load["name"].as_str().unwrap_or("?")
+        );
+    }
     for (key, name) in [("speeds", "speeds"), ("error_rates", "500 rates")] {
         if let Some(list) = p[key].as_array().filter(|l| !l.is_empty()) {
             let values: Vec<String> = list.iter().map(ToString::to_string).collect();
@@ -437,6 +446,57 @@ fn figures_table(results: &[GatewayResult]) -> String {
     if any { out } else { String::new() }
 }
 
+/// The streamed workloads' token figures, each cell beside the baseline straight at a node
+/// carrying its even share of the workers (the `direct` cell's), last repeat of each.
+fn tokens_table(results: &[GatewayResult]) -> String {
+    let mut out = String::from(
+        "\nStreamed workloads (`--workload chat|trace`): time to first token (TTFT), between \
+         tokens (ITL) and per output token (TPOT), through the gateway, with the same figure \
+         straight at a node carrying its even share of the workers in brackets; goodput counts \
+         whole answers within the SLO (default: 3x those direct p50s). Last repeat of each \
+         cell:\n\n\
+         | gateway | workload | cell | TTFT p50 / p99 ms | ITL p50 / p99 ms | TPOT p50 ms | output tokens/s | goodput req/s (SLO) | whole / sent | cut after first token |\n\
+         |---|---|---|---:|---:|---:|---:|---|---:|---:|\n",
+    );
+    let mut any = false;
+    for r in results {
+        let direct = r.cells.iter().find(|c| c.name == "direct");
+        let Some(d) = direct.and_then(|c| c.tokens.as_ref()) else {
+            continue;
+        };
+        for cell in r.cells.iter().filter(|c| c.name != "direct") {
+            let Some(t) = &cell.tokens else { continue };
+            any = true;
+            let goodput = match (t.goodput, t.slo) {
+                (Some(rate), Some(slo)) => format!("{rate:.1} ({})", String::from(slo)),
+                _ => "-".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} / {:.1} ({:.1} / {:.1}) | {:.2} / {:.2} ({:.2} / {:.2}) | {:.2} ({:.2}) | {:.0} | {goodput} | {} / {} | {} |",
+                r.label,
+                r.params["workload"]["name"].as_str().unwrap_or("embed"),
+                cell.name,
+                t.ttft.p50,
+                t.ttft.p99,
+                d.ttft.p50,
+                d.ttft.p99,
+                t.itl.p50,
+                t.itl.p99,
+                d.itl.p50,
+                d.itl.p99,
+                t.tpot.p50,
+                d.tpot.p50,
+                t.output_tokens_per_s,
+                t.whole,
+                t.requests,
+                t.cut_after_first_token,
+            );
+        }
+    }
+    if any { out } else { String::new() }
+}
+
 /// What each gateway asked the nodes on its own during its whole measurement.
 fn control_plane_lines(results: &[GatewayResult]) -> String {
     let mut out = String::from(
@@ -469,6 +529,7 @@ mod tests {
         use super::super::bounds::Metric;
         for (title, cell, measure, _) in COLUMNS {
             let name = Metric {
+                workload: crate::bounds::WORKLOADS[0],
                 cell: cell.into(),
                 measure,
             }

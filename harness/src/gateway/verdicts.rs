@@ -130,7 +130,9 @@ pub(super) fn all(cells: &[Cell], service_ms: f64, limits: Limits) -> Vec<String
             }
         ));
     }
+    let direct = cells.iter().find(|c| c.name == "direct");
     for cell in cells {
+        out.extend(tokens(cell, direct));
         out.extend(fault(cell, limits));
         out.extend(super::overhead::verdict(cell, service_ms));
         out.extend(super::streaming::verdict(cell));
@@ -151,6 +153,71 @@ pub(super) fn all(cells: &[Cell], service_ms: f64, limits: Limits) -> Vec<String
         }
     }
     out
+}
+
+/// A streamed workload's token figures through the gateway against straight at a node.
+fn tokens(cell: &Cell, direct: Option<&Cell>) -> Option<String> {
+    let t = cell.tokens.as_ref().filter(|_| cell.name != "direct")?;
+    let d = direct.and_then(|d| d.tokens.as_ref())?;
+    let goodput = match (t.goodput, t.meeting_slo, t.slo) {
+        (Some(rate), Some(met), Some(slo)) => format!(
+            "; goodput {rate:.1} req/s, {met} of {} within {}",
+            t.requests,
+            String::from(slo)
+        ),
+        _ => String::new(),
+    };
+    let cut = match t.cut_after_first_token {
+        0 => String::new(),
+        n => format!("; {n} streams cut after their first token"),
+    };
+    let work = cell
+        .audit
+        .as_ref()
+        .map_or(String::new(), |a| node_work(&a.work));
+    Some(format!(
+        "{}: time to first token p50 {:.1} ms, p99 {:.1} ms through the gateway against {:.1} and {:.1} ms straight at a node carrying its even share of the workers; inter-token p99 {:.1} against {:.1} ms; {:.0} output tokens/s{goodput}{cut} (last run){work}.",
+        cell.name,
+        t.ttft.p50,
+        t.ttft.p99,
+        d.ttft.p50,
+        d.ttft.p99,
+        t.itl.p99,
+        d.itl.p99,
+        t.output_tokens_per_s,
+    ))
+}
+
+/// The nodes' own account of what the cell's requests cost them, where it holds anything beyond
+/// warm, uncached work (all repeats).
+fn node_work(w: &super::audit::NodeWork) -> String {
+    let mut parts = Vec::new();
+    if w.loads > 0 {
+        parts.push(format!(
+            "{} model loads ({} reloads, {} evictions) waited {:.1} s in all",
+            w.loads,
+            w.reloads,
+            w.evictions,
+            w.load_wait_us as f64 / 1e6
+        ));
+    }
+    if w.cached_tokens > 0 {
+        parts.push(format!(
+            "{:.0}% of {} prompt tokens came from the nodes' prompt caches",
+            100.0 * w.cached_tokens as f64 / w.prompt_tokens.max(1) as f64,
+            w.prompt_tokens
+        ));
+    }
+    if w.worked_after_leave_us > 0 {
+        parts.push(format!(
+            "nodes worked {:.1} s on streams after their clients left",
+            w.worked_after_leave_us as f64 / 1e6
+        ));
+    }
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("; the nodes' logs: {}", parts.join(", ")),
+    }
 }
 
 /// Efficiency, shares and the audit of a cell measured against the capacity ideal.

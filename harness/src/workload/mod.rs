@@ -169,11 +169,14 @@ impl Workload {
             Workload::Trace(trace) => {
                 let arrivals = trace.requests.iter().map(|r| r.at).collect();
                 let (trace, model) = (Arc::clone(trace), model.to_owned());
-                let render = move |n: u64, id: &str| match trace.requests.get(n as usize) {
-                    Some(request) => chat_body(api, &model, request, trace.block_tokens, id),
-                    // The schedule sends exactly one request per arrival; past them, nothing
-                    // the node would accept.
-                    None => Bytes::new(),
+                // A replay sends one request per arrival; a closed loop on the trace's mix (a
+                // capacity measured for it) goes round the trace again.
+                // An empty trace (the readers refuse one) has no body to send.
+                let render = move |n: u64, id: &str| {
+                    let i = n as usize % trace.requests.len().max(1);
+                    trace.requests.get(i).map_or_else(Bytes::new, |request| {
+                        chat_body(api, &model, request, trace.block_tokens, id)
+                    })
                 };
                 Requests {
                     path: api.chat_path(),

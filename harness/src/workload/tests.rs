@@ -69,8 +69,9 @@ fn a_trace_replays_its_arrivals_and_lengths() {
     let arrivals = requests.arrivals.clone().unwrap();
     assert_eq!(&arrivals[..], &[Duration::ZERO, Duration::from_millis(500)]);
     assert_eq!(body(&requests, 1, "r-1")["options"]["num_predict"], 7);
-    assert!(
-        requests.bodies.render(2, "r-2").is_empty(),
-        "no body past the trace"
+    assert_eq!(
+        body(&requests, 3, "r-3")["options"]["num_predict"],
+        7,
+        "past its end a closed loop goes round the trace again"
     );
 }

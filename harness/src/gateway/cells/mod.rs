@@ -13,6 +13,7 @@ use std::fmt;
 use super::faults::NodeFault;
 use super::{Cell, Limits, Nodes, SLOWDOWNS, Settings};
 use crate::engine::Engine;
+use crate::workload::Workload;
 
 /// What a cell measures with.
 pub struct Context<'a> {
@@ -55,6 +56,36 @@ pub trait CellSpec: Sync + Send {
     }
 }
 
+/// The cells that measure a streamed workload (chat, trace); the others send embed requests
+/// only, for now. `trace` replays a trace's arrivals, so only `--workload trace` runs it.
+const STREAMED: &[&str] = &["distribution", "heterogeneous", "trace"];
+
+/// Refuses cells that cannot measure the settings' workload, naming the ones that can.
+pub fn check_workload(settings: &Settings) -> anyhow::Result<()> {
+    if !settings.workload.streams() {
+        return Ok(());
+    }
+    let refused: Vec<&str> = settings
+        .cells
+        .iter()
+        .map(|c| c.name())
+        .filter(|name| !STREAMED.contains(name))
+        .collect();
+    anyhow::ensure!(
+        refused.is_empty(),
+        "--workload {} runs the cells {}; {} measure the embed workload only (pass --cells)",
+        settings.workload.workload.name(),
+        STREAMED.join(", "),
+        refused.join(", ")
+    );
+    let replays = settings.cells.iter().any(|c| c.name() == "trace");
+    anyhow::ensure!(
+        !replays || matches!(settings.workload.workload, Workload::Trace(_)),
+        "the trace cell replays a trace: run it with --workload trace --trace FILE"
+    );
+    Ok(())
+}
+
 /// A kind of cell, as settings and the command line hold it.
 pub type CellKind = &'static dyn CellSpec;
 
@@ -65,6 +96,7 @@ impl fmt::Debug for dyn CellSpec {
 }
 
 mod large_answers;
+mod trace;
 
 /// Every kind of cell, in the order `--cells` lists them.
 pub static CELLS: &[CellKind] = &[
@@ -112,6 +144,7 @@ pub static CELLS: &[CellKind] = &[
     },
     &super::streaming::Streaming,
     &large_answers::LargeAnswers,
+    &trace::TraceReplay,
 ];
 
 /// The kind named `name`.
@@ -129,6 +162,20 @@ pub fn named(name: &str) -> Result<CellKind, String> {
 /// The kinds that run by default.
 pub fn defaults() -> Vec<CellKind> {
     CELLS.iter().copied().filter(|c| c.by_default()).collect()
+}
+
+/// The cells a streamed workload runs when `--cells` is not given: `distribution` and, for a
+/// trace, its replay, else `heterogeneous`.
+pub fn streamed_defaults(workload: &Workload) -> Vec<CellKind> {
+    let third = match workload {
+        Workload::Trace(_) => "trace",
+        _ => "heterogeneous",
+    };
+    CELLS
+        .iter()
+        .copied()
+        .filter(|c| ["distribution", third].contains(&c.name()))
+        .collect()
 }
 
 /// The kind that measured the cell named `cell`.

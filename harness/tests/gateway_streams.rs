@@ -1,0 +1,345 @@
+//! `harness gateway --workload chat` against a small streaming gateway written here: a gateway
+//! that buffers whole answers is told from one that passes lines on without any timing (a node
+//! stalled after its first token: the client sees that token or nothing), the token figures
+//! reach the cells with a goodput against the default SLO, and a gateway that retries a stream
+//! after its first tokens shows the duplicated work.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use harness::engine::{Engine, Headers, Schedule, Target};
+use harness::gateway::{self, Api, Nodes, Settings, WorkloadSettings};
+use harness::workload::{Lengths, Workload};
+use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
+
+/// How the test gateway answers a streamed chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Reads the node's whole answer, then sends it.
+    Buffer,
+    /// Passes each piece on as it arrives.
+    StreamThrough,
+    /// Streams from a node told to reset after two tokens, and when it breaks off sends the
+    /// request again to the next node and streams that answer on after the first two tokens.
+    RetryStartedStream,
+}
+
+struct Gateway {
+    nodes: Vec<String>,
+    mode: Mode,
+    next: AtomicU64,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    async fn send(
+        &self,
+        node: usize,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+        fault: Option<&str>,
+    ) -> Option<reqwest::Response> {
+        let url = format!("{}{}", self.nodes[node % self.nodes.len()], uri.path());
+        let mut request = self.client.post(url).body(body);
+        for name in ["x-request-id", FAULT_HEADER] {
+            if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(fault) = fault {
+            request = request.header(FAULT_HEADER, fault);
+        }
+        request.send().await.ok()
+    }
+}
+
+/// The answer's pieces as they come; after a broken piece, `then`'s answer's pieces.
+fn relay(first: reqwest::Response, then: Option<Retry>) -> Body {
+    let stream = futures_util::stream::unfold((Some(first), then), |(current, then)| async move {
+        let mut response = current?;
+        match response.chunk().await {
+            Ok(Some(piece)) => Some((Ok::<Bytes, std::io::Error>(piece), (Some(response), then))),
+            Ok(None) => None,
+            Err(e) => match then {
+                Some(retry) => {
+                    let next = retry.send().await?;
+                    Some((Ok(Bytes::new()), (Some(next), None)))
+                }
+                None => Some((Err(std::io::Error::other(e)), (None, None))),
+            },
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// The second attempt of a retried stream.
+struct Retry {
+    gw: Arc<Gateway>,
+    node: usize,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Retry {
+    async fn send(self) -> Option<reqwest::Response> {
+        let (gw, node) = (self.gw, self.node);
+        gw.send(node, &self.uri, &self.headers, self.body, None)
+            .await
+    }
+}
+
+async fn chat(
+    State(gw): State<Arc<Gateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let node = gw.next.fetch_add(1, Ordering::Relaxed) as usize;
+    let fault = (gw.mode == Mode::RetryStartedStream).then_some("reset-after:2");
+    let Some(upstream) = gw.send(node, &uri, &headers, body.clone(), fault).await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    match gw.mode {
+        Mode::Buffer => match upstream.bytes().await {
+            Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        },
+        Mode::StreamThrough => Response::new(relay(upstream, None)),
+        Mode::RetryStartedStream => {
+            let retry = Retry {
+                gw: Arc::clone(&gw),
+                node: node + 1,
+                uri,
+                headers,
+                body,
+            };
+            Response::new(relay(upstream, Some(retry)))
+        }
+    }
+}
+
+fn start_gateway(nodes: Vec<String>, mode: Mode) -> String {
+    common::serve(move || {
+        let gw = Arc::new(Gateway {
+            nodes,
+            mode,
+            next: AtomicU64::new(0),
+            client: reqwest::Client::new(),
+        });
+        axum::Router::new()
+            .route("/api/version", get(|| async { r#"{"version":"test"}"# }))
+            .route("/api/chat", post(chat))
+            .route("/v1/chat/completions", post(chat))
+            .with_state(gw)
+    })
+}
+
+const ASKED: u32 = 4;
+
+fn chat_workload() -> Workload {
+    Workload::Chat {
+        prompt: Lengths::fixed(8),
+        output: Lengths::fixed(ASKED),
+    }
+}
+
+fn nodes() -> MockCluster {
+    MockCluster::start(vec![
+        NodeConfig::with_latency(Duration::from_micros(100));
+        2
+    ])
+    .expect("nodes")
+}
+
+/// Tokens each stream delivered through a gateway in `mode` when every node stalls after its
+/// first token for far longer than the client waits.
+fn tokens_seen_before_a_stall(mode: Mode) -> Vec<u32> {
+    let mut config = NodeConfig::with_latency(Duration::from_micros(100));
+    config.faults.stall = Duration::from_secs(60);
+    let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
+    let url = start_gateway(nodes.urls(), mode);
+    let requests = chat_workload().requests(Api::Ollama, "llama3.2");
+    let target = Target {
+        url: format!("{url}{}", requests.path),
+        bodies: requests.bodies,
+        read: requests.read,
+        decode: None,
+        headers: Headers::parse(&[format!("{FAULT_HEADER}: stall-after:1")]).expect("header"),
+    };
+    let engine = Engine {
+        timeout: Duration::from_millis(500),
+        ..Engine::default()
+    };
+    let schedule = Schedule::Closed {
+        workers: 2,
+        requests: 4,
+        cap: None,
+    };
+    let run = engine.run(&target, schedule, "s").expect("run");
+    assert_eq!(run.ok(), 0, "{mode:?}: a stalled stream never completes");
+    run.records.iter().map(|r| r.tokens).collect()
+}
+
+#[test]
+fn a_buffering_gateway_holds_back_the_tokens_a_streaming_one_passes_on() {
+    assert_eq!(tokens_seen_before_a_stall(Mode::Buffer), [0; 4]);
+    assert_eq!(tokens_seen_before_a_stall(Mode::StreamThrough), [1; 4]);
+}
+
+fn settings(target: String, mode: Mode) -> Settings {
+    Settings {
+        target,
+        nodes: 2,
+        port: 0,
+        api: Api::Ollama,
+        label: format!("{mode:?}"),
+        workers: 2,
+        requests: 12,
+        service: Duration::from_micros(100),
+        slots: 1,
+        speeds: Vec::new(),
+        error_rates: Vec::new(),
+        repeats: 1,
+        ready_timeout: Duration::from_secs(10),
+        cells: vec![gateway::cells::named("distribution").expect("cell")],
+        phase: Duration::from_secs(1),
+        repeat_inputs: false,
+        stall: Duration::from_millis(200),
+        headers: Default::default(),
+        ready: gateway::Readiness::for_api(Api::Ollama),
+        workload: WorkloadSettings {
+            workload: chat_workload(),
+            per_token: Duration::from_micros(200),
+            ..WorkloadSettings::default()
+        },
+    }
+}
+
+fn measured(mode: Mode) -> gateway::GatewayResult {
+    let nodes = nodes();
+    let target = start_gateway(nodes.urls(), mode);
+    gateway::measure(&settings(target, mode), &Nodes::Embedded(&nodes)).expect("measured")
+}
+
+fn cell<'a>(result: &'a gateway::GatewayResult, name: &str) -> &'a gateway::Cell {
+    result.cells.iter().find(|c| c.name == name).expect("cell")
+}
+
+#[test]
+fn streamed_cells_carry_token_figures_and_goodput_against_the_default_slo() {
+    for mode in [Mode::StreamThrough, Mode::Buffer] {
+        let result = measured(mode);
+        let direct = cell(&result, "direct")
+            .tokens
+            .clone()
+            .expect("direct tokens");
+        assert!(direct.whole > 0 && direct.cut_after_first_token == 0);
+        let through = cell(&result, "distribution");
+        let tokens = through.tokens.clone().expect("tokens");
+        let audit = through.audit.clone().expect("audit");
+        assert!(audit.clean(), "{mode:?}: {audit:?}");
+        assert_eq!(tokens.whole, tokens.requests, "{mode:?}");
+        assert_eq!(tokens.output_tokens, tokens.requests * u64::from(ASKED));
+        let slo = tokens.slo.expect("the default SLO");
+        assert!(slo.ttft.is_some() && tokens.goodput.is_some(), "{slo:?}");
+        assert_eq!(result.params["workload"]["name"], "chat");
+        assert!(
+            result
+                .verdicts
+                .iter()
+                .any(|v| v.starts_with("distribution: time to first token")),
+            "{:?}",
+            result.verdicts
+        );
+    }
+}
+
+#[test]
+fn a_gateway_that_retries_a_started_stream_shows_the_work_twice() {
+    let result = measured(Mode::RetryStartedStream);
+    let through = cell(&result, "distribution");
+    let audit = through.audit.clone().expect("audit");
+    let tokens = through.tokens.clone().expect("tokens");
+    assert_eq!(
+        audit.retries, audit.requests,
+        "one retry per request: {audit:?}"
+    );
+    let attempts: u64 = audit.nodes.iter().map(|n| n.attempts).sum();
+    let served: u64 = audit.nodes.iter().map(|n| n.served).sum();
+    assert_eq!(attempts, 2 * served, "every request worked on twice");
+    assert_eq!(
+        tokens.output_tokens,
+        tokens.requests * u64::from(ASKED + 2),
+        "the client got the first attempt's two tokens and then a whole answer"
+    );
+}
+
+#[test]
+fn the_trace_cell_replays_at_its_own_speed_and_at_80_percent_of_the_measured_capacity() {
+    let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");
+    for i in 0..12 {
+        text.push_str(&format!(
+            "2023-11-16 18:15:46.{:03},{},{}\n",
+            i * 40,
+            8 + i,
+            2 + i % 3
+        ));
+    }
+    let trace = harness::trace::Trace::parse(std::path::Path::new("t.csv"), &text).expect("trace");
+    let span = trace.requests.last().expect("requests").at;
+    let nodes = nodes();
+    let target = start_gateway(nodes.urls(), Mode::StreamThrough);
+    let mut settings = settings(target, Mode::StreamThrough);
+    settings.workload.workload = Workload::Trace(Arc::new(trace));
+    settings.cells = vec![gateway::cells::named("trace").expect("cell")];
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
+    let ideal: f64 = result.capacity.iter().sum();
+    // A span under a second counts as one: 12 requests/s.
+    let own_rate = 12.0 / span.as_secs_f64().max(1.0);
+    for (name, speed) in [("trace-1x", 1.0), ("trace-80pct", 0.8 * ideal / own_rate)] {
+        let cell = cell(&result, name);
+        let audit = cell.audit.clone().expect("audit");
+        assert_eq!(
+            (audit.requests, audit.served_once),
+            (12, 12),
+            "{name}: {audit:?}"
+        );
+        let figure = |f: &str| cell.figures[f].median;
+        assert!((figure("speed") - speed).abs() < 1e-9 * speed, "{name}");
+        assert!(
+            (figure("offered_rps") - own_rate * speed).abs() < 1e-6 * speed,
+            "{name}"
+        );
+        assert_eq!(cell.tokens.as_ref().expect("tokens").whole, 12, "{name}");
+    }
+    assert!(
+        result
+            .verdicts
+            .iter()
+            .any(|v| v.starts_with("trace-80pct: the trace at"))
+    );
+}
+
+#[test]
+fn the_trace_cell_is_refused_without_a_trace() {
+    let mut settings = settings("http://127.0.0.1:9".into(), Mode::Buffer);
+    settings.cells = vec![gateway::cells::named("trace").expect("cell")];
+    let refused = gateway::cells::check_workload(&settings).expect_err("refused");
+    assert!(
+        refused.to_string().contains("--workload trace"),
+        "{refused}"
+    );
+    settings.cells = vec![gateway::cells::named("node-refuse").expect("cell")];
+    let refused = gateway::cells::check_workload(&settings).expect_err("refused");
+    assert!(refused.to_string().contains("node-refuse"), "{refused}");
+}
