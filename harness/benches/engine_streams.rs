@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::engine::{Engine, Headers, Schedule, Target};
-use harness::workload::{Api, Lengths, TokenMetrics, Workload};
+use harness::workload::{Api, Chat, Lengths, Models, TokenMetrics, Workload};
 
 const STREAMS: usize = 1_000;
 const TOKENS: u32 = 50;
@@ -100,11 +100,8 @@ impl Server {
     }
 
     fn run(&mut self, pace: Duration, window: Duration) -> Measured {
-        let workload = Workload::Chat {
-            prompt: Lengths::fixed(8),
-            output: Lengths::fixed(TOKENS),
-        };
-        let requests = workload.requests(Api::Ollama, "m");
+        let workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(TOKENS)));
+        let requests = workload.requests(Api::Ollama, &Models::one("m"));
         let pace_header = format!("x-pace-us: {}", pace.as_micros());
         let target = Target {
             url: self.url.clone(),

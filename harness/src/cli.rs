@@ -155,9 +155,14 @@ struct WorkloadArgs {
     /// time per output token, output tokens/s and goodput.
     #[arg(long, value_enum, default_value = "embed")]
     workload: WorkloadKind,
-    /// chat and trace: the model asked for.
+    /// chat and trace: the model asked for, or a mix drawn per request, e.g.
+    /// llama3.2=3,qwen2.5:7b=1 (embed asks for the first).
     #[arg(long, default_value = "llama3.2")]
-    model: String,
+    model: crate::workload::Models,
+    /// chat: spread the requests over N conversations whose turns share a growing prefix
+    /// (request n is turn n/N of session n%N), so a prompt cache can help.
+    #[arg(long)]
+    sessions: Option<std::num::NonZeroU32>,
     /// chat: prompt tokens per request, N or MIN..MAX (uniform, the same draw for the same
     /// request number in every run).
     #[arg(long, default_value = "64")]
@@ -172,8 +177,9 @@ struct WorkloadArgs {
     /// speed-up).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     trace_window: Duration,
-    /// trace: the context the nodes run with (num_ctx); token counts of a trace whose longest
-    /// request would not fit are scaled down by one factor, prefix blocks with them.
+    /// The context the nodes run with (num_ctx). trace: token counts of a trace whose longest
+    /// request would not fit are scaled down by one factor, prefix blocks with them; chat with
+    /// --sessions: a conversation starts over when its next turn would not fit.
     #[arg(long, default_value_t = 4096)]
     context: u64,
     /// chat and trace: goodput counts whole answers within these limits, e.g.
@@ -188,10 +194,11 @@ impl WorkloadArgs {
         use crate::workload::Workload;
         Ok(match self.workload {
             WorkloadKind::Embed => Workload::Embed,
-            WorkloadKind::Chat => Workload::Chat {
-                prompt: self.prompt_tokens,
-                output: self.output_tokens,
-            },
+            WorkloadKind::Chat => Workload::Chat(crate::workload::Chat {
+                sessions: self.sessions,
+                context: self.context,
+                ..crate::workload::Chat::new(self.prompt_tokens, self.output_tokens)
+            }),
             WorkloadKind::Trace => Workload::Trace(std::sync::Arc::new(self.trace(speed)?)),
         })
     }
@@ -327,6 +334,10 @@ struct GatewayArgs {
     /// chat and trace: each node's prompt evaluation rate, tokens/s.
     #[arg(long, default_value_t = 2000.0)]
     prompt_rate: f64,
+    /// Each node's slots keep a prompt cache, as Ollama's runner does (the mock's default is
+    /// off): a prompt sharing a prefix with the slot's last one is evaluated only past it.
+    #[arg(long)]
+    prompt_cache: bool,
     /// Judge the result against this bounds file (gateway.CELL.MEASURE -> op, value) and exit 1
     /// when a bound fails: a gateway project's CI check (see examples/gateways/bounds.json).
     #[arg(long)]
@@ -761,10 +772,11 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         stall: args.stall,
         workload: crate::gateway::WorkloadSettings {
             workload,
-            model: args.workload.model.clone(),
+            models: args.workload.model.clone(),
             per_token: args.per_token,
             prompt_rate: args.prompt_rate,
             slo: args.workload.slo,
+            prompt_cache: args.prompt_cache,
         },
     };
     crate::gateway::cells::check_workload(&settings)?;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::engine::{Engine, Headers, Run, Schedule, Target};
-use harness::workload::{Api, Lengths, TokenMetrics, Workload};
+use harness::workload::{Api, Chat, Lengths, Models, TokenMetrics, Workload};
 use mock_ollama::{MockCluster, NodeConfig};
 
 fn target(url: &str, workload: &Workload, api: Api, headers: &[&str]) -> Target {
-    let requests = workload.requests(api, "llama3.2");
+    let requests = workload.requests(api, &Models::one("llama3.2"));
     let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     Target {
         url: format!("{url}{}", requests.path),
@@ -35,10 +35,7 @@ fn closed(requests: u64) -> Schedule {
 const OUTPUT: Lengths = Lengths { min: 2, max: 9 };
 
 fn chat() -> Workload {
-    Workload::Chat {
-        prompt: Lengths::fixed(8),
-        output: OUTPUT,
-    }
+    Workload::Chat(Chat::new(Lengths::fixed(8), OUTPUT))
 }
 
 #[test]
@@ -74,10 +71,7 @@ fn every_token_of_every_stream_is_counted_in_either_dialect() {
 #[test]
 fn a_stream_reset_after_its_first_tokens_is_cut_not_complete() {
     let nodes = MockCluster::start(vec![NodeConfig::with_latency(Duration::ZERO)]).expect("node");
-    let workload = Workload::Chat {
-        prompt: Lengths::fixed(8),
-        output: Lengths::fixed(6),
-    };
+    let workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(6)));
     for api in [Api::Ollama, Api::Openai] {
         let cut = target(
             &nodes.urls()[0],
@@ -117,7 +111,7 @@ fn a_replayed_trace_sends_one_request_per_arrival_with_its_lengths() {
     let workload = Workload::Trace(Arc::new(trace));
     let target = target(&nodes.urls()[0], &workload, Api::Ollama, &[]);
     let offsets = workload
-        .requests(Api::Ollama, "llama3.2")
+        .requests(Api::Ollama, &Models::one("llama3.2"))
         .arrivals
         .expect("arrivals");
     let schedule = Schedule::Replay {

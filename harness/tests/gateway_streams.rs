@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use harness::engine::{Engine, Headers, Schedule, Target};
 use harness::gateway::{self, Api, Nodes, Settings, WorkloadSettings};
-use harness::workload::{Lengths, Workload};
+use harness::workload::{Chat, Lengths, Models, Workload};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
 /// How the test gateway answers a streamed chat request.
@@ -147,10 +147,7 @@ fn start_gateway(nodes: Vec<String>, mode: Mode) -> String {
 const ASKED: u32 = 4;
 
 fn chat_workload() -> Workload {
-    Workload::Chat {
-        prompt: Lengths::fixed(8),
-        output: Lengths::fixed(ASKED),
-    }
+    Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(ASKED)))
 }
 
 fn nodes() -> MockCluster {
@@ -168,7 +165,7 @@ fn tokens_seen_before_a_stall(mode: Mode) -> Vec<u32> {
     config.faults.stall = Duration::from_secs(60);
     let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
     let url = start_gateway(nodes.urls(), mode);
-    let requests = chat_workload().requests(Api::Ollama, "llama3.2");
+    let requests = chat_workload().requests(Api::Ollama, &Models::one("llama3.2"));
     let target = Target {
         url: format!("{url}{}", requests.path),
         bodies: requests.bodies,
@@ -342,4 +339,34 @@ fn the_trace_cell_is_refused_without_a_trace() {
     settings.cells = vec![gateway::cells::named("node-refuse").expect("cell")];
     let refused = gateway::cells::check_workload(&settings).expect_err("refused");
     assert!(refused.to_string().contains("node-refuse"), "{refused}");
+}
+
+#[test]
+fn conversations_kept_on_one_node_are_served_from_its_prompt_cache() {
+    // One worker and two sessions through a round-robin gateway over two nodes: request n is
+    // session n % 2 and goes to node n % 2, so each conversation stays on one node.
+    let cached = |sessions: Option<u32>| {
+        // Nodes started here, as `harness gateway` starts its own with `--prompt-cache`.
+        let mut config = NodeConfig::with_latency(Duration::from_micros(100));
+        config.prompt_cache = true;
+        let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
+        let target = start_gateway(nodes.urls(), Mode::StreamThrough);
+        let mut settings = settings(target, Mode::StreamThrough);
+        settings.workers = 1;
+        settings.workload.workload = Workload::Chat(Chat {
+            sessions: sessions.and_then(std::num::NonZeroU32::new),
+            ..Chat::new(Lengths::fixed(16), Lengths::fixed(2))
+        });
+        let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
+        let audit = cell(&result, "distribution").audit.clone().expect("audit");
+        assert!(audit.clean(), "{audit:?}");
+        (audit.work.cached_tokens, audit.work.prompt_tokens)
+    };
+    let (hits, prompts) = cached(Some(2));
+    // Every turn after a conversation's first finds the history before it cached.
+    assert!(
+        hits * 3 > prompts,
+        "{hits} of {prompts} prompt tokens from cache"
+    );
+    assert_eq!(cached(None).0, 0, "single-turn prompts share nothing");
 }

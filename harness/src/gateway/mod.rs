@@ -26,6 +26,7 @@ pub mod overhead;
 pub mod process;
 pub mod ready;
 pub mod scaling;
+mod streamed;
 pub mod streaming;
 mod table;
 mod verdicts;
@@ -43,12 +44,14 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
-use crate::workload::{Slo, TokenMetrics, Workload};
+use crate::workload::TokenMetrics;
+use streamed::{default_slo, even_share_tokens, token_metrics, workload_params};
 
 pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
 pub use cells::{CellKind, CellSpec};
 pub use ready::Readiness;
+pub use streamed::WorkloadSettings;
 
 pub use crate::workload::Api;
 
@@ -97,42 +100,6 @@ pub struct Settings {
     pub ready: Readiness,
     /// What the requests ask (embed by default).
     pub workload: WorkloadSettings,
-}
-
-/// What the requests ask, and how the nodes answer a streamed one.
-#[derive(Debug, Clone)]
-pub struct WorkloadSettings {
-    /// The workload.
-    pub workload: Workload,
-    /// The model a streamed workload asks for.
-    pub model: String,
-    /// Each node's time per generated token under a streamed workload.
-    pub per_token: Duration,
-    /// Each node's prompt evaluation rate under a streamed workload, tokens/s.
-    pub prompt_rate: f64,
-    /// What goodput counts; `None`: 3x the TTFT and TPOT p50s measured straight at the nodes.
-    pub slo: Option<Slo>,
-}
-
-impl Default for WorkloadSettings {
-    fn default() -> Self {
-        Self {
-            workload: Workload::Embed,
-            model: "llama3.2".into(),
-            // 5 ms a token keeps a 32-token stream near 0.2 s, so a capped 5 s run holds 25;
-            // prompts at the gpu16 preset's 2,000 tokens/s (mock-ollama's preset.rs, sourced).
-            per_token: Duration::from_millis(5),
-            prompt_rate: 2_000.0,
-            slo: None,
-        }
-    }
-}
-
-impl WorkloadSettings {
-    /// Whether answers stream (chat, trace).
-    pub fn streams(&self) -> bool {
-        !matches!(self.workload, Workload::Embed)
-    }
 }
 
 /// One cell's measurements.
@@ -272,6 +239,7 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
                 config.latency.per_token = settings.workload.per_token;
                 config.latency.prompt_rate = Some(settings.workload.prompt_rate);
             }
+            config.prompt_cache = settings.workload.prompt_cache;
             config
         })
         .collect()
@@ -314,7 +282,7 @@ fn target(url: &str, settings: &Settings) -> Target {
     if !load.streams() {
         return target_with(url, settings, embed_template(settings.repeat_inputs));
     }
-    let requests = load.workload.requests(settings.api, &load.model);
+    let requests = load.workload.requests(settings.api, &load.models);
     Target {
         url: format!("{url}{}", requests.path),
         bodies: requests.bodies,
@@ -463,51 +431,6 @@ fn shares_of(audit: &Audit, capacity: &[f64]) -> Vec<(f64, f64)> {
         .zip(capacity)
         .map(|(n, c)| (n.served as f64 / served.max(1) as f64, c / ideal.max(1e-9)))
         .collect()
-}
-
-/// The token figures of `run` under a streamed workload, goodput against the settings' SLO.
-fn token_metrics(run: &Run, settings: &Settings) -> Option<TokenMetrics> {
-    let load = &settings.workload;
-    load.streams().then(|| TokenMetrics::of(run, load.slo))
-}
-
-/// The token figures straight at node 0 under the load a perfectly even gateway would give it
-/// (`--workers` over the nodes, rounded up): the baseline time to first token and between
-/// tokens. The capacity runs put every worker on one node, so their streams queue for slots
-/// that a gateway spreading the same workers would find free. The last repeat's figures.
-fn even_share_tokens(
-    engine: &Engine,
-    nodes: &Nodes,
-    settings: &Settings,
-) -> anyhow::Result<Option<TokenMetrics>> {
-    let Some(node0) = nodes.urls().first().cloned() else {
-        return Ok(None);
-    };
-    let share = settings.workers.div_ceil(nodes.len().max(1));
-    let requests = (settings.requests / nodes.len().max(1) as u64).max(1);
-    let mut tokens = None;
-    for r in 0..settings.repeats {
-        let run = run_once(engine, &node0, settings, share, requests, &format!("dt{r}"))?;
-        tokens = token_metrics(&run, settings);
-    }
-    Ok(tokens)
-}
-
-/// The SLO a run without `--slo` judges goodput by: 3x the time to first token and the time per
-/// output token measured straight at a node under its even share of the workers (the `direct`
-/// cell's token p50s), in whole milliseconds so it reads as typed; `None` when the direct runs
-/// had no token figures.
-fn default_slo(direct: &Cell) -> Option<Slo> {
-    let tokens = direct.tokens.as_ref()?;
-    let three_times = |ms: f64| {
-        let ms = (3.0 * ms).round().max(1.0);
-        ms.is_finite().then(|| Duration::from_millis(ms as u64))
-    };
-    let slo = Slo {
-        ttft: three_times(tokens.ttft.p50),
-        tpot: three_times(tokens.tpot.p50),
-    };
-    (slo.ttft.is_some() || slo.tpot.is_some()).then_some(slo)
 }
 
 /// The cell of the last node `slowdown` times slower.
@@ -675,9 +598,9 @@ fn merge(total: &mut Audit, one: Audit) {
 }
 
 /// Sets remote nodes as embedded ones start: up, the settings' service time, slots, speeds and
-/// error rates, a streamed workload's token times (else none), and no stalls, resets or
-/// control-plane latency (a node left changed by an interrupted run would otherwise be measured
-/// as it was left).
+/// error rates, a streamed workload's token times (else none), the prompt cache on or off as
+/// set, and no stalls, resets or control-plane latency (a node left changed by an interrupted
+/// run would otherwise be measured as it was left).
 pub fn configure_remote(nodes: &Nodes, settings: &Settings) -> anyhow::Result<()> {
     let streams = settings.workload.streams();
     for i in 0..nodes.len() {
@@ -700,6 +623,7 @@ pub fn configure_remote(nodes: &Nodes, settings: &Settings) -> anyhow::Result<()
             stall_rate: Some(0.0),
             reset_rate: Some(0.0),
             control_latency: Some(Duration::ZERO),
+            prompt_cache: Some(settings.workload.prompt_cache),
             ..SettingsPatch::default()
         };
         let url = &nodes.urls()[i];
@@ -814,31 +738,6 @@ pub fn measure_process(
     };
     result.verdicts = verdicts_of(&result);
     Ok(result)
-}
-
-/// What a result says about its workload: its name, and for a streamed one the model, the
-/// nodes' token times, the SLO goodput was judged by, and a trace's source and shaping.
-fn workload_params(load: &WorkloadSettings) -> serde_json::Value {
-    let mut params = serde_json::json!({ "name": load.workload.name() });
-    if load.streams() {
-        params["model"] = load.model.clone().into();
-        params["per_token_ms"] = (load.per_token.as_secs_f64() * 1e3).into();
-        params["prompt_rate"] = load.prompt_rate.into();
-        params["slo"] = serde_json::to_value(load.slo).unwrap_or_default();
-    }
-    match &load.workload {
-        Workload::Chat { prompt, output } => {
-            params["prompt_tokens"] = serde_json::to_value(prompt).unwrap_or_default();
-            params["output_tokens"] = serde_json::to_value(output).unwrap_or_default();
-        }
-        Workload::Trace(trace) => {
-            params["trace"] = trace.source.display().to_string().into();
-            params["trace_requests"] = trace.requests.len().into();
-            params["token_scale"] = trace.token_scale.into();
-        }
-        Workload::Embed => {}
-    }
-    params
 }
 
 /// The verdicts of `result`, computed from its figures alone, so a rewording reaches results

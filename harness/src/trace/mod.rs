@@ -15,7 +15,7 @@
 mod parse;
 mod prompt;
 
-pub use prompt::prompt;
+pub use prompt::{Block, prompt, text_of};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -15,21 +15,40 @@ const CHARS_PER_TOKEN: usize = 4;
 /// log's join wants it. Each token is four characters: a three-letter word and a space.
 pub fn prompt(request: &TraceRequest, block_tokens: u64, id: &str) -> String {
     let tokens = request.input_tokens;
-    let mut text = String::with_capacity(tokens as usize * CHARS_PER_TOKEN + id.len() + 8);
     let mut written = 0u64;
+    let mut blocks = Vec::with_capacity(request.blocks.len());
     for &block in &request.blocks {
         let take = block_tokens.min(tokens - written);
-        words(&mut text, splitmix64(block ^ 0xb10c), take);
+        blocks.push(Block {
+            seed: splitmix64(block ^ 0xb10c),
+            tokens: take,
+        });
         written += take;
         if written == tokens {
             break;
         }
     }
-    words(
-        &mut text,
-        splitmix64(fnv1a(id.as_bytes())),
-        tokens - written,
-    );
+    text_of(&blocks, tokens - written, id)
+}
+
+/// A run of prompt text: the same seed and length is the same text in every prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// What the words are drawn from.
+    pub seed: u64,
+    /// How many four-character tokens.
+    pub tokens: u64,
+}
+
+/// `blocks` in order, then `own` tokens of text of the request's own (drawn from its id), then
+/// the `[rid:ID]` marker last.
+pub fn text_of(blocks: &[Block], own: u64, id: &str) -> String {
+    let tokens = blocks.iter().map(|b| b.tokens).sum::<u64>() + own;
+    let mut text = String::with_capacity(tokens as usize * CHARS_PER_TOKEN + id.len() + 8);
+    for block in blocks {
+        words(&mut text, block.seed, block.tokens);
+    }
+    words(&mut text, splitmix64(fnv1a(id.as_bytes())), own);
     text.push_str("[rid:");
     text.push_str(id);
     text.push(']');

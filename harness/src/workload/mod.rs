@@ -3,16 +3,22 @@
 //!
 //! - `embed`: short embedding calls with unique inputs (the gateway cells' and `harness load`'s
 //!   default);
-//! - `chat`: streamed chat with prompt and output lengths drawn per request ([`Lengths`]);
+//! - `chat`: streamed chat with prompt and output lengths drawn per request ([`Lengths`]),
+//!   optionally as conversations whose turns share a growing prefix ([`Chat`]);
 //! - `trace`: a replayed serving trace ([`crate::trace`]): its arrival times as an open loop,
 //!   its prompt and output lengths, and (Mooncake) its shared prefixes as shared prompt text.
 //!
+//! Each request asks for one of a mix of models ([`Models`]), drawn per request number.
 //! A workload yields [`Requests`]: each request's body (with the `[rid:ID]` marker last in the
 //! prompt, so shared prefixes stay shared and the served log can join it), how its answer is
 //! read (whole, or line by line for the token metrics), and, for a trace, its arrival times.
 
+mod chat;
+mod models;
 mod tokens;
 
+pub use chat::Chat;
+pub use models::{Models, ModelsError};
 pub use tokens::{Slo, SloError, TokenMetrics};
 
 use std::str::FromStr;
@@ -23,8 +29,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::engine::template::Render;
 use crate::engine::{Bodies, Read, Template};
-use crate::trace::{Trace, TraceRequest, prompt};
+use crate::trace::{Trace, prompt};
 
 /// Which dialect the load speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -114,12 +121,7 @@ pub enum Workload {
     /// Embedding calls, one unique input each.
     Embed,
     /// Streamed chat.
-    Chat {
-        /// Prompt tokens.
-        prompt: Lengths,
-        /// Tokens of each answer (forced with `num_predict` / `max_tokens`).
-        output: Lengths,
-    },
+    Chat(Chat),
     /// A replayed trace, already shaped (window, speed, context).
     Trace(Arc<Trace>),
 }
@@ -139,51 +141,46 @@ pub struct Requests {
 }
 
 impl Workload {
-    /// The workload's requests in `api`'s dialect for `model`.
-    pub fn requests(&self, api: Api, model: &str) -> Requests {
+    /// The workload's requests in `api`'s dialect, each asking for one of `models` (embed: the
+    /// first).
+    pub fn requests(&self, api: Api, models: &Models) -> Requests {
+        let streamed = |render: Arc<Render>, arrivals| Requests {
+            path: api.chat_path(),
+            bodies: Bodies::Each(render),
+            read: Read::Stream(api),
+            arrivals,
+        };
+        let models = models.clone();
         match self {
             Workload::Embed => Requests {
                 path: api.embed_path(),
-                bodies: Bodies::Same(embed_template(model)),
+                bodies: Bodies::Same(embed_template(models.first())),
                 read: Read::Whole,
                 arrivals: None,
             },
-            Workload::Chat { prompt, output } => {
-                let (prompt, output, model) = (*prompt, *output, model.to_owned());
+            Workload::Chat(chat) => {
+                let chat = *chat;
                 let render = move |n: u64, id: &str| {
-                    let request = TraceRequest {
-                        at: Duration::ZERO,
-                        input_tokens: u64::from(prompt.of(n, 1)),
-                        output_tokens: u64::from(output.of(n, 2)),
-                        blocks: Vec::new(),
-                    };
-                    chat_body(api, &model, &request, 0, id)
+                    let prompt = chat.prompt_of(n, id);
+                    chat_body(api, models.pick(n), prompt, chat.output_of(n))
                 };
-                Requests {
-                    path: api.chat_path(),
-                    bodies: Bodies::Each(Arc::new(render)),
-                    read: Read::Stream(api),
-                    arrivals: None,
-                }
+                streamed(Arc::new(render), None)
             }
             Workload::Trace(trace) => {
                 let arrivals = trace.requests.iter().map(|r| r.at).collect();
-                let (trace, model) = (Arc::clone(trace), model.to_owned());
+                let trace = Arc::clone(trace);
                 // A replay sends one request per arrival; a closed loop on the trace's mix (a
-                // capacity measured for it) goes round the trace again.
-                // An empty trace (the readers refuse one) has no body to send.
+                // capacity measured for it) goes round the trace again. An empty trace (the
+                // readers refuse one) has no body to send.
                 let render = move |n: u64, id: &str| {
                     let i = n as usize % trace.requests.len().max(1);
                     trace.requests.get(i).map_or_else(Bytes::new, |request| {
-                        chat_body(api, &model, request, trace.block_tokens, id)
+                        let prompt = prompt(request, trace.block_tokens, id);
+                        let output = u32::try_from(request.output_tokens).unwrap_or(u32::MAX);
+                        chat_body(api, models.pick(n), prompt, output)
                     })
                 };
-                Requests {
-                    path: api.chat_path(),
-                    bodies: Bodies::Each(Arc::new(render)),
-                    read: Read::Stream(api),
-                    arrivals: Some(arrivals),
-                }
+                streamed(Arc::new(render), Some(arrivals))
             }
         }
     }
@@ -192,7 +189,7 @@ impl Workload {
     pub fn name(&self) -> &'static str {
         match self {
             Workload::Embed => "embed",
-            Workload::Chat { .. } => "chat",
+            Workload::Chat(_) => "chat",
             Workload::Trace(_) => "trace",
         }
     }
@@ -203,17 +200,16 @@ fn embed_template(model: &str) -> Template {
     Template::new(&body.to_string())
 }
 
-/// A streamed chat request for `request`'s prompt and output lengths; `id` ends the prompt.
-fn chat_body(api: Api, model: &str, request: &TraceRequest, block_tokens: u64, id: &str) -> Bytes {
-    let messages = json!([{"role": "user", "content": prompt(request, block_tokens, id)}]);
-    let tokens = request.output_tokens;
+/// A streamed chat request with `prompt` as its one message and `output` tokens asked.
+fn chat_body(api: Api, model: &str, prompt: String, output: u32) -> Bytes {
+    let messages = json!([{"role": "user", "content": prompt}]);
     let body = match api {
         Api::Ollama => json!({
             "model": model, "messages": messages, "stream": true,
-            "options": {"num_predict": tokens},
+            "options": {"num_predict": output},
         }),
         Api::Openai => json!({
-            "model": model, "messages": messages, "stream": true, "max_tokens": tokens,
+            "model": model, "messages": messages, "stream": true, "max_tokens": output,
         }),
     };
     Bytes::from(body.to_string())

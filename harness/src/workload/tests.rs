@@ -36,11 +36,8 @@ fn body(requests: &Requests, n: u64, id: &str) -> Value {
 
 #[test]
 fn chat_asks_its_lengths_with_the_id_last_in_either_dialect() {
-    let chat = Workload::Chat {
-        prompt: Lengths::fixed(8),
-        output: Lengths::fixed(5),
-    };
-    let native = chat.requests(Api::Ollama, "llama3.2");
+    let chat = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(5)));
+    let native = chat.requests(Api::Ollama, &Models::one("llama3.2"));
     assert_eq!(native.path, "/api/chat");
     assert_eq!(native.read, Read::Stream(Api::Ollama));
     let b = body(&native, 3, "run-3");
@@ -54,7 +51,7 @@ fn chat_asks_its_lengths_with_the_id_last_in_either_dialect() {
         "8 tokens of 4 characters"
     );
 
-    let openai = chat.requests(Api::Openai, "llama3.2");
+    let openai = chat.requests(Api::Openai, &Models::one("llama3.2"));
     assert_eq!(openai.path, "/v1/chat/completions");
     assert_eq!(body(&openai, 3, "run-3")["max_tokens"], 5);
 }
@@ -65,7 +62,7 @@ fn a_trace_replays_its_arrivals_and_lengths() {
                 2023-11-16 18:15:46.0000000,12,3\n\
                 2023-11-16 18:15:46.5000000,20,7\n";
     let trace = crate::trace::Trace::parse(Path::new("t.csv"), text).unwrap();
-    let requests = Workload::Trace(Arc::new(trace)).requests(Api::Ollama, "m");
+    let requests = Workload::Trace(Arc::new(trace)).requests(Api::Ollama, &Models::one("m"));
     let arrivals = requests.arrivals.clone().unwrap();
     assert_eq!(&arrivals[..], &[Duration::ZERO, Duration::from_millis(500)]);
     assert_eq!(body(&requests, 1, "r-1")["options"]["num_predict"], 7);
@@ -74,4 +71,16 @@ fn a_trace_replays_its_arrivals_and_lengths() {
         7,
         "past its end a closed loop goes round the trace again"
     );
+}
+
+#[test]
+fn a_model_mix_reaches_the_bodies() {
+    let chat = Workload::Chat(Chat::new(Lengths::fixed(4), Lengths::fixed(2)));
+    let mix: Models = "a=1,b=1".parse().unwrap();
+    let requests = chat.requests(Api::Ollama, &mix);
+    for n in 0..50 {
+        assert_eq!(body(&requests, n, "r")["model"], mix.pick(n), "request {n}");
+    }
+    let embed = Workload::Embed.requests(Api::Ollama, &mix);
+    assert_eq!(body(&embed, 0, "r")["model"], "a", "embed asks the first");
 }

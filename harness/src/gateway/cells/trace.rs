@@ -61,18 +61,30 @@ impl CellSpec for TraceReplay {
     }
     fn verdicts(&self, cell: &Cell, limits: Limits, _service_ms: f64) -> Vec<String> {
         let figure = |name: &str| cell.figures.get(name).map_or(f64::NAN, |s| s.median);
-        let served = cell.audit.as_ref().map_or(String::new(), |a| {
-            format!(", {} of {} requests served once", a.served_once, a.requests)
-        });
-        vec![format!(
-            "{}: the trace at {:.2}x its speed offers {:.1} req/s ({} of the {:.1} req/s capacity for its mix); the gateway completed {:.1} req/s, goodput {:.1} req/s{served}.",
+        let offered = format!(
+            "{}: the trace at {:.2}x its speed offers {:.1} req/s on average ({} of the {:.1} req/s capacity for its mix)",
             cell.name,
             figure("speed"),
             figure("offered_rps"),
             crate::wording::ratio(figure("offered_rps") / limits.ideal.max(1e-9)),
             limits.ideal,
-            cell.throughput.median,
-            figure("goodput_rps"),
+        );
+        // A replay's rates over its whole run include the drain after the last arrival, so
+        // what it did with the trace is said per request.
+        let Some(t) = &cell.tokens else {
+            return vec![format!("{offered}.")];
+        };
+        let within = match (t.meeting_slo, t.slo) {
+            (Some(met), Some(slo)) => format!(
+                ", {:.0}% within the SLO ({})",
+                100.0 * met as f64 / t.requests.max(1) as f64,
+                String::from(slo)
+            ),
+            _ => String::new(),
+        };
+        vec![format!(
+            "{offered}: {} of {} answers whole{within}; time to first token p50 {:.0} ms, p99 {:.0} ms (last run).",
+            t.whole, t.requests, t.ttft.p50, t.ttft.p99,
         )]
     }
 }
