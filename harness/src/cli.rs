@@ -156,7 +156,7 @@ struct WorkloadArgs {
     #[arg(long, value_enum, default_value = "embed")]
     workload: WorkloadKind,
     /// chat and trace: the model asked for, or a mix drawn per request, e.g.
-    /// llama3.2=3,qwen2.5:7b=1 (embed asks for the first).
+    /// llama3.2=3,qwen2.5:7b=1.
     #[arg(long, default_value = "llama3.2")]
     model: crate::workload::Models,
     /// chat: spread the requests over N conversations whose turns share a growing prefix

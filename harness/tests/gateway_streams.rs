@@ -248,7 +248,18 @@ fn streamed_cells_carry_token_figures_and_goodput_against_the_default_slo() {
         assert_eq!(tokens.whole, tokens.requests, "{mode:?}");
         assert_eq!(tokens.output_tokens, tokens.requests * u64::from(ASKED));
         let slo = tokens.slo.expect("the default SLO");
-        assert!(slo.ttft.is_some() && tokens.goodput.is_some(), "{slo:?}");
+        let direct_ttft = std::time::Duration::from_secs_f64(direct.ttft.p50 / 1e3);
+        let three_times = slo.ttft.expect("a TTFT limit");
+        assert!(
+            three_times > 2 * direct_ttft && three_times <= 4 * direct_ttft,
+            "{slo:?} against a direct p50 of {direct_ttft:?}"
+        );
+        let met = tokens.meeting_slo.expect("counted");
+        assert!(
+            met <= tokens.whole,
+            "{met} within the SLO of {} whole",
+            tokens.whole
+        );
         assert_eq!(result.params["workload"]["name"], "chat");
         assert!(
             result

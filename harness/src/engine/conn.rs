@@ -184,6 +184,10 @@ impl Conn {
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame.ok()?.into_data() {
                 stream.feed(&data, Instant::now(), gaps);
+                if stream.overflowed {
+                    // Dropping the body closes the connection mid-answer.
+                    return None;
+                }
             }
         }
         Some((status, Bytes::new()))

@@ -42,8 +42,8 @@ pub struct Target {
     pub bodies: Bodies,
     /// How answers are read.
     pub read: Read,
-    /// Decodes each 2xx answer, for comparisons with a client that does (`run peak`'s
-    /// `engine+decode`); `None` reads the answer and drops it.
+    /// Decodes each 2xx answer read whole ([`Read::Whole`]), for comparisons with a client that
+    /// does (`run peak`'s `engine+decode`); `None` reads the answer and drops it.
     pub decode: Option<Decoder>,
     /// The user's headers on every request (keys, user ids), after the harness's own.
     pub headers: Headers,

@@ -4,8 +4,10 @@
 //! A token is a line that carries text: Ollama's `message.content` (chat) or `response`
 //! (generate), OpenAI's `choices[0].delta.content` or `choices[0].text`. Time to first token is
 //! taken at the first such line, as vLLM's `bench serve` does; the gaps between token lines are
-//! the inter-token latencies. A stream is whole when every line parses, the last is the final
-//! one (Ollama: `"done": true`; OpenAI: `data: [DONE]`), and no line follows it.
+//! the inter-token latencies. A stream is whole when every line parses and none carries an
+//! `error`, the last is the final one (Ollama: `"done": true`; OpenAI: `data: [DONE]`), and no
+//! line but a blank one (or an SSE comment, `event:`, `id:` or `retry:` field) follows it. A line
+//! longer than [`MAX_LINE_BYTES`] breaks the stream, and the reader stops.
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -14,6 +16,10 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::workload::Api;
+
+/// The longest line kept while waiting for its end: a stream line is a token's JSON, a few
+/// hundred bytes; a server that never ends its line is not let grow the buffer further.
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// One streamed answer being read.
 #[derive(Debug)]
@@ -28,8 +34,11 @@ pub(crate) struct StreamReader {
     pub(crate) tokens: u32,
     /// The final line was read (and nothing after it so far).
     done: bool,
-    /// A line did not parse, or a line followed the final one.
+    /// A line did not parse or carried an error, a line followed the final one, or a line
+    /// grew past [`MAX_LINE_BYTES`].
     broken: bool,
+    /// A line grew past [`MAX_LINE_BYTES`]: read no further.
+    pub(crate) overflowed: bool,
 }
 
 /// What one line was.
@@ -37,8 +46,10 @@ pub(crate) struct StreamReader {
 enum Line {
     /// Carries text.
     Token,
-    /// Parses, carries no text, is not the final line (a role chunk, a blank between events).
+    /// Parses, carries no text, is not the final line (a role chunk).
     Other,
+    /// Carries nothing at all: a blank line, an SSE comment or a field other than `data:`.
+    Blank,
     /// The final line.
     Done,
     /// Not a line of this dialect.
@@ -55,6 +66,7 @@ impl StreamReader {
             tokens: 0,
             done: false,
             broken: false,
+            overflowed: false,
         }
     }
 
@@ -74,11 +86,17 @@ impl StreamReader {
             };
             self.take(kind, now, gaps);
         }
+        if self.pending.len() + rest.len() > MAX_LINE_BYTES {
+            self.broken = true;
+            self.overflowed = true;
+            self.pending.clear();
+            return;
+        }
         self.pending.extend_from_slice(rest);
     }
 
     fn take(&mut self, kind: Line, now: Instant, gaps: &mut Histogram<u64>) {
-        if self.done && kind != Line::Other {
+        if self.done && kind != Line::Blank {
             self.broken = true;
         }
         match kind {
@@ -92,7 +110,7 @@ impl StreamReader {
             }
             Line::Done => self.done = true,
             Line::Bad => self.broken = true,
-            Line::Other => {}
+            Line::Other | Line::Blank => {}
         }
     }
 
@@ -105,13 +123,20 @@ impl StreamReader {
 fn classify(api: Api, line: &[u8]) -> Line {
     let line = line.trim_ascii();
     match api {
-        Api::Ollama if line.is_empty() => Line::Other,
+        Api::Ollama if line.is_empty() => Line::Blank,
         Api::Ollama => native(line),
-        // Server-sent events separate events with a blank line; `:` lines are comments.
-        Api::Openai if line.is_empty() || line.starts_with(b":") => Line::Other,
+        // Server-sent events separate events with a blank line; `:` lines are comments, and
+        // `event:`, `id:` and `retry:` fields carry no data.
+        Api::Openai if line.is_empty() || line.starts_with(b":") => Line::Blank,
         Api::Openai => match line.strip_prefix(b"data:").map(<[u8]>::trim_ascii) {
             Some(b"[DONE]") => Line::Done,
             Some(event) => openai(event),
+            None if [&b"event:"[..], b"id:", b"retry:"]
+                .iter()
+                .any(|field| line.starts_with(field)) =>
+            {
+                Line::Blank
+            }
             None => Line::Bad,
         },
     }
@@ -123,6 +148,8 @@ fn native(line: &[u8]) -> Line {
     struct Native<'a> {
         #[serde(default)]
         done: bool,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
         #[serde(borrow, default)]
         message: Option<Message<'a>>,
         #[serde(borrow, default)]
@@ -136,6 +163,9 @@ fn native(line: &[u8]) -> Line {
     let Ok(parsed) = serde_json::from_slice::<Native>(line) else {
         return Line::Bad;
     };
+    if parsed.error.is_some() {
+        return Line::Bad;
+    }
     let text = parsed.message.and_then(|m| m.content).or(parsed.response);
     match (parsed.done, text.is_some_and(|t| !t.is_empty())) {
         (true, _) => Line::Done,
@@ -150,6 +180,8 @@ fn openai(event: &[u8]) -> Line {
     struct Event<'a> {
         #[serde(borrow, default)]
         choices: Vec<Choice<'a>>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
     }
     #[derive(Deserialize)]
     struct Choice<'a> {
@@ -166,6 +198,9 @@ fn openai(event: &[u8]) -> Line {
     let Ok(parsed) = serde_json::from_slice::<Event>(event) else {
         return Line::Bad;
     };
+    if parsed.error.is_some() {
+        return Line::Bad;
+    }
     let text = parsed
         .choices
         .into_iter()
@@ -242,6 +277,36 @@ mod tests {
             "an unended line after the end"
         );
         assert!(!read(Api::Ollama, &[]).0.whole(), "nothing");
+        assert!(
+            !read(Api::Ollama, &[TOKEN, DONE, "{\"done\":false}\n"])
+                .0
+                .whole(),
+            "a line without text after the final one"
+        );
+        assert!(
+            !read(
+                Api::Ollama,
+                &[TOKEN, "{\"error\":\"model unloaded\"}\n", DONE]
+            )
+            .0
+            .whole(),
+            "an error line"
+        );
+        assert!(
+            read(Api::Ollama, &[TOKEN, DONE, "\n"]).0.whole(),
+            "a blank line after the end"
+        );
+    }
+
+    #[test]
+    fn an_endless_line_breaks_the_stream_and_stops_the_reader() {
+        let (mut reader, mut gaps) = (StreamReader::new(Api::Ollama), new_histogram());
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..((MAX_LINE_BYTES >> 16) + 1) {
+            reader.feed(&chunk, Instant::now(), &mut gaps);
+        }
+        assert!(reader.overflowed && !reader.whole());
+        assert!(reader.pending.len() <= MAX_LINE_BYTES);
     }
 
     #[test]
@@ -268,5 +333,21 @@ mod tests {
         );
         let completion = "data: {\"choices\":[{\"text\":\"ab\"}]}\n\n";
         assert_eq!(read(Api::Openai, &[completion, end]).0.tokens, 1);
+        let error = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
+        assert!(
+            !read(Api::Openai, &[token, error, end]).0.whole(),
+            "an error event"
+        );
+        let fields = "event: message\nid: 7\nretry: 100\n";
+        assert!(
+            read(Api::Openai, &[fields, token, end]).0.whole(),
+            "SSE fields"
+        );
+        assert!(
+            !read(Api::Openai, &[token, end, "data: {\"choices\":[]}\n"])
+                .0
+                .whole(),
+            "an event after [DONE]"
+        );
     }
 }

@@ -12,13 +12,13 @@ use crate::workload::{Models, Slo, TokenMetrics, Workload};
 pub struct WorkloadSettings {
     /// The workload.
     pub workload: Workload,
-    /// The models a streamed workload asks for (embed: the first).
+    /// The models a streamed workload asks for (the embed cells ask for `all-minilm`).
     pub models: Models,
     /// Each node's time per generated token under a streamed workload.
     pub per_token: Duration,
     /// Each node's prompt evaluation rate under a streamed workload, tokens/s.
     pub prompt_rate: f64,
-    /// What goodput counts; `None`: [`default_slo`] (3x the baseline's TTFT and TPOT p50s).
+    /// What goodput counts; `None`: 3x the baseline's TTFT and TPOT p50s (`default_slo`).
     pub slo: Option<Slo>,
     /// Whether each node's slots keep a prompt cache (Ollama's runner does; the mock's
     /// default is off, so prompts are evaluated whole).
@@ -81,9 +81,10 @@ pub(super) fn even_share_tokens(
 /// had no token figures.
 pub(super) fn default_slo(direct: &Cell) -> Option<Slo> {
     let tokens = direct.tokens.as_ref()?;
+    // A baseline with no tokens has a p50 of 0: no limit from it.
     let three_times = |ms: f64| {
-        let ms = (3.0 * ms).round().max(1.0);
-        ms.is_finite().then(|| Duration::from_millis(ms as u64))
+        (ms.is_finite() && ms > 0.0)
+            .then(|| Duration::from_millis((3.0 * ms).round().max(1.0) as u64))
     };
     let slo = Slo {
         ttft: three_times(tokens.ttft.p50),

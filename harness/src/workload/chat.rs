@@ -16,6 +16,9 @@ use mock_ollama::embedding::{fnv1a, splitmix64};
 use super::Lengths;
 use crate::trace::{Block, text_of};
 
+/// Tokens the `[rid:ID]` marker may take (an id of up to 64 characters at four a token).
+const MARKER_TOKENS: u64 = 16;
+
 /// The chat workload's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chat {
@@ -40,9 +43,12 @@ impl Chat {
         }
     }
 
-    /// Turns a conversation holds before it starts over (at least one).
+    /// Turns a conversation holds before it starts over (at least one): its history, the
+    /// request's `[rid:ID]` marker and the longest answer within the context.
     pub fn turns(&self) -> u64 {
-        let room = self.context.saturating_sub(u64::from(self.output.max));
+        let room = self
+            .context
+            .saturating_sub(u64::from(self.output.max) + MARKER_TOKENS);
         (room / u64::from(self.prompt.max).max(1)).max(1)
     }
 
@@ -119,10 +125,10 @@ mod tests {
     #[test]
     fn a_conversation_starts_over_when_the_next_turn_would_not_fit() {
         let chat = sessions(1);
-        // (100 - 20) / 10 = 8 turns fit; turn 8 starts a new conversation.
-        assert_eq!(chat.turns(), 8);
-        let (last, next) = (history(&chat, 7), history(&chat, 8));
-        assert_eq!((last.len(), next.len()), (320, 40));
+        // (100 - 20 - 16) / 10 = 6 turns fit with the marker; turn 6 starts a new conversation.
+        assert_eq!(chat.turns(), 6);
+        let (last, next) = (history(&chat, 5), history(&chat, 6));
+        assert_eq!((last.len(), next.len()), (240, 40));
         assert!(
             !last.starts_with(&next),
             "new text, not the old conversation's first turn"

@@ -1,8 +1,11 @@
-//! The token metrics of a run of streamed answers, as the LLM serving benchmarks define them
-//! (vLLM's `bench serve`): time to first token (TTFT, from the intended send), inter-token
+//! The token metrics of a run of streamed answers, defined as the LLM serving benchmarks define
+//! them (vLLM's `bench serve`): time to first token (TTFT, from the intended send), inter-token
 //! latency (ITL, every gap between two token lines), time per output token (TPOT, a request's
 //! `(end - TTFT) / (tokens - 1)`), output tokens per second, and goodput: requests per second
-//! that completed whole within an [`Slo`].
+//! that completed whole within an [`Slo`]. Unlike vLLM's, which counts successful requests only,
+//! TTFT and ITL here take every stream that delivered tokens, cut ones included (their tokens
+//! did reach the client; a stream retried by a gateway carries the gap across the retry), while
+//! TPOT and goodput take whole answers only.
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -54,6 +54,10 @@ impl CellSpec for TraceReplay {
         };
         let rate = own_rate(trace);
         let fast = LOAD * cx.limits.ideal / rate.max(1e-9);
+        anyhow::ensure!(
+            fast.is_finite() && fast > 0.0,
+            "the trace cell needs the capacity for the trace's mix, and the direct runs measured none (did every request straight at the nodes fail?)"
+        );
         [("trace-1x", 1.0), ("trace-80pct", fast)]
             .into_iter()
             .map(|(name, speed)| replay(cx, trace, name, speed, rate))
