@@ -254,47 +254,38 @@ mod tests {
         assert_eq!((r.tokens, r.whole()), (1, true), "/api/generate lines");
     }
 
+    /// Each case, read in `api`'s dialect, is whole or not as it says.
+    fn judge(api: Api, cases: &[(&[&str], bool, &str)]) {
+        for (pieces, whole, why) in cases {
+            assert_eq!(read(api, pieces).0.whole(), *whole, "{api:?}: {why}");
+        }
+    }
+
     #[test]
     fn a_stream_is_broken_when_cut_unparsable_or_continued_after_the_end() {
-        assert!(
-            !read(Api::Ollama, &[TOKEN, TOKEN]).0.whole(),
-            "no final line"
-        );
-        assert!(
-            !read(Api::Ollama, &[TOKEN, DONE, TOKEN]).0.whole(),
-            "a line after the final one"
-        );
-        assert!(
-            !read(Api::Ollama, &[TOKEN, DONE, DONE]).0.whole(),
-            "two final lines"
-        );
-        assert!(
-            !read(Api::Ollama, &["{\"done\":fa\n", DONE]).0.whole(),
-            "a line not JSON"
-        );
-        assert!(
-            !read(Api::Ollama, &[TOKEN, DONE, "{\"do"]).0.whole(),
-            "an unended line after the end"
-        );
-        assert!(!read(Api::Ollama, &[]).0.whole(), "nothing");
-        assert!(
-            !read(Api::Ollama, &[TOKEN, DONE, "{\"done\":false}\n"])
-                .0
-                .whole(),
-            "a line without text after the final one"
-        );
-        assert!(
-            !read(
-                Api::Ollama,
-                &[TOKEN, "{\"error\":\"model unloaded\"}\n", DONE]
-            )
-            .0
-            .whole(),
-            "an error line"
-        );
-        assert!(
-            read(Api::Ollama, &[TOKEN, DONE, "\n"]).0.whole(),
-            "a blank line after the end"
+        let no_text = "{\"done\":false}\n";
+        let error = "{\"error\":\"model unloaded\"}\n";
+        judge(
+            Api::Ollama,
+            &[
+                (&[TOKEN, TOKEN], false, "no final line"),
+                (&[TOKEN, DONE, TOKEN], false, "a line after the final one"),
+                (&[TOKEN, DONE, DONE], false, "two final lines"),
+                (&["{\"done\":fa\n", DONE], false, "a line not JSON"),
+                (
+                    &[TOKEN, DONE, "{\"do"],
+                    false,
+                    "an unended line after the end",
+                ),
+                (&[], false, "nothing"),
+                (
+                    &[TOKEN, DONE, no_text],
+                    false,
+                    "a line without text after the end",
+                ),
+                (&[TOKEN, error, DONE], false, "an error line"),
+                (&[TOKEN, DONE, "\n"], true, "a blank line after the end"),
+            ],
         );
     }
 
@@ -318,36 +309,24 @@ mod tests {
         let end = "data: [DONE]\n\n";
         let (r, gaps) = read(Api::Openai, &[role, token, token, last, end]);
         assert_eq!((r.tokens, r.whole(), gaps.len()), (2, true, 1));
-        assert!(!read(Api::Openai, &[token, last]).0.whole(), "no [DONE]");
-        assert!(
-            !read(Api::Openai, &[token, end, token]).0.whole(),
-            "an event after [DONE]"
-        );
-        assert!(
-            !read(Api::Openai, &["data: {\"choi\n\n", end]).0.whole(),
-            "a cut event"
-        );
-        assert!(
-            !read(Api::Openai, &["{\"choices\":[]}\n", end]).0.whole(),
-            "not an event"
-        );
         let completion = "data: {\"choices\":[{\"text\":\"ab\"}]}\n\n";
         assert_eq!(read(Api::Openai, &[completion, end]).0.tokens, 1);
         let error = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
-        assert!(
-            !read(Api::Openai, &[token, error, end]).0.whole(),
-            "an error event"
-        );
         let fields = "event: message\nid: 7\nretry: 100\n";
-        assert!(
-            read(Api::Openai, &[fields, token, end]).0.whole(),
-            "SSE fields"
-        );
-        assert!(
-            !read(Api::Openai, &[token, end, "data: {\"choices\":[]}\n"])
-                .0
-                .whole(),
-            "an event after [DONE]"
+        let empty = "data: {\"choices\":[]}\n";
+        judge(
+            Api::Openai,
+            &[
+                (&[token, last], false, "no [DONE]"),
+                (&[token, end, token], false, "an event after [DONE]"),
+                (&[token, end, end], false, "two [DONE]"),
+                (&["data: {\"choi\n\n", end], false, "a cut event"),
+                (&["{\"choices\":[]}\n", end], false, "not an event"),
+                (&[token, error, end], false, "an error event"),
+                (&[fields, token, end], true, "SSE fields"),
+                (&[token, end, empty], false, "an empty event after [DONE]"),
+                (&[], false, "nothing"),
+            ],
         );
     }
 }

@@ -45,7 +45,7 @@ use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 use crate::workload::TokenMetrics;
-use streamed::{default_slo, even_share_tokens, token_metrics, workload_params};
+use streamed::{even_share_tokens, token_metrics, with_default_slo, workload_params};
 
 pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
@@ -387,38 +387,73 @@ fn distribution(
     capacity: &[f64],
 ) -> anyhow::Result<Cell> {
     let ideal: f64 = capacity.iter().sum();
-    let (mut throughput, mut efficiency) = (Vec::new(), Vec::new());
-    let mut total = Audit::default();
-    let (mut shares, mut latency, mut tokens) = (Vec::new(), None, None);
+    let audited = audited_repeats(nodes, settings, capacity, |r| {
+        let (workers, requests) = (settings.workers, settings.requests);
+        let id = format!("{name}{r}");
+        run_once(engine, &settings.target, settings, workers, requests, &id)
+    })?;
+    let efficiency = audited.throughputs.iter().map(|t| t / ideal.max(1e-9));
+    Ok(Cell {
+        efficiency: Some(Summary::of(efficiency.collect())),
+        ..audited.cell(name)
+    })
+}
+
+/// What the repeats of an audited run through the gateway gave: each repeat's throughput and
+/// goodput, the audit summed over them, and the last repeat's shares, latency and tokens.
+struct Audited {
+    throughputs: Vec<f64>,
+    goodputs: Vec<f64>,
+    audit: Audit,
+    shares: Vec<(f64, f64)>,
+    latency: Option<Latency>,
+    tokens: Option<TokenMetrics>,
+}
+
+impl Audited {
+    /// The cell named `name` with these figures.
+    fn cell(self, name: &str) -> Cell {
+        Cell {
+            shares: self.shares,
+            audit: Some(self.audit),
+            tokens: self.tokens,
+            ..Cell::new(
+                name,
+                Summary::of(self.throughputs),
+                self.latency.unwrap_or_else(no_latency),
+            )
+        }
+    }
+}
+
+/// `run(r)` for each repeat `r`, each joined with the nodes' logs of what it sent.
+fn audited_repeats(
+    nodes: &Nodes,
+    settings: &Settings,
+    capacity: &[f64],
+    mut run: impl FnMut(usize) -> anyhow::Result<Run>,
+) -> anyhow::Result<Audited> {
+    let mut out = Audited {
+        throughputs: Vec::new(),
+        goodputs: Vec::new(),
+        audit: Audit::default(),
+        shares: Vec::new(),
+        latency: None,
+        tokens: None,
+    };
     for r in 0..settings.repeats {
         let heads = log_heads(nodes)?;
-        let run = run_once(
-            engine,
-            &settings.target,
-            settings,
-            settings.workers,
-            settings.requests,
-            &format!("{name}{r}"),
-        )?;
+        let run = run(r)?;
         let audit = audit::audit(&run, &logs_since(nodes, &heads)?);
-        throughput.push(run.throughput());
-        efficiency.push(run.throughput() / ideal.max(1e-9));
-        shares = shares_of(&audit, capacity);
-        latency = Some(Latency::of(&run.latency));
-        tokens = token_metrics(&run, settings);
-        merge(&mut total, audit);
+        out.throughputs.push(run.throughput());
+        out.shares = shares_of(&audit, capacity);
+        out.latency = Some(Latency::of(&run.latency));
+        out.tokens = token_metrics(&run, settings);
+        out.goodputs
+            .extend(out.tokens.as_ref().and_then(|t| t.goodput));
+        merge(&mut out.audit, audit);
     }
-    Ok(Cell {
-        efficiency: Some(Summary::of(efficiency)),
-        shares,
-        audit: Some(total),
-        tokens,
-        ..Cell::new(
-            name,
-            Summary::of(throughput),
-            latency.unwrap_or_else(no_latency),
-        )
-    })
+    Ok(out)
 }
 
 /// Per node: its share of the work `audit` saw served, and its share of the `capacity`.
@@ -675,21 +710,7 @@ pub fn measure_process(
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
-    // Goodput through the gateway is judged against what the nodes do without it.
-    let derived;
-    let settings = match (&settings.workload.slo, default_slo(&direct_cell)) {
-        (None, Some(slo)) => {
-            derived = Settings {
-                workload: WorkloadSettings {
-                    slo: Some(slo),
-                    ..settings.workload.clone()
-                },
-                ..settings.clone()
-            };
-            &derived
-        }
-        _ => settings,
-    };
+    let settings = &with_default_slo(settings, &direct_cell);
     eprintln!("  the gateway's ceiling");
     let before = sampler.as_ref().and_then(footprint::Sampler::now);
     let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;

@@ -79,7 +79,7 @@ pub(super) fn even_share_tokens(
 /// output token measured straight at a node under its even share of the workers (the `direct`
 /// cell's token p50s), in whole milliseconds so it reads as typed; `None` when the direct runs
 /// had no token figures.
-pub(super) fn default_slo(direct: &Cell) -> Option<Slo> {
+fn default_slo(direct: &Cell) -> Option<Slo> {
     let tokens = direct.tokens.as_ref()?;
     // A baseline with no tokens has a p50 of 0: no limit from it.
     let three_times = |ms: f64| {
@@ -91,6 +91,16 @@ pub(super) fn default_slo(direct: &Cell) -> Option<Slo> {
         tpot: three_times(tokens.tpot.p50),
     };
     (slo.ttft.is_some() || slo.tpot.is_some()).then_some(slo)
+}
+
+/// `settings` with the default SLO when none was given: goodput through the gateway is judged
+/// against what the nodes do without it.
+pub(super) fn with_default_slo(settings: &Settings, direct: &Cell) -> Settings {
+    let mut settings = settings.clone();
+    if settings.workload.slo.is_none() {
+        settings.workload.slo = default_slo(direct);
+    }
+    settings
 }
 
 /// What a result says about its workload: its name, and for a streamed one the model, the

@@ -3,11 +3,10 @@
 //! The nodes are set through their control API to a per-token time (restored after), so a
 //! 20-token answer streams for about 100 ms. One client at a time sends streamed chat requests
 //! (`/api/chat`, or `/v1/chat/completions` with `--api openai`), alternately straight at node 0
-//! and through the gateway, and reads each answer frame by frame: time to the first line, time to
-//! the last, the longest gap between two lines, and whether the stream is whole (Ollama: every
-//! line JSON, exactly one `"done":true`, and it last; OpenAI: every `data:` event JSON until
-//! exactly one `data: [DONE]`, last). A proxy that buffers answers shows a first line that
-//! arrives with the last.
+//! and through the gateway, and reads each answer frame by frame with the load engine's reader
+//! (`crate::engine::stream`): time to the first token, time to the last line, the longest gap
+//! between two tokens, and whether the stream is whole (every line parsed, the final line last).
+//! A proxy that buffers answers shows a first token that arrives with the last line.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Api, Cell, Nodes, Settings, while_patched};
 use crate::engine::Headers;
+use crate::engine::stream::StreamReader;
 use crate::summary::{Latency, Summary};
 
 /// Tokens per answer.
@@ -46,11 +46,12 @@ pub struct StreamingReport {
 /// Median times of a set of streams, ms.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StreamTimes {
-    /// Send to the first line.
+    /// Send to the first token (the first line in results written before the cell read streams
+    /// with the engine's reader; for these mock answers the same line).
     pub first_line_ms: f64,
     /// Send to the last line.
     pub last_line_ms: f64,
-    /// The longest gap between two consecutive lines.
+    /// The longest gap between two consecutive tokens (lines, in earlier results).
     pub max_gap_ms: f64,
 }
 
@@ -103,70 +104,24 @@ async fn stream_once(base: &str, api: Api, id: &str, headers: &Headers) -> anyho
     let response = sender.send_request(request).await?;
     let ok = response.status().is_success();
     let mut body = response.into_body();
-    let (mut pending, mut lines) = (Vec::new(), Vec::new());
-    let mut times: Vec<Duration> = Vec::new();
+    // The load engine's reader: every line parsed, token gaps kept, the stream whole or not.
+    let (mut reader, mut gaps) = (StreamReader::new(api), crate::summary::new_histogram());
+    let mut last = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
-        let at = started.elapsed();
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            // Server-sent events separate events with a blank line: not a line of the answer.
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            lines.push(line);
-            times.push(at);
-        }
+        let now = Instant::now();
+        reader.feed(&data, now, &mut gaps);
+        last = Some(now - started);
     }
-    let whole = ok
-        && pending.is_empty()
-        && match api {
-            Api::Ollama => whole_stream(&lines),
-            Api::Openai => whole_event_stream(&lines),
-        };
-    let max_gap = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
+    let at_end = || started.elapsed();
     Ok(Stream {
-        first: times.first().copied().unwrap_or_else(|| started.elapsed()),
-        last: times.last().copied().unwrap_or_else(|| started.elapsed()),
-        max_gap,
-        whole,
+        first: reader.first_token.map_or_else(at_end, |t| t - started),
+        last: last.unwrap_or_else(at_end),
+        max_gap: Duration::from_micros(gaps.max()),
+        whole: ok && reader.whole(),
     })
-}
-
-/// Every line JSON, and exactly one `"done": true`, the last.
-fn whole_stream(lines: &[Vec<u8>]) -> bool {
-    #[derive(Deserialize)]
-    struct Line {
-        done: bool,
-    }
-    let parsed: Option<Vec<bool>> = lines
-        .iter()
-        .map(|l| serde_json::from_slice::<Line>(l).ok().map(|l| l.done))
-        .collect();
-    parsed
-        .is_some_and(|done| done.last() == Some(&true) && done.iter().filter(|d| **d).count() == 1)
-}
-
-/// Every event `data: {json}` until exactly one `data: [DONE]`, the last.
-fn whole_event_stream(lines: &[Vec<u8>]) -> bool {
-    let Some((last, events)) = lines.split_last() else {
-        return false;
-    };
-    let data = |line: &[u8]| -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(line).ok()?.trim_end();
-        text.strip_prefix("data: ").map(|d| d.as_bytes().to_vec())
-    };
-    data(last).is_some_and(|d| d == b"[DONE]")
-        && events.iter().all(|line| {
-            data(line).is_some_and(|d| serde_json::from_slice::<serde_json::Value>(&d).is_ok())
-        })
 }
 
 fn times(streams: &[Stream]) -> StreamTimes {
@@ -267,59 +222,5 @@ impl super::CellSpec for Streaming {
     }
     fn measure(&self, cx: &super::cells::Context) -> anyhow::Result<Vec<Cell>> {
         Ok(vec![streaming(cx.nodes, cx.settings)?])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stream_is_whole_only_with_one_final_line_last_and_every_line_json() {
-        let line = |s: &str| s.as_bytes().to_vec();
-        let (part, done) = (line(r#"{"done":false}"#), line(r#"{"done":true}"#));
-        assert!(whole_stream(&[part.clone(), part.clone(), done.clone()]));
-        assert!(
-            !whole_stream(&[part.clone(), part.clone()]),
-            "no final line"
-        );
-        assert!(
-            !whole_stream(&[done.clone(), part.clone()]),
-            "a line after the final one"
-        );
-        assert!(
-            !whole_stream(&[part.clone(), done.clone(), done.clone()]),
-            "two final lines"
-        );
-        assert!(!whole_stream(&[line("{\"done\":fa"), done]), "a cut line");
-        assert!(!whole_stream(&[]), "nothing");
-    }
-
-    #[test]
-    fn an_event_stream_is_whole_only_with_json_events_then_one_done() {
-        let line = |s: &str| s.as_bytes().to_vec();
-        let (event, done) = (line("data: {\"id\":1}\n"), line("data: [DONE]\n"));
-        assert!(whole_event_stream(&[
-            event.clone(),
-            event.clone(),
-            done.clone()
-        ]));
-        assert!(
-            !whole_event_stream(std::slice::from_ref(&event)),
-            "no [DONE]"
-        );
-        assert!(
-            !whole_event_stream(&[done.clone(), event.clone()]),
-            "an event after [DONE]"
-        );
-        assert!(
-            !whole_event_stream(&[event.clone(), done.clone(), done.clone()]),
-            "two [DONE]"
-        );
-        assert!(
-            !whole_event_stream(&[line("data: {\"id"), done]),
-            "a cut event"
-        );
-        assert!(!whole_event_stream(&[]), "nothing");
     }
 }

@@ -13,11 +13,8 @@ use std::time::Duration;
 
 use super::{CellSpec, Context};
 use crate::engine::Schedule;
-use crate::gateway::{
-    Audit, Cell, Limits, audit, log_heads, logs_since, merge, no_latency, shares_of, target,
-    token_metrics,
-};
-use crate::summary::{Latency, Summary};
+use crate::gateway::{Cell, Limits, audited_repeats, target};
+use crate::summary::Summary;
 use crate::trace::Trace;
 use crate::workload::Workload;
 
@@ -104,37 +101,16 @@ fn own_rate(trace: &Trace) -> f64 {
 fn replay(cx: &Context, trace: &Trace, name: &str, speed: f64, rate: f64) -> anyhow::Result<Cell> {
     let settings = cx.settings;
     let offsets: Arc<[Duration]> = trace.requests.iter().map(|r| r.at.div_f64(speed)).collect();
-    let (mut throughput, mut goodput, mut total) = (Vec::new(), Vec::new(), Audit::default());
-    let (mut shares, mut latency, mut tokens) = (Vec::new(), None, None);
-    for r in 0..settings.repeats {
-        let heads = log_heads(cx.nodes)?;
+    let target = target(&settings.target, settings);
+    let audited = audited_repeats(cx.nodes, settings, cx.capacity, |r| {
         let schedule = Schedule::Replay {
             offsets: Arc::clone(&offsets),
             connections: offsets.len().min(MAX_CONNECTIONS),
         };
-        let run = cx.engine.run(
-            &target(&settings.target, settings),
-            schedule,
-            &format!("{name}{r}"),
-        )?;
-        let audit = audit::audit(&run, &logs_since(cx.nodes, &heads)?);
-        throughput.push(run.throughput());
-        shares = shares_of(&audit, cx.capacity);
-        latency = Some(Latency::of(&run.latency));
-        tokens = token_metrics(&run, settings);
-        goodput.extend(tokens.as_ref().and_then(|t| t.goodput));
-        merge(&mut total, audit);
-    }
-    let mut cell = Cell {
-        shares,
-        audit: Some(total),
-        tokens,
-        ..Cell::new(
-            name,
-            Summary::of(throughput),
-            latency.unwrap_or_else(no_latency),
-        )
-    };
+        Ok(cx.engine.run(&target, schedule, &format!("{name}{r}"))?)
+    })?;
+    let goodput = audited.goodputs.clone();
+    let mut cell = audited.cell(name);
     cell.figures = [
         ("speed", Summary::of(vec![speed])),
         ("offered_rps", Summary::of(vec![rate * speed])),
