@@ -180,7 +180,7 @@ impl Metric {
                     && a.two_node_requests == b.two_node_requests
                     && a.service_ms == b.service_ms
             }
-            Metric::Scaling12(_) => repeats && a.service_ms == b.service_ms,
+            Metric::Scaling12(_) => repeats && a.scaling_service_ms == b.scaling_service_ms,
             Metric::StressLost | Metric::StressActiveAfter => {
                 a.stress_requests == b.stress_requests
             }
@@ -342,6 +342,13 @@ pub struct GateSettings {
     pub two_node_requests: usize,
     /// Service time of embedded nodes, milliseconds.
     pub service_ms: u64,
+    /// Service time of the scaling figure's nodes, milliseconds. Longer than `service_ms`: the
+    /// 12 workers' answers land together, and at 10 ms the 2 cores' time to turn them around
+    /// made the figure a reading of the machine's CPU speed (11.65x on both cores, 11.10x on one,
+    /// against 11.93x and 11.77x at 50 ms); reports written before it read as 0, which no
+    /// spread matches.
+    #[serde(default)]
+    pub scaling_service_ms: u64,
     /// Requests in the HTTP stress run.
     pub stress_requests: usize,
     /// Requests per contention measurement.
@@ -361,6 +368,7 @@ impl Default for GateSettings {
             repeats: 3,
             two_node_requests: 120,
             service_ms: 10,
+            scaling_service_ms: 50,
             stress_requests: 10_000,
             // With fewer requests each of the 100 threads finishes within one scheduler time
             // slice, the threads barely overlap on two cores, and the mutex looks uncontended
@@ -463,7 +471,6 @@ fn measure(
     settings: &GateSettings,
     ctx: &Ctx,
 ) -> anyhow::Result<Vec<f64>> {
-    let service = Duration::from_millis(settings.service_ms);
     match metric {
         Metric::TwoNodeSpeedup(_) => {
             let variant = metric.variant(candidate).context("a per-variant metric")?;
@@ -471,7 +478,8 @@ fn measure(
         }
         Metric::Scaling12(_) => {
             let variant = metric.variant(candidate).context("a per-variant metric")?;
-            let spec = ClusterSpec::uniform(2, 6, service);
+            let scaling_service = Duration::from_millis(settings.scaling_service_ms);
+            let spec = ClusterSpec::uniform(2, 6, scaling_service);
             let workers = [1, 12];
             let mut accounting = Accounting::default();
             let curves = measure_curves(
