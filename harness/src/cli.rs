@@ -186,9 +186,33 @@ struct WorkloadArgs {
     /// ttft=500ms,tpot=50ms (gateway default: 3x the p50s measured straight at the nodes).
     #[arg(long)]
     slo: Option<crate::workload::Slo>,
+    /// chat and trace: the client leaves streams (a --leave-share of them) once this many
+    /// tokens have arrived (5), or this long after the send (300ms: before the first token,
+    /// during the prompt's evaluation), closing its connection.
+    #[arg(long)]
+    leave_after: Option<crate::workload::LeaveAt>,
+    /// With --leave-after: the share of the requests whose client leaves, spread evenly
+    /// (0.25: every fourth).
+    #[arg(long, default_value = "1", requires = "leave_after")]
+    leave_share: crate::workload::Share,
 }
 
 impl WorkloadArgs {
+    /// `--leave-after` with its share, refused for a workload that does not stream.
+    fn leave(&self) -> anyhow::Result<Option<crate::workload::Leave>> {
+        let Some(at) = self.leave_after else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.workload != WorkloadKind::Embed,
+            "--leave-after needs a streamed workload (--workload chat or trace): an embedding has no tokens to leave after"
+        );
+        Ok(Some(crate::workload::Leave {
+            at,
+            share: self.leave_share,
+        }))
+    }
+
     /// The workload, its trace read and shaped (arrivals `speed` times as fast).
     fn workload(&self, speed: f64) -> anyhow::Result<crate::workload::Workload> {
         use crate::workload::Workload;
@@ -683,6 +707,9 @@ fn load_plan(args: &LoadArgs) -> anyhow::Result<(crate::engine::Target, crate::e
         "--body is the embed workload's; chat and trace make their own bodies"
     );
     let mut requests = workload.requests(args.api, &args.workload.model);
+    if let Some(leave) = args.workload.leave()? {
+        requests.leave(leave);
+    }
     if let Some(body) = &args.body {
         requests.bodies = Template::new(body).into();
     } else if embed {
@@ -777,6 +804,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             prompt_rate: args.prompt_rate,
             slo: args.workload.slo,
             prompt_cache: args.prompt_cache,
+            leave: args.workload.leave()?,
         },
     };
     crate::gateway::cells::check_workload(&settings)?;

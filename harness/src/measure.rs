@@ -153,6 +153,7 @@ mod tests {
             late_us: 0,
             ttft_us: None,
             tokens: 0,
+            left: false,
         };
         Run {
             run_id: "t".into(),

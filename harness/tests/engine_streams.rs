@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::engine::{Engine, Headers, Run, Schedule, Target};
-use harness::workload::{Api, Chat, Lengths, Models, TokenMetrics, Workload};
+use harness::workload::{
+    Api, Chat, Leave, LeaveAt, Lengths, Models, Share, TokenMetrics, Workload,
+};
 use mock_ollama::{MockCluster, NodeConfig};
 
 fn target(url: &str, workload: &Workload, api: Api, headers: &[&str]) -> Target {
@@ -186,4 +188,127 @@ fn a_stream_that_ends_cleanly_without_its_final_line_is_not_complete() {
         .run(&target(&whole, &chat(), Api::Ollama, &[]), closed(3), "w")
         .expect("run");
     assert_eq!(run.ok(), 3, "the same server with a final line");
+}
+
+/// A node that takes `per_token` a token, evaluates prompts at `prompt_rate` tokens/s (`None`:
+/// at `per_token`), and finishes the token or prompt in progress when its client leaves, as
+/// Ollama's runner does.
+fn leaving_node(per_token: Duration, prompt_rate: Option<f64>) -> MockCluster {
+    let mut config = NodeConfig::with_latency(Duration::ZERO);
+    config.latency.per_token = per_token;
+    config.latency.prompt_rate = prompt_rate;
+    config.leave = mock_ollama::Leave::AtNextToken;
+    MockCluster::start(vec![config]).expect("node")
+}
+
+/// `workload` at `url` in `api`'s dialect, its client leaving as `leave` says.
+fn leaving(url: &str, workload: &Workload, api: Api, leave: Leave) -> Target {
+    let mut requests = workload.requests(api, &Models::one("llama3.2"));
+    assert!(requests.leave(leave), "a streamed workload");
+    Target {
+        url: format!("{url}{}", requests.path),
+        bodies: requests.bodies,
+        read: requests.read,
+        decode: None,
+        headers: Headers::default(),
+    }
+}
+
+/// Every entry of the node's log once none is open (the leavers' are written when the node
+/// finishes the token it was on).
+fn settled_log(nodes: &MockCluster) -> Vec<mock_ollama::ServedEntry> {
+    for _ in 0..5_000 {
+        let page = nodes.nodes()[0].served(0, usize::MAX);
+        if page.open == 0 {
+            return page.entries;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the node never finished its requests");
+}
+
+#[test]
+fn a_share_of_clients_leaving_after_k_tokens_is_left_not_failed_and_the_node_stops() {
+    let nodes = leaving_node(Duration::from_millis(10), None);
+    let workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(20)));
+    let leave = Leave {
+        at: "2".parse::<LeaveAt>().expect("tokens"),
+        share: "0.5".parse::<Share>().expect("share"),
+    };
+    let target = leaving(&nodes.urls()[0], &workload, Api::Ollama, leave);
+    let run = Engine::default().run(&target, closed(8), "l").expect("run");
+    let leavers: Vec<u64> = run.records.iter().filter(|r| r.left).map(|r| r.n).collect();
+    assert_eq!(leavers.len(), 4, "every second request: {leavers:?}");
+    assert!(leavers.iter().all(|n| n % 2 == 1), "{leavers:?}");
+    for r in &run.records {
+        if r.left {
+            assert!((2..20).contains(&r.tokens) && !r.ok(), "{r:?}");
+        } else {
+            assert!(r.ok() && r.tokens == 20, "{r:?}");
+        }
+    }
+    assert_eq!((run.ok(), run.failed(), run.left()), (4, 0, 4));
+    let metrics = TokenMetrics::of(&run, None);
+    assert_eq!((metrics.left, metrics.cut_after_first_token), (4, 0));
+    let log = settled_log(&nodes);
+    for entry in &log {
+        let n: u64 = entry.marker.as_deref().expect("marker")[2..]
+            .parse()
+            .expect("n");
+        if n % 2 == 1 {
+            assert_eq!(
+                entry.outcome,
+                mock_ollama::ServedOutcome::Cancelled,
+                "{entry:?}"
+            );
+            assert!(entry.after_leave_ns.is_some(), "{entry:?}");
+        } else {
+            assert_eq!(
+                entry.outcome,
+                mock_ollama::ServedOutcome::Served,
+                "{entry:?}"
+            );
+        }
+    }
+    assert_eq!(log.len(), 8);
+}
+
+#[test]
+fn a_client_leaving_after_a_time_leaves_during_the_prompt_with_no_token() {
+    // 4,000 prompt tokens at 4,000 tokens/s: 1 s of prompt before the first token, 50 times
+    // the client's 20 ms.
+    let nodes = leaving_node(Duration::from_millis(1), Some(4_000.0));
+    let workload = Workload::Chat(Chat::new(Lengths::fixed(4_000), Lengths::fixed(4)));
+    let leave = Leave {
+        at: "20ms".parse::<LeaveAt>().expect("time"),
+        share: Share::ALL,
+    };
+    let target = leaving(&nodes.urls()[0], &workload, Api::Openai, leave);
+    let run = Engine::default().run(&target, closed(3), "p").expect("run");
+    assert_eq!(run.left(), 3, "{:?}", run.records);
+    assert!(
+        run.records
+            .iter()
+            .all(|r| r.tokens == 0 && r.ttft_us.is_none())
+    );
+    let log = settled_log(&nodes);
+    assert_eq!(log.len(), 3);
+    // One slot: one request was in its prompt when its client left, and the node finished that
+    // prompt; the others left while waiting for the slot, before any work.
+    let mut worked = 0;
+    for entry in log {
+        assert_eq!(
+            entry.outcome,
+            mock_ollama::ServedOutcome::Cancelled,
+            "{entry:?}"
+        );
+        match entry.service_start_ns {
+            Some(_) => {
+                assert!(entry.after_leave_ns.is_some_and(|ns| ns > 0), "{entry:?}");
+                worked += 1;
+            }
+            None => assert_eq!(entry.after_leave_ns, None, "{entry:?}"),
+        }
+    }
+    assert!(worked >= 1, "a request in service when its client left");
 }

@@ -1,8 +1,10 @@
 //! `harness gateway --workload chat` against a small streaming gateway written here: a gateway
 //! that buffers whole answers is told from one that passes lines on without any timing (a node
 //! stalled after its first token: the client sees that token or nothing), the token figures
-//! reach the cells with a goodput against the default SLO, and a gateway that retries a stream
-//! after its first tokens shows the duplicated work.
+//! reach the cells with a goodput against the default SLO, a gateway that retries a stream
+//! after its first tokens shows the duplicated work, a gateway that keeps a stream going after
+//! its client left shows it served for nobody, and a reset mid-stream reaches the client cut or
+//! spliced from a retry.
 
 mod common;
 
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use harness::engine::{Engine, Headers, Schedule, Target};
 use harness::gateway::{self, Api, Nodes, Settings, WorkloadSettings};
-use harness::workload::{Chat, Lengths, Models, Workload};
+use harness::workload::{Chat, Leave, Lengths, Models, Share, Workload};
 use mock_ollama::{FAULT_HEADER, MockCluster, NodeConfig};
 
 /// How the test gateway answers a streamed chat request.
@@ -30,6 +32,12 @@ enum Mode {
     /// Streams from a node told to reset after two tokens, and when it breaks off sends the
     /// request again to the next node and streams that answer on after the first two tokens.
     RetryStartedStream,
+    /// Passes pieces on from a task of its own that reads the node's answer to its end even
+    /// after the client left (a gateway that does not pass a client's leaving on).
+    Detached,
+    /// As `RetryStartedStream`, without a fault of its own: a stream that breaks is sent again
+    /// to the next node and the second answer passed on after the first one's pieces.
+    RetryBroken,
 }
 
 struct Gateway {
@@ -81,6 +89,22 @@ fn relay(first: reqwest::Response, then: Option<Retry>) -> Body {
     Body::from_stream(stream)
 }
 
+/// The answer's pieces, read from the node by a task that goes on to the end whoever listens.
+fn detached(mut upstream: reqwest::Response) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+    tokio::spawn(async move {
+        while let Ok(Some(piece)) = upstream.chunk().await {
+            // A send fails once the client left: read on regardless.
+            let _ = tx.send(piece).await;
+        }
+    });
+    let pieces = futures_util::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        Some((Ok::<Bytes, std::io::Error>(piece), rx))
+    });
+    Body::from_stream(pieces)
+}
+
 /// The second attempt of a retried stream.
 struct Retry {
     gw: Arc<Gateway>,
@@ -115,7 +139,8 @@ async fn chat(
             Err(_) => StatusCode::BAD_GATEWAY.into_response(),
         },
         Mode::StreamThrough => Response::new(relay(upstream, None)),
-        Mode::RetryStartedStream => {
+        Mode::Detached => Response::new(detached(upstream)),
+        Mode::RetryStartedStream | Mode::RetryBroken => {
             let retry = Retry {
                 gw: Arc::clone(&gw),
                 node: node + 1,
@@ -347,9 +372,11 @@ fn the_trace_cell_is_refused_without_a_trace() {
         refused.to_string().contains("--workload trace"),
         "{refused}"
     );
-    settings.cells = vec![gateway::cells::named("node-refuse").expect("cell")];
+    settings.cells = vec![gateway::cells::named("scaling").expect("cell")];
     let refused = gateway::cells::check_workload(&settings).expect_err("refused");
-    assert!(refused.to_string().contains("node-refuse"), "{refused}");
+    assert!(refused.to_string().contains("scaling"), "{refused}");
+    settings.cells = vec![gateway::cells::named("node-reset").expect("cell")];
+    gateway::cells::check_workload(&settings).expect("the fault cells stream");
 }
 
 #[test]
@@ -380,4 +407,87 @@ fn conversations_kept_on_one_node_are_served_from_its_prompt_cache() {
         "{hits} of {prompts} prompt tokens from cache"
     );
     assert_eq!(cached(None).0, 0, "single-turn prompts share nothing");
+}
+
+/// The distribution cell's audit when the client leaves every second stream after 2 of its 100
+/// tokens, through a gateway in `mode`, on nodes that finish the token in progress when their
+/// client leaves (as Ollama's runner does).
+fn audit_of_left_streams(mode: Mode) -> gateway::Audit {
+    let mut config = NodeConfig::with_latency(Duration::from_micros(100));
+    config.latency.per_token = Duration::from_millis(2);
+    config.leave = mock_ollama::Leave::AtNextToken;
+    let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
+    let target = start_gateway(nodes.urls(), mode);
+    let mut settings = settings(target, mode);
+    // One worker: the run's last request is a leaver, so a node still generating it for nobody
+    // when the run ends is only seen by an audit that waits for the logs to settle.
+    settings.workers = 1;
+    settings.workload.workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(100)));
+    settings.workload.leave = Some(Leave {
+        at: "2".parse().expect("tokens"),
+        share: "0.5".parse::<Share>().expect("share"),
+    });
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
+    cell(&result, "distribution").audit.clone().expect("audit")
+}
+
+/// The twin audit that reads the logs at once, without waiting for them to settle, was seen
+/// failing here: the last leaver, still generated for nobody, counted as left (1, 5).
+#[test]
+fn a_gateway_that_keeps_a_left_stream_going_is_seen_serving_it_for_nobody() {
+    let passed_on = audit_of_left_streams(Mode::StreamThrough);
+    assert_eq!(
+        (passed_on.left, passed_on.left_but_served),
+        (6, 0),
+        "{passed_on:?}"
+    );
+    assert!(passed_on.clean(), "{passed_on:?}");
+    assert!(passed_on.work.worked_after_leave_us > 0, "{passed_on:?}");
+    let kept_going = audit_of_left_streams(Mode::Detached);
+    assert_eq!(
+        (kept_going.left, kept_going.left_but_served),
+        (0, 6),
+        "{kept_going:?}"
+    );
+    assert!(!kept_going.clean());
+}
+
+/// The node-reset cell's only report under the chat workload through a gateway in `mode`: the
+/// last node resets every stream 2 tokens in during the middle phase.
+fn mid_stream_reset(mode: Mode) -> (gateway::faults::FaultReport, Vec<String>) {
+    let nodes = nodes();
+    let target = start_gateway(nodes.urls(), mode);
+    let mut settings = settings(target, mode);
+    settings.cells = vec![gateway::cells::named("node-reset").expect("cell")];
+    settings.workload.workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(6)));
+    let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
+    let cell = cell(&result, "node-reset");
+    (cell.faults[0].clone(), result.verdicts.clone())
+}
+
+#[test]
+fn a_reset_mid_stream_is_seen_cut_through_one_gateway_and_spliced_through_another() {
+    let (passed_on, _) = mid_stream_reset(Mode::StreamThrough);
+    let cut = passed_on
+        .tokens
+        .as_ref()
+        .expect("tokens")
+        .cut_after_first_token;
+    assert!(cut > 0, "{passed_on:?}");
+    assert_eq!(passed_on.spliced_streams, Some(0), "{passed_on:?}");
+    let (retried, verdicts) = mid_stream_reset(Mode::RetryBroken);
+    let tokens = retried.tokens.as_ref().expect("tokens");
+    let spliced = retried.spliced_streams.expect("counted");
+    assert!(spliced > 0, "{retried:?}");
+    assert_eq!(
+        tokens.cut_after_first_token, 0,
+        "every cut stream retried: {retried:?}"
+    );
+    assert!(retried.audit.retries >= spliced, "{retried:?}");
+    assert!(
+        verdicts
+            .iter()
+            .any(|v| v.contains("reset 2 tokens into each stream") && v.contains("spliced")),
+        "{verdicts:?}"
+    );
 }

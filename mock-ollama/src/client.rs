@@ -178,13 +178,20 @@ impl ControlClient {
             next: since,
             dropped: 0,
             started_unix_ns: 0,
+            open: 0,
         };
+        let mut first = true;
         loop {
             let left = limit.saturating_sub(page.entries.len()).min(100_000);
             let path = format!("/mock/served?since={}&limit={left}", page.next);
             let response = self.send(self.request(Method::GET, &path))?;
             let next = self.header(&response, "x-mock-next")? as u64;
             page.dropped = self.header(&response, "x-mock-dropped")? as u64;
+            // The first page's count, read before any entry; a node from before the count sends
+            // none: read as nothing open.
+            if std::mem::take(&mut first) {
+                page.open = self.header(&response, "x-mock-open").unwrap_or(0) as u64;
+            }
             page.started_unix_ns = self.header(&response, "x-mock-started-unix-ns")?;
             let body = response.text().map_err(|source| ClientError::Http {
                 url: self.url.clone(),

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,6 +126,11 @@ pub struct Page {
     pub dropped: u64,
     /// The node's start, Unix nanoseconds (wall clock), to place the monotonic times.
     pub started_unix_ns: u128,
+    /// Requests received but not yet logged when the page was read (still served, or still
+    /// worked on after their client left): 0 means every request received before the read is
+    /// in the log. Read before the entries, so an entry written meanwhile is never missed.
+    #[serde(default)]
+    pub open: u64,
 }
 
 /// The log of one node.
@@ -134,6 +140,8 @@ pub struct ServedLog {
     started_unix_ns: u128,
     capacity: usize,
     ring: Mutex<Ring>,
+    /// Requests whose entry is not written yet (see [`Page::open`]).
+    open: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +162,7 @@ impl ServedLog {
                 .map_or(0, |d| d.as_nanos()),
             capacity,
             ring: Mutex::new(Ring::default()),
+            open: AtomicU64::new(0),
         }
     }
 
@@ -191,6 +200,9 @@ impl ServedLog {
 
     /// Up to `limit` entries from `since` on.
     pub fn read(&self, since: u64, limit: usize) -> Page {
+        // Acquire, before the ring: a trace pushes its entry before its Release decrement, so a
+        // count read here covers every entry the ring below may lack.
+        let open = self.open.load(Ordering::Acquire);
         let ring = self.ring();
         // Past the end reads as the end: `next` is then where the next entry will be.
         let since = since.min(ring.next_seq);
@@ -209,6 +221,7 @@ impl ServedLog {
             next,
             dropped: ring.dropped,
             started_unix_ns: self.started_unix_ns,
+            open,
         }
     }
 
@@ -267,6 +280,8 @@ impl Trace {
             live.header_id = Some(id);
             live.id_truncated |= cut;
         }
+        // Relaxed: only the decrement after the push needs to order anything.
+        log.open.fetch_add(1, Ordering::Relaxed);
         Self {
             log,
             endpoint,
@@ -336,6 +351,7 @@ impl Drop for Trace {
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         };
         self.log.push(entry);
+        self.log.open.fetch_sub(1, Ordering::Release);
     }
 }
 

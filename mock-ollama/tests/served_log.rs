@@ -488,3 +488,38 @@ async fn a_non_streamed_answer_has_the_same_body_in_both_leave_modes() {
     }
     assert_eq!(bodies[0], bodies[1], "the same words for the same prompt");
 }
+
+/// A request still in service is counted open and has no entry; once answered it has its entry
+/// and nothing is open, over HTTP too (the header a remote reader waits on). The twin that
+/// does not count it was seen failing on the first assertion (0 open, no entry).
+#[tokio::test]
+async fn a_request_not_yet_logged_is_counted_open_until_its_entry_is_written() {
+    let node = Arc::new(node(fast()).await);
+    let hold = node.hold(mock_ollama::Held::Service);
+    let http = reqwest::Client::new();
+    let request = {
+        let (http, node) = (http.clone(), Arc::clone(&node));
+        tokio::spawn(async move { embed(&http, &node, "held [rid:o]", None).await })
+    };
+    let mut waited = 0;
+    while node.counters().in_service == 0 {
+        assert!(waited < 5_000, "never served");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        waited += 1;
+    }
+    let page = node.served(0, usize::MAX);
+    assert_eq!((page.open, page.entries.len()), (1, 0), "in service: open");
+    let url = node.url();
+    // The blocking client lives and dies on a blocking thread.
+    let remote = tokio::task::spawn_blocking(move || {
+        let client = mock_ollama::ControlClient::new(url, None).unwrap();
+        client.served(0, 0).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(remote.open, 1, "the header says so too");
+    drop(hold);
+    assert_eq!(request.await.unwrap(), 200);
+    let page = node.served(0, usize::MAX);
+    assert_eq!((page.open, page.entries.len()), (0, 1), "answered: logged");
+}

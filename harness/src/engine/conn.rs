@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use super::stream::StreamReader;
 use super::{Decoder, EngineError, Headers, Read};
 use crate::load::Answer;
+use crate::workload::LeaveAt;
 
 /// Where requests go, parsed once.
 #[derive(Debug, Clone)]
@@ -111,35 +112,51 @@ impl Conn {
         Some(sender)
     }
 
-    /// POSTs `body` and reads the answer: its status, or `None` when no complete answer arrived
-    /// within the timeout (for a stream: no whole one), and a stream's first token and tokens
-    /// (kept when it broke off).
+    /// POSTs `body` as request `n` and reads the answer: its status, or `None` when no complete
+    /// answer arrived within the timeout (for a stream: no whole one), and a stream's first
+    /// token and tokens (kept when it broke off). A request the workload leaves early is dropped
+    /// at its point, with its connection, and comes back `left`.
     /// A 2xx answer the decoder refuses has no status either, but its connection is kept: the
     /// exchange itself completed.
-    pub(super) async fn post(&mut self, id: &str, body: Bytes) -> Answer {
-        let mut stream = match self.read {
-            Read::Whole => None,
-            Read::Stream(api) => Some(StreamReader::new(api)),
+    pub(super) async fn post(&mut self, id: &str, n: u64, body: Bytes) -> Answer {
+        let (mut stream, leave) = match self.read {
+            Read::Whole => (None, None),
+            Read::Stream { api, leave } => {
+                (Some(StreamReader::new(api)), leave.and_then(|l| l.of(n)))
+            }
+        };
+        let (limit, after_tokens) = match leave {
+            Some(LeaveAt::After(after)) => (self.timeout.min(after), None),
+            Some(LeaveAt::Tokens(k)) => (self.timeout, Some(k.get())),
+            None => (self.timeout, None),
         };
         let mut gaps = self.take_gaps();
-        let outcome = tokio::time::timeout(
-            self.timeout,
-            self.exchange(id, body, stream.as_mut(), &mut gaps),
-        )
-        .await;
+        let exchange = self.exchange(id, body, stream.as_mut(), after_tokens, &mut gaps);
+        let outcome = tokio::time::timeout(limit, exchange).await;
         self.gaps = Some(gaps);
         let (first_token, tokens) = stream
             .as_ref()
             .map_or((None, 0), |s| (s.first_token, s.tokens));
-        let answer = |status| Answer {
+        let answer = |status, left| Answer {
             status,
             first_token,
             tokens,
+            left,
         };
-        let Ok(Some((status, body))) = outcome else {
-            // A failed or timed-out exchange leaves the connection in an unknown state.
-            self.sender = None;
-            return answer(None);
+        let ended = match outcome {
+            Ok(Some(ended)) => ended,
+            // The time to leave came first: a leaver, not a timeout.
+            Err(_) if limit < self.timeout => Ended::Left,
+            _ => Ended::Broken,
+        };
+        let (status, body) = match ended {
+            Ended::Answer(status, body) => (status, body),
+            Ended::Left | Ended::Broken => {
+                // A failed, timed-out or abandoned exchange leaves the connection in an
+                // unknown state; dropping it closes it, which is how a node hears a client left.
+                self.sender = None;
+                return answer(None, matches!(ended, Ended::Left));
+            }
         };
         if !self.keep_alive {
             // The connection's task closes it once its sender is gone.
@@ -150,18 +167,19 @@ impl Conn {
             (None, Some(decode)) if (200..300).contains(&status) => decode(&body),
             (None, _) => true,
         };
-        answer(complete.then_some(status))
+        answer(complete.then_some(status), false)
     }
 
     /// The status and the whole body, or for a stream the status with the body fed to `stream`
-    /// as it arrives.
+    /// as it arrives; `Left` once `leave_after` tokens have arrived. `None`: the exchange broke.
     async fn exchange(
         &mut self,
         id: &str,
         body: Bytes,
         stream: Option<&mut StreamReader>,
+        leave_after: Option<u32>,
         gaps: &mut Histogram<u64>,
-    ) -> Option<(u16, Bytes)> {
+    ) -> Option<Ended> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.sender = Some(self.connect().await?);
         }
@@ -179,7 +197,8 @@ impl Conn {
         let status = response.status().as_u16();
         let mut body = response.into_body();
         let Some(stream) = stream.filter(|_| (200..300).contains(&status)) else {
-            return Some((status, body.collect().await.ok()?.to_bytes()));
+            let whole = body.collect().await.ok()?.to_bytes();
+            return Some(Ended::Answer(status, whole));
         };
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame.ok()?.into_data() {
@@ -188,8 +207,21 @@ impl Conn {
                     // Dropping the body closes the connection mid-answer.
                     return None;
                 }
+                if leave_after.is_some_and(|k| stream.tokens >= k) {
+                    return Some(Ended::Left);
+                }
             }
         }
-        Some((status, Bytes::new()))
+        Some(Ended::Answer(status, Bytes::new()))
     }
+}
+
+/// How an exchange ended, when it did not break.
+enum Ended {
+    /// The status and, unless streamed, the body.
+    Answer(u16, Bytes),
+    /// The client left on purpose.
+    Left,
+    /// It broke, or the timeout passed.
+    Broken,
 }

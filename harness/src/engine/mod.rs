@@ -13,7 +13,8 @@
 //!
 //! A streamed answer ([`Read::Stream`]) is read frame by frame and every line parsed
 //! (`stream`): the first token's time and each gap between tokens go into the worker's
-//! histograms, so the token metrics cost no list per request.
+//! histograms, so the token metrics cost no list per request. A request the workload leaves
+//! early ([`Leave`]) is dropped mid-answer, its connection with it, and recorded as left.
 //!
 //! Split as oha is: [`template`] builds bodies, `conn` holds one hyper HTTP/1.1 connection,
 //! `worker` sends, this module plans and merges. A first version on reqwest (one client per
@@ -31,7 +32,7 @@ pub use crate::load::{Arrivals, Record, Run, Schedule};
 pub use headers::{HeaderError, Headers};
 pub use template::{Bodies, Template};
 
-use crate::workload::Api;
+use crate::workload::{Api, Leave};
 
 /// What to send, and where.
 #[derive(Debug, Clone)]
@@ -54,10 +55,22 @@ pub struct Target {
 pub enum Read {
     /// Whole, then dropped (or decoded).
     Whole,
-    /// Line by line as it arrives, in `Api`'s streaming format: the time of the first token and
+    /// Line by line as it arrives, in `api`'s streaming format: the time of the first token and
     /// the gaps between tokens are kept, and an answer counts as complete only when the stream
     /// is whole (every line parsed, the final one last).
-    Stream(Api),
+    Stream {
+        /// The streaming format.
+        api: Api,
+        /// Requests the client leaves early (closing its connection), if any.
+        leave: Option<Leave>,
+    },
+}
+
+impl Read {
+    /// Streamed in `api`'s format, every answer read to its end.
+    pub fn stream(api: Api) -> Self {
+        Read::Stream { api, leave: None }
+    }
 }
 
 /// Decodes one 2xx body; `false` (not what was expected) records the request as failed, without

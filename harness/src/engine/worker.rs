@@ -28,7 +28,7 @@ fn client(engine: &Engine, target: &Target) -> Result<Conn, EngineError> {
 
 /// Sends request `n` with id `id` and reads its answer.
 async fn send(conn: &mut Conn, target: &Target, n: u64, id: &str) -> Answer {
-    conn.post(id, target.bodies.render(n, id)).await
+    conn.post(id, n, target.bodies.render(n, id)).await
 }
 
 pub(super) async fn drive(

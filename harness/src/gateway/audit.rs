@@ -11,6 +11,8 @@
 //! | 2xx | none | answered without a node (a cache, or a fabricated answer) |
 //! | failed | one or more | failed at the client but served (wasted work) |
 //! | failed | none | never served |
+//! | left on purpose | none | left (the node stopped, or never got that far) |
+//! | left on purpose | one or more | left but served (the node generated the rest for nobody) |
 //!
 //! Attempts that did not end in `served` (a 500, a 503, a reset, a client that left) are counted
 //! per node beside the classes; a request's attempts beyond its first are the gateway's retries.
@@ -36,6 +38,11 @@ pub enum Class {
     FailedButServed,
     /// Failed at the client and served by no node.
     NeverServed,
+    /// Left by the client on purpose (`--leave-after`), served in full by no node.
+    Left,
+    /// Left by the client on purpose, yet served in full by a node: the gateway kept the
+    /// upstream request open, or the node did not notice, and the rest was generated for nobody.
+    LeftButServed,
 }
 
 /// What happened on one node.
@@ -64,6 +71,12 @@ pub struct Audit {
     pub failed_but_served: u64,
     /// See [`Class::NeverServed`].
     pub never_served: u64,
+    /// See [`Class::Left`]; results from before it read 0.
+    #[serde(default)]
+    pub left: u64,
+    /// See [`Class::LeftButServed`].
+    #[serde(default)]
+    pub left_but_served: u64,
     /// Requests served once after at least one attempt that was not served (retried elsewhere
     /// or on the same node, successfully).
     pub recovered: u64,
@@ -71,11 +84,79 @@ pub struct Audit {
     pub retries: u64,
     /// Per node, in node order.
     pub nodes: Vec<NodeAudit>,
-    /// Whether any node's log dropped entries (then the classes are not exact).
+    /// Whether any node's log dropped entries, or a node still worked on requests when its log
+    /// was read (then the classes are not exact).
     pub incomplete: bool,
     /// What the nodes' logs say they did for this run's requests, every attempt counted.
     #[serde(default)]
     pub work: NodeWork,
+    /// The client's time to first token joined with how the node that served it did so.
+    #[serde(default)]
+    pub ttft_by_view: TtftByView,
+}
+
+/// Times to first token summed over a set of requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtftSum {
+    /// Requests with a first token.
+    pub requests: u64,
+    /// Their times to first token added up, us.
+    pub total_us: u64,
+}
+
+impl TtftSum {
+    fn add(&mut self, ttft_us: u64) {
+        self.requests += 1;
+        self.total_us = self.total_us.saturating_add(ttft_us);
+    }
+
+    fn merge(&mut self, other: TtftSum) {
+        self.requests += other.requests;
+        self.total_us = self.total_us.saturating_add(other.total_us);
+    }
+
+    /// The mean, ms (`None`: no request).
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.total_us as f64 / self.requests as f64 / 1e3)
+    }
+}
+
+/// The client's time to first token of each streamed request, joined on its id with the entry
+/// of the node that served it: what a cold load and a prompt-cache hit cost or saved, as the
+/// client saw it. Sums rather than percentiles, so repeats merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtftByView {
+    /// Served with the model resident.
+    pub warm: TtftSum,
+    /// Served after waiting for the model's load (a cold load or a reload).
+    pub loaded: TtftSum,
+    /// Served with part of the prompt from the slot's cache.
+    pub cached: TtftSum,
+    /// Served with the whole prompt evaluated.
+    pub uncached: TtftSum,
+}
+
+impl TtftByView {
+    /// Adds `other`'s requests.
+    pub fn merge(&mut self, other: TtftByView) {
+        self.warm.merge(other.warm);
+        self.loaded.merge(other.loaded);
+        self.cached.merge(other.cached);
+        self.uncached.merge(other.uncached);
+    }
+
+    fn add(&mut self, ttft_us: u64, entry: &ServedEntry) {
+        match entry.resident {
+            Some(true) => self.warm.add(ttft_us),
+            Some(false) => self.loaded.add(ttft_us),
+            None => {}
+        }
+        match entry.cached_tokens {
+            Some(0) => self.uncached.add(ttft_us),
+            Some(_) => self.cached.add(ttft_us),
+            None => {}
+        }
+    }
 }
 
 /// The nodes' own view of the work a run's requests cost them, summed over every attempt the
@@ -125,9 +206,10 @@ impl NodeWork {
 }
 
 impl Audit {
-    /// Whether every request was served exactly once and nothing else happened.
+    /// Whether every request was served exactly once, or left by its client and then served
+    /// by no node, and nothing else happened.
     pub fn clean(&self) -> bool {
-        self.served_once == self.requests && !self.incomplete
+        self.served_once + self.left == self.requests && !self.incomplete
     }
 
     fn count(&mut self, class: Class) {
@@ -137,6 +219,8 @@ impl Audit {
             Class::AnsweredWithoutNode => &mut self.answered_without_node,
             Class::FailedButServed => &mut self.failed_but_served,
             Class::NeverServed => &mut self.never_served,
+            Class::Left => &mut self.left,
+            Class::LeftButServed => &mut self.left_but_served,
         } += 1;
     }
 }
@@ -157,6 +241,8 @@ pub fn classify(ok: bool, served: u32) -> Class {
 pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
     // Per request number: (served, attempts).
     let mut seen: HashMap<u64, (u32, u32)> = HashMap::with_capacity(run.records.len());
+    // Per request number: the entry of the node that served it (the last, if several did).
+    let mut serving: HashMap<u64, &ServedEntry> = HashMap::new();
     let prefix = format!("{}-", run.run_id);
     let mut result = Audit {
         requests: run.records.len() as u64,
@@ -186,13 +272,21 @@ pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
             if served {
                 slot.0 += 1;
                 result.nodes[node].served += 1;
+                serving.insert(n, entry);
             }
         }
     }
     for record in &run.records {
         let (served, tried) = seen.get(&record.n).copied().unwrap_or_default();
+        if let (Some(ttft), Some(entry)) = (record.ttft_us, serving.get(&record.n)) {
+            result.ttft_by_view.add(ttft, entry);
+        }
         result.retries += u64::from(tried.saturating_sub(1));
-        let class = classify(record.ok(), served);
+        let class = match (record.left, served) {
+            (true, 0) => Class::Left,
+            (true, _) => Class::LeftButServed,
+            (false, _) => classify(record.ok(), served),
+        };
         if class == Class::ServedOnce && tried > 1 {
             result.recovered += 1;
         }
@@ -222,6 +316,7 @@ mod tests {
                     late_us: 0,
                     ttft_us: None,
                     tokens: 0,
+                    left: false,
                 })
                 .collect(),
             latency: new_histogram(),
@@ -299,6 +394,74 @@ mod tests {
             worked_after_leave_us: 5_000,
         };
         assert_eq!(audit.work, expected);
+    }
+
+    /// Each request's TTFT lands beside what its serving node's entry says (a cancelled
+    /// attempt's view does not count, a request without a first token adds nothing); the twin
+    /// that joins by position instead of id would put request 1's 40 ms with the cold entry.
+    #[test]
+    fn the_client_ttft_is_joined_with_the_serving_nodes_view_by_id() {
+        let mut client = run(&[Some(200), Some(200), Some(200), None]);
+        for (record, ttft) in client.records.iter_mut().zip([900, 40, 50, 7]) {
+            record.ttft_us = Some(ttft * 1_000);
+        }
+        let view = |marker: &str, resident: bool, cached: u64| ServedEntry {
+            resident: Some(resident),
+            cached_tokens: Some(cached),
+            ..entry(marker, ServedOutcome::Served)
+        };
+        let cancelled = ServedEntry {
+            resident: Some(false),
+            ..entry("r-3", ServedOutcome::Cancelled)
+        };
+        let entries = vec![
+            view("r-1", true, 30),
+            view("r-0", false, 0),
+            view("r-2", true, 0),
+            cancelled,
+        ];
+        let v = audit(&client, &[(entries, false)]).ttft_by_view;
+        assert_eq!(
+            (v.loaded, v.warm),
+            (
+                TtftSum {
+                    requests: 1,
+                    total_us: 900_000
+                },
+                TtftSum {
+                    requests: 2,
+                    total_us: 90_000
+                }
+            )
+        );
+        assert_eq!((v.cached.requests, v.uncached.requests), (1, 2));
+        assert_eq!(v.cached.mean_ms(), Some(40.0));
+        assert_eq!(v.uncached.mean_ms(), Some(475.0));
+    }
+
+    /// A request its client left is `left` when no node served it whole and `left but served`
+    /// when one did; neither is a failure, and only the first keeps the audit clean.
+    #[test]
+    fn a_request_left_on_purpose_is_told_by_what_the_node_did_after() {
+        let mut client = run(&[None, None, Some(200)]);
+        client.records[0].left = true;
+        client.records[1].left = true;
+        let stopped = vec![
+            entry("r-0", ServedOutcome::Cancelled),
+            entry("r-1", ServedOutcome::Cancelled),
+            entry("r-2", ServedOutcome::Served),
+        ];
+        let a = audit(&client, &[(stopped, false)]);
+        assert_eq!((a.left, a.left_but_served, a.never_served), (2, 0, 0));
+        assert!(a.clean(), "{a:?}");
+        let kept_going = vec![
+            entry("r-0", ServedOutcome::Cancelled),
+            entry("r-1", ServedOutcome::Served),
+            entry("r-2", ServedOutcome::Served),
+        ];
+        let a = audit(&client, &[(kept_going, false)]);
+        assert_eq!((a.left, a.left_but_served, a.failed_but_served), (1, 1, 0));
+        assert!(!a.clean(), "{a:?}");
     }
 
     #[test]

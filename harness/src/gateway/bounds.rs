@@ -63,6 +63,11 @@ pub enum Measure {
     Goodput,
     /// Streamed workloads: streams cut after their first token (last repeat).
     CutStreams,
+    /// Audit class total: streams the client left that a node served whole anyway.
+    LeftButServed,
+    /// Fault cells under a streamed workload: whole answers spliced from a retried stream
+    /// (median over runs).
+    SplicedStreams,
     /// A figure of the cell's own (`Cell::figures`), named by its kind
     /// ([`super::CellSpec::figures`]).
     Figure(&'static str),
@@ -81,7 +86,7 @@ impl Measure {
     }
 }
 
-const MEASURES: [(Measure, &str); 19] = [
+const MEASURES: [(Measure, &str); 21] = [
     (Measure::Efficiency, "efficiency"),
     (Measure::Throughput, "throughput"),
     (Measure::ServedMoreThanOnce, "served_more_than_once"),
@@ -101,6 +106,8 @@ const MEASURES: [(Measure, &str); 19] = [
     (Measure::ItlP99Ms, "itl_p99_ms"),
     (Measure::Goodput, "goodput"),
     (Measure::CutStreams, "cut_streams"),
+    (Measure::LeftButServed, "left_but_served"),
+    (Measure::SplicedStreams, "spliced_streams"),
 ];
 
 /// The cells a result can hold, by name: `direct` and every registered kind's cells
@@ -221,6 +228,10 @@ fn value(cell: &Cell, measure: Measure) -> Option<f64> {
         Measure::FailedButServed => audit.map(|a| a.failed_but_served as f64),
         Measure::NeverServed => audit.map(|a| a.never_served as f64),
         Measure::Retries => audit.map(|a| a.retries as f64),
+        Measure::LeftButServed => audit.map(|a| a.left_but_served as f64),
+        Measure::SplicedStreams => {
+            median(faults().filter_map(|f| f.spliced_streams.map(|n| n as f64)))
+        }
         Measure::ClientFailures => median(faults().map(|f| f.client_failures as f64)),
         Measure::DuringOverBefore => {
             median(faults().map(|f| f.throughput[1] / f.throughput[0].max(1e-9)))

@@ -8,6 +8,11 @@
 //! failed at the client, how long after the fault began failures kept reaching the client (the
 //! gateway's time to route around the node), and how long after the node came back the gateway
 //! sent it work again (from the node's own log).
+//!
+//! Under a streamed workload the reset and the stall strike [`MID_STREAM_TOKENS`] tokens into
+//! each answer, after the client has seen tokens: a gateway can then only pass the cut on or
+//! retry the request and splice the second answer onto the first, which the client sees as more
+//! tokens than it asked for (the report's `spliced_streams`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,8 +20,10 @@ use mock_ollama::{Availability, ServedOutcome, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
+use super::streamed::token_metrics;
 use super::{Nodes, Settings, log_heads, logs_since, target};
 use crate::engine::{Engine, Run, Schedule};
+use crate::workload::{TokenMetrics, Workload};
 
 /// What fails during the middle phase (the last node, unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +52,10 @@ pub enum NodeFault {
     SlowControlPlane,
 }
 
+/// Tokens into a streamed answer at which the reset and stall faults strike under a streamed
+/// workload.
+pub const MID_STREAM_TOKENS: i64 = 2;
+
 /// The injected 500 rate of [`NodeFault::Errors`].
 pub const ERROR_RATE: f64 = 0.05;
 
@@ -60,17 +71,21 @@ impl NodeFault {
         }
     }
 
-    /// For faults set as node settings, the change (undone with [`SettingsPatch::undo`]).
-    fn patch(self) -> Option<SettingsPatch> {
+    /// For faults set as node settings, the change (undone with [`SettingsPatch::undo`]);
+    /// `mid_stream`: a reset or stall strikes [`MID_STREAM_TOKENS`] into each streamed answer.
+    fn patch(self, mid_stream: bool) -> Option<SettingsPatch> {
+        let at = mid_stream.then_some(MID_STREAM_TOKENS);
         let patch = match self {
             NodeFault::Refuse | NodeFault::Busy | NodeFault::Hang => return None,
             NodeFault::Reset => SettingsPatch {
                 reset_rate: Some(1.0),
+                fault_after_tokens: at,
                 ..SettingsPatch::default()
             },
             NodeFault::Stall { ms } => SettingsPatch {
                 stall_rate: Some(1.0),
                 stall: Some(Duration::from_millis(ms)),
+                fault_after_tokens: at,
                 ..SettingsPatch::default()
             },
             NodeFault::Errors => SettingsPatch {
@@ -115,6 +130,25 @@ pub struct FaultReport {
     pub settled_after_ms: Option<f64>,
     /// The per-request audit.
     pub audit: Audit,
+    /// Under a streamed workload, the run's token figures (streams cut after their first token
+    /// among them); results from before read none.
+    #[serde(default)]
+    pub tokens: Option<TokenMetrics>,
+    /// Under a streamed workload, whole answers that brought more tokens than were asked: the
+    /// gateway retried a stream that had started and passed both attempts' tokens on.
+    #[serde(default)]
+    pub spliced_streams: Option<u64>,
+}
+
+/// Whole answers of `run` with more tokens than `workload` asked for them.
+fn spliced_streams(run: &Run, workload: &Workload) -> u64 {
+    let spliced = run.records.iter().filter(|r| {
+        r.ok()
+            && workload
+                .output_of(r.n)
+                .is_some_and(|asked| r.tokens > asked)
+    });
+    spliced.count() as u64
 }
 
 fn unix_ns(at: SystemTime) -> u128 {
@@ -188,7 +222,7 @@ fn sent_and_failed_during(run: &Run, phase: Duration) -> (u64, u64) {
 /// change made (so a failure halfway still leaves what was changed to be undone).
 fn start_fault(
     nodes: &Nodes,
-    fault: NodeFault,
+    (fault, mid_stream): (NodeFault, bool),
     phase: Duration,
     undo: &mut Vec<(usize, SettingsPatch)>,
 ) -> anyhow::Result<()> {
@@ -200,7 +234,7 @@ fn start_fault(
             NodeFault::Busy => nodes.set_availability(i, Availability::Busy)?,
             NodeFault::Hang => nodes.set_availability(i, Availability::Hang)?,
             _ => {
-                if let Some(on) = fault.patch() {
+                if let Some(on) = fault.patch(mid_stream) {
                     let before = nodes.settings(i)?;
                     nodes.update(i, &on)?;
                     undo.push((i, on.undo(&before)));
@@ -250,7 +284,8 @@ pub fn run(
         std::thread::sleep(phase);
         let (fault_at, fault_wall) = (std::time::Instant::now(), SystemTime::now());
         let mut undo = Vec::new();
-        let started = start_fault(nodes, fault, phase, &mut undo);
+        let streams = settings.workload.streams();
+        let started = start_fault(nodes, (fault, streams), phase, &mut undo);
         std::thread::sleep(phase.saturating_sub(fault_at.elapsed()));
         let ended = started.and(end_fault(nodes, fault, &undo));
         let back_at = SystemTime::now();
@@ -296,6 +331,11 @@ pub fn run(
         sent_to_node_for_ms,
         settled_after_ms: None,
         audit: audit::audit(&run, &logs),
+        tokens: token_metrics(&run, settings),
+        spliced_streams: settings
+            .workload
+            .streams()
+            .then(|| spliced_streams(&run, &settings.workload.workload)),
     })
 }
 
@@ -310,13 +350,13 @@ mod tests {
         let config = mock_ollama::NodeConfig::default();
         let before = NodeSettings::of(&config, Availability::Up);
         let on = NodeFault::SlowControlPlane
-            .patch()
+            .patch(false)
             .expect("a settings fault");
         let slow = on.apply(&config).expect("valid");
         assert_eq!(slow.control_latency, SLOW_CONTROL_PLANE);
         assert_eq!(on.undo(&before).apply(&slow).expect("valid"), config);
         let on = NodeFault::Stall { ms: 250 }
-            .patch()
+            .patch(false)
             .expect("a settings fault");
         let stalled = on.apply(&config).expect("valid");
         assert_eq!(
@@ -325,8 +365,31 @@ mod tests {
         );
         assert_eq!(on.undo(&before).apply(&stalled).expect("valid"), config);
         assert!(
-            NodeFault::Hang.patch().is_none(),
+            NodeFault::Hang.patch(true).is_none(),
             "availability, not settings"
         );
+    }
+
+    /// Under a streamed workload a reset and a stall strike mid-stream, and undoing them puts
+    /// the node's own setting back.
+    #[test]
+    fn mid_stream_faults_strike_after_the_first_tokens_and_are_undone() {
+        let config = mock_ollama::NodeConfig::default();
+        let before = NodeSettings::of(&config, Availability::Up);
+        for fault in [NodeFault::Reset, NodeFault::Stall { ms: 250 }] {
+            let on = fault.patch(true).expect("a settings fault");
+            let applied = on.apply(&config).expect("valid");
+            assert_eq!(
+                applied.faults.after_tokens,
+                Some(MID_STREAM_TOKENS as u32),
+                "{fault:?}"
+            );
+            assert_eq!(on.undo(&before).apply(&applied).expect("valid"), config);
+            let whole = fault.patch(false).expect("a settings fault");
+            assert_eq!(
+                whole.apply(&config).expect("valid").faults.after_tokens,
+                None
+            );
+        }
     }
 }

@@ -45,7 +45,7 @@ use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
 use crate::workload::TokenMetrics;
-use streamed::{even_share_tokens, token_metrics, with_default_slo, workload_params};
+use streamed::{after_direct, even_share_tokens, token_metrics, workload_params};
 
 pub use crate::nodes::{Nodes, RemoteNode};
 pub use audit::{Audit, Class};
@@ -238,11 +238,23 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
             if settings.workload.streams() {
                 config.latency.per_token = settings.workload.per_token;
                 config.latency.prompt_rate = Some(settings.workload.prompt_rate);
+                config.leave = node_leave(settings);
             }
             config.prompt_cache = settings.workload.prompt_cache;
             config
         })
         .collect()
+}
+
+/// What a node does when a stream's client leaves: under a streamed workload, finish the
+/// token or prompt in progress, as Ollama's runner does (ollama/ollama#11889; mock-ollama's
+/// `Leave::AtNextToken`), so the work done after a client left is measured; else stop at once.
+fn node_leave(settings: &Settings) -> mock_ollama::Leave {
+    if settings.workload.streams() {
+        mock_ollama::Leave::AtNextToken
+    } else {
+        mock_ollama::Leave::AtOnce
+    }
 }
 
 /// Every node's log entries after `since[i]`, and whether entries were dropped.
@@ -253,6 +265,36 @@ fn logs_since(nodes: &Nodes, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEnt
         .map(|(i, from)| {
             let page = nodes.served(i, *from, usize::MAX)?;
             Ok((page.entries, page.dropped > 0))
+        })
+        .collect()
+}
+
+/// The longest [`settled_logs_since`] waits for the nodes to log what they still work on.
+const LOG_SETTLE: Duration = Duration::from_secs(60);
+
+/// [`logs_since`] once every request the nodes received is logged: after a run, a node may still
+/// be generating an answer whose client left, or one a gateway kept going for nobody, and its
+/// entry would be missing from an audit read at once. A node still working after
+/// [`LOG_SETTLE`] marks its log as not exact. Not for the fault cells, whose hung requests stay
+/// open as long as the gateway's timeout.
+fn settled_logs_since(
+    nodes: &Nodes,
+    since: &[u64],
+) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
+    let deadline = std::time::Instant::now() + LOG_SETTLE;
+    let open = |i: usize| Ok::<_, anyhow::Error>(nodes.served(i, u64::MAX, 0)?.open);
+    while std::time::Instant::now() < deadline {
+        if (0..nodes.len()).map(open).sum::<anyhow::Result<u64>>()? == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    since
+        .iter()
+        .enumerate()
+        .map(|(i, from)| {
+            let page = nodes.served(i, *from, usize::MAX)?;
+            Ok((page.entries, page.dropped > 0 || page.open > 0))
         })
         .collect()
 }
@@ -282,7 +324,10 @@ fn target(url: &str, settings: &Settings) -> Target {
     if !load.streams() {
         return target_with(url, settings, embed_template(settings.repeat_inputs));
     }
-    let requests = load.workload.requests(settings.api, &load.models);
+    let mut requests = load.workload.requests(settings.api, &load.models);
+    if let Some(leave) = load.leave {
+        requests.leave(leave);
+    }
     Target {
         url: format!("{url}{}", requests.path),
         bodies: requests.bodies,
@@ -444,7 +489,7 @@ fn audited_repeats(
     for r in 0..settings.repeats {
         let heads = log_heads(nodes)?;
         let run = run(r)?;
-        let audit = audit::audit(&run, &logs_since(nodes, &heads)?);
+        let audit = audit::audit(&run, &settled_logs_since(nodes, &heads)?);
         out.throughputs.push(run.throughput());
         out.shares = shares_of(&audit, capacity);
         out.latency = Some(Latency::of(&run.latency));
@@ -590,6 +635,7 @@ fn fault_cell(
     let during = Summary::of(reports.iter().map(|r| r.throughput[1]).collect());
     Ok(Cell {
         audit: Some(total),
+        tokens: reports.last().and_then(|r| r.tokens.clone()),
         faults: reports,
         ..Cell::new(name, during, no_latency())
     })
@@ -616,10 +662,13 @@ fn merge(total: &mut Audit, one: Audit) {
     total.answered_without_node += one.answered_without_node;
     total.failed_but_served += one.failed_but_served;
     total.never_served += one.never_served;
+    total.left += one.left;
+    total.left_but_served += one.left_but_served;
     total.recovered += one.recovered;
     total.retries += one.retries;
     total.incomplete |= one.incomplete;
     total.work.merge(one.work);
+    total.ttft_by_view.merge(one.ttft_by_view);
     if total.nodes.len() < one.nodes.len() {
         total
             .nodes
@@ -659,6 +708,7 @@ pub fn configure_remote(nodes: &Nodes, settings: &Settings) -> anyhow::Result<()
             reset_rate: Some(0.0),
             control_latency: Some(Duration::ZERO),
             prompt_cache: Some(settings.workload.prompt_cache),
+            leave: Some(node_leave(settings)),
             ..SettingsPatch::default()
         };
         let url = &nodes.urls()[i];
@@ -710,7 +760,7 @@ pub fn measure_process(
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
-    let settings = &with_default_slo(settings, &direct_cell);
+    let settings = &after_direct(settings, &direct_cell);
     eprintln!("  the gateway's ceiling");
     let before = sampler.as_ref().and_then(footprint::Sampler::now);
     let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;

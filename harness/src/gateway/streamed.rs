@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Cell, Engine, Nodes, Run, Settings, run_once};
-use crate::workload::{Models, Slo, TokenMetrics, Workload};
+use crate::workload::{Leave, Models, Slo, TokenMetrics, Workload};
 
 /// What the requests ask, and how the nodes answer a streamed one.
 #[derive(Debug, Clone)]
@@ -23,6 +23,9 @@ pub struct WorkloadSettings {
     /// Whether each node's slots keep a prompt cache (Ollama's runner does; the mock's
     /// default is off, so prompts are evaluated whole).
     pub prompt_cache: bool,
+    /// Streams the client leaves early (`--leave-after`), through the gateway and straight
+    /// at the nodes alike.
+    pub leave: Option<Leave>,
 }
 
 impl Default for WorkloadSettings {
@@ -36,6 +39,7 @@ impl Default for WorkloadSettings {
             prompt_rate: 2_000.0,
             slo: None,
             prompt_cache: false,
+            leave: None,
         }
     }
 }
@@ -93,12 +97,26 @@ fn default_slo(direct: &Cell) -> Option<Slo> {
     (slo.ttft.is_some() || slo.tpot.is_some()).then_some(slo)
 }
 
-/// `settings` with the default SLO when none was given: goodput through the gateway is judged
-/// against what the nodes do without it.
-pub(super) fn with_default_slo(settings: &Settings, direct: &Cell) -> Settings {
+/// How many median streams a fault cell's phase holds at least under a streamed workload.
+pub const STREAMS_PER_PHASE: f64 = 5.0;
+
+/// `settings` as the cells after the direct one run them under a streamed workload: goodput
+/// judged against what the nodes do without the gateway (the default SLO when none was given),
+/// and each fault phase at least [`STREAMS_PER_PHASE`] median streams long (a stream's length
+/// taken as the direct TTFT p50 plus the TPOT p50 for each token after the first, at the mean
+/// tokens per stream), so a phase holds whole streams rather than a part of one.
+pub(super) fn after_direct(settings: &Settings, direct: &Cell) -> Settings {
     let mut settings = settings.clone();
     if settings.workload.slo.is_none() {
         settings.workload.slo = default_slo(direct);
+    }
+    if let Some(tokens) = direct.tokens.as_ref() {
+        let per_stream = tokens.output_tokens as f64 / tokens.requests.max(1) as f64;
+        let stream_ms = tokens.ttft.p50 + tokens.tpot.p50 * (per_stream - 1.0).max(0.0);
+        let least = STREAMS_PER_PHASE * stream_ms / 1e3;
+        if least.is_finite() && least > settings.phase.as_secs_f64() {
+            settings.phase = Duration::from_secs_f64(least);
+        }
     }
     settings
 }
@@ -113,6 +131,7 @@ pub(super) fn workload_params(load: &WorkloadSettings) -> serde_json::Value {
         params["prompt_rate"] = load.prompt_rate.into();
         params["slo"] = serde_json::to_value(load.slo).unwrap_or_default();
         params["prompt_cache"] = load.prompt_cache.into();
+        params["leave"] = serde_json::to_value(load.leave).unwrap_or_default();
     }
     match &load.workload {
         Workload::Chat(chat) => {

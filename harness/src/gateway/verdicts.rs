@@ -50,12 +50,34 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
             Summary::of(back).median
         )
     };
+    let mid_stream = first.tokens.is_some();
     let what = match first.fault {
+        super::faults::NodeFault::Stall { ms } if mid_stream => format!(
+            " ({ms} ms stall {} tokens into each stream)",
+            super::faults::MID_STREAM_TOKENS
+        ),
+        super::faults::NodeFault::Reset if mid_stream => format!(
+            " (reset {} tokens into each stream)",
+            super::faults::MID_STREAM_TOKENS
+        ),
         super::faults::NodeFault::Stall { ms } => format!(" ({ms} ms stall per request)"),
         _ => String::new(),
     };
+    let streams = if mid_stream {
+        let cut = median(&|r| {
+            r.tokens
+                .as_ref()
+                .map_or(0.0, |t| t.cut_after_first_token as f64)
+        });
+        let spliced = median(&|r| r.spliced_streams.unwrap_or(0) as f64);
+        format!(
+            "; {cut:.0} streams cut after their first token reached the client, {spliced:.0} whole ones spliced from a retried stream (more tokens than asked)"
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
-        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{unused}{settle}{bound}",
+        "{}{what}: throughput during the fault {during} and after it {after} of before; {failed}{streams}; {retries:.0} retries{sent}; {back} ({} of 3 x {} ms).{unused}{settle}{bound}",
         cell.name,
         crate::wording::medians_of(reports.len(), "run", "runs"),
         first.phase_ms,
@@ -171,10 +193,9 @@ fn tokens(cell: &Cell, direct: Option<&Cell>) -> Option<String> {
         0 => String::new(),
         n => format!("; {n} streams cut after their first token"),
     };
-    let work = cell
-        .audit
-        .as_ref()
-        .map_or(String::new(), |a| node_work(&a.work));
+    let work = cell.audit.as_ref().map_or(String::new(), |a| {
+        node_work(&a.work) + &ttft_by_view(&a.ttft_by_view)
+    });
     Some(format!(
         "{}: time to first token p50 {:.1} ms, p99 {:.1} ms through the gateway against {:.1} and {:.1} ms straight at a node carrying its even share of the workers; inter-token p99 {:.1} against {:.1} ms; {:.0} output tokens/s{goodput}{cut} (last run){work}.",
         cell.name,
@@ -186,6 +207,36 @@ fn tokens(cell: &Cell, direct: Option<&Cell>) -> Option<String> {
         d.itl.p99,
         t.output_tokens_per_s,
     ))
+}
+
+/// The mean time to first token of requests served after a model load against warm, and with
+/// cached prompt tokens against without, where both sides have requests (all repeats).
+fn ttft_by_view(v: &super::audit::TtftByView) -> String {
+    let pair = |what: &str, a: &super::audit::TtftSum, b: &super::audit::TtftSum, b_what: &str| {
+        Some(format!(
+            "{what} {:.1} ms ({} requests) against {:.1} ms {b_what} ({})",
+            a.mean_ms()?,
+            a.requests,
+            b.mean_ms()?,
+            b.requests
+        ))
+    };
+    let parts: Vec<String> = [
+        pair("after a model load", &v.loaded, &v.warm, "warm"),
+        pair(
+            "with cached prompt tokens",
+            &v.cached,
+            &v.uncached,
+            "without",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("; mean time to first token {}", parts.join(", ")),
+    }
 }
 
 /// The nodes' own account of what the cell's requests cost them, where it holds anything beyond
@@ -256,17 +307,24 @@ fn distribution(cell: &Cell, limits: Limits) -> Vec<String> {
 
 fn audit_line(name: &str, a: &Audit) -> String {
     format!(
-        "{name}: of {} requests, {} served once, {} served more than once, {} answered without a node, {} failed but served, {} never served; {} retries, {} recovered after a failed attempt{}.",
+        "{name}: of {} requests, {} served once, {} served more than once, {} answered without a node, {} failed but served, {} never served{}; {} retries, {} recovered after a failed attempt{}.",
         a.requests,
         a.served_once,
         a.served_more_than_once,
         a.answered_without_node,
         a.failed_but_served,
         a.never_served,
+        match (a.left, a.left_but_served) {
+            (0, 0) => String::new(),
+            (left, served) => format!(
+                ", {} left by the client on purpose ({served} of them served in full anyway)",
+                left + served
+            ),
+        },
         a.retries,
         a.recovered,
         if a.incomplete {
-            " (a node's log dropped entries: not exact)"
+            " (a node's log dropped entries, or a node was still working when read: not exact)"
         } else {
             ""
         }

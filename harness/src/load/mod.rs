@@ -132,6 +132,9 @@ pub struct Record {
     pub ttft_us: Option<u64>,
     /// Tokens of a streamed answer that arrived (0 when not streamed).
     pub tokens: u32,
+    /// The client left it on purpose (the workload's `--leave-after`): neither an answer nor
+    /// a failure.
+    pub left: bool,
 }
 
 impl Record {
@@ -178,9 +181,14 @@ impl Run {
         self.records.iter().filter(|r| r.ok()).count() as u64
     }
 
-    /// Requests without a complete 2xx answer.
+    /// Requests without a complete 2xx answer that the client did not leave on purpose.
     pub fn failed(&self) -> u64 {
-        self.records.len() as u64 - self.ok()
+        self.records.len() as u64 - self.ok() - self.left()
+    }
+
+    /// Requests the client left on purpose.
+    pub fn left(&self) -> u64 {
+        self.records.iter().filter(|r| r.left).count() as u64
     }
 
     /// Complete 2xx answers per second. With a window, when the cap stopped the run (a capped
@@ -299,6 +307,7 @@ impl Tally {
             late_us: late.as_micros() as u64,
             ttft_us,
             tokens: answer.tokens,
+            left: answer.left,
         };
         if record.ok() {
             self.latency.saturating_record(latency_us.max(1));
@@ -319,6 +328,8 @@ pub(crate) struct Answer {
     pub(crate) first_token: Option<Instant>,
     /// A streamed answer's tokens.
     pub(crate) tokens: u32,
+    /// The client left it on purpose.
+    pub(crate) left: bool,
 }
 
 impl Answer {
@@ -328,6 +339,7 @@ impl Answer {
             status,
             first_token: None,
             tokens: 0,
+            left: false,
         }
     }
 }

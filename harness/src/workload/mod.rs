@@ -14,10 +14,12 @@
 //! read (whole, or line by line for the token metrics), and, for a trace, its arrival times.
 
 mod chat;
+mod leave;
 mod models;
 mod tokens;
 
 pub use chat::Chat;
+pub use leave::{Leave, LeaveAt, LeaveError, Share};
 pub use models::{Models, ModelsError};
 pub use tokens::{Slo, SloError, TokenMetrics};
 
@@ -140,6 +142,21 @@ pub struct Requests {
     pub arrivals: Option<Arc<[Duration]>>,
 }
 
+impl Requests {
+    /// Has the client leave `leave`'s share of the requests early; `false` (and nothing
+    /// changed) when the answers are not streamed: an embedding has no tokens to leave after.
+    pub fn leave(&mut self, leave: Leave) -> bool {
+        let Read::Stream { api, .. } = self.read else {
+            return false;
+        };
+        self.read = Read::Stream {
+            api,
+            leave: Some(leave),
+        };
+        true
+    }
+}
+
 impl Workload {
     /// The workload's requests in `api`'s dialect, each asking for one of `models` (embed: the
     /// first).
@@ -147,7 +164,7 @@ impl Workload {
         let streamed = |render: Arc<Render>, arrivals| Requests {
             path: api.chat_path(),
             bodies: Bodies::Each(render),
-            read: Read::Stream(api),
+            read: Read::stream(api),
             arrivals,
         };
         let models = models.clone();
@@ -181,6 +198,20 @@ impl Workload {
                     })
                 };
                 streamed(Arc::new(render), Some(arrivals))
+            }
+        }
+    }
+
+    /// The tokens request `n` asks for (`None`: an embedding asks for none).
+    pub fn output_of(&self, n: u64) -> Option<u32> {
+        match self {
+            Workload::Embed => None,
+            Workload::Chat(chat) => Some(chat.output_of(n)),
+            Workload::Trace(trace) => {
+                let request = trace
+                    .requests
+                    .get(n as usize % trace.requests.len().max(1))?;
+                Some(u32::try_from(request.output_tokens).unwrap_or(u32::MAX))
             }
         }
     }

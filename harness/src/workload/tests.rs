@@ -39,7 +39,7 @@ fn chat_asks_its_lengths_with_the_id_last_in_either_dialect() {
     let chat = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(5)));
     let native = chat.requests(Api::Ollama, &Models::one("llama3.2"));
     assert_eq!(native.path, "/api/chat");
-    assert_eq!(native.read, Read::Stream(Api::Ollama));
+    assert_eq!(native.read, Read::stream(Api::Ollama));
     let b = body(&native, 3, "run-3");
     assert_eq!(b["options"]["num_predict"], 5);
     assert_eq!(b["stream"], true);

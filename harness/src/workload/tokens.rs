@@ -110,8 +110,11 @@ pub struct TokenMetrics {
     /// Whole answers (every line parsed, the final one last).
     pub whole: u64,
     /// Streams that delivered a token and then broke off (cut, reset, timed out, or continued
-    /// past their end).
+    /// past their end), the ones the client left on purpose apart.
     pub cut_after_first_token: u64,
+    /// Streams the client left on purpose (`--leave-after`); results from before it read 0.
+    #[serde(default)]
+    pub left: u64,
     /// The SLO goodput is judged against, if any.
     pub slo: Option<Slo>,
     /// Whole answers within the SLO.
@@ -142,8 +145,9 @@ impl TokenMetrics {
             cut_after_first_token: run
                 .records
                 .iter()
-                .filter(|r| !r.ok() && r.ttft_us.is_some())
+                .filter(|r| !r.ok() && !r.left && r.ttft_us.is_some())
                 .count() as u64,
+            left: run.left(),
             slo,
             meeting_slo,
             goodput: meeting_slo.map(|n| n as f64 / seconds),
@@ -164,11 +168,15 @@ impl TokenMetrics {
             _ => String::new(),
         };
         format!(
-            "streams: {} whole of {}, {} cut after their first token; TTFT {}; ITL {}; TPOT {}\n\
+            "streams: {} whole of {}, {} cut after their first token{}; TTFT {}; ITL {}; TPOT {}\n\
              {} output tokens, {:.0} tokens/s; client CPU {:.2} us per token line{goodput}",
             self.whole,
             self.requests,
             self.cut_after_first_token,
+            match self.left {
+                0 => String::new(),
+                left => format!(", {left} left by the client on purpose"),
+            },
             pair(&self.ttft),
             pair(&self.itl),
             pair(&self.tpot),
@@ -192,6 +200,7 @@ mod tests {
             late_us: 0,
             ttft_us,
             tokens,
+            left: false,
         }
     }
 

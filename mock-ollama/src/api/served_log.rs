@@ -1,8 +1,10 @@
 //! `GET /mock/served?since=SEQ&limit=N`: the served-request log as JSON lines, one entry per
 //! line, oldest first. The page's position travels in headers, so every body line is an entry:
 //! `x-mock-next` (the `since` of the next page), `x-mock-dropped` (entries lost from the ring:
-//! nonzero means exact accounting is no longer possible) and `x-mock-started-unix-ns` (the
-//! node's wall-clock start, to place the entries' monotonic times).
+//! nonzero means exact accounting is no longer possible), `x-mock-open` (requests received and
+//! not yet logged: a reader that needs every entry of a finished run reads again until it is 0)
+//! and `x-mock-started-unix-ns` (the node's wall-clock start, to place the entries' monotonic
+//! times).
 //!
 //! `GET /mock/residency`: the node's residency timeline as one JSON object (`events`, oldest
 //! first, on the served log's clock; `dropped`), see [`crate::residency`].
@@ -59,6 +61,7 @@ pub(super) async fn read(
     for (name, value) in [
         ("x-mock-next", page.next.to_string()),
         ("x-mock-dropped", page.dropped.to_string()),
+        ("x-mock-open", page.open.to_string()),
         ("x-mock-started-unix-ns", page.started_unix_ns.to_string()),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {

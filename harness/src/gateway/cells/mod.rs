@@ -58,7 +58,18 @@ pub trait CellSpec: Sync + Send {
 
 /// The cells that measure a streamed workload (chat, trace); the others send embed requests
 /// only, for now. `trace` replays a trace's arrivals, so only `--workload trace` runs it.
-const STREAMED: &[&str] = &["distribution", "heterogeneous", "trace"];
+const STREAMED: &[&str] = &[
+    "distribution",
+    "heterogeneous",
+    "trace",
+    "node-refuse",
+    "node-busy",
+    "node-hang",
+    "node-reset",
+    "node-stall",
+    "node-errors",
+    "slow-control-plane",
+];
 
 /// Refuses cells that cannot measure the settings' workload, naming the ones that can.
 pub fn check_workload(settings: &Settings) -> anyhow::Result<()> {
