@@ -191,8 +191,8 @@ struct WorkloadArgs {
     /// during the prompt's evaluation), closing its connection.
     #[arg(long)]
     leave_after: Option<crate::workload::LeaveAt>,
-    /// With --leave-after: the share of the requests whose client leaves, spread evenly
-    /// (0.25: every fourth).
+    /// With --leave-after: the share of the requests whose client leaves (0.25), drawn by a
+    /// hash of the request number: the same requests in every run.
     #[arg(long, default_value = "1", requires = "leave_after")]
     leave_share: crate::workload::Share,
 }
@@ -708,6 +708,13 @@ fn load_plan(args: &LoadArgs) -> anyhow::Result<(crate::engine::Target, crate::e
     );
     let mut requests = workload.requests(args.api, &args.workload.model);
     if let Some(leave) = args.workload.leave()? {
+        if let crate::workload::LeaveAt::After(after) = leave.at {
+            anyhow::ensure!(
+                after < args.timeout,
+                "--leave-after {} is not shorter than --timeout: the requests would time out instead",
+                leave.at
+            );
+        }
         requests.leave(leave);
     }
     if let Some(body) = &args.body {
@@ -807,12 +814,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             leave: args.workload.leave()?,
         },
     };
-    crate::gateway::cells::check_workload(&settings)?;
-    anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
-    anyhow::ensure!(
-        settings.stall >= Duration::from_millis(1),
-        "--stall must be at least 1ms"
-    );
+    crate::gateway::check(&settings)?;
     // Read before measuring, so a bad bounds file costs nothing.
     let bounds = args
         .bounds

@@ -409,44 +409,49 @@ fn conversations_kept_on_one_node_are_served_from_its_prompt_cache() {
     assert_eq!(cached(None).0, 0, "single-turn prompts share nothing");
 }
 
-/// The distribution cell's audit when the client leaves every second stream after 2 of its 100
+/// The distribution cell's audit when the client leaves half the streams after 2 of their 100
 /// tokens, through a gateway in `mode`, on nodes that finish the token in progress when their
-/// client leaves (as Ollama's runner does).
-fn audit_of_left_streams(mode: Mode) -> gateway::Audit {
+/// client leaves (as Ollama's runner does); and how many requests the share picked.
+fn audit_of_left_streams(mode: Mode) -> (gateway::Audit, u64) {
     let mut config = NodeConfig::with_latency(Duration::from_micros(100));
     config.latency.per_token = Duration::from_millis(2);
     config.leave = mock_ollama::Leave::AtNextToken;
     let nodes = MockCluster::start(vec![config; 2]).expect("nodes");
     let target = start_gateway(nodes.urls(), mode);
     let mut settings = settings(target, mode);
-    // One worker: the run's last request is a leaver, so a node still generating it for nobody
-    // when the run ends is only seen by an audit that waits for the logs to settle.
+    let half = "0.5".parse::<Share>().expect("share");
+    // One worker, and as many requests as make the last one a leaver: a node still generating
+    // it for nobody when the run ends is only seen by an audit that waits for the logs.
     settings.workers = 1;
+    settings.requests = (12..).find(|r| half.holds(r - 1)).expect("a leaver");
     settings.workload.workload = Workload::Chat(Chat::new(Lengths::fixed(8), Lengths::fixed(100)));
     settings.workload.leave = Some(Leave {
         at: "2".parse().expect("tokens"),
-        share: "0.5".parse::<Share>().expect("share"),
+        share: half,
     });
     let result = gateway::measure(&settings, &Nodes::Embedded(&nodes)).expect("measured");
-    cell(&result, "distribution").audit.clone().expect("audit")
+    let audit = cell(&result, "distribution").audit.clone().expect("audit");
+    let chosen = (0..settings.requests).filter(|&n| half.holds(n)).count();
+    (audit, chosen as u64)
 }
 
 /// The twin audit that reads the logs at once, without waiting for them to settle, was seen
 /// failing here: the last leaver, still generated for nobody, counted as left (1, 5).
 #[test]
 fn a_gateway_that_keeps_a_left_stream_going_is_seen_serving_it_for_nobody() {
-    let passed_on = audit_of_left_streams(Mode::StreamThrough);
+    let (passed_on, chosen) = audit_of_left_streams(Mode::StreamThrough);
+    assert!(chosen > 0);
     assert_eq!(
         (passed_on.left, passed_on.left_but_served),
-        (6, 0),
+        (chosen, 0),
         "{passed_on:?}"
     );
     assert!(passed_on.clean(), "{passed_on:?}");
     assert!(passed_on.work.worked_after_leave_us > 0, "{passed_on:?}");
-    let kept_going = audit_of_left_streams(Mode::Detached);
+    let (kept_going, chosen) = audit_of_left_streams(Mode::Detached);
     assert_eq!(
         (kept_going.left, kept_going.left_but_served),
-        (0, 6),
+        (0, chosen),
         "{kept_going:?}"
     );
     assert!(!kept_going.clean());

@@ -129,7 +129,6 @@ pub struct Page {
     /// Requests received but not yet logged when the page was read (still served, or still
     /// worked on after their client left): 0 means every request received before the read is
     /// in the log. Read before the entries, so an entry written meanwhile is never missed.
-    #[serde(default)]
     pub open: u64,
 }
 

@@ -207,7 +207,8 @@ impl Conn {
                     // Dropping the body closes the connection mid-answer.
                     return None;
                 }
-                if leave_after.is_some_and(|k| stream.tokens >= k) {
+                // A stream whose last line came in the same frame is whole: nothing to leave.
+                if leave_after.is_some_and(|k| stream.tokens >= k) && !stream.whole() {
                     return Some(Ended::Left);
                 }
             }
@@ -216,7 +217,7 @@ impl Conn {
     }
 }
 
-/// How an exchange ended, when it did not break.
+/// How an exchange ended.
 enum Ended {
     /// The status and, unless streamed, the body.
     Answer(u16, Bytes),

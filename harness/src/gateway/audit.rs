@@ -40,8 +40,10 @@ pub enum Class {
     NeverServed,
     /// Left by the client on purpose (`--leave-after`), served in full by no node.
     Left,
-    /// Left by the client on purpose, yet served in full by a node: the gateway kept the
-    /// upstream request open, or the node did not notice, and the rest was generated for nobody.
+    /// Left by the client on purpose, yet served in full by a node that generated more tokens
+    /// than the client read: the gateway kept the upstream request open, or the node did not
+    /// notice, and the rest was generated for nobody. (A client that left after the last token
+    /// wasted nothing: that request is `Left`.)
     LeftButServed,
 }
 
@@ -237,11 +239,12 @@ pub fn classify(ok: bool, served: u32) -> Class {
 }
 
 /// Joins `run` with each node's log entries (`logs[i]` for node i, as read after the run) and
-/// whether each log dropped entries.
+/// whether each log is not exact (it dropped entries, or its node still had requests open).
 pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
     // Per request number: (served, attempts).
     let mut seen: HashMap<u64, (u32, u32)> = HashMap::with_capacity(run.records.len());
-    // Per request number: the entry of the node that served it (the last, if several did).
+    // Per request number: the entry of a node that served it (any one, if several did: the TTFT
+    // join below takes requests tried once only).
     let mut serving: HashMap<u64, &ServedEntry> = HashMap::new();
     let prefix = format!("{}-", run.run_id);
     let mut result = Audit {
@@ -278,13 +281,18 @@ pub fn audit(run: &Run, logs: &[(Vec<ServedEntry>, bool)]) -> Audit {
     }
     for record in &run.records {
         let (served, tried) = seen.get(&record.n).copied().unwrap_or_default();
-        if let (Some(ttft), Some(entry)) = (record.ttft_us, serving.get(&record.n)) {
+        let entry = serving.get(&record.n);
+        // A retried request's first token may come from an attempt that was not served.
+        if let (Some(ttft), Some(entry), 1) = (record.ttft_us, entry, tried) {
             result.ttft_by_view.add(ttft, entry);
         }
         result.retries += u64::from(tried.saturating_sub(1));
+        let unread =
+            |e: &&ServedEntry| e.output_tokens.is_none_or(|n| n > u64::from(record.tokens));
         let class = match (record.left, served) {
             (true, 0) => Class::Left,
-            (true, _) => Class::LeftButServed,
+            (true, _) if entry.is_some_and(unread) => Class::LeftButServed,
+            (true, _) => Class::Left,
             (false, _) => classify(record.ok(), served),
         };
         if class == Class::ServedOnce && tried > 1 {
@@ -440,27 +448,37 @@ mod tests {
     }
 
     /// A request its client left is `left` when no node served it whole and `left but served`
-    /// when one did; neither is a failure, and only the first keeps the audit clean.
+    /// when one did and generated tokens the client never read; neither is a failure, and only
+    /// the first keeps the audit clean. A client that left after the last token wasted nothing.
     #[test]
     fn a_request_left_on_purpose_is_told_by_what_the_node_did_after() {
-        let mut client = run(&[None, None, Some(200)]);
-        client.records[0].left = true;
-        client.records[1].left = true;
+        let mut client = run(&[None, None, Some(200), None]);
+        for (record, tokens) in client.records.iter_mut().zip([2, 2, 0, 4]) {
+            record.left = record.status.is_none();
+            record.tokens = tokens;
+        }
+        let asked = |marker: &str, outcome| ServedEntry {
+            output_tokens: Some(4),
+            ..entry(marker, outcome)
+        };
+        let read_to_the_end = asked("r-3", ServedOutcome::Served);
         let stopped = vec![
-            entry("r-0", ServedOutcome::Cancelled),
-            entry("r-1", ServedOutcome::Cancelled),
-            entry("r-2", ServedOutcome::Served),
+            asked("r-0", ServedOutcome::Cancelled),
+            asked("r-1", ServedOutcome::Cancelled),
+            asked("r-2", ServedOutcome::Served),
+            read_to_the_end.clone(),
         ];
         let a = audit(&client, &[(stopped, false)]);
-        assert_eq!((a.left, a.left_but_served, a.never_served), (2, 0, 0));
+        assert_eq!((a.left, a.left_but_served, a.never_served), (3, 0, 0));
         assert!(a.clean(), "{a:?}");
         let kept_going = vec![
-            entry("r-0", ServedOutcome::Cancelled),
-            entry("r-1", ServedOutcome::Served),
-            entry("r-2", ServedOutcome::Served),
+            asked("r-0", ServedOutcome::Cancelled),
+            asked("r-1", ServedOutcome::Served),
+            asked("r-2", ServedOutcome::Served),
+            read_to_the_end,
         ];
         let a = audit(&client, &[(kept_going, false)]);
-        assert_eq!((a.left, a.left_but_served, a.failed_but_served), (1, 1, 0));
+        assert_eq!((a.left, a.left_but_served, a.failed_but_served), (2, 1, 0));
         assert!(!a.clean(), "{a:?}");
     }
 

@@ -204,6 +204,10 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// The value of `measure` in `result`'s cell named `cell`, if it has that cell and the cell
 /// carries the measure.
 pub(super) fn value_in(result: &GatewayResult, cell: &str, measure: Measure) -> Option<f64> {
+    // Without clients that leave, nothing can be left but served: not measured, not 0.
+    if measure == Measure::LeftButServed && result.params["workload"]["leave"].is_null() {
+        return None;
+    }
     let cell = result.cells.iter().find(|c| c.name == cell)?;
     value(cell, measure)
 }

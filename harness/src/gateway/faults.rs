@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
 use super::streamed::token_metrics;
-use super::{Nodes, Settings, log_heads, logs_since, target};
+use super::{Nodes, Settings, log_heads, logs_since, settled_logs_since, target};
 use crate::engine::{Engine, Run, Schedule};
 use crate::workload::{TokenMetrics, Workload};
 
@@ -140,13 +140,12 @@ pub struct FaultReport {
     pub spliced_streams: Option<u64>,
 }
 
-/// Whole answers of `run` with more tokens than `workload` asked for them.
+/// Whole answers of `run` with more tokens than `workload` asked for them (a request asking
+/// none gets the node's default length, so it says nothing).
 fn spliced_streams(run: &Run, workload: &Workload) -> u64 {
     let spliced = run.records.iter().filter(|r| {
-        r.ok()
-            && workload
-                .output_of(r.n)
-                .is_some_and(|asked| r.tokens > asked)
+        let asked = workload.output_of(r.n).filter(|&asked| asked > 0);
+        r.ok() && asked.is_some_and(|asked| r.tokens > asked)
     });
     spliced.count() as u64
 }
@@ -214,7 +213,7 @@ fn sent_and_failed_during(run: &Run, phase: Duration) -> (u64, u64) {
         .iter()
         .filter(|r| (phase_us..2 * phase_us).contains(&r.sent_us))
         .collect();
-    let failed = during.iter().filter(|r| !r.ok()).count() as u64;
+    let failed = during.iter().filter(|r| !r.ok() && !r.left).count() as u64;
     (during.len() as u64, failed)
 }
 
@@ -298,7 +297,9 @@ pub fn run(
     // The fault starts one phase after the load thread starts; the engine's own start-up (a
     // runtime and its clients, well under a millisecond) makes its clock lag by that much.
     let fault_offset_us = phase.as_micros() as u64;
-    let logs = logs_since(nodes, &heads)?;
+    // The fault has ended (a hung node is up again and lets its requests go): wait for what the
+    // nodes still work on, such as a stream a gateway keeps going after its client left.
+    let logs = settled_logs_since(nodes, &heads)?;
     let page = nodes.served(last, u64::MAX, 0)?;
     let back_ns = unix_ns(back_at).saturating_sub(page.started_unix_ns) as u64;
     let fault_ns = unix_ns(fault_at).saturating_sub(page.started_unix_ns) as u64;
@@ -317,7 +318,7 @@ pub fn run(
     let failures_for_ms = run
         .records
         .iter()
-        .filter(|r| !r.ok() && r.sent_us >= fault_offset_us)
+        .filter(|r| !r.ok() && !r.left && r.sent_us >= fault_offset_us)
         .map(|r| (r.sent_us - fault_offset_us) as f64 / 1e3)
         .reduce(f64::max);
     Ok(FaultReport {

@@ -269,25 +269,55 @@ fn logs_since(nodes: &Nodes, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEnt
         .collect()
 }
 
+/// Why `settings` cannot be measured, if they cannot: cells that do not send the workload, a
+/// phase or stall of nothing, or clients that leave in a way the cells cannot measure.
+pub fn check(settings: &Settings) -> anyhow::Result<()> {
+    cells::check_workload(settings)?;
+    anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
+    anyhow::ensure!(
+        settings.stall >= Duration::from_millis(1),
+        "--stall must be at least 1ms"
+    );
+    let Some(leave) = settings.workload.leave else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        leave.share != crate::workload::Share::ALL,
+        "--leave-share must be below 1 for harness gateway: capacity, throughput and the fault cells' settling count whole answers, and with every stream left there are none"
+    );
+    // The fault cells time their requests out after two phases.
+    if let crate::workload::LeaveAt::After(after) = leave.at {
+        anyhow::ensure!(
+            after < settings.phase * 2,
+            "--leave-after {} is not shorter than the fault cells' request timeout (2 x --phase): their requests would time out instead",
+            leave.at
+        );
+    }
+    Ok(())
+}
+
 /// The longest [`settled_logs_since`] waits for the nodes to log what they still work on.
 const LOG_SETTLE: Duration = Duration::from_secs(60);
 
 /// [`logs_since`] once every request the nodes received is logged: after a run, a node may still
 /// be generating an answer whose client left, or one a gateway kept going for nobody, and its
-/// entry would be missing from an audit read at once. A node still working after
-/// [`LOG_SETTLE`] marks its log as not exact. Not for the fault cells, whose hung requests stay
-/// open as long as the gateway's timeout.
+/// entry would be missing from an audit read at once. "Received" is as the node's served log
+/// counts it (`open`: requests its handler took up), so it takes two reads 50 ms apart with
+/// nothing open, for a request a gateway forwards a moment after the run. A node still working
+/// after [`LOG_SETTLE`] marks its log as not exact.
 fn settled_logs_since(
     nodes: &Nodes,
     since: &[u64],
 ) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
     let deadline = std::time::Instant::now() + LOG_SETTLE;
     let open = |i: usize| Ok::<_, anyhow::Error>(nodes.served(i, u64::MAX, 0)?.open);
-    while std::time::Instant::now() < deadline {
-        if (0..nodes.len()).map(open).sum::<anyhow::Result<u64>>()? == 0 {
-            break;
+    let mut quiet = 0;
+    while quiet < 2 && std::time::Instant::now() < deadline {
+        let busy = (0..nodes.len()).map(open).sum::<anyhow::Result<u64>>()? > 0;
+        quiet = if busy { 0 } else { quiet + 1 };
+        if quiet < 2 {
+            std::thread::sleep(Duration::from_millis(if busy { 10 } else { 50 }));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     since
         .iter()

@@ -102,16 +102,18 @@ pub const STREAMS_PER_PHASE: f64 = 5.0;
 
 /// `settings` as the cells after the direct one run them under a streamed workload: goodput
 /// judged against what the nodes do without the gateway (the default SLO when none was given),
-/// and each fault phase at least [`STREAMS_PER_PHASE`] median streams long (a stream's length
-/// taken as the direct TTFT p50 plus the TPOT p50 for each token after the first, at the mean
-/// tokens per stream), so a phase holds whole streams rather than a part of one.
+/// and each fault phase at least [`STREAMS_PER_PHASE`] streams long, a stream taken as the
+/// direct TTFT p50 plus the TPOT p50 for each token after the first of the mean answer the
+/// workload asks for, so a phase holds whole streams rather than a part of one.
 pub(super) fn after_direct(settings: &Settings, direct: &Cell) -> Settings {
     let mut settings = settings.clone();
     if settings.workload.slo.is_none() {
         settings.workload.slo = default_slo(direct);
     }
     if let Some(tokens) = direct.tokens.as_ref() {
-        let per_stream = tokens.output_tokens as f64 / tokens.requests.max(1) as f64;
+        let workload = &settings.workload.workload;
+        let asked = (0..settings.requests).filter_map(|n| workload.output_of(n));
+        let per_stream = asked.map(f64::from).sum::<f64>() / settings.requests.max(1) as f64;
         let stream_ms = tokens.ttft.p50 + tokens.tpot.p50 * (per_stream - 1.0).max(0.0);
         let least = STREAMS_PER_PHASE * stream_ms / 1e3;
         if least.is_finite() && least > settings.phase.as_secs_f64() {
@@ -131,7 +133,9 @@ pub(super) fn workload_params(load: &WorkloadSettings) -> serde_json::Value {
         params["prompt_rate"] = load.prompt_rate.into();
         params["slo"] = serde_json::to_value(load.slo).unwrap_or_default();
         params["prompt_cache"] = load.prompt_cache.into();
-        params["leave"] = serde_json::to_value(load.leave).unwrap_or_default();
+        params["leave"] = load.leave.map_or(serde_json::Value::Null, |leave| {
+            serde_json::json!({ "after": leave.at.to_string(), "share": leave.share.fraction() })
+        });
     }
     match &load.workload {
         Workload::Chat(chat) => {

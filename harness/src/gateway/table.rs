@@ -55,9 +55,10 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
         "\nEach row is one `results/gateways/LABEL.json`: load through the gateway against the \
          capacity ideal (each node's throughput measured straight at it, summed), each node's \
          share of the served work beside its share of the capacity, and every request classified \
-         by joining the client's outcome with the nodes' served logs.\n\n\
-         | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | retries | p50 / p99 ms |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         by joining the client's outcome with the nodes' served logs (left: streams the client \
+         left on purpose, `--leave-after`, in brackets those a node still generated in full).\n\n\
+         | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | left (served) | retries | p50 / p99 ms |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (r, cell) in results
         .iter()
@@ -73,7 +74,7 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
             .collect();
         let _ = writeln!(
             out,
-            "| {} {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} |",
+            "| {} {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {:.1} / {:.1} |",
             r.label,
             if cell.name == "distribution" {
                 String::new()
@@ -90,6 +91,8 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
             a.answered_without_node,
             a.failed_but_served,
             a.never_served,
+            a.left + a.left_but_served,
+            a.left_but_served,
             a.retries,
             cell.latency.p50,
             cell.latency.p99,
@@ -455,8 +458,8 @@ fn tokens_table(results: &[GatewayResult]) -> String {
          straight at a node carrying its even share of the workers in brackets; goodput counts \
          whole answers within the SLO (default: 3x those direct p50s). Last repeat of each \
          cell:\n\n\
-         | gateway | workload | cell | TTFT p50 / p99 ms | ITL p50 / p99 ms | TPOT p50 ms | output tokens/s | goodput req/s (SLO) | whole / sent | cut after first token |\n\
-         |---|---|---|---:|---:|---:|---:|---|---:|---:|\n",
+         | gateway | workload | cell | TTFT p50 / p99 ms | ITL p50 / p99 ms | TPOT p50 ms | output tokens/s | goodput req/s (SLO) | whole / sent | cut after first token | left on purpose |\n\
+         |---|---|---|---:|---:|---:|---:|---|---:|---:|---:|\n",
     );
     let mut any = false;
     for r in results {
@@ -473,7 +476,7 @@ fn tokens_table(results: &[GatewayResult]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.1} / {:.1} ({:.1} / {:.1}) | {:.2} / {:.2} ({:.2} / {:.2}) | {:.2} ({:.2}) | {:.0} | {goodput} | {} / {} | {} |",
+                "| {} | {} | {} | {:.1} / {:.1} ({:.1} / {:.1}) | {:.2} / {:.2} ({:.2} / {:.2}) | {:.2} ({:.2}) | {:.0} | {goodput} | {} / {} | {} | {} |",
                 r.label,
                 r.params["workload"]["name"].as_str().unwrap_or("embed"),
                 cell.name,
@@ -491,6 +494,7 @@ fn tokens_table(results: &[GatewayResult]) -> String {
                 t.whole,
                 t.requests,
                 t.cut_after_first_token,
+                t.left,
             );
         }
     }

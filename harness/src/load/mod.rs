@@ -118,7 +118,7 @@ pub struct Record {
     /// The request's number (its id is `run_id-number`).
     pub n: u64,
     /// The HTTP status, or `None` when no complete answer arrived (connection refused or reset,
-    /// body cut, timeout, or a pool's error).
+    /// body cut, timeout, a pool's error, or the client left: see `left`).
     pub status: Option<u16>,
     /// From the intended send to the last byte, in us (in a closed loop the intended send is
     /// the send).
@@ -183,7 +183,7 @@ impl Run {
 
     /// Requests without a complete 2xx answer that the client did not leave on purpose.
     pub fn failed(&self) -> u64 {
-        self.records.len() as u64 - self.ok() - self.left()
+        self.records.iter().filter(|r| !r.ok() && !r.left).count() as u64
     }
 
     /// Requests the client left on purpose.

@@ -3,9 +3,13 @@
 //! falls inside the node's prompt evaluation. What a node and a gateway do then (stop, finish the
 //! token in progress, or go on generating for nobody) is what the nodes' served logs show.
 //!
-//! Which requests leave is a function of the request number only, spread evenly: request `n`
-//! leaves when `floor((n + 1) p) > floor(n p)`, so any `N` consecutive requests hold `N p`
-//! leavers, rounded, and two runs of one workload drop the same requests.
+//! Which requests leave is a function of the request number only, so two runs of one workload
+//! drop the same requests: request `n` leaves when a hash of `n` falls in the share. Not evenly
+//! spaced (every fourth for 0.25): the closed loop hands request `n` to worker `n mod W`, so with
+//! an even `W` evenly spaced leavers all went to half of the workers, whose short requests then
+//! made up more than their share of a time-capped run (68% instead of 50% through nginx). Drawn
+//! by hash, each request a worker sends leaves with probability `p` whatever came before, so the
+//! share of the requests sent is `p` however long each takes.
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -33,6 +37,16 @@ pub enum LeaveError {
     /// Not a share in (0, 1].
     #[error("{0:?}: expected a share of the requests above 0 and at most 1 (0.25)")]
     Share(String),
+}
+
+impl std::fmt::Display for LeaveAt {
+    /// As `--leave-after` takes it: `5` (tokens) or `300ms`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaveAt::Tokens(k) => write!(f, "{k}"),
+            LeaveAt::After(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
 }
 
 impl FromStr for LeaveAt {
@@ -66,11 +80,11 @@ impl Share {
         f64::from(self.0) / MILLION as f64
     }
 
-    /// Whether request `n` is one of the share: evenly spread, a function of `n` only.
+    /// Whether request `n` is one of the share: a function of `n` only.
     pub fn holds(self, n: u64) -> bool {
-        let p = u128::from(self.0);
-        let (n, m) = (u128::from(n), u128::from(MILLION));
-        (n + 1) * p / m > n * p / m
+        // A seed of its own, so the draw is not the one that sets lengths.
+        let draw = mock_ollama::embedding::splitmix64(n ^ 0x1ea7_e5ee_d000_0000) % MILLION;
+        draw < u64::from(self.0)
     }
 }
 
@@ -121,14 +135,27 @@ mod tests {
         }
     }
 
+    /// The share holds for that share of the requests, and as much of every worker's: the
+    /// evenly spaced twin (`floor((n + 1) p) > floor(n p)`) gives workers 0 and 2 of 4 none
+    /// at 0.5 and 1 and 3 all.
     #[test]
-    fn a_share_picks_that_many_of_any_run_of_requests_evenly() {
-        let quarter: Share = "0.25".parse().unwrap();
-        let picked: Vec<u64> = (0..12).filter(|&n| quarter.holds(n)).collect();
-        assert_eq!(picked, [3, 7, 11], "every fourth");
-        let third: Share = "0.333333".parse().unwrap();
-        let from_500 = (500..800).filter(|&n| third.holds(n)).count();
-        assert!((99..=101).contains(&from_500), "{from_500} of 300");
+    fn a_share_picks_that_share_of_the_requests_and_of_each_workers() {
+        let half: Share = "0.5".parse().unwrap();
+        let all = (0..40_000).filter(|&n| half.holds(n)).count();
+        assert!((19_500..=20_500).contains(&all), "{all} of 40,000");
+        for worker in 0..4 {
+            let own = (worker..40_000)
+                .step_by(4)
+                .filter(|&n| half.holds(n))
+                .count();
+            assert!(
+                (4_800..=5_200).contains(&own),
+                "worker {worker}: {own} of 10,000"
+            );
+        }
+        let tenth: Share = "0.1".parse().unwrap();
+        let some = (0..10_000).filter(|&n| tenth.holds(n)).count();
+        assert!((900..=1_100).contains(&some), "{some} of 10,000");
         assert!((0..1000).all(|n| Share::ALL.holds(n)));
         for bad in ["0", "1.5", "-0.2", "nan", "0.0000001", "x"] {
             assert!(bad.parse::<Share>().is_err(), "{bad:?} accepted");
