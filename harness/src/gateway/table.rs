@@ -278,9 +278,12 @@ fn fault_table(results: &[GatewayResult]) -> String {
         "\nA fault for the middle of three phases, set through the nodes' control API with the \
          gateway not restarted: the last node refusing, busy (503), hanging, resetting, stalling \
          every request, or answering 5% with 500; or every node's control plane answering in 1 s. \
-         Retries are node-side attempts beyond one per client request; medians over repeats:\n\n\
-         | gateway | fault | throughput during / before | after / before | failed at the client (% of those sent during the fault) | failures until (ms into the fault) | retries | faulty node sent work until (ms into the fault) | recovered node used again after (ms) |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         Retries are node-side attempts beyond one per client request; under a streamed workload \
+         (`--workload chat|trace`) the reset and the stall strike 2 tokens into each answer, and \
+         streams cut after their first token and whole ones spliced from a retried stream are \
+         counted (else -); medians over repeats:\n\n\
+         | gateway | fault | throughput during / before | after / before | failed at the client (% of those sent during the fault) | failures until (ms into the fault) | retries | faulty node sent work until (ms into the fault) | recovered node used again after (ms) | streams cut / spliced |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut any = false;
     for r in results {
@@ -311,7 +314,7 @@ fn fault_table(results: &[GatewayResult]) -> String {
             .median;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} | {} ({failed_during:.1}%) | {} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {} ({failed_during:.1}%) | {} | {} | {} | {} | {} / {} |",
                 r.label,
                 cell.name,
                 ratio(1),
@@ -321,6 +324,8 @@ fn fault_table(results: &[GatewayResult]) -> String {
                 median(&|f| Some(f.audit.retries as f64)),
                 median(&|f| f.sent_to_node_for_ms),
                 median(&|f| f.back_in_use_after_ms),
+                median(&|f| f.tokens.as_ref().map(|t| t.cut_after_first_token as f64)),
+                median(&|f| f.spliced_streams.map(|n| n as f64)),
             );
         }
     }
