@@ -6,7 +6,8 @@
 # trace's first minute (data/traces/) replayed at its own speed and at 80% of the capacity for
 # its mix. 2 nodes with 4 slots each (OLLAMA_NUM_PARALLEL=4), 8 workers, 3 repeats.
 # Needs nginx and haproxy on PATH (apt-get install nginx haproxy). Results go to
-# results/gateways/*-chat.json and *-trace.json. About 40 minutes on a 2-core machine.
+# results/gateways/*-chat.json, *-trace.json and *-mooncake.json. About an hour and a half on a
+# 2-core machine.
 set -eu
 cd "$(dirname "$0")/../.."
 cargo build --release -p harness
@@ -26,4 +27,13 @@ done
 for config in haproxy-roundrobin haproxy-leastconn haproxy-leastconn-check haproxy-roundrobin-no-delay; do
     gw "$config-chat" "$HAPROXY" "$config.cfg" --workload chat
     gw "$config-trace" "$HAPROXY" "$config.cfg" $TRACE
+done
+# The Mooncake trace's first minute (shared prefix blocks as shared prompt text) on nodes with a
+# prompt cache, round-robin against least-connections in each proxy (about 20 minutes more).
+MOONCAKE="--workload trace --trace data/traces/mooncake-fast25-synthetic.jsonl --trace-window 60s --prompt-cache"
+for config in nginx-round-robin nginx-least-conn; do
+    gw "$config-mooncake" "$NGINX" "$config.conf" $MOONCAKE
+done
+for config in haproxy-roundrobin-no-delay haproxy-leastconn; do
+    gw "$config-mooncake" "$HAPROXY" "$config.cfg" $MOONCAKE
 done
