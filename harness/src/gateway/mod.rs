@@ -257,14 +257,15 @@ fn node_leave(settings: &Settings) -> mock_ollama::Leave {
     }
 }
 
-/// Every node's log entries after `since[i]`, and whether entries were dropped.
+/// Every node's log entries after `since[i]`, and whether each is not exact: entries dropped,
+/// or requests still open on the node when it was read.
 fn logs_since(nodes: &Nodes, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEntry>, bool)>> {
     since
         .iter()
         .enumerate()
         .map(|(i, from)| {
             let page = nodes.served(i, *from, usize::MAX)?;
-            Ok((page.entries, page.dropped > 0))
+            Ok((page.entries, page.dropped > 0 || page.open > 0))
         })
         .collect()
 }
@@ -319,14 +320,7 @@ fn settled_logs_since(
             std::thread::sleep(Duration::from_millis(if busy { 10 } else { 50 }));
         }
     }
-    since
-        .iter()
-        .enumerate()
-        .map(|(i, from)| {
-            let page = nodes.served(i, *from, usize::MAX)?;
-            Ok((page.entries, page.dropped > 0 || page.open > 0))
-        })
-        .collect()
+    logs_since(nodes, since)
 }
 
 fn log_heads(nodes: &Nodes) -> anyhow::Result<Vec<u64>> {

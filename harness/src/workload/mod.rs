@@ -186,15 +186,10 @@ impl Workload {
             Workload::Trace(trace) => {
                 let arrivals = trace.requests.iter().map(|r| r.at).collect();
                 let trace = Arc::clone(trace);
-                // A replay sends one request per arrival; a closed loop on the trace's mix (a
-                // capacity measured for it) goes round the trace again. An empty trace (the
-                // readers refuse one) has no body to send.
                 let render = move |n: u64, id: &str| {
-                    let i = n as usize % trace.requests.len().max(1);
-                    trace.requests.get(i).map_or_else(Bytes::new, |request| {
+                    trace_request(&trace, n).map_or_else(Bytes::new, |request| {
                         let prompt = prompt(request, trace.block_tokens, id);
-                        let output = u32::try_from(request.output_tokens).unwrap_or(u32::MAX);
-                        chat_body(api, models.pick(n), prompt, output)
+                        chat_body(api, models.pick(n), prompt, output_tokens(request))
                     })
                 };
                 streamed(Arc::new(render), Some(arrivals))
@@ -207,12 +202,7 @@ impl Workload {
         match self {
             Workload::Embed => None,
             Workload::Chat(chat) => Some(chat.output_of(n)),
-            Workload::Trace(trace) => {
-                let request = trace
-                    .requests
-                    .get(n as usize % trace.requests.len().max(1))?;
-                Some(u32::try_from(request.output_tokens).unwrap_or(u32::MAX))
-            }
+            Workload::Trace(trace) => trace_request(trace, n).map(output_tokens),
         }
     }
 
@@ -224,6 +214,17 @@ impl Workload {
             Workload::Trace(_) => "trace",
         }
     }
+}
+
+/// The trace request that request `n` sends: a replay sends one per arrival, a closed loop on the
+/// trace's mix goes round it again; `None` for an empty trace (the readers refuse one).
+fn trace_request(trace: &Trace, n: u64) -> Option<&crate::trace::TraceRequest> {
+    trace.requests.get(n as usize % trace.requests.len().max(1))
+}
+
+/// The answer length a trace request asks for.
+fn output_tokens(request: &crate::trace::TraceRequest) -> u32 {
+    u32::try_from(request.output_tokens).unwrap_or(u32::MAX)
 }
 
 fn embed_template(model: &str) -> Template {
