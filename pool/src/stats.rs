@@ -35,7 +35,9 @@ pub struct PoolStats {
     pub successful_requests: u64,
     /// Requests that ended in an error (all nodes failed, or the request was rejected).
     pub failed_requests: u64,
-    /// Attempts per node, for nodes that have been used.
+    /// Answers per node (its attempts that succeeded), for nodes that answered: SOLLOL adds
+    /// one here only on a 200 (`pool.py`, 0.9.66), unlike `node_performance.total_requests`,
+    /// which counts every attempt.
     pub nodes_used: BTreeMap<String, u64>,
     /// Per-node figures.
     pub node_performance: BTreeMap<String, NodePerformance>,
@@ -77,8 +79,9 @@ impl PoolStats {
         };
         for (key, r) in nodes {
             stats.nodes.push(key.to_owned());
-            if r.total > 0 {
-                stats.nodes_used.insert(key.to_owned(), r.total);
+            let answered = r.total.saturating_sub(r.failed);
+            if answered > 0 {
+                stats.nodes_used.insert(key.to_owned(), answered);
             }
             stats.node_performance.insert(
                 key.to_owned(),
@@ -170,7 +173,8 @@ mod tests {
             ]
         );
         assert_eq!(json["node_performance"]["a:1"]["latency_ms"], 3.0);
-        assert_eq!(json["nodes_used"], serde_json::json!({ "a:1": 2 }));
+        // Two attempts, one failed: one answer, as SOLLOL counts it.
+        assert_eq!(json["nodes_used"], serde_json::json!({ "a:1": 1 }));
         assert_eq!(json["routing_strategy"], "least_loaded");
         assert_eq!(stats.nodes_configured, 2);
     }
