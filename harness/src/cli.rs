@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use mock_ollama::duration::parse_duration;
 use pool::Strategy;
 
+mod client;
+
 use crate::gate::{self, GateSettings};
 use crate::printer::print_summary;
 use crate::report;
@@ -94,6 +96,21 @@ enum Command {
     /// Benchmark and audit an Ollama load balancer in front of mock nodes this command starts
     /// (node i on 127.0.0.1:PORT+i; point the gateway's upstreams at them).
     Gateway(Box<GatewayArgs>),
+    /// Benchmark and audit a client library (a client-side pool) run by your driver program
+    /// against mock nodes this command starts: the same cells and per-request audit as
+    /// `gateway`, and the library's own statistics checked against the nodes.
+    Client(Box<client::ClientArgs>),
+    /// A driver for `harness client --cmd`: sends the OPB_* run's requests through one of our
+    /// pool variants and writes its report (docs/clients.md), e.g. `--cmd 'harness drive
+    /// --variant atomic'`.
+    Drive {
+        /// The pool variant.
+        #[arg(long, value_enum, default_value = "atomic")]
+        variant: Variant,
+        /// Routing strategy: round_robin, least_loaded, latency_first, fairness, weighted.
+        #[arg(long, default_value = "round_robin")]
+        strategy: Strategy,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +423,23 @@ struct Sizes {
     repeats: Option<usize>,
 }
 
+impl Sizes {
+    /// `harness gateway` and `harness client`: workers, 8 by default.
+    fn audit_workers(&self) -> usize {
+        self.workers.unwrap_or(8)
+    }
+
+    /// Requests per run, 2,000 by default.
+    fn audit_requests(&self) -> u64 {
+        self.requests.unwrap_or(2_000) as u64
+    }
+
+    /// Service time per request, 5 ms by default.
+    fn audit_service(&self) -> Duration {
+        self.service.unwrap_or(Duration::from_millis(5))
+    }
+}
+
 /// The flags of the scenarios (`run` and the main job).
 #[derive(Debug, Args)]
 struct Common {
@@ -659,6 +693,12 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             run_gate(options, &output.out, candidate, spread.as_ref())
         }
         Some(Command::Gateway(args)) => run_gateway(*args),
+        Some(Command::Client(args)) => client::run(*args),
+        Some(Command::Drive { variant, strategy }) => {
+            let env = crate::client::pool_driver::DriverEnv::from_env()?;
+            crate::client::pool_driver::drive(&env, variant, strategy)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Load(args)) => run_load(&args),
     }
 }
@@ -792,9 +832,9 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         port: args.port,
         api: args.api,
         label: args.label.clone(),
-        workers: sizes.workers.unwrap_or(8),
-        requests: sizes.requests.unwrap_or(2_000) as u64,
-        service: sizes.service.unwrap_or(Duration::from_millis(5)),
+        workers: sizes.audit_workers(),
+        requests: sizes.audit_requests(),
+        service: sizes.audit_service(),
         slots: sizes.slots.unwrap_or(1),
         speeds: args.speeds.clone(),
         error_rates: args.error_rates.clone(),
@@ -804,6 +844,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         phase: args.phase,
         repeat_inputs: args.repeat_inputs,
         stall: args.stall,
+        system: crate::gateway::System::Gateway,
         workload: crate::gateway::WorkloadSettings {
             workload,
             models: args.workload.model.clone(),

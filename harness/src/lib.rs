@@ -13,6 +13,8 @@
 //! - [`measure`]: one run plus the accounting check (client vs pool vs nodes);
 //! - [`scenarios`]: the questions, each producing a [`results::ScenarioResult`];
 //! - [`results`], [`report`], [`charts`], [`printer`]: JSON, Markdown, SVG and the terminal summary;
+//! - [`gateway`] and [`client`]: a gateway at a URL, or a client library run by a driver
+//!   program, measured through the same cells against the capacity ideal and audited per request;
 //! - [`bounds`]: the one bounds grammar (`EXPERIMENT.CELL.MEASURE op value`) of the gate and
 //!   `harness gateway --bounds`;
 //! - [`gate`]: the CI's metrics, baseline and verdict;
@@ -22,6 +24,7 @@
 pub mod bounds;
 pub mod charts;
 pub mod cli;
+pub mod client;
 pub mod cost;
 pub mod engine;
 pub mod gate;

@@ -198,7 +198,9 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<ScenarioResult>> {
     // Gateway verdicts are worded from the figures now, not when they were measured.
     crate::gateway::refresh_verdicts(dir).context("refreshing the gateway verdicts")?;
     let path = dir.join("REPORT.md");
-    let text = render(&results) + &crate::gateway::report_section(dir)?;
+    let text = render(&results)
+        + &crate::gateway::report_section(dir)?
+        + &crate::gateway::clients_section(dir)?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     // The gate's metrics join the BMF file when a gate run left its report here.
     let gate: Option<serde_json::Value> = std::fs::read_to_string(dir.join("gate.json"))

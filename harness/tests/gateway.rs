@@ -185,6 +185,7 @@ fn settings(target: String, label: &str, service: Duration, cell: CellKind) -> S
         headers: Default::default(),
         ready: gateway::Readiness::for_api(Api::Ollama),
         workload: Default::default(),
+        system: gateway::System::Gateway,
     }
 }
 

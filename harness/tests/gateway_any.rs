@@ -134,6 +134,7 @@ fn settings(target: String, headers: &[&str], cells: Vec<CellKind>) -> Settings 
         headers: Headers::parse(headers).expect("headers"),
         ready: Readiness::for_api(Api::Openai),
         workload: Default::default(),
+        system: Default::default(),
     }
 }
 

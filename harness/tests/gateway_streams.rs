@@ -244,6 +244,7 @@ fn settings(target: String, mode: Mode) -> Settings {
             per_token: Duration::from_micros(200),
             ..WorkloadSettings::default()
         },
+        system: gateway::System::Gateway,
     }
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::{self, Audit};
 use super::streamed::token_metrics;
+use super::system::{System, driven};
 use super::{Nodes, Settings, log_heads, logs_since, settled_logs_since, target};
 use crate::engine::{Engine, Run, Schedule};
 use crate::workload::{TokenMetrics, Workload};
@@ -128,6 +129,10 @@ pub struct FaultReport {
     /// came before (`None`: it did not within the settle limit, or nothing was asked).
     #[serde(default)]
     pub settled_after_ms: Option<f64>,
+    /// The system started afresh for this run (a client library's driver is a new process each
+    /// run): nothing came before it to settle from, and `settled_after_ms` was not measured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_start: bool,
     /// The per-request audit.
     pub audit: Audit,
     /// Under a streamed workload, the run's token figures (streams cut after their first token
@@ -261,6 +266,21 @@ fn end_fault(
     errors.into_iter().next().map_or(Ok(()), Err)
 }
 
+/// Waits until a node has taken up a request since `heads` (or `limit` has passed).
+fn first_arrival(nodes: &Nodes, heads: &[u64], limit: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        for (i, head) in heads.iter().enumerate() {
+            let page = nodes.served(i, u64::MAX, 0)?;
+            if page.open > 0 || page.next > *head {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
 /// One run with `fault` during the middle of three `phase`s.
 pub fn run(
     engine: &Engine,
@@ -279,7 +299,18 @@ pub fn run(
         cap: Some(phase * 3),
     };
     let (run, fault_at, back_at) = std::thread::scope(|scope| {
-        let load = scope.spawn(|| engine.run(&target, schedule, run_id));
+        let load = scope.spawn(|| match &settings.system {
+            System::Gateway => Ok(engine.run(&target, schedule, run_id)?),
+            System::Driver(driver) => {
+                let (workers, requests) = (settings.workers, driver.fault_requests);
+                driven(driver, nodes, nodes.len(), workers, requests, run_id)
+            }
+        });
+        if let System::Driver(driver) = &settings.system {
+            // A driver starts its interpreter and library before its first request, and its
+            // requests' send times count from that request: the phases do too.
+            first_arrival(nodes, &heads, driver.timeout)?;
+        }
         std::thread::sleep(phase);
         let (fault_at, fault_wall) = (std::time::Instant::now(), SystemTime::now());
         let mut undo = Vec::new();
@@ -331,6 +362,7 @@ pub fn run(
         back_in_use_after_ms,
         sent_to_node_for_ms,
         settled_after_ms: None,
+        fresh_start: matches!(settings.system, System::Driver(_)),
         audit: audit::audit(&run, &logs),
         tokens: token_metrics(&run, settings),
         spliced_streams: settings

@@ -28,10 +28,11 @@ pub mod ready;
 pub mod scaling;
 mod streamed;
 pub mod streaming;
+pub mod system;
 mod table;
 mod verdicts;
 
-pub use table::{glance, read as read_results, refresh_verdicts, report_section};
+pub use table::{clients_section, glance, read as read_results, refresh_verdicts, report_section};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ use anyhow::Context as _;
 use mock_ollama::{MockCluster, NodeConfig, NodeSettings, NodeSpec, ServedEntry, SettingsPatch};
 use serde::{Deserialize, Serialize};
 
+use crate::client::Driver;
 use crate::engine::{Engine, Headers, Run, Schedule, Target, Template};
 use crate::machine::Machine;
 use crate::summary::{Latency, Summary};
@@ -52,6 +54,7 @@ pub use audit::{Audit, Class};
 pub use cells::{CellKind, CellSpec};
 pub use ready::Readiness;
 pub use streamed::WorkloadSettings;
+pub use system::System;
 
 pub use crate::workload::Api;
 
@@ -100,6 +103,8 @@ pub struct Settings {
     pub ready: Readiness,
     /// What the requests ask (embed by default).
     pub workload: WorkloadSettings,
+    /// What the load goes through: the gateway at `target`, or a client library's driver.
+    pub system: System,
 }
 
 /// One cell's measurements.
@@ -143,7 +148,7 @@ pub struct Cell {
 impl Cell {
     /// A cell with only its name, throughput and latency; the other fields are set by the cells
     /// that measure them (`Cell { audit: …, ..Cell::new(…) }`).
-    fn new(name: &str, throughput: Summary, latency: Latency) -> Cell {
+    pub(crate) fn new(name: &str, throughput: Summary, latency: Latency) -> Cell {
         Cell {
             name: name.into(),
             throughput,
@@ -221,6 +226,10 @@ pub struct GatewayResult {
     pub control_plane: Option<Vec<control_plane::EndpointTraffic>>,
     /// Verdicts computed from the numbers.
     pub verdicts: Vec<String>,
+    /// `harness client`: every run of the driver program (how it ended, its report's lines,
+    /// the library's statistics against the nodes, CPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub driver_runs: Vec<crate::client::DriverRun>,
 }
 
 fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
@@ -232,7 +241,11 @@ fn node_configs(settings: &Settings) -> Vec<NodeConfig> {
                 ..NodeSpec::new(settings.service, settings.slots)
             };
             let mut config = NodeConfig {
-                port: settings.port.saturating_add(i as u16),
+                // Port 0: each node on a free port of the system's choosing.
+                port: match settings.port {
+                    0 => 0,
+                    first => first.saturating_add(i as u16),
+                },
                 ..spec.config(i)
             };
             if settings.workload.streams() {
@@ -274,6 +287,7 @@ fn logs_since(nodes: &Nodes, since: &[u64]) -> anyhow::Result<Vec<(Vec<ServedEnt
 /// phase or stall of nothing, or clients that leave in a way the cells cannot measure.
 pub fn check(settings: &Settings) -> anyhow::Result<()> {
     cells::check_workload(settings)?;
+    check_system(settings)?;
     anyhow::ensure!(!settings.phase.is_zero(), "--phase must be longer than 0");
     anyhow::ensure!(
         settings.stall >= Duration::from_millis(1),
@@ -293,6 +307,31 @@ pub fn check(settings: &Settings) -> anyhow::Result<()> {
             "--leave-after {} is not shorter than the fault cells' request timeout (2 x --phase): their requests would time out instead",
             leave.at
         );
+    }
+    Ok(())
+}
+
+/// Refuses cells the system under test cannot go through.
+fn check_system(settings: &Settings) -> anyhow::Result<()> {
+    let names = settings.cells.iter().map(|c| c.name());
+    match settings.system {
+        System::Gateway => anyhow::ensure!(
+            !settings.cells.iter().any(|c| c.name() == "two-node"),
+            "the two-node cell tells a client library its nodes: run it with harness client"
+        ),
+        System::Driver(_) => {
+            let refused: Vec<&str> = names.filter(|n| !cells::FOR_CLIENTS.contains(n)).collect();
+            anyhow::ensure!(
+                refused.is_empty(),
+                "harness client runs the cells {}; not {}",
+                cells::FOR_CLIENTS.join(", "),
+                refused.join(", ")
+            );
+            anyhow::ensure!(
+                !settings.workload.streams(),
+                "harness client sends embeddings only, for now (the driver protocol's requests)"
+            );
+        }
     }
     Ok(())
 }
@@ -459,7 +498,7 @@ fn distribution(
     let audited = audited_repeats(nodes, settings, capacity, |r| {
         let (workers, requests) = (settings.workers, settings.requests);
         let id = format!("{name}{r}");
-        run_once(engine, &settings.target, settings, workers, requests, &id)
+        system::through(engine, nodes, settings, workers, requests, &id)
     })?;
     let efficiency = audited.throughputs.iter().map(|t| t / ideal.max(1e-9));
     Ok(Cell {
@@ -645,7 +684,11 @@ fn fault_cell(
     let mut settle_limit = faults::SETTLE_LIMIT;
     for r in 0..settings.repeats {
         let id = format!("{name}{r}");
-        let settled = faults::settle(&engine, nodes, settings, settle_limit, &id)?;
+        // A driver starts afresh each run: nothing came before it to settle from.
+        let settled = match settings.system {
+            System::Gateway => faults::settle(&engine, nodes, settings, settle_limit, &id)?,
+            System::Driver(_) => None,
+        };
         if settled.is_none() {
             settle_limit = Duration::ZERO;
         }
@@ -774,26 +817,53 @@ pub fn measure_process(
         !nodes.is_empty() && settings.workers >= 1 && settings.repeats >= 1,
         "at least one node, one worker and one repeat are needed"
     );
-    let server = ready::wait(
-        &settings.target,
-        &settings.ready,
-        &settings.headers,
-        settings.ready_timeout,
-    )?;
+    let server = match settings.system {
+        System::Gateway => ready::wait(
+            &settings.target,
+            &settings.ready,
+            &settings.headers,
+            settings.ready_timeout,
+        )?,
+        System::Driver(_) => None,
+    };
     let sampler = group.and_then(footprint::Sampler::start);
     let (counted_from, started) = (nodes.counters()?, Instant::now());
     let engine = Engine::default();
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
     let settings = &after_direct(settings, &direct_cell);
-    eprintln!("  the gateway's ceiling");
-    let before = sampler.as_ref().and_then(footprint::Sampler::now);
-    let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;
-    let ceiling_cpu = before
-        .zip(sampler.as_ref().and_then(footprint::Sampler::now))
-        .map(|(b, a)| (a.cpu.saturating_sub(b.cpu), sent));
+    let ideal: f64 = capacity.iter().sum();
+    let (ceiling, ceiling_cpu) = match &settings.system {
+        System::Gateway => {
+            eprintln!("  the gateway's ceiling");
+            let before = sampler.as_ref().and_then(footprint::Sampler::now);
+            let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;
+            let cpu = before
+                .zip(sampler.as_ref().and_then(footprint::Sampler::now))
+                .map(|(b, a)| (a.cpu.saturating_sub(b.cpu), sent));
+            (Some(ceiling), cpu)
+        }
+        // A client library has no address to measure a ceiling at; its own cost shows in the
+        // driver's CPU per run.
+        System::Driver(_) => (None, None),
+    };
+    let settings = &with_fault_requests(settings, ideal);
+    if let System::Driver(driver) = &settings.system {
+        // A run of no requests: the driver's start-up alone (an interpreter, a library's
+        // imports), so its cost per request can be told from its start-up's.
+        eprintln!("  the driver's start-up");
+        system::driven(driver, nodes, nodes.len(), settings.workers, 0, STARTUP_RUN)?;
+        // A driver that cannot start would fail every run after its timeout: stop here instead.
+        if let Some(run) = driver.runs().last().filter(|r| !r.exit.clean()) {
+            anyhow::bail!(
+                "the driver's start-up run (no requests) did not end cleanly ({:?}); its last output:\n{}",
+                run.exit,
+                run.output_tail
+            );
+        }
+    }
     let limits = Limits {
-        ceiling: Some(ceiling.median),
-        ideal: capacity.iter().sum(),
+        ceiling: ceiling.as_ref().map(|c| c.median),
+        ideal,
     };
     let mut cells = vec![direct_cell];
     let cx = cells::Context {
@@ -823,16 +893,40 @@ pub fn measure_process(
             "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
             "headers": settings.headers.redacted(), "ready": settings.ready,
             "workload": workload_params(&settings.workload),
+            "driver": settings.system.driver().map(|d| serde_json::json!({
+                "command": settings.headers.redact(&d.command),
+                "timeout_ms": d.timeout.as_millis() as u64,
+                "fault_requests": d.fault_requests,
+            })),
         }),
         capacity,
-        ceiling: Some(ceiling),
+        ceiling,
         footprint,
         control_plane: Some(control_plane),
         verdicts: Vec::new(),
+        driver_runs: settings
+            .system
+            .driver()
+            .map(Driver::runs)
+            .unwrap_or_default(),
         cells,
     };
     result.verdicts = verdicts_of(&result);
     Ok(result)
+}
+
+/// The id of a driver's run of no requests.
+pub const STARTUP_RUN: &str = "startup";
+
+/// `settings` with a driver's fault runs sized to last the fault cells' three phases at the
+/// capacity `ideal` (a driver is asked for a number of requests, not a time).
+fn with_fault_requests(settings: &Settings, ideal: f64) -> Settings {
+    let mut settings = settings.clone();
+    if let System::Driver(driver) = &mut settings.system {
+        let requests = ideal * settings.phase.as_secs_f64() * 3.0;
+        driver.fault_requests = (requests.ceil() as u64).max(settings.workers as u64);
+    }
+    settings
 }
 
 /// The verdicts of `result`, computed from its figures alone, so a rewording reaches results
@@ -842,12 +936,26 @@ pub fn verdicts_of(result: &GatewayResult) -> Vec<String> {
     let mut out = verdicts::all(&result.cells, service_ms, Limits::of(result));
     out.extend(result.control_plane.as_deref().map(control_plane::verdict));
     out.extend(result.footprint.as_ref().map(footprint::verdict));
+    if !result.driver_runs.is_empty() {
+        // The cells' sentences are a gateway's; through a client library the same figures
+        // describe the library.
+        out = out
+            .iter()
+            .map(|v| v.replace("the gateway", "the library"))
+            .collect();
+    }
+    out.extend(crate::client::verdicts(&result.driver_runs));
     out
 }
 
 /// Writes `result` to `dir/gateways/<label>.json`.
 pub fn write(dir: &Path, result: &GatewayResult) -> anyhow::Result<PathBuf> {
-    let dir = dir.join("gateways");
+    write_under(dir, "gateways", result)
+}
+
+/// Writes `result` to `dir/sub/<label>.json` (`clients` for a client library's).
+pub fn write_under(dir: &Path, sub: &str, result: &GatewayResult) -> anyhow::Result<PathBuf> {
+    let dir = dir.join(sub);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let safe: String = result
         .label

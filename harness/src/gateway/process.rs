@@ -65,6 +65,29 @@ impl Bindings {
     }
 }
 
+/// Starts `command` with `sh -c` in a process group of its own (so stopping the group reaches
+/// every process it forks: nginx's workers, a Python program's), with `vars` added to its
+/// environment and its stdout and stderr going to `log`.
+pub fn sh_in_group(
+    command: &str,
+    vars: &[(String, String)],
+    log: fs::File,
+) -> std::io::Result<Child> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0);
+    }
+    cmd.spawn()
+}
+
 /// A running gateway; stopped (its whole process group) when dropped.
 #[derive(Debug)]
 pub struct Gateway {
@@ -97,19 +120,7 @@ impl Gateway {
     }
 
     fn spawn(command: &str, log: fs::File) -> std::io::Result<Child> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(command)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt as _;
-            // Its own group, so stopping it reaches every process it forks (nginx workers).
-            cmd.process_group(0);
-        }
-        cmd.spawn()
+        sh_in_group(command, &[], log)
     }
 
     /// The last `lines` lines of the gateway's output.

@@ -91,7 +91,7 @@ fn measure(
             let heads = log_heads(nodes)?;
             let requests = per_worker * workers as u64;
             let id = format!("s{workers}g{r}");
-            let run = run_once(engine, &settings.target, settings, workers, requests, &id)?;
+            let run = super::system::through(engine, nodes, settings, workers, requests, &id)?;
             merge(
                 &mut total,
                 super::audit::audit(&run, &logs_since(nodes, &heads)?),

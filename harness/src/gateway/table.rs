@@ -8,15 +8,17 @@ use anyhow::Context as _;
 use super::GatewayResult;
 use super::bounds::Measure;
 
-/// Recomputes the verdicts of every gateway result in `dir/gateways/` from its figures and
+/// Recomputes the verdicts of every result in `dir/gateways/` and `dir/clients/` from its figures and
 /// rewrites the files whose verdicts changed; returns how many changed.
 pub fn refresh_verdicts(dir: &Path) -> anyhow::Result<usize> {
     let mut changed = 0;
-    for result in read(dir)? {
-        let verdicts = super::verdicts_of(&result);
-        if verdicts != result.verdicts {
-            super::write(dir, &GatewayResult { verdicts, ..result })?;
-            changed += 1;
+    for sub in ["gateways", "clients"] {
+        for result in read_in(dir, sub)? {
+            let verdicts = super::verdicts_of(&result);
+            if verdicts != result.verdicts {
+                super::write_under(dir, sub, &GatewayResult { verdicts, ..result })?;
+                changed += 1;
+            }
         }
     }
     Ok(changed)
@@ -24,7 +26,12 @@ pub fn refresh_verdicts(dir: &Path) -> anyhow::Result<usize> {
 
 /// Every gateway result in `dir/gateways/`, by label.
 pub fn read(dir: &Path) -> anyhow::Result<Vec<GatewayResult>> {
-    let dir = dir.join("gateways");
+    read_in(dir, "gateways")
+}
+
+/// Every result in `dir/sub/` (`gateways` or `clients`), by label.
+pub fn read_in(dir: &Path, sub: &str) -> anyhow::Result<Vec<GatewayResult>> {
+    let dir = dir.join(sub);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
@@ -50,73 +57,13 @@ pub fn report_section(dir: &Path) -> anyhow::Result<String> {
         return Ok(String::new());
     }
     let mut out = String::from("\n## Gateways (`harness gateway`)\n");
-    out.push_str(&glance_table(&results));
-    out.push_str(
-        "\nEach row is one `results/gateways/LABEL.json`: load through the gateway against the \
-         capacity ideal (each node's throughput measured straight at it, summed), each node's \
-         share of the served work beside its share of the capacity, and every request classified \
-         by joining the client's outcome with the nodes' served logs (left: streams the client \
-         left on purpose, `--leave-after`, in brackets those a node still generated in full).\n\n\
-         | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | left (served) | retries | p50 / p99 ms |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (r, cell) in results
-        .iter()
-        .flat_map(|r| r.cells.iter().map(move |c| (r, c)))
-    {
-        let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
-            continue;
-        };
-        let shares: Vec<String> = cell
-            .shares
-            .iter()
-            .map(|(work, cap)| format!("{:.0}% ({:.0}%)", work * 100.0, cap * 100.0))
-            .collect();
-        let _ = writeln!(
-            out,
-            "| {} {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {:.1} / {:.1} |",
-            r.label,
-            if cell.name == "distribution" {
-                String::new()
-            } else {
-                format!("({})", cell.name)
-            },
-            node_description(r),
-            eff.median,
-            eff.min,
-            eff.max,
-            shares.join(", "),
-            a.served_once,
-            a.served_more_than_once,
-            a.answered_without_node,
-            a.failed_but_served,
-            a.never_served,
-            a.left + a.left_but_served,
-            a.left_but_served,
-            a.retries,
-            cell.latency.p50,
-            cell.latency.p99,
-        );
-    }
-    out.push_str(&scaling_table(&results));
-    out.push_str(&open_loop_table(&results));
-    out.push_str(&fault_table(&results));
-    out.push_str(&overhead_table(&results));
-    out.push_str(&figures_table(&results));
-    out.push_str(&tokens_table(&results));
-    out.push_str(&control_plane_lines(&results));
+    out.push_str(&tables(&results, "gateways"));
     let drawn = super::charts::draw(dir, &results).context("drawing the gateway charts")?;
     out.push('\n');
     for (file, caption) in drawn {
         let _ = writeln!(out, "![{caption}]({file})");
     }
-    if let Some(first) = results.first() {
-        let _ = writeln!(
-            out,
-            "\nMeasured on {}; parameters of each run in its JSON file.",
-            first.machine.one_line()
-        );
-    }
+    out.push_str(&measured_on(&results));
     Ok(out)
 }
 
@@ -524,6 +471,96 @@ fn control_plane_lines(results: &[GatewayResult]) -> String {
         };
         let _ = writeln!(out, "- {}: {seen}", r.label);
     }
+    out
+}
+
+/// The REPORT.md section of the client libraries (`results/clients/`), or an empty string.
+pub fn clients_section(dir: &Path) -> anyhow::Result<String> {
+    let results = read_in(dir, "clients")?;
+    if results.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from(
+        "\n## Client libraries (`harness client`)\n\nThe same cells, audit and columns as the \
+         gateways', with the load sent by the library's own pool from the user's driver \
+         program (`docs/clients.md`); then how its driver runs ended and whether the library's \
+         own statistics agree with the nodes' served logs.\n",
+    );
+    out.push_str(&crate::client::table::glance(&results));
+    out.push_str(&tables(&results, "clients"));
+    out.push_str(&crate::client::table::runs(&results));
+    out.push_str(&measured_on(&results));
+    Ok(out)
+}
+
+/// Where the first of `results` was measured, for a section's last line.
+fn measured_on(results: &[GatewayResult]) -> String {
+    results.first().map_or_else(String::new, |first| {
+        format!(
+            "\nMeasured on {}; parameters of each run in its JSON file.\n",
+            first.machine.one_line()
+        )
+    })
+}
+
+/// The tables every result in `results/SUB/` gets: at a glance, per cell with its audit,
+/// scaling, open loop, faults, overhead, a cell's own figures, tokens, control plane.
+fn tables(results: &[GatewayResult], sub: &str) -> String {
+    let mut out = glance_table(results);
+    out.push_str(&format!(
+        "\nEach row is one `results/{sub}/LABEL.json`: load through the system under test against the \
+         capacity ideal (each node's throughput measured straight at it, summed), each node's \
+         share of the served work beside its share of the capacity, and every request classified \
+         by joining the client's outcome with the nodes' served logs (left: streams the client \
+         left on purpose, `--leave-after`, in brackets those a node still generated in full).\n\n\
+         | gateway | nodes | efficiency | work share (capacity share) per node | served once | more than once | without a node | failed but served | never served | left (served) | retries | p50 / p99 ms |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    ));
+    for (r, cell) in results
+        .iter()
+        .flat_map(|r| r.cells.iter().map(move |c| (r, c)))
+    {
+        let (Some(eff), Some(a)) = (&cell.efficiency, &cell.audit) else {
+            continue;
+        };
+        let shares: Vec<String> = cell
+            .shares
+            .iter()
+            .map(|(work, cap)| format!("{:.0}% ({:.0}%)", work * 100.0, cap * 100.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} {} | {} | **{:.2}** ({:.2}-{:.2}) | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {:.1} / {:.1} |",
+            r.label,
+            if cell.name == "distribution" {
+                String::new()
+            } else {
+                format!("({})", cell.name)
+            },
+            node_description(r),
+            eff.median,
+            eff.min,
+            eff.max,
+            shares.join(", "),
+            a.served_once,
+            a.served_more_than_once,
+            a.answered_without_node,
+            a.failed_but_served,
+            a.never_served,
+            a.left + a.left_but_served,
+            a.left_but_served,
+            a.retries,
+            cell.latency.p50,
+            cell.latency.p99,
+        );
+    }
+    out.push_str(&scaling_table(results));
+    out.push_str(&open_loop_table(results));
+    out.push_str(&fault_table(results));
+    out.push_str(&overhead_table(results));
+    out.push_str(&figures_table(results));
+    out.push_str(&tokens_table(results));
+    out.push_str(&control_plane_lines(results));
     out
 }
 

@@ -89,8 +89,12 @@ fn fault(cell: &Cell, limits: Limits) -> Option<String> {
 
 /// How long the gateway took to use every node again before the runs, when that was long.
 fn settle(reports: &[super::faults::FaultReport]) -> String {
-    let settled: Vec<f64> = reports.iter().filter_map(|r| r.settled_after_ms).collect();
-    let unsettled = reports.len() - settled.len();
+    let measured = reports.iter().filter(|r| !r.fresh_start);
+    let settled: Vec<f64> = measured
+        .clone()
+        .filter_map(|r| r.settled_after_ms)
+        .collect();
+    let unsettled = measured.count() - settled.len();
     let slowest = settled.iter().copied().fold(0.0, f64::max);
     if unsettled > 0 {
         format!(

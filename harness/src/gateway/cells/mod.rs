@@ -108,6 +108,7 @@ impl fmt::Debug for dyn CellSpec {
 
 mod large_answers;
 mod trace;
+mod two_node;
 
 /// Every kind of cell, in the order `--cells` lists them.
 pub static CELLS: &[CellKind] = &[
@@ -156,7 +157,39 @@ pub static CELLS: &[CellKind] = &[
     &super::streaming::Streaming,
     &large_answers::LargeAnswers,
     &trace::TraceReplay,
+    &two_node::TwoNode,
 ];
+
+/// The cells `harness client` can measure: those that need no address to send to (the
+/// ceiling, overhead, open-loop and streaming cells measure a gateway's own, or send what a
+/// driver does not) and send embeddings.
+pub const FOR_CLIENTS: &[&str] = &[
+    "distribution",
+    "heterogeneous",
+    "scaling",
+    "two-node",
+    "node-refuse",
+    "node-busy",
+    "node-hang",
+    "node-reset",
+    "node-stall",
+    "node-errors",
+];
+
+/// The cells `harness client` runs when `--cells` is not given.
+pub fn client_defaults() -> Vec<CellKind> {
+    [
+        "distribution",
+        "heterogeneous",
+        "two-node",
+        "scaling",
+        "node-refuse",
+        "node-errors",
+    ]
+    .iter()
+    .filter_map(|name| named(name).ok())
+    .collect()
+}
 
 /// The kind named `name`.
 pub fn named(name: &str) -> Result<CellKind, String> {
