@@ -53,7 +53,12 @@ pub(super) struct ClientArgs {
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let sizes = &args.sizes;
     let out = &args.output.out;
-    let dir: PathBuf = out.join("clients").join(format!("{}.run", args.label));
+    anyhow::ensure!(
+        args.driver_timeout <= Duration::from_secs(24 * 3600),
+        "--driver-timeout is at most 24h"
+    );
+    let label = gateway::safe_label(&args.label);
+    let dir: PathBuf = out.join("clients").join(format!("{label}.run"));
     let driver = Driver::new(&args.cmd, args.driver_timeout, &dir);
     let settings = Settings {
         target: format!("driver: {}", args.cmd),

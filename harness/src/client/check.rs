@@ -60,7 +60,7 @@ pub struct NodeCount {
     pub node: String,
     /// What the library counted (`None`: not in its `nodes_used`).
     pub library: Option<u64>,
-    /// This run's requests the node served.
+    /// This run's requests the node served (and the driver reported answered).
     pub served: u64,
 }
 
@@ -71,7 +71,8 @@ pub struct StatsCheck {
     pub library: LibraryStats,
     /// Requests sent: reported by the driver or logged by a node.
     pub sent: u64,
-    /// Requests served by at least one node.
+    /// Requests served by at least one node that the driver reported answered (any served, when
+    /// it reported no lines).
     pub served: u64,
     /// Requests sent and served by no node.
     pub failed: u64,

@@ -22,14 +22,15 @@
 //! never as a hang of the harness, and every request it was asked to send is accounted for.
 
 mod check;
+mod child;
 mod cpu;
 pub mod pool_driver;
 mod report;
 pub mod table;
+mod timing;
 mod verdict;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,8 +40,7 @@ pub use check::{LibraryStats, NodeCount, StatsCheck};
 pub use report::{Lines, Reported};
 pub use verdict::verdicts;
 
-use crate::load::{Record, Run};
-use crate::summary::new_histogram;
+use crate::load::Run;
 
 /// The model the driver is told to ask for (the mock nodes serve it).
 pub const MODEL: &str = "all-minilm";
@@ -113,6 +113,11 @@ pub enum Exit {
     TimedOut {
         /// The timeout, ms.
         after_ms: u64,
+    },
+    /// It could not be waited for (the error); its group was killed.
+    Lost {
+        /// What waiting for it said.
+        error: String,
     },
 }
 
@@ -189,14 +194,14 @@ impl Driver {
         let command = render(&self.command, &vars);
         let (cpu_before, own_before) = (cpu::children(), cpu::own());
         let (started, started_wall) = (Instant::now(), SystemTime::now());
-        let child = spawn(&command, &vars, log).map_err(|source| ClientError::Spawn {
+        let child = child::spawn(&command, &vars, log).map_err(|source| ClientError::Spawn {
             command: command.clone(),
             source,
         })?;
-        let exit = wait_bounded(child, self.timeout);
+        let exit = child::wait_bounded(child, self.timeout);
         let wall = started.elapsed();
-        let reported = report::read(&report_path, ask).map_err(io("reading", &report_path))?;
-        let run = to_run(ask, &reported, started_wall, wall);
+        let mut reported = report::read(&report_path, ask).map_err(io("reading", &report_path))?;
+        let run = timing::to_run(ask, &mut reported, started_wall, wall);
         let driver_run = DriverRun {
             run_id: ask.run_id.to_owned(),
             workers: ask.workers,
@@ -207,7 +212,7 @@ impl Driver {
             stats: None,
             driver_cpu_ms: cpu::children().saturating_sub(cpu_before).as_secs_f64() * 1e3,
             harness_cpu_ms: cpu::own().saturating_sub(own_before).as_secs_f64() * 1e3,
-            output_tail: tail(&log_path),
+            output_tail: child::tail(&log_path, TAIL_LINES),
         };
         Ok((run, driver_run, reported))
     }
@@ -225,136 +230,31 @@ impl Driver {
     }
 }
 
-/// The cell a run id belongs to: the id without its repeat suffix (`distribution0` ->
-/// `distribution`).
+/// The run id without its repeat suffix (`distribution0` -> `distribution`; a scaling step's
+/// `s12g0` -> `s12g`, the two-node cell's runs `one-node` and `two-node`): for the driver's own
+/// logs only.
 fn phase_of(run_id: &str) -> String {
     run_id
         .trim_end_matches(|c: char| c.is_ascii_digit())
         .to_owned()
 }
 
-/// `command` with each `{name}` replaced by its value.
+/// `command` with each `{name}` replaced by its value, as one shell word (a report path under
+/// an `--out` with spaces stays one argument).
 fn render(command: &str, vars: &[(&'static str, String)]) -> String {
     vars.iter().fold(command.to_owned(), |text, (name, value)| {
-        text.replace(&format!("{{{name}}}"), value)
+        text.replace(&format!("{{{name}}}"), &shell_word(value))
     })
 }
 
-/// Starts the driver in a process group of its own (a timeout then reaches every process it
-/// started, such as a Python worker pool), with each variable also as `OPB_NAME`.
-fn spawn(
-    command: &str,
-    vars: &[(&'static str, String)],
-    log: std::fs::File,
-) -> std::io::Result<Child> {
-    let env: Vec<(String, String)> = vars
-        .iter()
-        .map(|(name, value)| (format!("OPB_{}", name.to_ascii_uppercase()), value.clone()))
-        .collect();
-    crate::gateway::process::sh_in_group(command, &env, log)
-}
-
-/// Waits for `child` up to `timeout`, then kills its whole group.
-fn wait_bounded(mut child: Child, timeout: Duration) -> Exit {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return exited(status),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            // Past the deadline, or the child cannot be waited for: stop it either way.
-            _ => break,
-        }
-    }
-    #[cfg(unix)]
-    {
-        use nix::sys::signal::{Signal, killpg};
-        let _ = killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            Signal::SIGKILL,
-        );
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Exit::TimedOut {
-        after_ms: timeout.as_millis() as u64,
-    }
-}
-
-fn exited(status: ExitStatus) -> Exit {
-    Exit::Exited {
-        code: status.code(),
-    }
-}
-
-/// The last lines of the driver's log, each cut to 300 characters.
-fn tail(log: &Path) -> String {
-    let text = std::fs::read(log).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..]
-        .iter()
-        .map(|l| l.chars().take(300).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The run the driver's report describes: one record per request asked for (unreported ones
-/// failed), sent times from the report's `at_ms` when every line has one, and the elapsed time
-/// from the first send to the last answer then (else the driver's whole wall time, start-up
-/// included).
-fn to_run(ask: &Ask, reported: &Reported, started: SystemTime, wall: Duration) -> Run {
-    let started_ms = started
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
-    let timed =
-        !reported.outcomes.is_empty() && reported.outcomes.values().all(|o| o.at_ms.is_some());
-    let first_ms = reported
-        .outcomes
-        .values()
-        .filter_map(|o| o.at_ms)
-        .fold(f64::INFINITY, f64::min);
-    let base_ms = if timed { first_ms } else { started_ms };
-    let mut latency = new_histogram();
-    let mut last_end_ms = 0.0f64;
-    let records = (0..ask.requests)
-        .map(|n| {
-            let outcome = reported.outcomes.get(&n);
-            let latency_us = outcome.map_or(0, |o| (o.latency_ms.max(0.0) * 1e3) as u64);
-            let sent_ms = outcome.and_then(|o| o.at_ms).unwrap_or(base_ms);
-            let ok = outcome.is_some_and(|o| o.ok);
-            if ok {
-                latency.saturating_record(latency_us.max(1));
-            }
-            last_end_ms = last_end_ms.max(sent_ms - base_ms + latency_us as f64 / 1e3);
-            Record {
-                n,
-                status: ok.then_some(200),
-                latency_us,
-                sent_us: ((sent_ms - base_ms).max(0.0) * 1e3) as u64,
-                late_us: 0,
-                ttft_us: None,
-                tokens: 0,
-                left: false,
-            }
-        })
-        .collect();
-    let elapsed = if timed {
-        Duration::from_secs_f64(last_end_ms.max(0.0) / 1e3)
+/// `value` as one `sh` word: as it is when it holds only characters the shell leaves alone,
+/// else in single quotes.
+fn shell_word(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:/=@+".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
     } else {
-        wall
-    };
-    Run {
-        run_id: ask.run_id.to_owned(),
-        elapsed,
-        records,
-        latency,
-        ttft: new_histogram(),
-        itl: new_histogram(),
-        late: 0,
-        window: None,
-        capped: false,
+        format!("'{}'", value.replace('\'', r"'\''"))
     }
 }
 

@@ -97,9 +97,10 @@ pub fn drive(env: &DriverEnv, variant: Variant, strategy: Strategy) -> anyhow::R
             });
         }
     });
+    // A worker that panicked has already panicked the scope: the lock cannot be poisoned here.
     let mut out = report
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a worker panicked while writing the report"))?;
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if variant.keeps_stats() {
         writeln!(out, "{}", serde_json::json!({ "stats": pool.stats() }))?;
     }

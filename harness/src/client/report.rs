@@ -47,6 +47,11 @@ pub struct Lines {
     pub foreign: u64,
     /// Lines that are not a request or stats line (or are too long).
     pub malformed: u64,
+    /// Requests reported without a send time (`at_ms`) within the driver's run: then the run's
+    /// throughput counts the driver's whole wall time, and a fault cell cannot place its requests
+    /// in phases.
+    #[serde(default)]
+    pub untimed: u64,
     /// The first malformed line, cut to 200 characters.
     pub first_malformed: Option<String>,
     /// The report was longer than the harness reads.
@@ -168,12 +173,10 @@ fn take_line(raw: &[u8], ask: &Ask, out: &mut Reported) {
 
 /// Request number `n` of `RUN_ID-n`, if it is one this run asked for.
 fn number_of(id: &str, ask: &Ask) -> Option<u64> {
-    let n: u64 = id
-        .strip_prefix(ask.run_id)?
-        .strip_prefix('-')?
-        .parse()
-        .ok()?;
-    (n < ask.requests).then_some(n)
+    let digits = id.strip_prefix(ask.run_id)?.strip_prefix('-')?;
+    let n: u64 = digits.parse().ok()?;
+    // `07` and `+7` parse as 7 but are not the id the harness gave request 7.
+    (n < ask.requests && n.to_string() == digits).then_some(n)
 }
 
 #[cfg(test)]
@@ -208,6 +211,7 @@ mod tests {
             "{\"id\":\"r-0\",\"ok\":false}\n",
             "{\"id\":\"q-1\",\"ok\":true}\n",
             "{\"id\":\"r-7\",\"ok\":true}\n",
+            "{\"id\":\"r-01\",\"ok\":true}\n",
             "not json\n",
             "\n",
             "{\"id\":\"r-2\",\"ok\":false}\n",
@@ -217,7 +221,7 @@ mod tests {
         assert_eq!((lines.requests, lines.ok, lines.unreported), (2, 1, 1));
         assert_eq!(
             (lines.reported_twice, lines.foreign, lines.malformed),
-            (1, 2, 1)
+            (1, 3, 1)
         );
         assert_eq!(lines.first_malformed.as_deref(), Some("not json"));
         assert_eq!(out.outcomes[&0].at_ms, Some(1000.0));

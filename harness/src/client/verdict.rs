@@ -24,6 +24,7 @@ fn exits(runs: &[DriverRun]) -> String {
     let how = match first.exit {
         Exit::Exited { code: Some(code) } => format!("exited with code {code}"),
         Exit::Exited { code: None } => "was killed by a signal".to_owned(),
+        Exit::Lost { ref error } => format!("could not be waited for ({error})"),
         Exit::TimedOut { after_ms } => {
             format!(
                 "ran past the timeout and was killed after {:.0} s",
@@ -44,12 +45,13 @@ fn lines(runs: &[DriverRun]) -> Option<String> {
     let sum = |f: fn(&DriverRun) -> u64| runs.iter().map(f).sum::<u64>();
     let asked = sum(|r| r.requests);
     let unreported = sum(|r| r.lines.unreported);
-    let (twice, foreign, malformed) = (
+    let (twice, foreign, malformed, untimed) = (
         sum(|r| r.lines.reported_twice),
         sum(|r| r.lines.foreign),
         sum(|r| r.lines.malformed),
+        sum(|r| r.lines.untimed),
     );
-    if unreported + twice + foreign + malformed == 0 {
+    if unreported + twice + foreign + malformed + untimed == 0 {
         return None;
     }
     let example = runs
@@ -58,7 +60,7 @@ fn lines(runs: &[DriverRun]) -> Option<String> {
         .map(|l| format!(" (the first malformed: {l:?})"))
         .unwrap_or_default();
     Some(format!(
-        "The driver's reports lacked {unreported} of the {asked} requests asked for (counted as failed), repeated {twice} ids, named {foreign} ids it was not given and had {malformed} malformed lines{example}."
+        "The driver's reports lacked {unreported} of the {asked} requests asked for (counted as failed), repeated {twice} ids, named {foreign} ids it was not given, had {malformed} malformed lines{example} and {untimed} requests without a send time within the run (their runs' throughput counts the driver's start-up)."
     ))
 }
 

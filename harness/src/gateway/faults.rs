@@ -159,11 +159,17 @@ fn unix_ns(at: SystemTime) -> u128 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
+/// Complete answers per second of each phase, by send time. Requests sent after the third phase
+/// count in none: a driver asked for a number of requests runs past three phases when the fault
+/// slowed it, and what it sends then is neither "after" the fault in the cell's sense nor inside
+/// a phase's length.
 fn phase_throughput(run: &Run, phase: Duration) -> [f64; 3] {
     let mut ok = [0u64; 3];
     for r in run.records.iter().filter(|r| r.ok()) {
-        let i = (r.sent_us / phase.as_micros().max(1) as u64).min(2) as usize;
-        ok[i] += 1;
+        let i = (r.sent_us / phase.as_micros().max(1) as u64) as usize;
+        if let Some(n) = ok.get_mut(i) {
+            *n += 1;
+        }
     }
     ok.map(|n| n as f64 / phase.as_secs_f64())
 }
@@ -266,10 +272,16 @@ fn end_fault(
     errors.into_iter().next().map_or(Ok(()), Err)
 }
 
-/// Waits until a node has taken up a request since `heads` (or `limit` has passed).
-fn first_arrival(nodes: &Nodes, heads: &[u64], limit: Duration) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
+/// Waits until a node has taken up a request since `heads`, the load has `finished` (a driver
+/// that exited without sending), or `limit` has passed.
+fn first_arrival(
+    nodes: &Nodes,
+    heads: &[u64],
+    limit: Duration,
+    finished: &dyn Fn() -> bool,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit && !finished() {
         for (i, head) in heads.iter().enumerate() {
             let page = nodes.served(i, u64::MAX, 0)?;
             if page.open > 0 || page.next > *head {
@@ -282,6 +294,9 @@ fn first_arrival(nodes: &Nodes, heads: &[u64], limit: Duration) -> anyhow::Resul
 }
 
 /// One run with `fault` during the middle of three `phase`s.
+// long: the load's thread, the fault's start and end and the figures read back all use the same
+// instants (the fault's wall-clock start, the node's recovery); split, they would be passed
+// between functions as loose values.
 pub fn run(
     engine: &Engine,
     nodes: &Nodes,
@@ -309,7 +324,7 @@ pub fn run(
         if let System::Driver(driver) = &settings.system {
             // A driver starts its interpreter and library before its first request, and its
             // requests' send times count from that request: the phases do too.
-            first_arrival(nodes, &heads, driver.timeout)?;
+            first_arrival(nodes, &heads, driver.timeout, &|| load.is_finished())?;
         }
         std::thread::sleep(phase);
         let (fault_at, fault_wall) = (std::time::Instant::now(), SystemTime::now());
@@ -325,8 +340,9 @@ pub fn run(
         ended?;
         anyhow::Ok((run?, fault_wall, back_at))
     })?;
-    // The fault starts one phase after the load thread starts; the engine's own start-up (a
-    // runtime and its clients, well under a millisecond) makes its clock lag by that much.
+    // The fault starts one phase after the load's clock does: the engine's from its thread's
+    // start (its own start-up, a runtime and its clients, well under a millisecond, makes it lag
+    // by that much), a driver's from its first send, which `first_arrival` waited for.
     let fault_offset_us = phase.as_micros() as u64;
     // The fault has ended (a hung node is up again and lets its requests go): wait for what the
     // nodes still work on, such as a stream a gateway keeps going after its client left.
@@ -376,6 +392,35 @@ pub fn run(
 mod tests {
     use super::*;
     use mock_ollama::NodeSettings;
+
+    /// A driver's run that went on past the third phase counts what it sent then in no phase:
+    /// with `.min(2)` instead, phase 3 here read 4 answers a second, not 1.
+    #[test]
+    fn requests_sent_after_the_third_phase_count_in_none() {
+        let phase = Duration::from_secs(1);
+        let record = |sent_s: u64| crate::engine::Record {
+            n: sent_s,
+            status: Some(200),
+            latency_us: 1,
+            sent_us: sent_s * 1_000_000,
+            late_us: 0,
+            ttft_us: None,
+            tokens: 0,
+            left: false,
+        };
+        let run = Run {
+            run_id: "r".into(),
+            elapsed: phase * 6,
+            records: [0, 0, 1, 2, 3, 4, 5].map(record).to_vec(),
+            latency: crate::summary::new_histogram(),
+            ttft: crate::summary::new_histogram(),
+            itl: crate::summary::new_histogram(),
+            late: 0,
+            window: None,
+            capped: false,
+        };
+        assert_eq!(phase_throughput(&run, phase), [2.0, 1.0, 1.0]);
+    }
 
     /// Each settings fault changes its field, and its undo restores the value it found.
     #[test]

@@ -317,7 +317,7 @@ fn check_system(settings: &Settings) -> anyhow::Result<()> {
     match settings.system {
         System::Gateway => anyhow::ensure!(
             !settings.cells.iter().any(|c| c.name() == "two-node"),
-            "the two-node cell tells a client library its nodes: run it with harness client"
+            system::NOT_A_GATEWAY_CELL
         ),
         System::Driver(_) => {
             let refused: Vec<&str> = names.filter(|n| !cells::FOR_CLIENTS.contains(n)).collect();
@@ -722,7 +722,7 @@ fn no_latency() -> Latency {
     Latency::of(&crate::summary::new_histogram())
 }
 
-fn merge(total: &mut Audit, one: Audit) {
+pub(crate) fn merge(total: &mut Audit, one: Audit) {
     total.requests += one.requests;
     total.served_once += one.served_once;
     total.served_more_than_once += one.served_more_than_once;
@@ -832,34 +832,10 @@ pub fn measure_process(
     let (direct_cell, capacity) = direct(&engine, nodes, settings)?;
     let settings = &after_direct(settings, &direct_cell);
     let ideal: f64 = capacity.iter().sum();
-    let (ceiling, ceiling_cpu) = match &settings.system {
-        System::Gateway => {
-            eprintln!("  the gateway's ceiling");
-            let before = sampler.as_ref().and_then(footprint::Sampler::now);
-            let (ceiling, sent) = ceiling::measure(&engine, nodes, settings)?;
-            let cpu = before
-                .zip(sampler.as_ref().and_then(footprint::Sampler::now))
-                .map(|(b, a)| (a.cpu.saturating_sub(b.cpu), sent));
-            (Some(ceiling), cpu)
-        }
-        // A client library has no address to measure a ceiling at; its own cost shows in the
-        // driver's CPU per run.
-        System::Driver(_) => (None, None),
-    };
+    let (ceiling, ceiling_cpu) = ceiling_of(&engine, nodes, settings, sampler.as_ref())?;
     let settings = &with_fault_requests(settings, ideal);
     if let System::Driver(driver) = &settings.system {
-        // A run of no requests: the driver's start-up alone (an interpreter, a library's
-        // imports), so its cost per request can be told from its start-up's.
-        eprintln!("  the driver's start-up");
-        system::driven(driver, nodes, nodes.len(), settings.workers, 0, STARTUP_RUN)?;
-        // A driver that cannot start would fail every run after its timeout: stop here instead.
-        if let Some(run) = driver.runs().last().filter(|r| !r.exit.clean()) {
-            anyhow::bail!(
-                "the driver's start-up run (no requests) did not end cleanly ({:?}); its last output:\n{}",
-                run.exit,
-                run.output_tail
-            );
-        }
+        start_up(driver, nodes, settings)?;
     }
     let limits = Limits {
         ceiling: ceiling.as_ref().map(|c| c.median),
@@ -886,19 +862,7 @@ pub fn measure_process(
         api: settings.api,
         server,
         machine: Machine::detect(),
-        params: serde_json::json!({
-            "nodes": nodes.len(), "remote_nodes": matches!(nodes, Nodes::Remote(..)), "workers": settings.workers, "requests": settings.requests,
-            "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
-            "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
-            "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
-            "headers": settings.headers.redacted(), "ready": settings.ready,
-            "workload": workload_params(&settings.workload),
-            "driver": settings.system.driver().map(|d| serde_json::json!({
-                "command": settings.headers.redact(&d.command),
-                "timeout_ms": d.timeout.as_millis() as u64,
-                "fault_requests": d.fault_requests,
-            })),
-        }),
+        params: params_of(settings, nodes),
         capacity,
         ceiling,
         footprint,
@@ -913,6 +877,61 @@ pub fn measure_process(
     };
     result.verdicts = verdicts_of(&result);
     Ok(result)
+}
+
+/// What a result says about how it was measured.
+fn params_of(settings: &Settings, nodes: &Nodes) -> serde_json::Value {
+    serde_json::json!({
+        "nodes": nodes.len(), "remote_nodes": matches!(nodes, Nodes::Remote(..)), "workers": settings.workers, "requests": settings.requests,
+        "service_ms": settings.service.as_secs_f64() * 1e3, "slots": settings.slots,
+        "repeats": settings.repeats, "repeat_inputs": settings.repeat_inputs, "first_port": settings.port, "speeds": settings.speeds, "error_rates": settings.error_rates,
+        "phase_ms": settings.phase.as_millis() as u64, "stall_ms": settings.stall.as_millis() as u64,
+        "headers": settings.headers.redacted(), "ready": settings.ready,
+        "workload": workload_params(&settings.workload),
+        "driver": settings.system.driver().map(|d| serde_json::json!({
+            "command": settings.headers.redact(&d.command),
+            "timeout_ms": d.timeout.as_millis() as u64,
+            "fault_requests": d.fault_requests,
+        })),
+    })
+}
+
+/// The CPU the gateway's processes spent on its ceiling's requests, and how many there were.
+type CeilingCpu = (Duration, u64);
+
+/// The gateway's ceiling and the CPU its processes spent on it (`None`s for a client library,
+/// which has no address to measure a ceiling at: its own cost shows in the driver's CPU).
+fn ceiling_of(
+    engine: &Engine,
+    nodes: &Nodes,
+    settings: &Settings,
+    sampler: Option<&footprint::Sampler>,
+) -> anyhow::Result<(Option<Summary>, Option<CeilingCpu>)> {
+    if let System::Driver(_) = settings.system {
+        return Ok((None, None));
+    }
+    eprintln!("  the gateway's ceiling");
+    let before = sampler.and_then(footprint::Sampler::now);
+    let (ceiling, sent) = ceiling::measure(engine, nodes, settings)?;
+    let cpu = before
+        .zip(sampler.and_then(footprint::Sampler::now))
+        .map(|(b, a)| (a.cpu.saturating_sub(b.cpu), sent));
+    Ok((Some(ceiling), cpu))
+}
+
+/// A run of no requests: the driver's start-up alone (an interpreter, a library's imports). A
+/// driver that cannot start would fail every run after its timeout: it stops the measurement.
+fn start_up(driver: &Driver, nodes: &Nodes, settings: &Settings) -> anyhow::Result<()> {
+    eprintln!("  the driver's start-up");
+    system::driven(driver, nodes, nodes.len(), settings.workers, 0, STARTUP_RUN)?;
+    if let Some(run) = driver.runs().last().filter(|r| !r.exit.clean()) {
+        anyhow::bail!(
+            "the driver's start-up run (no requests) did not end cleanly ({:?}); its last output:\n{}",
+            run.exit,
+            run.output_tail
+        );
+    }
+    Ok(())
 }
 
 /// The id of a driver's run of no requests.
@@ -948,6 +967,15 @@ pub fn verdicts_of(result: &GatewayResult) -> Vec<String> {
     out
 }
 
+/// `label` as a file name: characters other than ASCII letters, digits, `-` and `_` become `_`.
+pub fn safe_label(label: &str) -> String {
+    let keep = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    label
+        .chars()
+        .map(|c| if keep(c) { c } else { '_' })
+        .collect()
+}
+
 /// Writes `result` to `dir/gateways/<label>.json`.
 pub fn write(dir: &Path, result: &GatewayResult) -> anyhow::Result<PathBuf> {
     write_under(dir, "gateways", result)
@@ -957,18 +985,7 @@ pub fn write(dir: &Path, result: &GatewayResult) -> anyhow::Result<PathBuf> {
 pub fn write_under(dir: &Path, sub: &str, result: &GatewayResult) -> anyhow::Result<PathBuf> {
     let dir = dir.join(sub);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let safe: String = result
-        .label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{safe}.json"));
+    let path = dir.join(format!("{}.json", safe_label(&result.label)));
     std::fs::write(&path, serde_json::to_vec_pretty(result)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

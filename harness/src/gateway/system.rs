@@ -8,6 +8,10 @@ use mock_ollama::{ServedEntry, ServedOutcome};
 
 use super::{Engine, Nodes, Run, Settings, log_heads, run_once, settled_logs_since};
 
+/// Why a gateway cannot run the two-node cell.
+pub const NOT_A_GATEWAY_CELL: &str =
+    "the two-node cell tells a client library its nodes: run it with harness client";
+
 /// What the load goes through.
 #[derive(Debug, Clone, Default)]
 pub enum System {
@@ -80,6 +84,9 @@ pub fn driven(
 }
 
 /// The library's `stats` beside what the nodes' `logs` (node `i` at `urls[i]`) say of this run.
+/// "Served" counts a request a node served and the driver reported answered (or, with no lines
+/// reported, any a node served): a request a node served after the library gave up on it (a
+/// stalled node, a client timeout) is not a success the library should have counted.
 fn check_stats(
     stats: LibraryStats,
     reported: &Reported,
@@ -92,6 +99,8 @@ fn check_stats(
         let id = e.marker.as_deref().or(e.header_id.as_deref())?;
         id.strip_prefix(&prefix)?.parse::<u64>().ok()
     };
+    let answered =
+        |n: u64| reported.outcomes.is_empty() || reported.outcomes.get(&n).is_some_and(|o| o.ok);
     let mut seen = std::collections::HashSet::new();
     let mut served = std::collections::HashSet::new();
     let mut per_node = Vec::with_capacity(logs.len());
@@ -99,7 +108,7 @@ fn check_stats(
         let mut count = 0;
         for (n, entry) in entries.iter().filter_map(|e| Some((number(e)?, e))) {
             seen.insert(n);
-            if entry.outcome == ServedOutcome::Served {
+            if entry.outcome == ServedOutcome::Served && answered(n) {
                 served.insert(n);
                 count += 1;
             }

@@ -487,7 +487,8 @@ pub fn clients_section(dir: &Path) -> anyhow::Result<String> {
          own statistics agree with the nodes' served logs.\n",
     );
     out.push_str(&crate::client::table::glance(&results));
-    out.push_str(&tables(&results, "clients"));
+    // The shared tables name their first column for gateways.
+    out.push_str(&tables(&results, "clients").replace("| gateway |", "| library |"));
     out.push_str(&crate::client::table::runs(&results));
     out.push_str(&measured_on(&results));
     Ok(out)

@@ -378,4 +378,18 @@ mod tests {
                 .contains("cells: distribution")
         );
     }
+
+    /// Every cell a client runs by default is one it can run, and none is lost to a misspelling.
+    #[test]
+    fn client_defaults_are_client_cells() {
+        let defaults: Vec<&str> = client_defaults().iter().map(|c| c.name()).collect();
+        assert_eq!(defaults.len(), 6, "{defaults:?}");
+        assert!(
+            defaults.iter().all(|d| FOR_CLIENTS.contains(d)),
+            "{defaults:?}"
+        );
+        for name in FOR_CLIENTS {
+            assert!(named(name).is_ok(), "{name}");
+        }
+    }
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::{CellSpec, Context};
-use crate::gateway::system::{System, driven};
-use crate::gateway::{Cell, Limits};
+use crate::engine::Run;
+use crate::gateway::system::{NOT_A_GATEWAY_CELL, System, driven};
+use crate::gateway::{Audit, Cell, Limits, log_heads, merge, settled_logs_since};
 use crate::summary::{Latency, Summary};
 
 pub(super) struct TwoNode;
@@ -31,34 +32,27 @@ impl CellSpec for TwoNode {
     }
     fn measure(&self, cx: &Context) -> anyhow::Result<Vec<Cell>> {
         let System::Driver(driver) = &cx.settings.system else {
-            anyhow::bail!(
-                "the two-node cell tells a client library its nodes: run it with harness client"
-            );
+            anyhow::bail!(NOT_A_GATEWAY_CELL);
         };
         anyhow::ensure!(
             cx.nodes.len() >= 2,
             "the two-node cell needs at least 2 nodes"
         );
         let (workers, requests) = (cx.settings.workers, cx.settings.requests);
+        let mut audit = Audit::default();
+        // One run told the first `told` nodes, audited like every other cell's.
+        let mut run = |told: usize, id: String| -> anyhow::Result<Run> {
+            let heads = log_heads(cx.nodes)?;
+            let run = driven(driver, cx.nodes, told, workers, requests, &id)?;
+            let logs = settled_logs_since(cx.nodes, &heads)?;
+            merge(&mut audit, crate::gateway::audit::audit(&run, &logs));
+            Ok(run)
+        };
         let (mut one, mut two, mut speedup, mut latency) =
             (Vec::new(), Vec::new(), Vec::new(), None);
         for r in 0..cx.settings.repeats {
-            let single = driven(
-                driver,
-                cx.nodes,
-                1,
-                workers,
-                requests,
-                &format!("one-node{r}"),
-            )?;
-            let pair = driven(
-                driver,
-                cx.nodes,
-                2,
-                workers,
-                requests,
-                &format!("two-node{r}"),
-            )?;
+            let single = run(1, format!("one-node{r}"))?;
+            let pair = run(2, format!("two-node{r}"))?;
             one.push(single.throughput());
             two.push(pair.throughput());
             speedup.push(pair.throughput() / single.throughput().max(1e-9));
@@ -71,6 +65,7 @@ impl CellSpec for TwoNode {
         let latency = latency.unwrap_or_else(|| Latency::of(&crate::summary::new_histogram()));
         Ok(vec![Cell {
             figures,
+            audit: Some(audit),
             ..Cell::new(self.name(), Summary::of(two), latency)
         }])
     }
