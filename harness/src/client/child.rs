@@ -68,8 +68,8 @@ fn exited(status: ExitStatus) -> Exit {
     }
 }
 
-/// The last `lines` lines of the driver's log (read from its last 64 KiB at most), each cut to
-/// 300 characters.
+/// The last `lines` lines of a program's log (read from its last 64 KiB at most, so a program
+/// that printed without end costs no more), each cut to 300 characters: a driver's, a gateway's.
 pub fn tail(log: &Path, lines: usize) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut file) = std::fs::File::open(log) {

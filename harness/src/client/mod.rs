@@ -37,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 pub use check::{LibraryStats, NodeCount, StatsCheck};
+pub use child::tail;
 pub use report::{Lines, Reported};
 pub use verdict::verdicts;
 

@@ -293,10 +293,31 @@ fn first_arrival(
     Ok(())
 }
 
+/// From the faulty node's log (its clock started at `started_ns` since the epoch): how long
+/// after the fault's start at `fault_at` it was still sent work, and how long after its
+/// recovery at `back_at` it got work again, ms.
+fn faulty_node_use(
+    entries: &[mock_ollama::ServedEntry],
+    started_ns: u128,
+    fault_at: SystemTime,
+    back_at: SystemTime,
+) -> (Option<f64>, Option<f64>) {
+    let back_ns = unix_ns(back_at).saturating_sub(started_ns) as u64;
+    let fault_ns = unix_ns(fault_at).saturating_sub(started_ns) as u64;
+    let sent_for = entries
+        .iter()
+        .filter(|e| (fault_ns..back_ns).contains(&e.arrival_ns))
+        .map(|e| (e.arrival_ns - fault_ns) as f64 / 1e6)
+        .reduce(f64::max);
+    let back_after = entries
+        .iter()
+        .filter(|e| e.arrival_ns >= back_ns)
+        .map(|e| (e.arrival_ns - back_ns) as f64 / 1e6)
+        .reduce(f64::min);
+    (sent_for, back_after)
+}
+
 /// One run with `fault` during the middle of three `phase`s.
-// long: the load's thread, the fault's start and end and the figures read back all use the same
-// instants (the fault's wall-clock start, the node's recovery); split, they would be passed
-// between functions as loose values.
 pub fn run(
     engine: &Engine,
     nodes: &Nodes,
@@ -347,21 +368,9 @@ pub fn run(
     // The fault has ended (a hung node is up again and lets its requests go): wait for what the
     // nodes still work on, such as a stream a gateway keeps going after its client left.
     let logs = settled_logs_since(nodes, &heads)?;
-    let page = nodes.served(last, u64::MAX, 0)?;
-    let back_ns = unix_ns(back_at).saturating_sub(page.started_unix_ns) as u64;
-    let fault_ns = unix_ns(fault_at).saturating_sub(page.started_unix_ns) as u64;
-    let sent_to_node_for_ms = logs[last]
-        .0
-        .iter()
-        .filter(|e| (fault_ns..back_ns).contains(&e.arrival_ns))
-        .map(|e| (e.arrival_ns - fault_ns) as f64 / 1e6)
-        .reduce(f64::max);
-    let back_in_use_after_ms = logs[last]
-        .0
-        .iter()
-        .filter(|e| e.arrival_ns >= back_ns)
-        .map(|e| (e.arrival_ns - back_ns) as f64 / 1e6)
-        .reduce(f64::min);
+    let started_ns = nodes.served(last, u64::MAX, 0)?.started_unix_ns;
+    let (sent_to_node_for_ms, back_in_use_after_ms) =
+        faulty_node_use(&logs[last].0, started_ns, fault_at, back_at);
     let failures_for_ms = run
         .records
         .iter()

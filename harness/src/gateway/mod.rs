@@ -313,18 +313,22 @@ pub fn check(settings: &Settings) -> anyhow::Result<()> {
 
 /// Refuses cells the system under test cannot go through.
 fn check_system(settings: &Settings) -> anyhow::Result<()> {
-    let names = settings.cells.iter().map(|c| c.name());
     match settings.system {
         System::Gateway => anyhow::ensure!(
             !settings.cells.iter().any(|c| c.name() == "two-node"),
             system::NOT_A_GATEWAY_CELL
         ),
         System::Driver(_) => {
-            let refused: Vec<&str> = names.filter(|n| !cells::FOR_CLIENTS.contains(n)).collect();
+            let refused: Vec<&str> = settings
+                .cells
+                .iter()
+                .filter(|c| !c.for_clients())
+                .map(|c| c.name())
+                .collect();
             anyhow::ensure!(
                 refused.is_empty(),
                 "harness client runs the cells {}; not {}",
-                cells::FOR_CLIENTS.join(", "),
+                cells::for_clients(),
                 refused.join(", ")
             );
             anyhow::ensure!(

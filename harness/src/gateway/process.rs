@@ -125,9 +125,7 @@ impl Gateway {
 
     /// The last `lines` lines of the gateway's output.
     pub fn last_output(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.output).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::client::tail(&self.output, lines)
     }
 
     /// An error if the gateway has exited, with its status and last output.

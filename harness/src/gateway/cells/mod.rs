@@ -39,6 +39,15 @@ pub trait CellSpec: Sync + Send {
     fn by_default(&self) -> bool {
         true
     }
+    /// Whether it measures a streamed workload (chat, trace); the others send embeds only.
+    fn streams(&self) -> bool {
+        false
+    }
+    /// Whether `harness client` can run it: it needs no address to send to (the ceiling,
+    /// overhead, open-loop and streaming cells measure a gateway's own) and sends embeddings.
+    fn for_clients(&self) -> bool {
+        false
+    }
     /// The names of the cells it measures (one, its own, unless it measures several).
     fn cell_names(&self) -> Vec<String> {
         vec![self.name().to_owned()]
@@ -56,20 +65,15 @@ pub trait CellSpec: Sync + Send {
     }
 }
 
-/// The cells that measure a streamed workload (chat, trace); the others send embed requests
-/// only, for now. `trace` replays a trace's arrivals, so only `--workload trace` runs it.
-const STREAMED: &[&str] = &[
-    "distribution",
-    "heterogeneous",
-    "trace",
-    "node-refuse",
-    "node-busy",
-    "node-hang",
-    "node-reset",
-    "node-stall",
-    "node-errors",
-    "slow-control-plane",
-];
+/// The names of the kinds for which `keep` holds, comma-separated.
+fn names_where(keep: fn(&dyn CellSpec) -> bool) -> String {
+    let names: Vec<&str> = CELLS
+        .iter()
+        .filter(|c| keep(**c))
+        .map(|c| c.name())
+        .collect();
+    names.join(", ")
+}
 
 /// Refuses cells that cannot measure the settings' workload, naming the ones that can.
 pub fn check_workload(settings: &Settings) -> anyhow::Result<()> {
@@ -79,14 +83,14 @@ pub fn check_workload(settings: &Settings) -> anyhow::Result<()> {
     let refused: Vec<&str> = settings
         .cells
         .iter()
+        .filter(|c| !c.streams())
         .map(|c| c.name())
-        .filter(|name| !STREAMED.contains(name))
         .collect();
     anyhow::ensure!(
         refused.is_empty(),
         "--workload {} runs the cells {}; {} measure the embed workload only (pass --cells)",
         settings.workload.workload.name(),
-        STREAMED.join(", "),
+        names_where(|c| c.streams()),
         refused.join(", ")
     );
     let replays = settings.cells.iter().any(|c| c.name() == "trace");
@@ -121,21 +125,25 @@ pub static CELLS: &[CellKind] = &[
         name: "node-refuse",
         about: "The last node refusing connections for the middle third of the run.",
         fault: |_| NodeFault::Refuse,
+        for_clients: true,
     },
     &Fault {
         name: "node-busy",
         about: "The last node answering 503 busy for the middle third.",
         fault: |_| NodeFault::Busy,
+        for_clients: true,
     },
     &Fault {
         name: "node-hang",
         about: "The last node hanging for the middle third.",
         fault: |_| NodeFault::Hang,
+        for_clients: true,
     },
     &Fault {
         name: "node-reset",
         about: "The last node resetting every inference connection for the middle third.",
         fault: |_| NodeFault::Reset,
+        for_clients: true,
     },
     &Fault {
         name: "node-stall",
@@ -143,16 +151,19 @@ pub static CELLS: &[CellKind] = &[
         fault: |s| NodeFault::Stall {
             ms: s.stall.as_millis() as u64,
         },
+        for_clients: true,
     },
     &Fault {
         name: "node-errors",
         about: "The last node answering 5% of inference requests with 500 in the middle third.",
         fault: |_| NodeFault::Errors,
+        for_clients: true,
     },
     &Fault {
         name: "slow-control-plane",
         about: "Every node's /api/tags, /api/ps and /v1/models taking 1 s in the middle third.",
         fault: |_| NodeFault::SlowControlPlane,
+        for_clients: false,
     },
     &super::streaming::Streaming,
     &large_answers::LargeAnswers,
@@ -160,21 +171,10 @@ pub static CELLS: &[CellKind] = &[
     &two_node::TwoNode,
 ];
 
-/// The cells `harness client` can measure: those that need no address to send to (the
-/// ceiling, overhead, open-loop and streaming cells measure a gateway's own, or send what a
-/// driver does not) and send embeddings.
-pub const FOR_CLIENTS: &[&str] = &[
-    "distribution",
-    "heterogeneous",
-    "scaling",
-    "two-node",
-    "node-refuse",
-    "node-busy",
-    "node-hang",
-    "node-reset",
-    "node-stall",
-    "node-errors",
-];
+/// The cells `harness client` can measure, comma-separated.
+pub fn for_clients() -> String {
+    names_where(|c| c.for_clients())
+}
 
 /// The cells `harness client` runs when `--cells` is not given.
 pub fn client_defaults() -> Vec<CellKind> {
@@ -252,6 +252,12 @@ pub fn help() -> String {
 struct Distribution;
 
 impl CellSpec for Distribution {
+    fn streams(&self) -> bool {
+        true
+    }
+    fn for_clients(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "distribution"
     }
@@ -279,6 +285,12 @@ impl CellSpec for Distribution {
 struct Heterogeneous;
 
 impl CellSpec for Heterogeneous {
+    fn streams(&self) -> bool {
+        true
+    }
+    fn for_clients(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "heterogeneous"
     }
@@ -302,6 +314,9 @@ impl CellSpec for Heterogeneous {
 struct Scaling;
 
 impl CellSpec for Scaling {
+    fn for_clients(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "scaling"
     }
@@ -338,9 +353,18 @@ struct Fault {
     name: &'static str,
     about: &'static str,
     fault: fn(&Settings) -> NodeFault,
+    /// Whether it faults an inference node (which a client library talks to), not a gateway's
+    /// control-plane traffic.
+    for_clients: bool,
 }
 
 impl CellSpec for Fault {
+    fn streams(&self) -> bool {
+        true
+    }
+    fn for_clients(&self) -> bool {
+        self.for_clients
+    }
     fn name(&self) -> &'static str {
         self.name
     }
@@ -385,11 +409,12 @@ mod tests {
         let defaults: Vec<&str> = client_defaults().iter().map(|c| c.name()).collect();
         assert_eq!(defaults.len(), 6, "{defaults:?}");
         assert!(
-            defaults.iter().all(|d| FOR_CLIENTS.contains(d)),
+            client_defaults().iter().all(|d| d.for_clients()),
             "{defaults:?}"
         );
-        for name in FOR_CLIENTS {
-            assert!(named(name).is_ok(), "{name}");
-        }
+        assert_eq!(
+            for_clients(),
+            "distribution, heterogeneous, scaling, node-refuse, node-busy, node-hang, node-reset, node-stall, node-errors, two-node"
+        );
     }
 }

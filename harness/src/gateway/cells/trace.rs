@@ -28,6 +28,9 @@ const MAX_CONNECTIONS: usize = 512;
 pub(super) struct TraceReplay;
 
 impl CellSpec for TraceReplay {
+    fn streams(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "trace"
     }

@@ -18,6 +18,9 @@ pub(super) struct TwoNode;
 const SPEEDUP: &str = "speedup";
 
 impl CellSpec for TwoNode {
+    fn for_clients(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "two-node"
     }
